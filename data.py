@@ -1,0 +1,319 @@
+"""SVHN format-1 data: JSON records -> cropped, augmented image tensors and token sequences.
+
+prepare_data.py converts digitStruct.mat into one JSON per split once; this file only reads and
+augments. Per image: crop to the union of the digit boxes expanded by 30% (padding with black
+where the crop leaves the image), resize to 64x64, then RandomResizedCrop(54, scale 0.7-1) and
+ColorJitter(0.5 x4) for training or CenterCrop(54) for evaluation, then ToTensor + Normalize
+(mean = std = 0.5, so pixels lie in [-1, 1]).
+
+    python data.py [--json data/synth/train.json] [--n 8] [--out img/aug.png] [--show]
+saves a figure of the 64x64 crops (top row) and random augmentations of each (rows below).
+"""
+import argparse
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import torch
+import torchvision.transforms as T
+import torchvision.transforms.functional as TF
+from PIL import Image
+from torchnlp.encoders.text import StaticTokenizerEncoder
+
+# -----------------------------------------------------------------------------
+# the recipe's constants
+EXPAND = 0.3                  # union box grows by 30% of its width/height around its centre
+SCALE = (0.7, 1.0)            # RandomResizedCrop area range (aspect ratio: torchvision's 3/4-4/3)
+RATIO = (3.0 / 4.0, 4.0 / 3.0)
+JITTER = 0.5                  # ColorJitter brightness = contrast = saturation = hue
+MEAN = STD = (0.5, 0.5, 0.5)  # Normalize: [0, 1] -> [-1, 1]
+RESERVED = ["<pad>", "<unk>", "</s>"]
+PAD, UNK, EOS, BOS = 0, 1, 2, 3  # <s> is the first token of every text, so it always lands at 3
+# Transforms are torchvision v1 on PIL images: measured 1.6x faster than v2 on uint8 tensors for
+# this pipeline (bench/bench_data.py --compare-v2) and as fast as v2 on PIL.
+
+
+def load_split(json_path):
+    """Read a prepare_data.py JSON -> (absolute image folder, list of record dicts)."""
+    if not os.path.isfile(json_path):
+        raise FileNotFoundError(f"{json_path}: no such file (run prepare_data.py first)")
+    try:
+        with open(json_path) as f:
+            split = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{json_path}: not valid JSON ({e})") from None
+    if not isinstance(split, dict) or "image_dir" not in split or "records" not in split:
+        raise ValueError(f"{json_path}: not a split file (needs keys 'image_dir' and 'records')")
+    records = split["records"]
+    for k, r in enumerate(records):
+        ok = (isinstance(r, dict) and isinstance(r.get("name"), str)
+              and isinstance(r.get("digits"), list) and isinstance(r.get("boxes"), list)
+              and 0 < len(r["digits"]) == len(r["boxes"])
+              and all(isinstance(b, list) and len(b) == 4 for b in r["boxes"]))
+        if not ok:
+            raise ValueError(f"{json_path}: record {k} needs 'name', and as many 'digits' as "
+                             f"'boxes' [left, top, width, height] (at least one)")
+    # image_dir is relative to the JSON's own folder (join keeps it if it is absolute)
+    image_dir = os.path.join(os.path.dirname(os.path.abspath(json_path)), split["image_dir"])
+    return image_dir, records
+
+
+# -----------------------------------------------------------------------------
+# image geometry
+
+def crop_region(boxes, expand=EXPAND):
+    """Union of [left, top, width, height] boxes, grown by `expand` around its centre -> (x0, y0, x1, y1)."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if len(b) == 0:
+        raise ValueError("crop_region: no boxes")
+    x0, y0 = b[:, 0].min(), b[:, 1].min()
+    x1, y1 = (b[:, 0] + b[:, 2]).max(), (b[:, 1] + b[:, 3]).max()
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    hw, hh = (x1 - x0) * (1 + expand) / 2, (y1 - y0) * (1 + expand) / 2
+    return (float(cx - hw), float(cy - hh), float(cx + hw), float(cy + hh))
+
+
+def pixel_region(region):
+    """Round a float region to whole pixels, at least 1x1 (a zero-size box still gives an image)."""
+    x0, y0 = math.floor(region[0] + 0.5), math.floor(region[1] + 0.5)
+    x1, y1 = math.floor(region[2] + 0.5), math.floor(region[3] + 0.5)
+    return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
+
+
+def crop_image(img, region):
+    """Crop a PIL image to `region` (x0, y0, x1, y1); parts outside the image come back black."""
+    # PIL's crop fills outside the image with zeros: no clamping, so digit boxes keep their
+    # place relative to the crop and the crop's aspect ratio is the one the recipe asked for.
+    return img.crop(pixel_region(region))
+
+
+def to_rgb(img):
+    """Any PIL mode -> RGB. Transparency is composited on black, the colour of the crop padding."""
+    if img.mode == "RGB":
+        return img
+    if img.mode.startswith("I") or img.mode == "F":  # 16/32-bit integer or float grey
+        a = np.asarray(img, dtype=np.float64)
+        a = a / 257.0 if img.mode.startswith("I;16") else a * (255.0 / max(a.max(), 255.0))
+        return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8), "L").convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        return Image.alpha_composite(black, rgba).convert("RGB")
+    return img.convert("RGB")  # L, 1, P, CMYK, YCbCr, ...
+
+
+# -----------------------------------------------------------------------------
+# tokenizer
+
+def digits_text(digits):
+    """[1, 9] -> "<s> 1 9", the text the tokenizer sees (it appends </s> itself)."""
+    return " ".join(["<s>"] + [str(int(d)) for d in digits])
+
+
+def _encoder(texts):
+    # str.split (not a lambda) so the encoder pickles into DataLoader workers
+    return StaticTokenizerEncoder(texts, tokenize=str.split, reserved_tokens=list(RESERVED),
+                                  append_eos=True)
+
+
+def build_tokenizer(records):
+    """StaticTokenizerEncoder over the records' digit strings.
+
+    Vocabulary: <pad> <unk> </s> reserved, then tokens in the order pytorch-nlp first meets them
+    (<s> first, then digits): it depends on the data, so checkpoints store `encoder.vocab`."""
+    return _encoder(digits_text(r["digits"]) for r in records)
+
+
+def tokenizer_from_vocab(vocab):
+    """Rebuild an encoder whose vocabulary is exactly `vocab` (e.g. from a checkpoint)."""
+    vocab = list(vocab)
+    if vocab[:len(RESERVED)] != RESERVED or "<s>" not in vocab:
+        raise ValueError(f"vocabulary must start with {RESERVED} and contain <s>, got {vocab[:6]}")
+    # each token once, in order: the encoder adds tokens in first-seen order
+    encoder = _encoder([" ".join(vocab[len(RESERVED):])])
+    if encoder.vocab != vocab:
+        raise ValueError(f"vocabulary {vocab} cannot be rebuilt (duplicate or blank tokens)")
+    return encoder
+
+
+def tokens_to_digits(ids, vocab):
+    """Token ids -> digit string, stopping at </s>; skips <pad>/<s>, <unk> becomes '?'."""
+    out = []
+    for t in (ids.tolist() if torch.is_tensor(ids) else ids):
+        if t == EOS:
+            break
+        if t in (PAD, BOS):
+            continue
+        out.append("?" if t == UNK or t >= len(vocab) else vocab[t])
+    return "".join(out)
+
+
+# -----------------------------------------------------------------------------
+# dataset
+
+class SVHNDataset(torch.utils.data.Dataset):
+    """(image (3, S, S) in [-1, 1], tokens <s> d.. </s>, boxes (K, 4) x0 y0 x1 y1 in input pixels).
+
+    Boxes are exact in both modes: evaluation maps them through crop, resize and centre crop;
+    training draws RandomResizedCrop's parameters itself and maps them through that crop too.
+    They are not clipped, so a box may reach past the network input."""
+
+    def __init__(self, source, tokenizer=None, train=False, image_size=64, crop_size=54):
+        if isinstance(source, (str, os.PathLike)):
+            self.image_dir, records = load_split(source)
+        else:
+            self.image_dir, records = source
+        if not 0 < crop_size <= image_size:
+            raise ValueError(f"crop_size {crop_size} must be in 1..image_size ({image_size})")
+        self.tokenizer = tokenizer if tokenizer is not None else build_tokenizer(records)
+        self.train, self.image_size, self.crop_size = train, image_size, crop_size
+        # compact arrays instead of a list of dicts: cheap to pickle to workers (spawn)
+        self.names = [r["name"] for r in records]
+        counts = [len(r["digits"]) for r in records]
+        self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.digits = np.array([d for r in records for d in r["digits"]], dtype=np.int8)
+        self.boxes = np.array([b for r in records for b in r["boxes"]], dtype=np.float32).reshape(-1, 4)
+        self.jitter = T.ColorJitter(JITTER, JITTER, JITTER, JITTER)
+
+    def __len__(self):
+        return len(self.names)
+
+    def label(self, i):
+        """Digit string of image i, e.g. "19"."""
+        return "".join(str(d) for d in self.digits[self.offsets[i]:self.offsets[i + 1]])
+
+    def load(self, i):
+        """Image i cropped and resized to image_size -> (PIL RGB, boxes (K, 4) x0 y0 x1 y1 in it)."""
+        path = os.path.join(self.image_dir, self.names[i])
+        ltwh = self.boxes[self.offsets[i]:self.offsets[i + 1]].astype(np.float64)
+        x0, y0, x1, y1 = pixel_region(crop_region(ltwh))
+        try:
+            with Image.open(path) as img:
+                img = to_rgb(img).crop((x0, y0, x1, y1))
+        except (OSError, ValueError) as e:
+            raise OSError(f"{path}: cannot read image ({e})") from None
+        s = self.image_size
+        img = TF.resize(img, [s, s], antialias=True)
+        sx, sy = s / (x1 - x0), s / (y1 - y0)
+        boxes = np.stack([(ltwh[:, 0] - x0) * sx, (ltwh[:, 1] - y0) * sy,
+                          (ltwh[:, 0] + ltwh[:, 2] - x0) * sx, (ltwh[:, 1] + ltwh[:, 3] - y0) * sy], 1)
+        return img, boxes
+
+    def augment(self, img, boxes):
+        """Recipe transform of a load() result -> (tensor (3, S, S), boxes (K, 4) tensor)."""
+        c = self.crop_size
+        if self.train:
+            top, left, h, w = T.RandomResizedCrop.get_params(img, SCALE, RATIO)
+            img = TF.resized_crop(img, top, left, h, w, [c, c], antialias=True)
+            img = self.jitter(img)
+            sx, sy = c / w, c / h
+        else:
+            # CenterCrop's own offset rule (torchvision rounds half the margin)
+            top = left = int(round((self.image_size - c) / 2.0))
+            img = TF.center_crop(img, [c, c])
+            sx = sy = 1.0
+        x = TF.normalize(TF.to_tensor(img), MEAN, STD)  # (3, S, S) in [-1, 1]
+        boxes = (boxes - [left, top, left, top]) * [sx, sy, sx, sy]
+        return x, torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+
+    def __getitem__(self, i):
+        img, boxes = self.load(i)
+        x, boxes = self.augment(img, boxes)
+        digits = self.digits[self.offsets[i]:self.offsets[i + 1]]
+        tokens = self.tokenizer.encode(digits_text(digits)).long()  # (K + 2,)
+        return x, tokens, boxes
+
+
+def collate(batch):
+    """List of dataset items -> (images (B, 3, S, S), tokens (B, T) padded with PAD, boxes list)."""
+    images, tokens, boxes = zip(*batch)
+    tokens = torch.nn.utils.rnn.pad_sequence(tokens, batch_first=True, padding_value=PAD)
+    return torch.stack(images), tokens, list(boxes)
+
+
+def denormalize(images):
+    """Normalised images -> [0, 1] for plotting."""
+    return (images * STD[0] + MEAN[0]).clamp(0, 1)
+
+
+# -----------------------------------------------------------------------------
+# python data.py: a figure of the augmentation
+
+def default_json():
+    for path in ("data/svhn/train.json", "data/synth/train.json"):
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def plot_augmentations(dataset, indices, rows, out, show=False):
+    import matplotlib
+    if not show:
+        matplotlib.use("Agg")
+    import matplotlib.patches as patches
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(rows + 1, len(indices), figsize=(1.4 * len(indices), 1.5 * (rows + 1)),
+                             squeeze=False)
+    for col, i in enumerate(indices):
+        img, boxes = dataset.load(i)
+        panels = [(np.asarray(img), boxes)]
+        for _ in range(rows):
+            x, b = dataset.augment(img, boxes)
+            panels.append((denormalize(x).permute(1, 2, 0).numpy(), b.numpy()))
+        for row, (pixels, bxs) in enumerate(panels):
+            ax = axes[row, col]
+            ax.imshow(pixels)
+            for x0, y0, x1, y1 in bxs:
+                ax.add_patch(patches.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
+                                               edgecolor="lime", linewidth=0.6))
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[0, col].set_title(dataset.label(i), fontsize=9)
+    axes[0, 0].set_ylabel(f"crop {dataset.image_size}", fontsize=8)
+    for row in range(1, rows + 1):
+        axes[row, 0].set_ylabel(f"train {dataset.crop_size}", fontsize=8)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    tmp = out + ".tmp"
+    fig.savefig(tmp, dpi=120, format=os.path.splitext(out)[1][1:] or "png")
+    os.replace(tmp, out)
+    if show:
+        plt.show()
+    plt.close(fig)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Save a figure of original vs augmented SVHN crops.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--json", default=default_json(),
+                   help="split JSON written by prepare_data.py (default: data/svhn/train.json, "
+                        "else data/synth/train.json)")
+    p.add_argument("--n", type=int, default=8, help="number of images (columns)")
+    p.add_argument("--rows", type=int, default=3, help="random augmentations per image (rows)")
+    p.add_argument("--image-size", type=int, default=64, help="resize of the crop")
+    p.add_argument("--crop-size", type=int, default=54, help="random/centre crop size")
+    p.add_argument("--seed", type=int, default=0, help="random seed for picks and augmentations")
+    p.add_argument("--out", default="img/aug.png", help="output figure")
+    p.add_argument("--show", action="store_true", help="also open a window with the figure")
+    args = p.parse_args(argv)
+    if args.json is None:
+        sys.exit("data.py: error: no data/svhn/train.json or data/synth/train.json; run "
+                 "prepare_data.py (or prepare_data.py --synthetic) first, or pass --json")
+    try:
+        ds = SVHNDataset(args.json, train=True, image_size=args.image_size, crop_size=args.crop_size)
+        if len(ds) == 0:
+            raise ValueError(f"{args.json}: no records")
+        torch.manual_seed(args.seed)
+        rng = np.random.default_rng(args.seed)
+        indices = sorted(rng.choice(len(ds), size=min(args.n, len(ds)), replace=False).tolist())
+        plot_augmentations(ds, indices, args.rows, args.out, args.show)
+    except (OSError, ValueError) as e:
+        sys.exit(f"data.py: error: {e}")
+    print(f"saved {args.out} ({len(indices)} images, {args.rows} augmentations each)")
+
+
+if __name__ == "__main__":
+    main()

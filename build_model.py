@@ -1,0 +1,308 @@
+"""The attention model: CNN encoder + two-layer GRU decoder with additive attention.
+
+Dimension letters used in the shape comments:
+    B  batch (images; B*K rows in beam search, K = beam size)
+    C  encoder channels            H, W  feature-map height and width
+    L  = H*W attention positions   T     decoding steps
+    V  vocabulary size             D     decoder hidden size
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from cnn import Encoder, parse_plan
+
+CHECKPOINT_FORMAT = "svhn-attention-ocr/1"
+
+DEFAULT_CONFIG = {
+    "plan": "64 64 M 128 128 M 256 256 M 512 512",  # encoder channel plan (ints = 3x3 conv, M = pool)
+    "hidden": 256,       # GRU hidden size = embedding size = attention size
+    "dropout": 0.0,      # dropout between the two GRU layers
+    "vocab_size": 14,    # <pad> <unk> </s> <s> + 10 digits
+    "image_size": 64,    # the digit-region crop is resized to this ...
+    "crop_size": 54,     # ... then (random or centre) cropped to this
+    "max_len": 8,        # default cap on emitted digits when decoding
+    "pad_id": 0,
+    "eos_id": 2,
+    "bos_id": 3,
+}
+
+
+class Attention(nn.Module):
+    """Additive attention: score_i = v^T relu(W f_i + U h), softmax over the L positions."""
+
+    def __init__(self, feature_dim, hidden, attention_dim):
+        super().__init__()
+        self.W = nn.Linear(feature_dim, attention_dim)
+        self.U = nn.Linear(hidden, attention_dim)
+        self.v = nn.Linear(attention_dim, 1, bias=False)  # a bias would cancel in the softmax
+
+    def project(self, features):
+        """W f for every position; depends only on the image, so callers do it once per image."""
+        return self.W(features)  # (B, L, A)
+
+    def forward(self, features, projected, h):
+        scores = self.v(torch.relu(projected + self.U(h).unsqueeze(1))).squeeze(2)  # (B, L)
+        alpha = torch.softmax(scores.float(), dim=1)  # (B, L), float32 even under autocast
+        context = torch.bmm(alpha.unsqueeze(1).to(features.dtype), features).squeeze(1)  # (B, C)
+        return context, alpha
+
+
+class StackedGRU(nn.Module):
+    """Two GRU cells, the first one's output (with dropout) feeding the second."""
+
+    def __init__(self, input_size, hidden, dropout=0.0):
+        super().__init__()
+        self.cells = nn.ModuleList([nn.GRUCell(input_size, hidden), nn.GRUCell(hidden, hidden)])
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x, h):
+        h1 = self.cells[0](x, h[0])  # (B, D)
+        h2 = self.cells[1](self.dropout(h1), h[1])  # (B, D)
+        return torch.stack([h1, h2])  # (2, B, D)
+
+
+class Decoder(nn.Module):
+    """One digit per step: GRU on [previous output, embedding(previous token)], attend, classify."""
+
+    def __init__(self, vocab_size, feature_dim, hidden, dropout=0.0):
+        super().__init__()
+        self.hidden = hidden
+        self.h0 = nn.Parameter(torch.zeros(2, hidden))  # learned initial state of both layers
+        self.embedding = nn.Embedding(vocab_size, hidden)
+        self.rnn = StackedGRU(2 * hidden, hidden, dropout)
+        self.attention = Attention(feature_dim, hidden, hidden)
+        self.output = nn.Linear(feature_dim + hidden, hidden)
+        self.classifier = nn.Linear(hidden, vocab_size)
+
+    def init_state(self, features):
+        """(hidden (2, B, D), previous output (B, D) = zeros) for a batch of features (B, L, C)."""
+        B = features.size(0)
+        h = self.h0.unsqueeze(1).expand(2, B, self.hidden).contiguous()  # (2, B, D)
+        out = features.new_zeros(B, self.hidden, dtype=self.h0.dtype)  # (B, D)
+        return h, out
+
+    def step(self, tokens, state, features, projected):
+        """One decoding step for the previous tokens (B,); returns (out (B, D), state, alpha (B, L))."""
+        h, out = state
+        x = torch.cat([out, self.embedding(tokens).to(out.dtype)], dim=1)  # (B, 2D)
+        h = self.rnn(x, h)  # (2, B, D)
+        context, alpha = self.attention(features, projected, h[1])  # (B, C), (B, L)
+        out = torch.relu(self.output(torch.cat([context, h[1].to(context.dtype)], dim=1)))  # (B, D)
+        return out, (h, out), alpha
+
+    def forward(self, features, inputs):
+        """Teacher forcing over inputs (B, T); returns logits (B, T, V) and attention (B, T, L)."""
+        projected = self.attention.project(features)  # (B, L, A), once per image
+        state = self.init_state(features)
+        outs, alphas = [], []
+        for t in range(inputs.size(1)):
+            out, state, alpha = self.step(inputs[:, t], state, features, projected)
+            outs.append(out)
+            alphas.append(alpha)
+        logits = self.classifier(torch.stack(outs, dim=1))  # (B, T, V)
+        return logits, torch.stack(alphas, dim=1)  # (B, T, V), (B, T, L)
+
+
+def masked_cross_entropy(logits, targets, pad_id):
+    """Mean cross-entropy over the non-pad targets; logits (B, T, V), targets (B, T)."""
+    return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=pad_id)
+
+
+class AttentionOCR(nn.Module):
+    """Encoder + attention decoder. Build it with build_model(config)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = dict(config)
+        self.encoder = Encoder(config["plan"])
+        self.decoder = Decoder(config["vocab_size"], self.encoder.out_channels,
+                               config["hidden"], config["dropout"])
+
+    def encode(self, images):
+        """Images (B, 3, S, S) -> features (B, L, C) and the feature-map size (H, W)."""
+        fmap = self.encoder(images)  # (B, C, H, W)
+        features = fmap.flatten(2).transpose(1, 2)  # (B, L, C)
+        return features, tuple(fmap.shape[2:])
+
+    def forward(self, images, tokens):
+        """Teacher forcing: tokens (B, T) = <s> digits </s> <pad>...; returns (logits, loss)."""
+        features, _ = self.encode(images)  # (B, L, C)
+        logits, _ = self.decoder(features, tokens[:, :-1])  # (B, T-1, V)
+        loss = masked_cross_entropy(logits, tokens[:, 1:], self.config["pad_id"])
+        return logits, loss
+
+    def _next_logprobs(self, tokens, state, features, projected, last_step):
+        """Log-probs (B, V) of one step, plus the scores used to choose the next token.
+
+        <pad> and <s> are never chosen (they are never targets). At the last step only </s> may
+        be chosen, so every sequence ends with </s> and its log-prob always includes that term.
+        """
+        out, state, alpha = self.decoder.step(tokens, state, features, projected)
+        logp = torch.log_softmax(self.decoder.classifier(out).float(), dim=1)  # (B, V)
+        choice = logp.clone()
+        choice[:, [self.config["pad_id"], self.config["bos_id"]]] = float("-inf")
+        if last_step:
+            eos = self.config["eos_id"]
+            choice = torch.full_like(logp, float("-inf"))
+            choice[:, eos] = logp[:, eos]
+        return logp, choice, state, alpha
+
+    def _result(self, steps, attention, probs, logprob, feature_hw):
+        """Turn per-step tensors (B, T) into the decode() dict; token lists built once at the end."""
+        pad, eos = self.config["pad_id"], self.config["eos_id"]
+        lengths = ((steps != pad) & (steps != eos)).sum(dim=1)  # (B,)
+        rows = steps.tolist()
+        tokens = [row[:n] for row, n in zip(rows, lengths.tolist())]
+        return {"tokens": tokens, "attention": attention, "probs": probs, "logprob": logprob,
+                "feature_hw": feature_hw}
+
+    @torch.no_grad()
+    def decode(self, images, max_len=None):
+        """Batched greedy decoding from <s> to </s>, at most max_len digits (+ </s>).
+
+        Rows that have emitted </s> keep being computed (cheaper than compacting the batch) but
+        stop contributing: their tokens are frozen as <pad>, attention rows and probs are zero.
+        Call model.eval() first: in train mode BatchNorm and dropout make rows depend on the batch.
+        """
+        max_len = self.config["max_len"] if max_len is None else max_len
+        pad, eos, bos = self.config["pad_id"], self.config["eos_id"], self.config["bos_id"]
+        features, feature_hw = self.encode(images)  # (B, L, C)
+        projected = self.decoder.attention.project(features)  # (B, L, A)
+        state = self.decoder.init_state(features)
+        B = features.size(0)
+        tokens = torch.full((B,), bos, dtype=torch.long, device=features.device)  # (B,)
+        done = torch.zeros(B, dtype=torch.bool, device=features.device)  # (B,)
+        logprob = torch.zeros(B, device=features.device)  # (B,)
+        steps, attention, probs = [], [], []
+        for t in range(max_len + 1):
+            logp, choice, state, alpha = self._next_logprobs(tokens, state, features, projected,
+                                                              t == max_len)
+            # argmax of (score so far + step log-prob): the same arithmetic as beam_search with
+            # beam=1, so the two agree even on near-ties
+            tokens = (logprob.unsqueeze(1) + choice).argmax(dim=1)  # (B,)
+            lp = logp.gather(1, tokens.unsqueeze(1)).squeeze(1)  # (B,)
+            tokens = tokens.masked_fill(done, pad)  # (B,)
+            lp = lp.masked_fill(done, 0.0)  # (B,)
+            logprob = logprob + lp  # (B,)
+            steps.append(tokens)
+            attention.append(alpha.masked_fill(done.unsqueeze(1), 0.0))  # (B, L)
+            probs.append(lp.exp().masked_fill(done, 0.0))  # (B,)
+            done = done | (tokens == eos)  # (B,)
+            if bool(done.all()):  # one sync per step, not per image
+                break
+        return self._result(torch.stack(steps, dim=1), torch.stack(attention, dim=1),
+                            torch.stack(probs, dim=1), logprob, feature_hw)
+
+    @torch.no_grad()
+    def beam_search(self, images, beam=4, max_len=None):
+        """Batched beam search over B*K rows; same dict as decode() for the best hypothesis.
+
+        Scores are plain sums of log-probs (no length normalisation), the quantity decode()
+        reports, so beam=1 is greedy. A finished hypothesis is carried along with <pad> at zero
+        cost; the search stops once every image's best hypothesis is finished, since extending
+        an unfinished one can only lower its score.
+        """
+        if beam < 1:
+            raise ValueError(f"beam size must be >= 1, got {beam}")
+        max_len = self.config["max_len"] if max_len is None else max_len
+        pad, eos, bos = self.config["pad_id"], self.config["eos_id"], self.config["bos_id"]
+        K = beam
+        features, feature_hw = self.encode(images)  # (B, L, C)
+        B, L, _ = features.shape
+        device = features.device
+        features = features.repeat_interleave(K, dim=0)  # (B*K, L, C)
+        projected = self.decoder.attention.project(features)  # (B*K, L, A)
+        h, out = self.decoder.init_state(features)  # (2, B*K, D), (B*K, D)
+        tokens = torch.full((B * K,), bos, dtype=torch.long, device=device)  # (B*K,)
+        scores = torch.full((B, K), float("-inf"), device=device)  # (B, K)
+        scores[:, 0] = 0.0  # all beams start identical: expand only the first
+        done = torch.zeros(B, K, dtype=torch.bool, device=device)  # (B, K)
+        steps = torch.zeros(B, K, 0, dtype=torch.long, device=device)  # (B, K, T)
+        attention = torch.zeros(B, K, 0, L, device=device)  # (B, K, T, L)
+        probs = torch.zeros(B, K, 0, device=device)  # (B, K, T)
+        rows = torch.arange(B, device=device).unsqueeze(1) * K  # (B, 1)
+        for t in range(max_len + 1):
+            logp, choice, (h, out), alpha = self._next_logprobs(
+                tokens, (h, out), features, projected, t == max_len)
+            V = logp.size(1)
+            logp, choice = logp.view(B, K, V), choice.view(B, K, V)  # (B, K, V)
+            # a finished hypothesis may only continue with <pad>, at no cost
+            choice = choice.masked_fill(done.unsqueeze(2), float("-inf"))
+            choice[..., pad] = choice[..., pad].masked_fill(done, 0.0)
+            total = (scores.unsqueeze(2) + choice).view(B, K * V)  # (B, K*V)
+            scores, index = total.topk(K, dim=1)  # (B, K), sorted best first
+            origin, tokens = index // V, index % V  # (B, K) source beam and chosen token
+            was_done = done.gather(1, origin)  # (B, K)
+            lp = logp.gather(1, origin.unsqueeze(2).expand(B, K, V)).gather(2, tokens.unsqueeze(2))
+            lp = lp.squeeze(2).masked_fill(was_done, 0.0)  # (B, K)
+            alpha = alpha.view(B, K, L).gather(1, origin.unsqueeze(2).expand(B, K, L))  # (B, K, L)
+            steps = torch.cat([steps.gather(1, origin.unsqueeze(2).expand_as(steps)),
+                               tokens.unsqueeze(2)], dim=2)  # (B, K, T)
+            attention = torch.cat([
+                attention.gather(1, origin[:, :, None, None].expand_as(attention)),
+                alpha.masked_fill(was_done.unsqueeze(2), 0.0).unsqueeze(2)], dim=2)  # (B, K, T, L)
+            probs = torch.cat([probs.gather(1, origin.unsqueeze(2).expand_as(probs)),
+                               lp.exp().masked_fill(was_done, 0.0).unsqueeze(2)], dim=2)  # (B, K, T)
+            done = was_done | (tokens == eos)  # (B, K)
+            flat = (rows + origin).view(-1)  # (B*K,) rows to carry forward
+            h, out = h[:, flat], out[flat]  # (2, B*K, D), (B*K, D)
+            tokens = tokens.view(-1)  # (B*K,)
+            if bool(done[:, 0].all()):
+                break
+        # best hypothesis = beam 0 (topk is sorted); its score is the sum of emitted log-probs
+        return self._result(steps[:, 0], attention[:, 0], probs[:, 0], scores[:, 0], feature_hw)
+
+
+def build_model(config=None):
+    """AttentionOCR from a plain dict; missing keys come from DEFAULT_CONFIG, unknown keys fail."""
+    config = dict(config or {})
+    unknown = sorted(set(config) - set(DEFAULT_CONFIG))
+    if unknown:
+        raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+    config = {**DEFAULT_CONFIG, **config}
+    parse_plan(config["plan"])  # ValueError on a bad plan
+    for key in ("hidden", "vocab_size", "image_size", "crop_size", "max_len"):
+        if isinstance(config[key], bool) or not isinstance(config[key], int) or config[key] < 1:
+            raise ValueError(f"model config {key!r} must be a positive int, got {config[key]!r}")
+    if not 0.0 <= float(config["dropout"]) < 1.0:
+        raise ValueError(f"model config 'dropout' must be in [0, 1), got {config['dropout']!r}")
+    for key in ("pad_id", "eos_id", "bos_id"):
+        if not isinstance(config[key], int) or not 0 <= config[key] < config["vocab_size"]:
+            raise ValueError(f"model config {key!r} must be a token id below vocab_size, "
+                             f"got {config[key]!r}")
+    return AttentionOCR(config)
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """(model in eval mode, checkpoint dict) from a train.py checkpoint; ValueError otherwise."""
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # pickle, zip and torch errors all mean "not a checkpoint we can read"
+        first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path}: not a PyTorch checkpoint ({first})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not an svhn-attention-ocr checkpoint "
+                         f"(expected format {CHECKPOINT_FORMAT!r})")
+    for key, kind in (("config", dict), ("vocab", list), ("model", dict)):
+        if not isinstance(ckpt.get(key), kind):
+            raise ValueError(f"{path}: checkpoint has no {key!r} {kind.__name__}")
+    try:
+        model = build_model(ckpt["config"])
+    except ValueError as e:
+        raise ValueError(f"{path}: bad model config in checkpoint: {e}") from None
+    if len(ckpt["vocab"]) != model.config["vocab_size"]:
+        raise ValueError(f"{path}: vocabulary has {len(ckpt['vocab'])} tokens but the config "
+                         f"says vocab_size={model.config['vocab_size']}")
+    # tolerate weights saved from a DDP- or torch.compile-wrapped model
+    state = {k.replace("_orig_mod.", "").removeprefix("module."): v
+             for k, v in ckpt["model"].items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(f"{path}: weights do not match the model config: "
+                         f"{str(e).splitlines()[0]}") from None
+    model.to(next(iter(state.values())).device if state else "cpu")
+    return model.eval(), ckpt

@@ -1,0 +1,236 @@
+"""Invariants of cnn.py and build_model.py: shapes, attention, loss masking, decoding, checkpoints."""
+import pytest
+import torch
+
+from build_model import (CHECKPOINT_FORMAT, DEFAULT_CONFIG, Attention, build_model,
+                         load_checkpoint, masked_cross_entropy)
+from cnn import Encoder, parse_plan, pooled_size
+
+TINY = {"plan": "8 M 16 M 16", "hidden": 32}
+PAD, EOS, BOS = 0, 2, 3
+
+
+def make_tokens(numbers):
+    """<s> digits </s> <pad>... with digit d stored as token 4 + d (any order would do)."""
+    T = max(len(n) for n in numbers) + 2
+    tokens = torch.full((len(numbers), T), PAD, dtype=torch.long)
+    for i, n in enumerate(numbers):
+        row = [BOS] + [4 + d for d in n] + [EOS]
+        tokens[i, :len(row)] = torch.tensor(row)
+    return tokens
+
+
+NUMBERS = [[1], [2, 3], [4, 5, 6], [7, 8, 9, 0], [5], [6, 1], [0, 0, 7], [3, 9, 2, 8]]
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A tiny model trained to memorise 8 noise images of 1-4 digits (a few seconds on CPU)."""
+    torch.manual_seed(0)
+    model = build_model(TINY)
+    images = torch.randn(len(NUMBERS), 3, 24, 24)
+    tokens = make_tokens(NUMBERS)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(150):
+        _, loss = model(images, tokens)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    # a few forwards without updates so the BatchNorm running statistics settle on this batch
+    with torch.no_grad():
+        for _ in range(30):
+            model(images, tokens)
+    return model.eval(), images
+
+
+# ---- encoder --------------------------------------------------------------------------------
+
+def test_parse_plan():
+    assert parse_plan("64 64 M 128") == [64, 64, "M", 128]
+    assert parse_plan(["8", 16, "m"]) == [8, 16, "M"]
+    for junk in ["64 X 128", "", "M M", "64 -3", "64 1.5", None, [True, 8]]:
+        with pytest.raises(ValueError):
+            parse_plan(junk)
+
+
+def test_encoder_default_plan_shape():
+    encoder = Encoder(DEFAULT_CONFIG["plan"]).eval()
+    with torch.no_grad():
+        out = encoder(torch.randn(2, 3, 54, 54))
+    assert out.shape == (2, 512, 7, 7)
+    assert encoder.out_channels == 512 and encoder.output_size(54) == 7
+
+
+def test_encoder_other_plan_and_size():
+    encoder = Encoder("8 M 16 M 4", in_channels=1)
+    out = encoder(torch.randn(2, 1, 33, 20))
+    assert out.shape == (2, 4, 9, 5)
+    assert encoder.output_size((33, 20)) == (9, 5) == (pooled_size(33, "8 M 16 M 4"), 5)
+
+
+def test_encoder_init():
+    encoder = Encoder("8 M 16")
+    conv, bn = encoder.features[0], encoder.features[1]
+    fan_out = conv.out_channels * 9
+    assert abs(conv.weight.std().item() - (2 / fan_out) ** 0.5) < 0.1
+    assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)
+
+
+# ---- attention and loss ---------------------------------------------------------------------
+
+def test_attention_sums_to_one():
+    torch.manual_seed(0)
+    attention = Attention(feature_dim=12, hidden=16, attention_dim=8)
+    features = torch.randn(3, 20, 12)  # (B, L, C)
+    context, alpha = attention(features, attention.project(features), torch.randn(3, 16))
+    assert alpha.shape == (3, 20) and context.shape == (3, 12)
+    torch.testing.assert_close(alpha.sum(dim=1), torch.ones(3))
+    torch.testing.assert_close(context, torch.einsum("bl,blc->bc", alpha, features))
+
+
+def test_forward_shapes_and_loss_ignores_pad():
+    torch.manual_seed(0)
+    model = build_model(TINY)
+    tokens = make_tokens([[1, 2, 3], [4]])
+    logits, loss = model(torch.randn(2, 3, 24, 24), tokens)
+    assert logits.shape == (2, tokens.size(1) - 1, DEFAULT_CONFIG["vocab_size"])
+    assert torch.isfinite(loss)
+    targets = tokens[:, 1:]
+    changed = logits.detach().clone()
+    changed[targets == PAD] = torch.randn_like(changed[targets == PAD]) * 10
+    torch.testing.assert_close(masked_cross_entropy(changed, targets, PAD), loss.detach())
+    # the mean is over the 4 + 1 real targets, not over all positions
+    by_hand = torch.nn.functional.cross_entropy(logits[targets != PAD], targets[targets != PAD])
+    torch.testing.assert_close(loss, by_hand)
+
+
+def test_build_model_config():
+    model = build_model({"plan": "8 M 16", "hidden": 16})
+    assert model.config["vocab_size"] == DEFAULT_CONFIG["vocab_size"]
+    with pytest.raises(ValueError, match="unknown"):
+        build_model({"hiden": 16})
+    with pytest.raises(ValueError):
+        build_model({"plan": "8 Q"})
+    with pytest.raises(ValueError):
+        build_model({"hidden": 0})
+
+
+def test_autocast_and_channels_last():
+    torch.manual_seed(0)
+    model = build_model(TINY)
+    images = torch.randn(2, 3, 24, 24).to(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, loss = model(images, make_tokens([[1, 2], [3]]))
+        out = model.eval().decode(images, max_len=3)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    assert out["attention"].dtype == torch.float32
+    torch.testing.assert_close(out["attention"][:, 0].sum(1), torch.ones(2))
+
+
+# ---- decoding -------------------------------------------------------------------------------
+
+def test_overfit_tiny_batch(trained):
+    model, images = trained
+    out = model.decode(images)
+    assert out["tokens"] == [[4 + d for d in n] for n in NUMBERS]
+    assert out["feature_hw"] == (6, 6)
+    T = out["attention"].size(1)
+    assert T == 5  # longest number (4 digits) + </s>, the loop stopped early
+    lengths = torch.tensor([len(n) for n in NUMBERS])
+    emitted = torch.arange(T)[None, :] <= lengths[:, None]  # digits and </s>
+    torch.testing.assert_close(out["attention"].sum(2), emitted.float())
+    assert torch.all(out["probs"][~emitted] == 0) and torch.all(out["probs"][emitted] > 0.5)
+    torch.testing.assert_close(out["logprob"], out["probs"].clamp_min(1e-30).log()
+                               .masked_fill(~emitted, 0).sum(1))
+
+
+def test_batched_decode_equals_single(trained):
+    model, images = trained
+    images = torch.cat([images, torch.randn(4, 3, 24, 24)])  # plus some unseen noise
+    batched = model.decode(images)
+    for i in range(images.size(0)):
+        single = model.decode(images[i:i + 1])
+        assert single["tokens"][0] == batched["tokens"][i]
+        T = single["attention"].size(1)
+        torch.testing.assert_close(single["attention"][0], batched["attention"][i, :T])
+        torch.testing.assert_close(single["probs"][0], batched["probs"][i, :T])
+        torch.testing.assert_close(single["logprob"][0], batched["logprob"][i])
+        assert torch.all(batched["attention"][i, T:] == 0)
+
+
+def test_max_len_cap(trained):
+    model, images = trained
+    out = model.decode(images, max_len=2)
+    assert out["attention"].size(1) == 3
+    assert [len(t) for t in out["tokens"]] == [min(len(n), 2) for n in NUMBERS]
+    assert model.decode(images, max_len=0)["tokens"] == [[]] * len(NUMBERS)
+
+
+def test_beam_one_equals_greedy(trained):
+    model, images = trained
+    images = torch.cat([images, torch.randn(4, 3, 24, 24)])
+    for max_len in (None, 2):
+        greedy = model.decode(images, max_len=max_len)
+        beam = model.beam_search(images, beam=1, max_len=max_len)
+        assert beam["tokens"] == greedy["tokens"]
+        for key in ("attention", "probs", "logprob"):
+            torch.testing.assert_close(beam[key], greedy[key])
+
+
+def test_beam_search_valid_and_not_worse(trained):
+    model, images = trained
+    torch.manual_seed(1)
+    images = torch.cat([images, torch.randn(8, 3, 24, 24)])
+    greedy = model.decode(images)
+    beam = model.beam_search(images, beam=4)
+    assert torch.all(beam["logprob"] >= greedy["logprob"] - 1e-5)
+    assert beam["tokens"][:len(NUMBERS)] == [[4 + d for d in n] for n in NUMBERS]
+    for i, tokens in enumerate(beam["tokens"]):
+        assert len(tokens) <= DEFAULT_CONFIG["max_len"]
+        assert all(t not in (PAD, EOS, BOS) for t in tokens)
+        n = len(tokens)
+        torch.testing.assert_close(beam["attention"][i, :n + 1].sum(1), torch.ones(n + 1))
+        assert torch.all(beam["attention"][i, n + 1:] == 0)
+        torch.testing.assert_close(beam["probs"][i, :n + 1].log().sum(), beam["logprob"][i])
+    # batched beam search equals beam search one image at a time
+    for i in (0, 3, 9):
+        single = model.beam_search(images[i:i + 1], beam=4)
+        assert single["tokens"][0] == beam["tokens"][i]
+        torch.testing.assert_close(single["logprob"][0], beam["logprob"][i])
+
+
+# ---- checkpoints ----------------------------------------------------------------------------
+
+def test_checkpoint_round_trip(trained, tmp_path):
+    model, images = trained
+    vocab = ["<pad>", "<unk>", "</s>", "<s>"] + [str(d) for d in range(10)]
+    path = tmp_path / "model.pt"
+    torch.save({"format": CHECKPOINT_FORMAT, "config": model.config, "vocab": vocab,
+                "model": model.state_dict(), "epoch": 1}, path)
+    loaded, ckpt = load_checkpoint(str(path))
+    assert not loaded.training and ckpt["vocab"] == vocab and ckpt["epoch"] == 1
+    a, b = model.decode(images), loaded.decode(images)
+    assert a["tokens"] == b["tokens"]
+    torch.testing.assert_close(a["attention"], b["attention"])
+
+
+def test_checkpoint_refuses_foreign_files(trained, tmp_path):
+    model, _ = trained
+    text = tmp_path / "notes.txt"
+    text.write_text("hello, not a checkpoint\n")
+    with pytest.raises(ValueError, match="not a PyTorch checkpoint"):
+        load_checkpoint(str(text))
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.randn(3)}, other)
+    with pytest.raises(ValueError, match="not an svhn-attention-ocr checkpoint"):
+        load_checkpoint(str(other))
+    mismatch = tmp_path / "mismatch.pt"
+    vocab = [str(i) for i in range(14)]
+    torch.save({"format": CHECKPOINT_FORMAT, "config": {**model.config, "hidden": 8},
+                "vocab": vocab, "model": model.state_dict()}, mismatch)
+    with pytest.raises(ValueError, match="do not match"):
+        load_checkpoint(str(mismatch))
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(str(tmp_path / "missing.pt"))

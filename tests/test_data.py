@@ -1,0 +1,243 @@
+"""data.py: crop geometry and padding, mode conversion, augmentation shapes/ranges, exact boxes,
+tokenizer ids and round trip, collate, worker pickling, and bad inputs."""
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+import data
+
+# the real sample's three images ("19", "23", "25"); boxes of 1.png and 2.png from the contract
+# and DESIGN.md, 3.png's read from its digitStruct.mat
+SAMPLE_RECORDS = [
+    {"name": "1.png", "digits": [1, 9], "boxes": [[246, 77, 81, 219], [323, 81, 96, 219]]},
+    {"name": "2.png", "digits": [2, 3], "boxes": [[77, 29, 23, 32], [98, 25, 26, 32]]},
+    {"name": "3.png", "digits": [2, 5], "boxes": [[17, 5, 8, 15], [25, 5, 9, 15]]},
+]
+
+
+def write_split(folder, records, image_dir="."):
+    path = os.path.join(folder, "split.json")
+    with open(path, "w") as f:
+        json.dump({"split": "train", "image_dir": image_dir, "records": records}, f)
+    return path
+
+
+@pytest.fixture
+def sample_json(sample_dir, tmp_path):
+    return write_split(str(tmp_path), SAMPLE_RECORDS, image_dir=os.path.abspath(sample_dir))
+
+
+# -- crop geometry -------------------------------------------------------------------------------
+
+def test_crop_region_is_union_grown_30_percent_around_centre():
+    # union x 10..40, y 20..55 -> 30 x 35, centre (25, 37.5) -> 39 x 45.5
+    region = data.crop_region([[10, 20, 10, 30], [30, 25, 10, 30]])
+    assert region == pytest.approx((5.5, 14.75, 44.5, 60.25))
+    assert data.crop_region([[10, 20, 10, 30]], expand=0.0) == pytest.approx((10, 20, 20, 50))
+    with pytest.raises(ValueError):
+        data.crop_region([])
+
+
+@pytest.mark.parametrize("region", [(-5, -3, 25, 13), (-50, -50, -40, -40), (100, 100, 130, 110),
+                                    (5, 5, 5, 5), (3.4, 2.6, 3.4, 2.6)])
+def test_crop_pads_black_past_every_edge_and_never_fails(region):
+    img = Image.new("RGB", (20, 10), (255, 255, 255))
+    out = data.crop_image(img, region)
+    x0, y0, x1, y1 = data.pixel_region(region)
+    assert out.size == (x1 - x0, y1 - y0) and out.size[0] >= 1 and out.size[1] >= 1
+    a = np.asarray(out)
+    for y in range(a.shape[0]):
+        for x in range(a.shape[1]):
+            inside = 0 <= x + x0 < 20 and 0 <= y + y0 < 10
+            assert (a[y, x] == (255 if inside else 0)).all()
+
+
+def test_dataset_survives_boxes_outside_image_and_zero_size(tmp_path):
+    Image.new("RGB", (40, 20), (200, 100, 50)).save(tmp_path / "a.png")
+    records = [{"name": "a.png", "digits": [1, 2], "boxes": [[-10, -5, 8, 30], [35, 2, 20, 25]]},
+               {"name": "a.png", "digits": [3], "boxes": [[-500, -500, 10, 10]]},
+               {"name": "a.png", "digits": [4], "boxes": [[10, 10, 0, 0]]}]
+    for train in (False, True):
+        ds = data.SVHNDataset((str(tmp_path), records), train=train)
+        for i in range(len(ds)):
+            x, tokens, boxes = ds[i]
+            assert x.shape == (3, 54, 54) and torch.isfinite(x).all() and torch.isfinite(boxes).all()
+    x, _, _ = data.SVHNDataset((str(tmp_path), records), train=False)[1]
+    assert (x == -1).all()  # fully outside: all padding, black
+
+
+# -- image modes ---------------------------------------------------------------------------------
+
+def test_to_rgb_converts_every_mode():
+    grey = Image.new("L", (4, 3), 128)
+    assert np.asarray(data.to_rgb(grey)).tolist() == [[[128] * 3] * 4] * 3
+    rgba = Image.new("RGBA", (4, 3), (255, 0, 0, 255))
+    rgba.putpixel((0, 0), (255, 255, 255, 0))  # fully transparent -> black background
+    a = np.asarray(data.to_rgb(rgba))
+    assert a[0, 0].tolist() == [0, 0, 0] and a[1, 1].tolist() == [255, 0, 0]
+    pal = Image.new("P", (4, 3), 1)
+    pal.putpalette([0, 0, 0, 10, 200, 30] + [0] * 762)
+    assert np.asarray(data.to_rgb(pal))[0, 0].tolist() == [10, 200, 30]
+    pal.info["transparency"] = 1
+    assert np.asarray(data.to_rgb(pal))[0, 0].tolist() == [0, 0, 0]
+    deep = Image.fromarray(np.full((3, 4), 65535, dtype=np.uint16))
+    assert deep.mode.startswith("I;16")
+    assert np.asarray(data.to_rgb(deep))[0, 0].tolist() == [255, 255, 255]
+    for img in (grey, rgba, pal, deep, Image.new("1", (4, 3), 1), Image.new("LA", (4, 3)),
+                Image.new("CMYK", (4, 3)), Image.new("F", (4, 3), 3.0), Image.new("I", (4, 3), 7)):
+        out = data.to_rgb(img)
+        assert out.mode == "RGB" and out.size == (4, 3)
+
+
+def test_grayscale_and_rgba_files_load(tmp_path):
+    Image.new("L", (30, 20), 90).save(tmp_path / "g.png")
+    Image.new("RGBA", (30, 20), (0, 255, 0, 128)).save(tmp_path / "t.png")
+    Image.new("P", (30, 20), 0).save(tmp_path / "p.png")
+    records = [{"name": n, "digits": [7], "boxes": [[5, 5, 10, 10]]} for n in ("g.png", "t.png", "p.png")]
+    ds = data.SVHNDataset((str(tmp_path), records), train=False)
+    assert all(ds[i][0].shape == (3, 54, 54) for i in range(3))
+
+
+# -- augmentation --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("train", [False, True])
+def test_augmentation_shapes_and_range_on_real_sample(sample_json, train):
+    ds = data.SVHNDataset(sample_json, train=train)
+    assert [ds.label(i) for i in range(3)] == ["19", "23", "25"]
+    for i in range(len(ds)):
+        x, tokens, boxes = ds[i]
+        assert x.shape == (3, 54, 54) and x.dtype == torch.float32
+        assert x.min() >= -1 and x.max() <= 1
+        assert tokens.dtype == torch.long and tokens[0] == data.BOS and tokens[-1] == data.EOS
+        assert boxes.shape == (2, 4)
+    small = data.SVHNDataset(sample_json, train=train, image_size=32, crop_size=28)
+    assert small[0][0].shape == (3, 28, 28)
+    with pytest.raises(ValueError):
+        data.SVHNDataset(sample_json, train=train, image_size=32, crop_size=40)
+
+
+def bright_square_dataset(folder, train):
+    """A 200x100 black image with one white 40x40 'digit' at (80, 30)."""
+    img = Image.new("RGB", (200, 100))
+    ImageDraw.Draw(img).rectangle([80, 30, 119, 69], fill=(255, 255, 255))
+    img.save(os.path.join(folder, "sq.png"))
+    return data.SVHNDataset((folder, [{"name": "sq.png", "digits": [5], "boxes": [[80, 30, 40, 40]]}]),
+                            train=train)
+
+
+def test_eval_boxes_land_exactly_on_the_digit(tmp_path):
+    x, _, boxes = bright_square_dataset(str(tmp_path), train=False)[0]
+    # crop (74, 24)-(126, 76), 52 px -> 64 px, then centre crop offset 5
+    s = 64 / 52
+    expected = [6 * s - 5, 6 * s - 5, 46 * s - 5, 46 * s - 5]
+    assert boxes[0].tolist() == pytest.approx(expected, abs=1e-4)
+    img = data.denormalize(x)[0]  # (54, 54)
+    lo, hi = int(np.ceil(expected[0])) + 1, int(np.floor(expected[2])) - 1
+    assert img[lo:hi, lo:hi].min() > 0.95  # inside the box: white
+    assert img[:lo - 2, :].max() < 0.05 and img[hi + 2:, :].max() < 0.05  # outside: black
+
+
+def test_train_boxes_follow_the_random_crop(tmp_path):
+    torch.manual_seed(0)
+    ds = bright_square_dataset(str(tmp_path), train=True)
+    for _ in range(10):
+        x, _, boxes = ds[0]
+        img = data.denormalize(x)[0]
+        x0, y0, x1, y1 = boxes[0].clamp(0, 54).tolist()  # the crop may cut the square
+        inside = img[int(np.ceil(y0)) + 1:int(y1) - 1, int(np.ceil(x0)) + 1:int(x1) - 1]
+        mask = torch.ones_like(img, dtype=torch.bool)
+        mask[max(int(y0) - 1, 0):int(np.ceil(y1)) + 1, max(int(x0) - 1, 0):int(np.ceil(x1)) + 1] = False
+        assert inside.numel() > 0
+        if not mask.any():
+            continue  # the square fills the whole crop
+        assert inside.min() > img[mask].max()  # jitter changes values, not where the digit is
+
+
+# -- tokenizer -----------------------------------------------------------------------------------
+
+def test_tokenizer_ids_and_vocab_round_trip():
+    records = [{"digits": [1, 9]}, {"digits": [2, 3]}, {"digits": [0, 1, 5]}]
+    enc = data.build_tokenizer(records)
+    assert enc.vocab[:4] == ["<pad>", "<unk>", "</s>", "<s>"]
+    assert (data.PAD, data.UNK, data.EOS, data.BOS) == (0, 1, 2, 3)
+    assert sorted(enc.vocab[4:]) == ["0", "1", "2", "3", "5", "9"]
+    ids = enc.encode(data.digits_text([1, 9]))
+    assert ids.tolist() == [3, enc.vocab.index("1"), enc.vocab.index("9"), 2]
+    assert data.tokens_to_digits(ids, enc.vocab) == "19"
+    assert data.tokens_to_digits([3, enc.vocab.index("5"), 1, 2, 4], enc.vocab) == "5?"
+    # a checkpoint's vocabulary, in an order no data set would give, comes back exactly
+    vocab = ["<pad>", "<unk>", "</s>", "<s>"] + list("7402968153")
+    rebuilt = data.tokenizer_from_vocab(vocab)
+    assert rebuilt.vocab == vocab
+    assert rebuilt.encode("<s> 7 3").tolist() == [3, 4, 13, 2]
+    again = data.tokenizer_from_vocab(pickle.loads(pickle.dumps(enc)).vocab)
+    assert again.vocab == enc.vocab and again.encode("<s> 0 1 5").tolist() == enc.encode("<s> 0 1 5").tolist()
+    for bad in (["<s>", "1"], vocab + ["7"], ["<pad>", "<unk>", "</s>", "1"]):
+        with pytest.raises(ValueError):
+            data.tokenizer_from_vocab(bad)
+
+
+# -- batching ------------------------------------------------------------------------------------
+
+def test_collate_pads_with_zero():
+    batch = [(torch.zeros(3, 8, 8), torch.tensor([3, 5, 2]), torch.zeros(1, 4)),
+             (torch.ones(3, 8, 8), torch.tensor([3, 5, 6, 7, 2]), torch.zeros(3, 4))]
+    images, tokens, boxes = data.collate(batch)
+    assert images.shape == (2, 3, 8, 8)
+    assert tokens.tolist() == [[3, 5, 2, 0, 0], [3, 5, 6, 7, 2]]
+    assert [b.shape[0] for b in boxes] == [1, 3]
+
+
+def test_dataloader_with_two_workers(sample_json):
+    ds = data.SVHNDataset(sample_json, train=True)
+    clone = pickle.loads(pickle.dumps(ds))  # what a spawn worker receives
+    assert clone[2][1].tolist() == ds[2][1].tolist()
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, collate_fn=data.collate)
+    batches = list(loader)
+    assert [b[0].shape[0] for b in batches] == [2, 1]
+    assert batches[0][1].shape == (2, 4)
+
+
+# -- bad inputs ----------------------------------------------------------------------------------
+
+def test_load_split_errors_name_the_file(tmp_path):
+    missing = str(tmp_path / "nope.json")
+    with pytest.raises(FileNotFoundError, match="nope.json"):
+        data.load_split(missing)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json.*not valid JSON"):
+        data.load_split(str(bad))
+    bad.write_text(json.dumps({"records": []}))
+    with pytest.raises(ValueError, match="bad.json.*image_dir"):
+        data.load_split(str(bad))
+    bad.write_text(json.dumps({"image_dir": ".", "records": [{"name": "1.png", "digits": [1],
+                                                               "boxes": []}]}))
+    with pytest.raises(ValueError, match="bad.json: record 0"):
+        data.load_split(str(bad))
+    image_dir, records = data.load_split(write_split(str(tmp_path), SAMPLE_RECORDS, "train"))
+    assert image_dir == os.path.join(str(tmp_path), "train") and records == SAMPLE_RECORDS
+
+
+def test_missing_or_broken_image_names_the_file(tmp_path):
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    records = [{"name": n, "digits": [1], "boxes": [[0, 0, 5, 5]]} for n in ("gone.png", "broken.png")]
+    ds = data.SVHNDataset((str(tmp_path), records))
+    for i, name in enumerate(("gone.png", "broken.png")):
+        with pytest.raises(OSError, match=name):
+            ds[i]
+
+
+def test_cli_writes_figure_and_fails_cleanly(sample_json, tmp_path, capsys):
+    out = str(tmp_path / "img" / "aug.png")
+    data.main(["--json", sample_json, "--n", "3", "--rows", "2", "--out", out])
+    assert Image.open(out).size[0] > 100
+    with pytest.raises(SystemExit, match="data.py: error: .*nope.json"):
+        data.main(["--json", str(tmp_path / "nope.json"), "--out", out])
+    with pytest.raises(SystemExit):
+        data.main(["--json", sample_json, "--bogus"])

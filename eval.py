@@ -1,0 +1,376 @@
+"""Evaluate a checkpoint on a prepared split: accuracy, coverage at 98%, attention localisation.
+
+    python eval.py --checkpoint runs/svhn/best.pt [--json data/svhn/test.json] [--beam 1]
+
+Everything about the model (config, vocabulary, image and crop sizes) comes from the checkpoint.
+Writes a JSON report, an accuracy-coverage curve and a gallery of the most confident mistakes.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+# -----------------------------------------------------------------------------
+# defaults (the seed's evaluation: test split, greedy decoding, exact-match metric)
+JSON_PATH = "data/svhn/test.json"  # prepared split to evaluate
+BATCH_SIZE = 256  # images per decoding batch
+BEAM = 1  # 1 = greedy decoding
+TARGET_ACCURACY = 0.98  # Goodfellow et al. report coverage at 98% accuracy
+GALLERY = 16  # most confident mistakes shown in the gallery
+MAX_LENGTH_ROW = 6  # SVHN numbers have 1..6 digits
+
+
+# -----------------------------------------------------------------------------
+# metrics: pure functions on lists of digit sequences and numpy arrays
+
+def sequence_accuracy(preds, truths):
+    """Share of images whose predicted sequence equals the truth exactly (no more, no fewer)."""
+    if not truths:
+        return 0.0
+    return sum(list(p) == list(t) for p, t in zip(preds, truths)) / len(truths)
+
+
+def accuracy_by_length(preds, truths, max_len=MAX_LENGTH_ROW):
+    """{length: {"accuracy", "count"}} by true number length (1..max_len, longer ones grouped)."""
+    table = {}
+    for n in range(1, max_len + 1):
+        pairs = [(p, t) for p, t in zip(preds, truths)
+                 if (len(t) == n if n < max_len else len(t) >= n)]
+        table[str(n)] = {"accuracy": sequence_accuracy(*zip(*pairs)) if pairs else None,
+                         "count": len(pairs)}
+    return table
+
+
+def digit_accuracy(preds, truths):
+    """Position-wise accuracy over ground-truth digits: digit k of the truth counts as right only
+    if the prediction has a digit k and it is equal. A missing digit counts as wrong; extra
+    predicted digits are not counted here (sequence accuracy punishes them)."""
+    total = sum(len(t) for t in truths)
+    right = sum(sum(a == b for a, b in zip(p, t)) for p, t in zip(preds, truths))
+    return right / total if total else 0.0
+
+
+def coverage_curve(correct, confidence):
+    """Accuracy of the most confident images as the share answered grows.
+
+    Returns (coverage, accuracy) arrays, one point per distinct confidence value: images with
+    equal confidence cannot be separated by a threshold, so they enter together."""
+    correct = np.asarray(correct, dtype=np.float64)
+    confidence = np.asarray(confidence, dtype=np.float64)
+    if correct.size == 0:
+        return np.zeros(0), np.zeros(0)
+    order = np.argsort(-confidence, kind="stable")
+    cum_right = np.cumsum(correct[order])
+    counts = np.arange(1, correct.size + 1)
+    sorted_conf = confidence[order]
+    ends = np.append(sorted_conf[1:] != sorted_conf[:-1], True)  # last image of each tie group
+    return counts[ends] / correct.size, cum_right[ends] / counts[ends]
+
+
+def coverage_at(correct, confidence, target=TARGET_ACCURACY):
+    """Goodfellow's coverage: the largest share of images, taken from the most confident down,
+    that is answered with accuracy >= target (0.0 when no such share exists)."""
+    coverage, accuracy = coverage_curve(correct, confidence)
+    ok = accuracy >= target - 1e-12
+    return float(coverage[ok].max()) if ok.any() else 0.0
+
+
+def attention_peaks(attention, feature_hw, crop_size):
+    """Input-pixel (x, y) of the attention argmax cell centre: (B, T, L) -> (B, T, 2).
+    Cell (r, c) of an H' x W' map covers the S x S input, so its centre is
+    ((c + 0.5) * S / W', (r + 0.5) * S / H')."""
+    h, w = feature_hw
+    idx = attention.argmax(dim=-1)  # (B, T)
+    rows, cols = idx // w, idx % w
+    x = (cols.float() + 0.5) * crop_size / w
+    y = (rows.float() + 0.5) * crop_size / h
+    return torch.stack([x, y], dim=-1)  # (B, T, 2)
+
+
+def attention_hits(peaks, pred_lens, boxes):
+    """(hits, steps) over steps k < min(predicted length, true length): step k hits when its
+    attention peak lies inside ground-truth box k (x0, y0, x1, y1 in input pixels)."""
+    hits = steps = 0
+    for b, box in enumerate(boxes):
+        n = min(int(pred_lens[b]), len(box))
+        for k in range(n):
+            x, y = peaks[b, k].tolist()
+            x0, y0, x1, y1 = box[k].tolist()
+            hits += int(x0 <= x <= x1 and y0 <= y <= y1)
+            steps += 1
+    return hits, steps
+
+
+# -----------------------------------------------------------------------------
+# running the model
+
+def fold_batchnorm(module):
+    """Fold every BatchNorm2d that directly follows a Conv2d (in an nn.Sequential) into the conv.
+    Exact in eval mode up to rounding and saves a full pass over each feature map."""
+    for child in module.children():
+        fold_batchnorm(child)
+    if isinstance(module, nn.Sequential):
+        layers = list(module)
+        for i in range(len(layers) - 1):
+            conv, bn = layers[i], layers[i + 1]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                module[i] = nn.utils.fusion.fuse_conv_bn_eval(conv, bn)
+                module[i + 1] = nn.Identity()
+    return module
+
+
+def prepare_model(model, device):
+    """Eval mode, BN folded, channels_last (oneDNN's fast layout on CPU, tensor cores on GPU)."""
+    model = fold_batchnorm(model.eval())
+    return model.to(device=device, memory_format=torch.channels_last)
+
+
+def truth_ids(tokens, pad_id, eos_id):
+    """Digit token ids of each row of (B, T) <s> d d </s> <pad>... tokens."""
+    out = []
+    for row in tokens.tolist():
+        ids = []
+        for t in row[1:]:
+            if t in (eos_id, pad_id):
+                break
+            ids.append(t)
+        out.append(ids)
+    return out
+
+
+def sequence_loss(model, images, tokens, pred, truth, logprob, pad_id):
+    """Summed teacher-forced cross-entropy and target-token count for a batch.
+    Where the decoded sequence equals the truth, teacher forcing follows exactly the decoded path,
+    so its loss is -logprob (EOS included) and the model runs again only on the other images."""
+    right = torch.tensor([p == t for p, t in zip(pred, truth)], dtype=torch.bool)
+    total = -logprob[right].double().sum().item()
+    count = sum(len(t) + 1 for t, r in zip(truth, right.tolist()) if r)
+    wrong = (~right).nonzero().flatten()
+    if len(wrong):
+        toks = tokens[wrong.to(tokens.device)]
+        toks = toks[:, : int((toks != pad_id).sum(1).max())]  # drop all-pad columns
+        logits, _ = model(images[wrong.to(images.device)], toks)  # (b, T-1, V)
+        target = toks[:, 1:]
+        total += F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(),
+                                 ignore_index=pad_id, reduction="sum").item()
+        count += int((target != pad_id).sum())
+    return total, count
+
+
+@torch.inference_mode()
+def evaluate(model, loader, config, beam=BEAM, device="cpu", progress=True):
+    """Decode every batch; return per-image results and the summed loss (model already prepared)."""
+    pad_id, eos_id = config["pad_id"], config["eos_id"]
+    res = {"pred": [], "truth": [], "logprob": [], "probs": [], "hits": 0, "steps": 0,
+           "loss_sum": 0.0, "loss_count": 0}
+    for images, tokens, boxes in tqdm(loader, desc="eval", unit="batch", disable=not progress):
+        images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        tokens = tokens.to(device, non_blocking=True)
+        out = model.decode(images) if beam == 1 else model.beam_search(images, beam=beam)
+        pred = [list(p) for p in out["tokens"]]
+        truth = truth_ids(tokens, pad_id, eos_id)
+        logprob = out["logprob"].float().cpu()
+        loss, count = sequence_loss(model, images, tokens, pred, truth, logprob.to(device), pad_id)
+        peaks = attention_peaks(out["attention"].float().cpu(), out["feature_hw"], images.shape[-1])
+        hits, steps = attention_hits(peaks, [len(p) for p in pred], boxes)
+        probs = out["probs"].float().cpu()
+        res["pred"] += pred
+        res["truth"] += truth
+        res["logprob"] += logprob.tolist()
+        res["probs"] += [probs[b, : len(p)].tolist() for b, p in enumerate(pred)]
+        res["hits"] += hits
+        res["steps"] += steps
+        res["loss_sum"] += loss
+        res["loss_count"] += count
+    return res
+
+
+def summarize(res, vocab, target=TARGET_ACCURACY):
+    """The report's numbers from evaluate()'s per-image results."""
+    preds, truths = res["pred"], res["truth"]
+    correct = np.array([p == t for p, t in zip(preds, truths)], dtype=bool)
+    confidence = np.exp(np.array(res["logprob"], dtype=np.float64))
+    wrong = np.flatnonzero(~correct)
+    worst = wrong[np.argsort(-confidence[wrong], kind="stable")][:GALLERY]
+    text = lambda ids: "".join(vocab[i] for i in ids)  # noqa: E731
+    return {
+        "num_images": len(truths),
+        "loss": res["loss_sum"] / res["loss_count"] if res["loss_count"] else None,
+        "sequence_accuracy": sequence_accuracy(preds, truths),
+        "digit_accuracy": digit_accuracy(preds, truths),
+        "accuracy_by_length": accuracy_by_length(preds, truths),
+        f"coverage_at_{round(target * 100)}": coverage_at(correct, confidence, target),
+        "attention_localisation": res["hits"] / res["steps"] if res["steps"] else None,
+        "attention_steps": res["steps"],
+        "worst_mistakes": [{"index": int(i), "prediction": text(preds[i]), "truth": text(truths[i]),
+                            "probability": float(confidence[i])} for i in worst],
+    }, correct, confidence
+
+
+# -----------------------------------------------------------------------------
+# figures
+
+def plot_coverage(coverage, accuracy, target, path):
+    """Accuracy of the most confident share of images against that share."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(coverage, accuracy, lw=1.5)
+    ax.axhline(target, color="grey", ls="--", lw=1, label=f"{target:.0%} accuracy")
+    ax.set_xlabel("coverage (share of images answered, most confident first)")
+    ax.set_ylabel("whole-sequence accuracy")
+    ax.set_xlim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    save_figure(fig, path)
+
+
+def plot_mistakes(dataset, mistakes, path, cols=4):
+    """Gallery of the most confident wrong answers: model input, prediction (probability), truth."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from data import denormalize
+    rows = max(1, -(-len(mistakes) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.5 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, m in zip(axes.flat, mistakes):
+        image = denormalize(dataset[m["index"]][0]).permute(1, 2, 0).clamp(0, 1).numpy()
+        ax.imshow(image)
+        ax.set_title(f"pred {m['prediction'] or '(none)'} ({m['probability']:.2f})\n"
+                     f"true {m['truth']}", fontsize=9)
+    if not mistakes:
+        axes.flat[0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
+    fig.suptitle("most confident mistakes")
+    save_figure(fig, path)
+
+
+def save_figure(fig, path):
+    """Save a figure atomically (the temp name keeps the extension so matplotlib knows the format)."""
+    import matplotlib.pyplot as plt
+    root, ext = os.path.splitext(path)
+    tmp = f"{root}.tmp{ext}"
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def write_json(obj, path):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def print_table(report, target):
+    key = f"coverage_at_{round(target * 100)}"
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    print(f"{'images':<28}{report['num_images']}")
+    print(f"{'loss':<28}{fmt(report['loss'])}")
+    print(f"{'sequence accuracy':<28}{fmt(report['sequence_accuracy'])}")
+    print(f"{'digit accuracy':<28}{fmt(report['digit_accuracy'])}")
+    print(f"{f'coverage at {target:.0%}':<28}{fmt(report[key])}")
+    print(f"{'attention localisation':<28}{fmt(report['attention_localisation'])}")
+    for n, row in report["accuracy_by_length"].items():
+        if row["count"]:
+            label = f"  {n} digit(s), n={row['count']}"
+            print(f"{label:<28}{fmt(row['accuracy'])}")
+    print(f"{'images/s':<28}{report['images_per_second']:.1f}")
+
+
+# -----------------------------------------------------------------------------
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="checkpoint written by train.py")
+    p.add_argument("--json", default=JSON_PATH, help="prepared split to evaluate (prepare_data.py)")
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images per decoding batch")
+    p.add_argument("--beam", type=int, default=BEAM, help="beam width; 1 = greedy decoding")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                   help="DataLoader worker processes (0 = load in the main process)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="torch device")
+    p.add_argument("--report", default=None,
+                   help="report JSON path (default: eval_<split>.json next to the checkpoint)")
+    p.add_argument("--figures", default=None,
+                   help="folder for the coverage curve and mistakes gallery (default: the report's)")
+    args = p.parse_args(argv)
+    for name in ("batch_size", "beam"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.limit is not None and args.limit < 1:
+        p.error("--limit must be >= 1")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from build_model import load_checkpoint
+    from data import SVHNDataset, collate, load_split, tokenizer_from_vocab
+    if not os.path.isfile(args.checkpoint):
+        sys.exit(f"eval.py: error: {args.checkpoint}: no such file")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as e:
+        sys.exit(f"eval.py: error: --device {args.device}: {e}")
+    try:
+        model, ckpt = load_checkpoint(args.checkpoint, map_location="cpu")
+    except (ValueError, OSError) as e:  # load_checkpoint's messages already name the file
+        sys.exit(f"eval.py: error: {e}")
+    config, vocab = ckpt["config"], list(ckpt["vocab"])
+    try:
+        image_dir, records = load_split(args.json)
+    except (ValueError, OSError) as e:
+        sys.exit(f"eval.py: error: {args.json}: {e}")
+    records = records[: args.limit]
+    if not records:
+        sys.exit(f"eval.py: error: {args.json}: no images to evaluate")
+    split = os.path.splitext(os.path.basename(args.json))[0]
+    report_path = args.report or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)),
+                                              f"eval_{split}.json")
+    fig_dir = args.figures or os.path.dirname(os.path.abspath(report_path))
+    os.makedirs(os.path.dirname(os.path.abspath(report_path)), exist_ok=True)
+    os.makedirs(fig_dir, exist_ok=True)
+
+    dataset = SVHNDataset((image_dir, records), tokenizer_from_vocab(vocab), train=False,
+                          image_size=config["image_size"], crop_size=config["crop_size"])
+    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=False,
+                                         num_workers=args.workers, collate_fn=collate,
+                                         pin_memory=device.type == "cuda",
+                                         persistent_workers=False)
+    model = prepare_model(model, device)
+    start = time.perf_counter()
+    res = evaluate(model, loader, config, beam=args.beam, device=device)
+    seconds = time.perf_counter() - start
+    report, correct, confidence = summarize(res, vocab)
+    for m in report["worst_mistakes"]:
+        m["name"] = records[m["index"]]["name"]
+    report = {"checkpoint": os.path.abspath(args.checkpoint), "json": os.path.abspath(args.json),
+              "beam": args.beam, "epoch": ckpt.get("epoch"), **report,
+              "seconds": seconds, "images_per_second": len(records) / seconds}
+    coverage, accuracy = coverage_curve(correct, confidence)
+    plot_coverage(coverage, accuracy, TARGET_ACCURACY,
+                  os.path.join(fig_dir, f"eval_{split}_coverage.png"))
+    plot_mistakes(dataset, report["worst_mistakes"],
+                  os.path.join(fig_dir, f"eval_{split}_mistakes.png"))
+    write_json(report, report_path)
+    print_table(report, TARGET_ACCURACY)
+    print(f"report: {report_path}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -289,8 +289,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description="Save a figure of original vs augmented SVHN crops.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--json", default=default_json(),
-                   help="split JSON written by prepare_data.py (default: data/svhn/train.json, "
-                        "else data/synth/train.json)")
+                   help="split JSON written by prepare_data.py; default data/svhn/train.json if it "
+                        "exists, else data/synth/train.json (found: %(default)s)")
     p.add_argument("--n", type=int, default=8, help="number of images (columns)")
     p.add_argument("--rows", type=int, default=3, help="random augmentations per image (rows)")
     p.add_argument("--image-size", type=int, default=64, help="resize of the crop")

@@ -1,0 +1,162 @@
+"""train.py on a tiny generated dataset: exact resume, checkpoints, non-finite stop, DDP smoke run."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+import build_model
+import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--plan", "8 M 16", "--hidden", "16", "--image-size", "32", "--crop-size", "28",
+        "--batch-size", "4", "--val-size", "4", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def tiny_json(tmp_path_factory):
+    """16 small PNGs of 1-3 drawn digits and their JSON, in prepare_data.py's format."""
+    root = tmp_path_factory.mktemp("tiny")
+    os.makedirs(root / "train")
+    records = []
+    for i in range(16):
+        digits = [(i * 7 + k * 3) % 10 for k in range(1 + i % 3)]
+        img = Image.new("RGB", (16 + 10 * len(digits), 24), (30 + 10 * i, 60, 90))
+        draw = ImageDraw.Draw(img)
+        boxes = []
+        for k, d in enumerate(digits):
+            draw.text((8 + 10 * k, 6), str(d), fill=(255, 255, 200))
+            boxes.append([7 + 10 * k, 5, 9, 13])
+        img.save(root / "train" / f"{i + 1}.png")
+        records.append({"name": f"{i + 1}.png", "digits": digits, "boxes": boxes})
+    path = root / "train.json"
+    path.write_text(json.dumps({"split": "train", "image_dir": "train", "num_entries": 16,
+                                "num_missing_images": 0, "records": records}))
+    return str(path)
+
+
+def run(tiny_json, out, *extra):
+    return train.main(["--train-json", tiny_json, *TINY, "--out", str(out),
+                       "--plot", str(out / "copy.png"), *extra])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_is_bitwise_exact(tiny_json, tmp_path, workers):
+    # the milestone at epoch 1 makes the lr change exactly at the resume point
+    common = ["--workers", str(workers), "--milestones", "1", "--lr", "3e-3"]
+    assert run(tiny_json, tmp_path / "straight", *common, "--epochs", "2") == 0
+    assert run(tiny_json, tmp_path / "split", *common, "--epochs", "1") == 0
+    assert run(tiny_json, tmp_path / "split", *common, "--epochs", "2", "--resume", "auto") == 0
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "split" / "last.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 2 and a["step"] == b["step"] == 6
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for k, state in a["optimizer"]["state"].items():
+        assert torch.equal(state["exp_avg"], b["optimizer"]["state"][k]["exp_avg"])
+    assert a["scheduler"]["_last_lr"] == b["scheduler"]["_last_lr"]
+    # the resumed run's log holds each step once
+    with open(tmp_path / "split" / "loss.csv") as f:
+        assert [int(line.split(",")[0]) for line in f.readlines()[1:]] == list(range(1, 7))
+
+
+def test_checkpoint_contents_and_outputs(tiny_json, tmp_path):
+    assert run(tiny_json, tmp_path, "--epochs", "1", "--workers", "0") == 0
+    ckpt = torch.load(tmp_path / "last.pt", map_location="cpu", weights_only=True)
+    for key in ("format", "config", "vocab", "model", "optimizer", "scheduler", "epoch", "step",
+                "rng", "best_metric", "args"):
+        assert key in ckpt, key
+    assert ckpt["format"] == build_model.CHECKPOINT_FORMAT
+    assert ckpt["config"]["plan"] == "8 M 16" and ckpt["config"]["crop_size"] == 28
+    assert ckpt["vocab"][:3] == ["<pad>", "<unk>", "</s>"]
+    assert ckpt["args"]["weight_decay"] == 0.01 and 0.0 <= ckpt["best_metric"] <= 1.0
+    assert set(ckpt["rng"]) >= {"torch", "numpy", "python"}
+    model, _ = build_model.load_checkpoint(str(tmp_path / "best.pt"))
+    assert model.config["hidden"] == 16
+    for name in ("loss.csv", "val.csv", "loss.png", "copy.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(tiny_json, tmp_path, monkeypatch):
+    real_build = build_model.build_model
+
+    def poisoned_build(config):  # the loss turns NaN at the 5th step (epoch 2 has steps 4-6)
+        model = real_build(config)
+        forward, calls = model.forward, []
+
+        def poisoned_forward(images, tokens):
+            logits, loss = forward(images, tokens)
+            calls.append(1)
+            return logits, loss * float("nan") if len(calls) >= 5 else loss
+        model.forward = poisoned_forward
+        return model
+    monkeypatch.setattr(build_model, "build_model", poisoned_build)
+    with pytest.raises(SystemExit) as e:
+        run(tiny_json, tmp_path, "--epochs", "3", "--workers", "0")
+    message = str(e.value.code)
+    assert "non-finite loss nan at step 5 (epoch 2" in message and "\n" not in message
+    ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert ckpt["epoch"] == 1 and ckpt["step"] == 3
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+def test_huge_lr_stops_with_message(tiny_json, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        run(tiny_json, tmp_path, "--epochs", "1", "--workers", "0", "--lr", "1e30")
+    assert "non-finite" in str(e.value.code) and "at step" in str(e.value.code)
+    assert not (tmp_path / "last.pt").exists()
+
+
+def test_dry_run_writes_nothing(tiny_json, tmp_path, capsys):
+    assert run(tiny_json, tmp_path / "run", "--dry-run", "--workers", "0") == 0
+    assert "dry run ok" in capsys.readouterr().out
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_inputs_are_one_line_errors(tiny_json, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        train.main(["--train-json", str(tmp_path / "nope.json"), "--out", str(tmp_path)])
+    assert "nope.json" in str(e.value.code) and "prepare_data.py" in str(e.value.code)
+    with pytest.raises(SystemExit) as e:
+        run(tiny_json, tmp_path, "--val-size", "16")
+    assert "--val-size" in str(e.value.code)
+    with pytest.raises(SystemExit) as e:
+        run(tiny_json, tmp_path, "--resume", str(tmp_path / "missing.pt"))
+    assert "missing.pt" in str(e.value.code)
+    with pytest.raises(SystemExit) as e:
+        train.parse_args(["--no-such-flag"])
+    assert e.value.code == 2
+
+
+def test_defaults_are_the_recipe_and_preset_yields_to_flags(capsys):
+    args = train.parse_args([])
+    assert (args.lr, args.batch_size, args.epochs, args.milestones, args.clip, args.dropout,
+            args.schedule, args.augment) == (3e-4, 64, 15, [10], 5.0, 0.0, "step", True)
+    assert args.train_json == ["data/svhn/train.json", "data/svhn/extra.json"]
+    assert args.plan == "64 64 M 128 128 M 256 256 M 512 512" and args.hidden == 256
+    cpu = train.parse_args(["--preset", "cpu", "--hidden", "64"])
+    assert cpu.plan == "32 M 64 M 128 M 128" and cpu.hidden == 64
+    with pytest.raises(SystemExit):
+        train.parse_args(["--help"])
+    assert "(default: 0.0003)" in capsys.readouterr().out
+
+
+def test_torchrun_two_gloo_processes(tiny_json, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_addr", "127.0.0.1", "--master_port", str(port), "train.py",
+           "--train-json", tiny_json, *TINY, "--epochs", "1", "--workers", "0", "--device", "cpu",
+           "--out", str(tmp_path), "--plot", str(tmp_path / "copy.png")]
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert ckpt["epoch"] == 1 and ckpt["step"] == 2  # 12 images / 2 ranks / batch 4 -> 2 steps each
+    assert not any(k.startswith("module.") for k in ckpt["model"])

@@ -1,0 +1,445 @@
+"""Train the attention OCR (CNN encoder + attention GRU decoder) on SVHN digit crops.
+
+python train.py                           # the seed's recipe on train + extra (a GPU recipe)
+python train.py --preset cpu --train-json data/synth/train.json --epochs 5 --schedule onecycle --lr 2e-3
+python train.py --resume auto             # continue exactly from <out>/last.pt
+torchrun --nproc_per_node 4 train.py      # DDP, one process per GPU; --batch-size is per process
+"""
+import argparse
+import csv
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler, Sampler, Subset
+from tqdm import tqdm
+
+import build_model
+import data
+
+# -----------------------------------------------------------------------------
+# defaults: the seed's recipe. `python train.py` with no flags trains exactly this.
+# data
+TRAIN_JSON = ["data/svhn/train.json", "data/svhn/extra.json"]  # written by prepare_data.py
+VAL_SIZE = 5000       # images held out from the first JSON for validation (a fixed choice, seed 0)
+IMAGE_SIZE = 64       # the expanded digit crop is resized to this square...
+CROP_SIZE = 54        # ...then cropped to this: random resized crop (train) or centre crop (eval)
+AUGMENT = True        # random resized crop (scale 0.7-1) + colour jitter 0.5 on training images
+# model (build_model.DEFAULT_CONFIG)
+PLAN = build_model.DEFAULT_CONFIG["plan"]  # VGG channel plan, M = max-pool 3/2/1
+HIDDEN = build_model.DEFAULT_CONFIG["hidden"]  # GRU hidden size = embedding size
+DROPOUT = 0.0         # between the two GRU layers
+MAX_LEN = build_model.DEFAULT_CONFIG["max_len"]  # longest number greedy decoding will emit
+# optimisation
+EPOCHS = 15
+BATCH_SIZE = 64       # per process under torchrun
+LR = 3e-4             # AdamW
+WEIGHT_DECAY = 0.01   # torch's AdamW default; the seed never set it
+SCHEDULE = "step"     # step: lr x GAMMA at each milestone epoch (the recipe); cosine, onecycle: warm-up then anneal
+MILESTONES = [10]
+GAMMA = 0.1
+WARMUP = 0.05         # fraction of all steps spent warming up (cosine and onecycle only)
+CLIP = 5.0            # gradient-norm clipping
+# system
+SEED = 0
+VAL_SEED = 0          # fixed, so that --seed never changes which images are held out
+PLOT_EVERY = 500      # also redraw loss.png every this many steps (and after every epoch)
+PRESETS = {"cpu": {"plan": "32 M 64 M 128 M 128", "hidden": 128}}  # trains at a useful speed on 2 cores
+# -----------------------------------------------------------------------------
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    a = p.add_argument
+    a("--train-json", nargs="+", default=TRAIN_JSON, help="training JSON files (prepare_data.py)")
+    a("--val-size", type=int, default=VAL_SIZE, help="images held out from the first JSON (0: none)")
+    a("--image-size", type=int, default=IMAGE_SIZE, help="side of the resized digit crop")
+    a("--crop-size", type=int, default=CROP_SIZE, help="side of the network input")
+    a("--augment", action=argparse.BooleanOptionalAction, default=AUGMENT, help="training augmentation")
+    a("--preset", choices=sorted(PRESETS), help=f"model size preset (explicit flags win): {PRESETS}")
+    a("--plan", default=PLAN, help="encoder channel plan")
+    a("--hidden", type=int, default=HIDDEN, help="decoder hidden size")
+    a("--dropout", type=float, default=DROPOUT, help="dropout between the GRU layers")
+    a("--max-len", type=int, default=MAX_LEN, help="decoding length cap (digits)")
+    a("--epochs", type=int, default=EPOCHS, help="epochs to train (in all, counting resumed ones)")
+    a("--batch-size", type=int, default=BATCH_SIZE, help="images per step (per process)")
+    a("--lr", type=float, default=LR, help="AdamW learning rate (peak lr for cosine/onecycle)")
+    a("--weight-decay", type=float, default=WEIGHT_DECAY, help="AdamW decoupled weight decay")
+    a("--schedule", choices=["step", "cosine", "onecycle"], default=SCHEDULE, help="lr schedule")
+    a("--milestones", type=int, nargs="*", default=MILESTONES, help="epochs at which step multiplies lr")
+    a("--gamma", type=float, default=GAMMA, help="lr factor at each milestone (step)")
+    a("--warmup", type=float, default=WARMUP, help="warm-up fraction of all steps (cosine, onecycle)")
+    a("--clip", type=float, default=CLIP, help="gradient-norm clipping threshold")
+    a("--seed", type=int, default=SEED, help="seed for init, shuffling and augmentation")
+    a("--device", default=None, help="cpu, cuda, cuda:1, mps (default: CUDA if present, else MPS, else CPU)")
+    a("--amp", action=argparse.BooleanOptionalAction, default=True, help="bf16 (or fp16) autocast on CUDA")
+    a("--workers", type=int, default=None, help="DataLoader processes (default: min(8, CPUs) on CUDA, 1 on CPU)")
+    a("--threads", type=int, default=0, help="torch CPU threads (0: all cores, shared between processes)")
+    a("--out", default="runs/svhn", help="run folder: last.pt, best.pt, loss.csv, val.csv, loss.png")
+    a("--plot", default="img/loss.png", help="copy of the loss curve")
+    a("--resume", default=None, help="checkpoint to continue from, or 'auto' for <out>/last.pt if present")
+    a("--dry-run", action="store_true", help="one training batch and one validation batch; writes nothing")
+    args = p.parse_args(argv)
+    if args.preset:  # preset values replace the defaults; flags given explicitly still win
+        p.set_defaults(**PRESETS[args.preset])
+        args = p.parse_args(argv)
+    return args
+
+
+class EpochTagged(Sampler):
+    """Yields (epoch, index) so the dataset can seed each sample's augmentation (see SeededSamples)."""
+
+    def __init__(self, sampler):
+        self.sampler, self.epoch = sampler, 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        return ((self.epoch, i) for i in self.sampler)
+
+    def __len__(self):
+        return len(self.sampler)
+
+
+class SeededSamples(Dataset):
+    """Seeds torch, numpy and random from (seed, epoch, index) before fetching a sample. The
+    augmentation of a sample then depends on nothing else: not on which worker drew it, nor on
+    the number of workers, nor on whether the run was resumed. That is what makes resume exact."""
+
+    def __init__(self, dataset, seed):
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        epoch, i = key
+        s = ((self.seed * 1_000_003 + epoch) * 1_000_000_007 + i) % 2**63
+        in_main = torch.utils.data.get_worker_info() is None  # don't disturb the training RNG
+        saved = (torch.get_rng_state(), np.random.get_state(), random.getstate()) if in_main else None
+        torch.default_generator.manual_seed(s)
+        np.random.seed(s % 2**32)
+        random.seed(s)
+        try:
+            return self.dataset[i]
+        finally:
+            if saved:
+                torch.set_rng_state(saved[0]), np.random.set_state(saved[1]), random.setstate(saved[2])
+
+
+def load_data(args, vocab=None):
+    for path in args.train_json:
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path}: no such file; make it with `python prepare_data.py` first")
+    splits = [data.load_split(path) for path in args.train_json]
+    tokenizer = (data.tokenizer_from_vocab(vocab) if vocab else
+                 data.build_tokenizer([r for _, records in splits for r in records]))
+    image_dir, first = splits[0]
+    if not 0 <= args.val_size < len(first):
+        raise ValueError(f"{args.train_json[0]}: --val-size {args.val_size} must be in [0, {len(first)})")
+    held = set(random.Random(VAL_SEED).sample(range(len(first)), args.val_size))
+    parts = [(image_dir, [r for i, r in enumerate(first) if i not in held])] + splits[1:]
+
+    def dataset(source, train):
+        return data.SVHNDataset(source, tokenizer, train=train, image_size=args.image_size,
+                                crop_size=args.crop_size)
+    train_set = ConcatDataset([dataset(part, args.augment) for part in parts])
+    val_set = dataset((image_dir, [first[i] for i in sorted(held)]), False) if held else None
+    return tokenizer, train_set, val_set
+
+
+def rng_states(device):
+    """Every RNG as tensors/lists/ints, so the checkpoint loads with weights_only=True."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+            "python": [py_state[0], list(py_state[1]), py_state[2]],
+            "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []}
+
+
+def set_rng_states(states, device):
+    torch.set_rng_state(states["torch"])
+    name, keys, *rest = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    random.setstate((states["python"][0], tuple(states["python"][1]), states["python"][2]))
+    if device.type == "cuda" and states["cuda"]:
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def to_cpu(obj):
+    if torch.is_tensor(obj):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj
+
+
+def save_atomic(obj, path):
+    """Write to path.tmp, fsync, rename: a kill at any moment leaves the old file or the new one."""
+    with open(path + ".tmp", "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(path + ".tmp", path)
+
+
+def make_scheduler(args, optimizer, steps_per_epoch):
+    """All schedules step once per batch; --milestones are in epochs."""
+    total = args.epochs * steps_per_epoch
+    if args.schedule == "step":
+        return torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, [m * steps_per_epoch for m in args.milestones], gamma=args.gamma)
+    warm = max(1, int(args.warmup * total))
+    if args.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=total,
+                                                   pct_start=warm / total)
+
+    def cosine(s):
+        return (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
+
+
+@torch.no_grad()
+def validate(model, loader, device, autocast, memory_format, ddp, max_batches=None):
+    """Whole-sequence accuracy with greedy decoding (sharded over ranks under DDP)."""
+    model.eval()
+    counts = torch.zeros(2, dtype=torch.float64, device=device)  # correct, total
+    for b, (images, tokens, _) in enumerate(loader):
+        if b == max_batches:
+            break
+        images = images.to(device, non_blocking=True, memory_format=memory_format)
+        with autocast:
+            predictions = model.decode(images)["tokens"]
+        for predicted, target in zip(predictions, tokens[:, 1:].tolist()):
+            target = target[:target.index(data.EOS)] if data.EOS in target else target
+            counts[0] += predicted == [t for t in target if t != data.PAD]
+            counts[1] += 1
+    model.train()
+    if ddp:
+        dist.all_reduce(counts)
+    return (counts[0] / counts[1].clamp(min=1)).item()
+
+
+def trim_csv(path, header, last_step):
+    """Start a log, or on resume drop the rows written after the checkpoint's step."""
+    rows = []
+    if last_step is not None and os.path.exists(path):
+        with open(path, newline="") as f:
+            rows = [r for r in list(csv.reader(f))[1:] if r and int(r[0]) <= last_step]
+    with open(path + ".tmp", "w", newline="") as f:
+        csv.writer(f).writerows([header] + rows)
+    os.replace(path + ".tmp", path)
+
+
+def plot_curves(out, copies):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    with open(os.path.join(out, "loss.csv"), newline="") as f:
+        loss = [(float(r["epoch"]), float(r["loss"])) for r in csv.DictReader(f)]
+    with open(os.path.join(out, "val.csv"), newline="") as f:
+        val = [(int(r["epoch"]), float(r["val_acc"])) for r in csv.DictReader(f) if r["val_acc"]]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    if loss:
+        x, y = zip(*loss)
+        k = max(1, len(y) // 100)  # moving average over ~1% of the run
+        ax1.plot(x, y, lw=0.5, alpha=0.4, label="batch")
+        ax1.plot(x[k - 1:], np.convolve(y, np.ones(k) / k, mode="valid"), label=f"mean of {k}")
+        ax1.set_yscale("log")
+        ax1.legend()
+    ax1.set(xlabel="epoch", ylabel="training loss (cross-entropy)")
+    if val:
+        ax2.plot(*zip(*val), marker="o")
+    ax2.set(xlabel="epoch", ylabel="validation whole-sequence accuracy")
+    ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    for path in copies:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        fig.savefig(path + ".tmp", format="png", dpi=100)
+        os.replace(path + ".tmp", path)
+    plt.close(fig)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    ddp = int(os.environ.get("RANK", -1)) != -1  # launched by torchrun?
+    rank, world, local_rank = (int(os.environ[k]) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK")) if ddp else (0, 1, 0)
+    if args.device:
+        device = torch.device(args.device)
+    elif torch.cuda.is_available():
+        device = torch.device("cuda")
+    elif torch.backends.mps.is_available():
+        device = torch.device("mps")
+    else:
+        device = torch.device("cpu")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if ddp:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        return train(args, device, ddp, rank, world)
+    except (FileNotFoundError, ValueError, NonFiniteLoss) as e:
+        sys.exit(f"train.py: error: {e}")
+    finally:
+        if ddp:
+            dist.destroy_process_group()
+
+
+def train(args, device, ddp, rank, world):
+    master = rank == 0
+    cuda = device.type == "cuda"
+    cpus = os.cpu_count() or 1
+    if device.type == "cpu":  # share the cores between torchrun processes
+        torch.set_num_threads(max(1, (args.threads or cpus) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
+    workers = args.workers if args.workers is not None else (min(8, cpus) if cuda else 1)
+    torch.backends.cudnn.benchmark = True
+    amp_dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
+    autocast = torch.autocast("cuda", dtype=amp_dtype) if cuda and args.amp else nullcontext()
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda and args.amp and amp_dtype == torch.float16)
+    memory_format = torch.channels_last if cuda else torch.contiguous_format
+
+    ckpt, last_path, best_path = None, os.path.join(args.out, "last.pt"), os.path.join(args.out, "best.pt")
+    resume = last_path if args.resume == "auto" else args.resume
+    if resume and (args.resume != "auto" or os.path.exists(resume)):
+        if not os.path.exists(resume):
+            raise FileNotFoundError(f"{resume}: no such checkpoint")
+        _, ckpt = build_model.load_checkpoint(resume, map_location="cpu")
+        for key in ("plan", "hidden", "dropout", "image_size", "crop_size", "max_len"):
+            setattr(args, key, ckpt["config"][key])  # the model and its input size come from the checkpoint
+    tokenizer, train_set, val_set = load_data(args, ckpt and ckpt["vocab"])
+    config = {"plan": args.plan, "hidden": args.hidden, "dropout": args.dropout,
+              "vocab_size": len(tokenizer.vocab), "image_size": args.image_size,
+              "crop_size": args.crop_size, "max_len": args.max_len,
+              "pad_id": data.PAD, "eos_id": data.EOS, "bos_id": data.BOS}
+
+    torch.manual_seed(args.seed)  # the same initial weights on every rank
+    model = build_model.build_model(config).to(device, memory_format=memory_format)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    # DistributedSampler also serves one process: its shuffle depends only on (seed, epoch)
+    sampler = EpochTagged(DistributedSampler(train_set, world, rank, shuffle=True, seed=args.seed))
+    loader_kw = dict(batch_size=args.batch_size, collate_fn=data.collate, num_workers=workers,
+                     pin_memory=cuda, persistent_workers=workers > 0)
+    loader = DataLoader(SeededSamples(train_set, args.seed), sampler=sampler, **loader_kw)
+    val_loader = val_set and DataLoader(Subset(val_set, range(rank, len(val_set), world)), **loader_kw)
+    scheduler = make_scheduler(args, optimizer, len(loader))
+    epoch, step, best = 0, 0, -1.0
+    if ckpt:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        set_rng_states(ckpt["rng"], device)
+        epoch, step, best = ckpt["epoch"], ckpt["step"], ckpt["best_metric"]
+        if master:
+            print(f"resuming from {resume}: epoch {epoch} done, step {step}, best val acc {best:.4f}")
+    raw_model = model
+    if ddp:
+        model = DDP(model, device_ids=[device.index] if cuda else None)
+    if master and not args.dry_run:
+        os.makedirs(args.out, exist_ok=True)
+        trim_csv(os.path.join(args.out, "loss.csv"), ["step", "epoch", "loss", "lr"], ckpt and step)
+        trim_csv(os.path.join(args.out, "val.csv"),
+                 ["step", "epoch", "train_loss", "val_acc", "images_per_s", "seconds"], ckpt and step)
+        print(f"{len(train_set)} training images, {len(val_set or [])} validation, {world} process(es) "
+              f"on {device}, {workers} loader workers, {sum(p.numel() for p in model.parameters()):,} parameters")
+
+    while epoch < args.epochs:
+        # every source of randomness in an epoch is derived from (seed, epoch, rank): resume is exact
+        torch.manual_seed((args.seed * 1000 + epoch) * 1000 + rank)
+        sampler.set_epoch(epoch)
+        model.train()
+        t0, seen, total_loss = time.time(), 0, 0.0
+        log = open(os.path.join(args.out, "loss.csv"), "a", newline="") if master and not args.dry_run else None
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=None if master else True,
+                   dynamic_ncols=True)
+        for batch, (images, tokens, _) in enumerate(bar):
+            images = images.to(device, non_blocking=True, memory_format=memory_format)  # (B, 3, S, S)
+            tokens = tokens.to(device, non_blocking=True)  # (B, T)
+            with autocast:
+                _, loss = model(images, tokens)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip).item()
+            value = loss.item()
+            # checked after the all-reduce of the gradients, so under DDP every rank stops together
+            if not math.isfinite(value) or (not scaler.is_enabled() and not math.isfinite(norm)):
+                what = f"loss {value}" if not math.isfinite(value) else f"gradient norm {norm}"
+                kept = f"{last_path} (epoch {epoch}) is the last good checkpoint" if epoch else "no checkpoint saved"
+                raise NonFiniteLoss(f"non-finite {what} at step {step + 1} (epoch {epoch + 1}, batch "
+                                    f"{batch + 1}); stopped without saving; {kept}")
+            lr = optimizer.param_groups[0]["lr"]
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            step += 1
+            seen += images.size(0) * world
+            total_loss += value
+            bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}", img_s=f"{seen / (time.time() - t0):.0f}",
+                            refresh=False)
+            if log:
+                csv.writer(log).writerow([step, f"{step / len(loader):.4f}", f"{value:.6f}", f"{lr:.6g}"])
+                if step % PLOT_EVERY == 0:
+                    log.flush()
+                    plot_curves(args.out, [os.path.join(args.out, "loss.png"), args.plot])
+            if args.dry_run:
+                break
+        bar.close()
+        if log:
+            log.close()
+        seconds = time.time() - t0
+        acc = (validate(raw_model, val_loader, device, autocast, memory_format, ddp, 1 if args.dry_run else None)
+               if val_loader else None)
+        if args.dry_run:
+            if master:
+                print(f"dry run ok: one batch, loss {value:.4f}"
+                      + (f", validation accuracy {acc:.4f}" if acc is not None else ""))
+            return 0
+        epoch += 1
+        if not master:
+            continue
+        improved = acc is not None and acc > best
+        best = acc if improved else best
+        ckpt = {"format": build_model.CHECKPOINT_FORMAT, "config": config, "vocab": list(tokenizer.vocab),
+                "model": to_cpu(raw_model.state_dict()), "optimizer": to_cpu(optimizer.state_dict()),
+                "scheduler": scheduler.state_dict(), "epoch": epoch, "step": step, "rng": to_cpu(rng_states(device)),
+                "best_metric": best, "args": vars(args)}
+        save_atomic(ckpt, last_path)
+        if improved:  # best.pt is a copy of last.pt, written just as atomically
+            shutil.copyfile(last_path, best_path + ".tmp")
+            os.replace(best_path + ".tmp", best_path)
+        with open(os.path.join(args.out, "val.csv"), "a", newline="") as f:
+            csv.writer(f).writerow([step, epoch, f"{total_loss / max(1, batch + 1):.6f}",
+                                    "" if acc is None else f"{acc:.6f}", f"{seen / seconds:.1f}", f"{seconds:.1f}"])
+        plot_curves(args.out, [os.path.join(args.out, "loss.png"), args.plot])
+        print(f"epoch {epoch}: train loss {total_loss / max(1, batch + 1):.4f}, "
+              + (f"val acc {acc:.4f} (best {best:.4f}), " if acc is not None else "")
+              + f"{seen / seconds:.0f} images/s, {seconds:.0f} s")
+    if master:
+        outputs = [last_path] + ([best_path] if os.path.exists(best_path) else [])
+        outputs += [os.path.join(args.out, n) for n in ("loss.csv", "val.csv", "loss.png")] + [args.plot]
+        print("wrote " + ", ".join(outputs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

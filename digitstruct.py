@@ -136,6 +136,7 @@ class _Raw:
         self.buf = mmap.mmap(self.fh.fileno(), 0, access=mmap.ACCESS_READ)
         self.arr = np.frombuffer(self.buf, dtype=np.uint8)
         self.base = userblock
+        self.templates = {}  # header prefix length -> {prefix bytes: (kind, count)}
         b = self.buf
         if b[self.base:self.base + 8] != b"\x89HDF\r\n\x1a\n" or b[self.base + 8] not in (0, 1):
             raise _Unsupported("superblock version")
@@ -175,13 +176,31 @@ class _Raw:
         return out
 
     def dataset(self, addr):
-        """('f8' | 'u2' | 'ref', bytes position of the data, number of elements)."""
-        b, kind, count, data = self.buf, None, None, None
+        """('f8' | 'u2' | 'ref', bytes position of the data, number of elements).
+
+        Headers written by one program repeat a few shapes, so a header whose bytes from the
+        first message up to its compact data equal one already parsed is answered from a table."""
+        b, p = self.buf, self.base + addr
+        if b[p:p + 1] == b"\x01":
+            first_block = _unpack("<I", b, p + 8)[0] + 16
+            for end, table in self.templates.items():
+                hit = table.get(b[p + 16:p + end]) if end <= first_block else None
+                if hit is not None:
+                    return hit[0], p + end, hit[1]
+        kind, data, count, compact = self._parse_dataset(addr)
+        if compact and 16 < data - p <= _unpack("<I", b, p + 8)[0] + 8:
+            table = self.templates.setdefault(data - p, {})
+            if len(table) < 4096:
+                table[b[p + 16:data]] = (kind, count)
+        return kind, data, count
+
+    def _parse_dataset(self, addr):
+        b, kind, count, data, compact = self.buf, None, None, None, False
         for t, q, s in self.messages(addr):
             if t == 0x1:  # dataspace
                 v, nd = b[q], b[q + 1]
                 dims = _unpack(f"<{nd}Q", b, q + (8 if v == 1 else 4))
-                count = int(np.prod(dims)) if nd else 1
+                count = math.prod(dims)
             elif t == 0x3:  # datatype
                 cls, size = b[q] & 0x0F, _unpack("<I", b, q + 4)[0]
                 if cls == 1 and size == 8 and not b[q + 1] & 1 and \
@@ -197,7 +216,7 @@ class _Raw:
                 if b[q] != 3:
                     raise _Unsupported("layout version")
                 if b[q + 1] == 0:
-                    data = q + 4
+                    data, compact = q + 4, True
                 elif b[q + 1] == 1:
                     a = _unpack("<Q", b, q + 2)[0]
                     if a == 0xFFFFFFFFFFFFFFFF:
@@ -209,7 +228,7 @@ class _Raw:
                 raise _Unsupported("filters")
         if kind is None or count is None or data is None or data + count * 8 > len(b):
             raise _Unsupported("not a simple dataset")
-        return kind, data, count
+        return kind, data, count, compact
 
     def members(self, addr):
         """{name: object header address} of a symbol-table group."""
@@ -245,7 +264,7 @@ class _Raw:
         if not len(addrs):
             return vals, ok
         try:  # template: bytes from the first message to the value, taken from the first leaf
-            kind, data, count = self.dataset(int(addrs[0]))
+            kind, data, count, _ = self._parse_dataset(int(addrs[0]))
             p0 = self.base + int(addrs[0])
             first_block = 16 + _unpack("<I", self.buf, p0 + 8)[0]
             if kind != "f8" or count != 1 or not 16 <= data - p0 <= first_block - 8:
@@ -279,7 +298,7 @@ def _fast_entry(raw, name_addr, bbox_addr, leaves):
     kind, data, count = raw.dataset(name_addr)
     if kind != "u2":
         raise _Unsupported("name type")
-    name = "".join(map(chr, np.frombuffer(raw.buf, "<u2", count, data).tolist()))
+    name = raw.buf[data:data + 2 * count].decode("utf-16-le", "replace")
     members = raw.members(bbox_addr)
     columns, refs = {}, []
     for key in FIELDS:
@@ -287,10 +306,10 @@ def _fast_entry(raw, name_addr, bbox_addr, leaves):
             raise _Unsupported("missing field")
         kind, data, count = raw.dataset(members[key])
         if kind == "f8":
-            columns[key] = np.frombuffer(raw.buf, "<f8", count, data).tolist()
+            columns[key] = list(_unpack(f"<{count}d", raw.buf, data))
         elif kind == "ref":
             refs.append((key, len(leaves), count))
-            leaves.extend(np.frombuffer(raw.buf, "<u8", count, data).tolist())
+            leaves.extend(_unpack(f"<{count}Q", raw.buf, data))
         else:
             raise _Unsupported("field type")
     return name, columns, refs

@@ -170,7 +170,7 @@ def evaluate(model, loader, config, beam=BEAM, device="cpu", progress=True):
     pad_id, eos_id = config["pad_id"], config["eos_id"]
     res = {"pred": [], "truth": [], "logprob": [], "probs": [], "hits": 0, "steps": 0,
            "loss_sum": 0.0, "loss_count": 0}
-    for images, tokens, boxes in tqdm(loader, desc="eval", unit="batch", disable=not progress):
+    for images, tokens, boxes in tqdm(loader, desc="eval", unit="batch", disable=None if progress else True):
         images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         tokens = tokens.to(device, non_blocking=True)
         out = model.decode(images) if beam == 1 else model.beam_search(images, beam=beam)
@@ -240,13 +240,13 @@ def plot_mistakes(dataset, mistakes, path, cols=4):
     import matplotlib.pyplot as plt
     from data import denormalize
     rows = max(1, -(-len(mistakes) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.5 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.8 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, m in zip(axes.flat, mistakes):
         image = denormalize(dataset[m["index"]][0]).permute(1, 2, 0).clamp(0, 1).numpy()
         ax.imshow(image)
-        ax.set_title(f"pred {m['prediction'] or '(none)'} ({m['probability']:.2f})\n"
+        ax.set_title(f"pred {m['prediction'] or '(none)'} ({m['probability']:.3g})\n"
                      f"true {m['truth']}", fontsize=9)
     if not mistakes:
         axes.flat[0].text(0.5, 0.5, "no mistakes", ha="center", va="center")

@@ -1,0 +1,249 @@
+"""Attention figures: where the model looks for each digit it reads.
+
+    python play.py --checkpoint runs/svhn/best.pt                 # 8 images of the test split
+    python play.py --checkpoint runs/svhn/best.pt photo.jpg my_folder/ [--crop 40,10,90,60]
+
+For every image: the network's input crop, then one panel per predicted digit with that step's
+attention upsampled (bilinear) over the crop, titled with the digit and its probability. Also a
+grid of several images, <out>/attention.png (the figure the README shows).
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# -----------------------------------------------------------------------------
+# defaults
+JSON_PATH = "data/svhn/test.json"  # prepared split to draw images from (when no files are given)
+N_IMAGES = 8  # images taken from the split
+OUT_DIR = "img"  # where the PNGs go
+GRID_ROWS = 8  # images in the grid figure
+BATCH = 64  # images per decoding batch
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+# -----------------------------------------------------------------------------
+# inputs: each becomes {"name", "image" (3, S, S) normalised, "truth" (str or None)}
+
+def parse_crop(text):
+    """'left,top,width,height' -> [l, t, w, h] floats (ValueError otherwise)."""
+    parts = text.replace(" ", "").split(",")
+    try:
+        box = [float(p) for p in parts]
+    except ValueError:
+        box = []
+    if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
+        raise ValueError(f"--crop {text!r}: expected left,top,width,height with width, height > 0")
+    return box
+
+
+def expand_paths(paths):
+    """Files as given; folders -> their image files (recursively, sorted)."""
+    files = []
+    for path in paths:
+        if os.path.isdir(path):
+            for root, dirs, names in os.walk(path):
+                dirs.sort()
+                files += [os.path.join(root, n) for n in sorted(names)
+                          if n.lower().endswith(IMAGE_EXTS)]
+        else:
+            files.append(path)
+    return files
+
+
+def load_file(path, crop, image_size, crop_size):
+    """One image file -> network input (3, crop_size, crop_size), as data.py prepares eval crops:
+    region (the whole image, or the --crop box grown by 30% like training crops), resize to
+    image_size, centre crop. Any PIL mode; ValueError with a reason when it cannot be read."""
+    from PIL import Image
+    import torchvision.transforms.functional as TF
+    from data import MEAN, STD, crop_region, pixel_region, to_rgb
+    try:
+        with Image.open(path) as img:
+            # JPEG decodes at a reduced scale for free; the crop needs a few pixels, not 12 MP
+            if crop is None:
+                img.draft("RGB", (4 * image_size, 4 * image_size))
+            img = to_rgb(img)
+            img.load()
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as e:
+        raise ValueError(f"cannot read image ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    if crop is not None:
+        img = img.crop(pixel_region(crop_region([crop])))
+    img = TF.resize(img, [image_size, image_size], antialias=True)
+    img = TF.center_crop(img, [crop_size, crop_size])
+    return TF.normalize(TF.to_tensor(img), MEAN, STD)  # (3, S, S)
+
+
+def inputs_from_files(paths, crop, config):
+    items, failed = [], []
+    for path in expand_paths(paths):
+        try:
+            image = load_file(path, crop, config["image_size"], config["crop_size"])
+        except ValueError as e:
+            print(f"play.py: skipping {path}: {e}", file=sys.stderr)
+            failed.append(path)
+            continue
+        items.append({"name": path, "image": image, "truth": None})
+    return items, failed
+
+
+def inputs_from_split(json_path, n, vocab, config):
+    from data import SVHNDataset, load_split, tokenizer_from_vocab
+    image_dir, records = load_split(json_path)
+    dataset = SVHNDataset((image_dir, records[:n]), tokenizer_from_vocab(vocab), train=False,
+                          image_size=config["image_size"], crop_size=config["crop_size"])
+    items, failed = [], []
+    for i in range(len(dataset)):
+        try:
+            image, _, _ = dataset[i]
+        except (OSError, ValueError) as e:
+            print(f"play.py: skipping {records[i]['name']}: {e}", file=sys.stderr)
+            failed.append(records[i]["name"])
+            continue
+        items.append({"name": records[i]["name"], "image": image, "truth": dataset.label(i)})
+    return items, failed
+
+
+# -----------------------------------------------------------------------------
+# decoding and drawing
+
+@torch.inference_mode()
+def predict(model, items, vocab, beam=1, device="cpu"):
+    """Adds "digits", "probs" (per digit), "prob" (sequence) and "maps" (K, S, S) to each item."""
+    for start in range(0, len(items), BATCH):
+        chunk = items[start:start + BATCH]
+        images = torch.stack([it["image"] for it in chunk]).to(device)  # (B, 3, S, S)
+        out = model.decode(images) if beam == 1 else model.beam_search(images, beam=beam)
+        h, w = out["feature_hw"]
+        S = images.shape[-1]
+        B, T, _ = out["attention"].shape
+        maps = F.interpolate(out["attention"].float().view(B * T, 1, h, w), size=(S, S),
+                             mode="bilinear", align_corners=False).view(B, T, S, S).cpu()
+        for b, it in enumerate(chunk):
+            ids = out["tokens"][b]
+            it["digits"] = [vocab[t] for t in ids]
+            it["probs"] = out["probs"][b, : len(ids)].float().cpu().tolist()
+            it["prob"] = float(out["logprob"][b].float().exp())
+            it["maps"] = maps[b, : len(ids)].numpy()  # (K, S, S)
+    return items
+
+
+def draw_row(axes, item):
+    """The crop, then one attention panel per predicted digit, on a row of axes."""
+    from data import denormalize
+    image = denormalize(item["image"]).permute(1, 2, 0).numpy()  # (S, S, 3) in [0, 1]
+    grey = image.mean(axis=2)
+    for ax in axes:
+        ax.axis("off")
+    title = f"pred {''.join(item['digits']) or '(none)'} ({item['prob']:.2f})"
+    if item["truth"] is not None:
+        title += f"\ntrue {item['truth']}"
+    axes[0].imshow(image)
+    axes[0].set_title(title, fontsize=8)
+    for ax, digit, p, amap in zip(axes[1:], item["digits"], item["probs"], item["maps"]):
+        ax.imshow(grey, cmap="gray", vmin=0, vmax=1)
+        ax.imshow(amap / max(float(amap.max()), 1e-12), cmap="jet", alpha=0.5, vmin=0, vmax=1)
+        ax.set_title(f"{digit} ({p:.2f})", fontsize=8)
+
+
+def figure(items, path, show=False):
+    """One row per item; saved atomically to path."""
+    import matplotlib.pyplot as plt
+    cols = 1 + max(max(len(it["digits"]) for it in items), 1)
+    fig, axes = plt.subplots(len(items), cols, figsize=(1.6 * cols, 1.9 * len(items)),
+                             squeeze=False)
+    for row, item in zip(axes, items):
+        draw_row(row, item)
+    fig.tight_layout()
+    root, ext = os.path.splitext(path)
+    tmp = f"{root}.tmp{ext}"
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+    if not show:
+        plt.close(fig)
+
+
+def figure_name(name, taken):
+    """attention_<file stem>.png, unique within this run."""
+    stem = os.path.splitext(os.path.basename(name))[0] or "image"
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)
+    candidate, k = f"attention_{stem}.png", 2
+    while candidate in taken or candidate == "attention.png":
+        candidate, k = f"attention_{stem}_{k}.png", k + 1
+    taken.add(candidate)
+    return candidate
+
+
+# -----------------------------------------------------------------------------
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("images", nargs="*", help="image files or folders (default: use --json)")
+    p.add_argument("--checkpoint", required=True, help="checkpoint written by train.py")
+    p.add_argument("--json", default=JSON_PATH, help="prepared split used when no images are given")
+    p.add_argument("-n", type=int, default=N_IMAGES, help="images taken from the split")
+    p.add_argument("--crop", default=None,
+                   help="left,top,width,height box around the digits in each image file "
+                        "(grown by 30%% like training crops); default: the whole image")
+    p.add_argument("--beam", type=int, default=1, help="beam width; 1 = greedy decoding")
+    p.add_argument("--out", default=OUT_DIR, help="folder for the PNGs")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="torch device")
+    p.add_argument("--show", action="store_true", help="also open a window with the figures")
+    args = p.parse_args(argv)
+    if args.n < 1 or args.beam < 1:
+        p.error("-n and --beam must be >= 1")
+    try:
+        args.crop = parse_crop(args.crop) if args.crop is not None else None
+    except ValueError as e:
+        p.error(str(e))
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import matplotlib
+    if not args.show:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from build_model import load_checkpoint
+    if not os.path.isfile(args.checkpoint):
+        sys.exit(f"play.py: error: {args.checkpoint}: no such file")
+    try:
+        model, ckpt = load_checkpoint(args.checkpoint, map_location="cpu")
+        model = model.to(args.device).eval()
+    except (ValueError, OSError, RuntimeError) as e:
+        sys.exit(f"play.py: error: {e}")
+    config, vocab = model.config, list(ckpt["vocab"])
+    if args.images:
+        items, failed = inputs_from_files(args.images, args.crop, config)
+    else:
+        try:
+            items, failed = inputs_from_split(args.json, args.n, vocab, config)
+        except (ValueError, OSError) as e:
+            sys.exit(f"play.py: error: {e} (give image files, or --json of a prepared split)")
+    if not items:
+        sys.exit(f"play.py: error: no readable images ({len(failed)} skipped)")
+    predict(model, items, vocab, args.beam, args.device)
+    os.makedirs(args.out, exist_ok=True)
+    taken = set()
+    for item in items:
+        figure([item], os.path.join(args.out, figure_name(item["name"], taken)), args.show)
+    grid = os.path.join(args.out, "attention.png")
+    figure(items[:GRID_ROWS], grid, args.show)
+    for item in items:
+        truth = f"  (true {item['truth']})" if item["truth"] is not None else ""
+        print(f"{item['name']}: {''.join(item['digits']) or '-'}  p={item['prob']:.3f}{truth}")
+    print(f"play.py: {len(items)} image(s) drawn to {args.out}/ (grid: {grid}), "
+          f"{len(failed)} unreadable")
+    if args.show:
+        plt.show()
+    return items, failed
+
+
+if __name__ == "__main__":
+    main()

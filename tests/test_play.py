@@ -1,0 +1,81 @@
+"""play.py: attention figures for split images and user files of any mode; bad files skipped."""
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import play
+from test_eval import make_checkpoint, make_split
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "m.pt")
+
+
+def run(ckpt, out, *args):
+    return play.main(["--checkpoint", ckpt, "--out", str(out), "--device", "cpu", *args])
+
+
+def test_real_sample_image(ckpt, sample_dir, tmp_path):
+    # 2.png is "23" with boxes left 77/98, top 29/25, width 23/26, height 32
+    items, failed = run(ckpt, tmp_path, os.path.join(sample_dir, "2.png"),
+                        "--crop", "77,25,47,36")
+    assert not failed and len(items) == 1
+    assert os.path.getsize(tmp_path / "attention_2.png") > 0
+    assert os.path.getsize(tmp_path / "attention.png") > 0
+    item = items[0]
+    assert item["maps"].shape == (len(item["digits"]), 54, 54)
+    assert len(item["probs"]) == len(item["digits"]) and 0 <= item["prob"] <= 1
+
+
+def test_split_images_with_truth(ckpt, tmp_path):
+    split = make_split(tmp_path, n=4)
+    items, failed = run(ckpt, tmp_path / "out", "--json", split, "-n", "3")
+    assert len(items) == 3 and not failed
+    assert all(it["truth"] for it in items)
+    assert sorted(os.listdir(tmp_path / "out")) == ["attention.png", "attention_1.png",
+                                                    "attention_2.png", "attention_3.png"]
+
+
+def test_modes_sizes_and_unreadable(ckpt, tmp_path, capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (30, 70, 3), dtype=np.uint8)
+    Image.fromarray(rgb).convert("L").save(folder / "grey.png")
+    rgba = np.dstack([rgb, rng.integers(0, 255, (30, 70), dtype=np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(folder / "rgba.png")
+    Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE).save(folder / "palette.gif")
+    Image.fromarray(rgb[:5, :5]).save(folder / "tiny.png")
+    Image.new("RGB", (4000, 3000), (90, 40, 10)).save(folder / "huge.jpg")
+    (folder / "broken.png").write_bytes(b"\x89PNG not really")
+    (folder / "notes.txt").write_text("ignored: not an image extension")
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("nope")
+    items, failed = run(ckpt, tmp_path / "out", str(folder), str(bad))
+    assert len(items) == 5
+    assert sorted(failed) == sorted([str(folder / "broken.png"), str(bad)])
+    err = capsys.readouterr().err
+    assert "broken.png" in err and "bad.jpg" in err and "cannot read image" in err
+    for stem in ("grey", "rgba", "palette", "tiny", "huge"):
+        assert os.path.exists(tmp_path / "out" / f"attention_{stem}.png")
+
+
+def test_nothing_readable_exits(ckpt, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_text("nope")
+    with pytest.raises(SystemExit) as exc:
+        run(ckpt, tmp_path / "out", str(bad))
+    assert "no readable images" in str(exc.value.code)
+
+
+def test_bad_checkpoint_and_crop(tmp_path):
+    text = tmp_path / "x.pt"
+    text.write_text("hello")
+    with pytest.raises(SystemExit) as exc:
+        run(str(text), tmp_path, "whatever.png")
+    assert str(exc.value.code).startswith("play.py: error:") and "x.pt" in str(exc.value.code)
+    with pytest.raises(SystemExit):
+        play.parse_args(["--checkpoint", "m.pt", "--crop", "1,2,3"])

@@ -1,0 +1,150 @@
+"""prepare_data.py: the real sample, synthetic-style splits, and every bad input via the CLI."""
+import json
+import os
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+import prepare_data
+from digitstruct import write_digitstruct
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENTRIES = [("1.png", [[1, 5, 6, 7, 20], [10, 12, 6, 8, 20]]),
+           ("2.png", [[3, -2, 4, 9.5, 21.4]]),
+           ("3.png", [[k, 3 * k, 1, 3, 9] for k in range(1, 7)])]
+
+
+def make_split(root, split="train", entries=ENTRIES, images=True):
+    folder = root / split
+    folder.mkdir(parents=True, exist_ok=True)
+    write_digitstruct(str(folder / "digitStruct.mat"), entries)
+    if images:
+        for name, _ in entries:
+            (folder / name).write_bytes(b"png")
+    return str(folder / "digitStruct.mat")
+
+
+def run_main(argv, capsys):
+    """main(argv) -> (exit code, stdout, stderr); SystemExit with a message means code 1."""
+    try:
+        code = prepare_data.main(argv)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+        if not isinstance(e.code, int):
+            print(e.code, file=sys.stderr)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_real_sample(sample_dir, tmp_path):
+    root = os.path.dirname(sample_dir)
+    s = prepare_data.convert_split(root, "train", str(tmp_path))
+    assert (s["entries"], s["kept"], s["missing"], s["digits"]) == (39, 3, 36, 6)
+    data = json.loads((tmp_path / "train.json").read_text())
+    assert data["num_entries"] == 39 and data["num_missing_images"] == 36
+    assert data["label_note"] == "SVHN label 10 is stored as digit 0"
+    assert os.path.isabs(data["image_dir"]) and os.path.samefile(data["image_dir"], sample_dir)
+    recs = {r["name"]: r for r in data["records"]}
+    assert sorted(recs) == ["1.png", "2.png", "3.png"]
+    assert recs["1.png"]["digits"] == [1, 9] and recs["3.png"]["digits"] == [2, 5]
+    assert recs["2.png"] == {"name": "2.png", "digits": [2, 3], "boxes": [[77, 29, 23, 32], [98, 25, 26, 32]]}
+    assert all(isinstance(v, int) for r in data["records"] for b in r["boxes"] for v in b)
+
+
+def test_cli_converts_and_reports_missing(tmp_path, capsys):
+    make_split(tmp_path, "train")
+    make_split(tmp_path, "test")
+    os.remove(tmp_path / "test" / "2.png")
+    code, out, err = run_main(["--root", str(tmp_path), "--splits", "train", "test"], capsys)
+    assert code == 0, err
+    assert "test: 1 of 3 images listed in digitStruct.mat are missing on disk; kept 2" in out
+    train = json.loads((tmp_path / "train.json").read_text())
+    assert train["image_dir"] == "train"  # relative to the JSON's folder
+    assert [r["digits"] for r in train["records"]] == [[1, 0], [3], [1, 2, 3, 4, 5, 6]]
+    assert train["records"][1]["boxes"] == [[-2, 4, 10, 21]]  # rounded half-up
+    test = json.loads((tmp_path / "test.json").read_text())
+    assert [r["name"] for r in test["records"]] == ["1.png", "3.png"] and test["num_missing_images"] == 1
+
+
+def _mutate(path, how):
+    with h5py.File(path, "r+") as f:
+        names, boxes = f["digitStruct/name"], f["digitStruct/bbox"]
+        if how == "no_bbox":
+            del f["digitStruct/bbox"]
+        elif how == "lengths":
+            short = boxes[:-1]
+            del f["digitStruct/bbox"]
+            f["digitStruct"].create_dataset("bbox", data=short, dtype=h5py.ref_dtype)
+        elif how == "fields":
+            g = f[boxes[0, 0]]
+            del g["label"]
+            g.create_dataset("label", data=np.array([[1.0]]))
+        elif how == "label":
+            f[boxes[1, 0]]["label"][0, 0] = 11.0
+        elif how == "nan":
+            f[boxes[1, 0]]["left"][0, 0] = np.nan
+        elif how == "no_group":
+            f.move("digitStruct", "somethingElse")
+
+
+BAD = {
+    "garbage": "not an HDF5 file",
+    "matlab5": "MATLAB v5 file; SVHN digitStruct.mat is v7.3/HDF5",
+    "no_group": "no /digitStruct group",
+    "no_bbox": "no /digitStruct/bbox dataset",
+    "lengths": "3 names but 2 bboxes",
+    "fields": "bbox fields of different lengths",
+    "label": "label 11 outside 1..10",
+    "nan": "non-finite value",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_file_one_line_error_and_old_json_kept(tmp_path, capsys, case):
+    mat = make_split(tmp_path, "train")
+    if case == "garbage":
+        open(mat, "wb").write(b"this is not hdf5\n" * 40)
+    elif case == "matlab5":
+        open(mat, "wb").write(b"MATLAB 5.0 MAT-file, Platform: GLNXA64".ljust(116) + bytes(140))
+    else:
+        _mutate(mat, case)
+    (tmp_path / "train.json").write_text('{"old": true}')
+    code, out, err = run_main(["--root", str(tmp_path), "--splits", "train"], capsys)
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("prepare_data.py: error: ") and mat in lines[0]
+    assert BAD[case] in lines[0]
+    assert (tmp_path / "train.json").read_text() == '{"old": true}'  # untouched
+    assert not os.path.exists(tmp_path / "train.json.tmp")
+
+
+def test_missing_folder_or_file_and_nothing_written(tmp_path, capsys):
+    make_split(tmp_path, "train")
+    code, _, err = run_main(["--root", str(tmp_path), "--splits", "train", "extra"], capsys)
+    assert code != 0 and "extra: split folder not found" in err
+    assert not (tmp_path / "train.json").exists()  # all splits are checked before writing any
+    (tmp_path / "test").mkdir()
+    code, _, err = run_main(["--root", str(tmp_path), "--splits", "test"], capsys)
+    assert code != 0 and "digitStruct.mat not found" in err
+
+
+def test_bad_split_aborts_before_any_write(tmp_path, capsys):
+    make_split(tmp_path, "train")
+    bad = make_split(tmp_path, "test")
+    _mutate(bad, "label")
+    code, _, err = run_main(["--root", str(tmp_path), "--splits", "train", "test"], capsys)
+    assert code != 0 and "label 11" in err
+    assert not (tmp_path / "train.json").exists()
+
+
+def test_subprocess_exit_code_and_unknown_flag(tmp_path):
+    run = lambda *a: subprocess.run([sys.executable, "prepare_data.py", *a], cwd=REPO,
+                                    capture_output=True, text=True)
+    r = run("--root", str(tmp_path / "nowhere"), "--splits", "train")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "split folder not found" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert run("--bogus").returncode == 2
+    assert "label 10" in run("--help").stdout.replace("\n", " ")

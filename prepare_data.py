@@ -29,6 +29,14 @@ def _half_up(v):
     return int(math.floor(v + 0.5))
 
 
+def to_records(entries, on_disk=None):
+    """read_digitstruct entries -> JSON records; names not in `on_disk` (a set) are dropped."""
+    return [{"name": name,
+             "digits": [int(d[0]) % 10 for d in digits],
+             "boxes": [[_half_up(v) for v in d[1:]] for d in digits]}
+            for name, digits in entries if on_disk is None or name in on_disk]
+
+
 def build_split(root, split, out_dir):
     """Read <root>/<split>/digitStruct.mat; return (JSON object, summary). Writes nothing."""
     folder = os.path.join(root, split)
@@ -43,15 +51,8 @@ def build_split(root, split, out_dir):
         entries = read_digitstruct(mat)
     except DigitStructError as e:
         raise DigitStructError(f"{mat}: {e}") from None
-    on_disk = set(os.listdir(folder))
-    records, num_digits = [], 0
-    for name, digits in entries:
-        if name not in on_disk:
-            continue
-        records.append({"name": name,
-                        "digits": [int(d[0]) % 10 for d in digits],
-                        "boxes": [[_half_up(v) for v in d[1:]] for d in digits]})
-        num_digits += len(digits)
+    records = to_records(entries, set(os.listdir(folder)))
+    num_digits = sum(len(r["digits"]) for r in records)
     image_dir = os.path.relpath(os.path.abspath(folder), os.path.abspath(out_dir))
     if image_dir.startswith(os.pardir):
         image_dir = os.path.abspath(folder)

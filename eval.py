@@ -97,15 +97,17 @@ def attention_peaks(attention, feature_hw, crop_size):
 def attention_hits(peaks, pred_lens, boxes):
     """(hits, steps) over steps k < min(predicted length, true length): step k hits when its
     attention peak lies inside ground-truth box k (x0, y0, x1, y1 in input pixels)."""
-    hits = steps = 0
-    for b, box in enumerate(boxes):
-        n = min(int(pred_lens[b]), len(box))
-        for k in range(n):
-            x, y = peaks[b, k].tolist()
-            x0, y0, x1, y1 = box[k].tolist()
-            hits += int(x0 <= x <= x1 and y0 <= y <= y1)
-            steps += 1
-    return hits, steps
+    if not len(boxes):
+        return 0, 0
+    K = min(max(len(b) for b in boxes), peaks.shape[1])
+    box = torch.zeros(len(boxes), K, 4)  # (B, K, 4), padded
+    for b, bx in enumerate(boxes):
+        box[b, : min(len(bx), K)] = torch.as_tensor(bx, dtype=torch.float32)[:K]
+    n = torch.minimum(torch.as_tensor(pred_lens), torch.as_tensor([len(b) for b in boxes]))
+    valid = torch.arange(K).unsqueeze(0) < n.unsqueeze(1)  # (B, K)
+    x, y = peaks[:, :K, 0], peaks[:, :K, 1]  # (B, K)
+    inside = (box[..., 0] <= x) & (x <= box[..., 2]) & (box[..., 1] <= y) & (y <= box[..., 3])
+    return int((inside & valid).sum()), int(valid.sum())
 
 
 # -----------------------------------------------------------------------------
@@ -145,18 +147,31 @@ def truth_ids(tokens, pad_id, eos_id):
     return out
 
 
-def sequence_loss(model, images, tokens, pred, truth, logprob, pad_id):
+def decode_batch(model, images, beam=BEAM):
+    """Decode a batch and keep its encoder output for the loss: (decode dict, features (B, L, C)).
+    decode() and beam_search() encode the images themselves; for this one call the instance's
+    encode() hands back the features computed here, so the encoder (most of the cost) runs once."""
+    features, feature_hw = model.encode(images)  # (B, L, C)
+    model.encode = lambda _images: (features, feature_hw)  # instance attribute shadows the method
+    try:
+        out = model.decode(images) if beam == 1 else model.beam_search(images, beam=beam)
+    finally:
+        del model.encode
+    return out, features
+
+
+def sequence_loss(model, features, tokens, pred, truth, logprob, pad_id):
     """Summed teacher-forced cross-entropy and target-token count for a batch.
     Where the decoded sequence equals the truth, teacher forcing follows exactly the decoded path,
-    so its loss is -logprob (EOS included) and the model runs again only on the other images."""
+    so its loss is -logprob (EOS included); the decoder runs again only on the other images."""
     right = torch.tensor([p == t for p, t in zip(pred, truth)], dtype=torch.bool)
-    total = -logprob[right].double().sum().item()
+    total = -logprob[right.to(logprob.device)].double().sum().item()
     count = sum(len(t) + 1 for t, r in zip(truth, right.tolist()) if r)
     wrong = (~right).nonzero().flatten()
     if len(wrong):
         toks = tokens[wrong.to(tokens.device)]
         toks = toks[:, : int((toks != pad_id).sum(1).max())]  # drop all-pad columns
-        logits, _ = model(images[wrong.to(images.device)], toks)  # (b, T-1, V)
+        logits, _ = model.decoder(features[wrong.to(features.device)], toks[:, :-1])  # (b, T-1, V)
         target = toks[:, 1:]
         total += F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(),
                                  ignore_index=pad_id, reduction="sum").item()
@@ -173,11 +188,11 @@ def evaluate(model, loader, config, beam=BEAM, device="cpu", progress=True):
     for images, tokens, boxes in tqdm(loader, desc="eval", unit="batch", disable=None if progress else True):
         images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         tokens = tokens.to(device, non_blocking=True)
-        out = model.decode(images) if beam == 1 else model.beam_search(images, beam=beam)
+        out, features = decode_batch(model, images, beam)
         pred = [list(p) for p in out["tokens"]]
         truth = truth_ids(tokens, pad_id, eos_id)
         logprob = out["logprob"].float().cpu()
-        loss, count = sequence_loss(model, images, tokens, pred, truth, logprob.to(device), pad_id)
+        loss, count = sequence_loss(model, features, tokens, pred, truth, logprob, pad_id)
         peaks = attention_peaks(out["attention"].float().cpu(), out["feature_hw"], images.shape[-1])
         hits, steps = attention_hits(peaks, [len(p) for p in pred], boxes)
         probs = out["probs"].float().cpu()

@@ -107,6 +107,7 @@ def test_attention_peaks_and_hits():
              torch.tensor([[20, 30, 30, 50]])]  # hit
     hits, steps = ev.attention_hits(peaks, [2, 3], boxes)
     assert (hits, steps) == (2, 3)
+    assert ev.attention_hits(peaks[:, :1], [2, 3], boxes) == (2, 2)  # fewer steps than boxes
 
 
 def test_fold_batchnorm_is_exact():
@@ -128,12 +129,14 @@ def test_loss_shortcut_equals_teacher_forcing():
     torch.manual_seed(0)
     model = build_model(TINY).eval()
     images = torch.randn(4, 3, 54, 54)
-    out = model.decode(images)
+    out, features = ev.decode_batch(model, images)
+    assert out["tokens"] == model.decode(images)["tokens"]
+    assert "encode" not in vars(model)  # the shortcut is gone after the call
     # rows 0 and 2 are labelled with the model's own prediction, rows 1 and 3 with other digits
     truth = [out["tokens"][0], [5, 6, 7], out["tokens"][2], [9]]
     rows = [[3] + t + [2] for t in truth]
     tokens = torch.nn.utils.rnn.pad_sequence([torch.tensor(r) for r in rows], batch_first=True)
-    total, count = ev.sequence_loss(model, images, tokens, out["tokens"], truth, out["logprob"], 0)
+    total, count = ev.sequence_loss(model, features, tokens, out["tokens"], truth, out["logprob"], 0)
     _, loss = model(images, tokens)
     assert count == sum(len(r) - 1 for r in rows)
     assert total / count == pytest.approx(loss.item(), rel=1e-4)

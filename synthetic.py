@@ -30,7 +30,7 @@ STATS = {
     "train": dict(counts=[5137, 18130, 8691, 1434, 9, 1], box_h=(29, 14, 68),
                   ctx_h=(1.6, 1.3, 2.2), ctx_w=(2.3, 1.1, 5.5)),
     "test": dict(counts=[2483, 8356, 2081, 146, 2, 0.5], box_h=(24, 15, 54),
-                 ctx_h=(2.0, 1.4, 3.8), ctx_w=(4.2, 2.0, 11.0)),
+                 ctx_h=(2.0, 1.4, 4.4), ctx_w=(3.8, 1.9, 11.0)),
 }
 # Leading digit (never 0, like house numbers): Benford-like; later digits: slowly falling from
 # 1 to 9, 0 between. Together: 1 most common, then falling to 9, and 0 about as common as 9.
@@ -40,6 +40,7 @@ REST_P = REST_P / REST_P.sum()
 # Per-image rates of boxes leaving the image (train: 29 negative, 158 past-the-edge boxes).
 EDGE_P = {"left": 0.0004, "top": 0.0002, "right": 0.0025, "bottom": 0.0008}
 CLUTTER_CHARS = "ABCDEFGHKLMNPRSTUWabdehnrst0123456789#-"
+LUMA = np.array([0.299, 0.587, 0.114])
 GLYPH_REF = 96  # font size at which glyph masks are rendered once and cached
 
 
@@ -109,7 +110,7 @@ def _layout_number(rng, digits, font, ink_h, d):
     """Digit masks laid out and warped on one local canvas; returns the masks and ink boxes."""
     ref = [_glyph(font, str(x)) for x in digits]
     scale = ink_h / max(g.size[1] for g in ref)
-    aspect = rng.uniform(0.5, 0.95)  # condensed to normal lettering (SVHN boxes: w ~ h / 2)
+    aspect = rng.uniform(0.45, 0.9)  # condensed to normal lettering (SVHN boxes: w ~ h / 2)
     weight = rng.random() < 0.2 * d and "Bold" not in font and "cmb" not in font  # heavier stroke
     track = rng.uniform(0.04, 0.32) * ink_h
     pad = int(ink_h) + 4
@@ -150,13 +151,17 @@ def _colour(rng, lum=None):
     """A random RGB colour (0..255 floats), optionally with a given luminance."""
     sat = rng.choice([0.0, 0.15, 0.35, 0.7], p=[0.25, 0.35, 0.25, 0.15])  # walls are mostly dull
     c = np.clip(rng.uniform(0, 255) + sat * (rng.uniform(0, 255, 3) - 128), 0, 255)
-    if lum is not None:
-        c = np.clip(c + (lum - c @ [0.299, 0.587, 0.114]), 0, 255)
+    if lum is not None:  # move to that luminance exactly, desaturating instead of clipping
+        lum = float(np.clip(lum, 0, 255))
+        dev = c - c @ LUMA
+        room = np.where(dev > 0, (255 - lum) / np.maximum(dev, 1e-6), lum / np.maximum(-dev, 1e-6))
+        c = lum + min(1.0, float(room.min())) * dev
     return c
 
 
 def _background(rng, w, h, d):
     """Wall-like background: base colour, gradient, low-frequency texture and grain."""
+    d = min(d, 1.5)  # stronger walls would hide the digits rather than make reading harder
     base = _colour(rng)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     t = np.deg2rad(rng.uniform(0, 360))
@@ -225,8 +230,8 @@ def render(rng, split="train", difficulty=1.0, long_boost=1.0, digits=None, edge
     ux1, uy1 = max(b[2] for b in boxes), boxes[0][3]
     bw, bh = ux1 - ux0, uy1 - uy0
     # Image size: the number plus context, as in the official crops (almost always landscape).
-    H = int(max(bh + 2, round(bh * _lognormal(rng, *st["ctx_h"]))))
-    W = int(max(bw + 2, round(bw + bh * _lognormal(rng, *st["ctx_w"])), round(H * rng.uniform(1.05, 1.3))))
+    H = int(max(bh + 2, min(520, round(bh * _lognormal(rng, *st["ctx_h"])))))  # official max ~500
+    W = int(max(bw + 2, min(1100, round(bw + bh * _lognormal(rng, *st["ctx_w"]))), round(H * rng.uniform(1.05, 1.3))))
     ox = ux0 - int(round((W - bw) * np.clip(rng.normal(0.5, 0.12), 0, 1)))
     oy = uy0 - int(round((H - bh) * np.clip(rng.normal(0.5, 0.12), 0, 1)))
     if edge is None:  # the official files hold a few boxes past the image edge
@@ -256,7 +261,7 @@ def render(rng, split="train", difficulty=1.0, long_boost=1.0, digits=None, edge
         _clutter(rng, img, union, ink_h, d, font_list)
     # Digit colour: light on dark or dark on light; at full difficulty some are low contrast.
     bg_lum = float(img[max(union[1], 0):union[3], max(union[0], 0):union[2]].mean(axis=(0, 1))
-                   @ [0.299, 0.587, 0.114]) if bh > 0 else 128.0
+                   @ LUMA) if bh > 0 else 128.0
     contrast = rng.uniform(60, 100) if rng.random() < 0.2 * d else rng.uniform(100, 200)
     up = bg_lum < 110 or (bg_lum < 150 and rng.random() < 0.5)
     lum = bg_lum + contrast if up else bg_lum - contrast
@@ -275,17 +280,19 @@ def render(rng, split="train", difficulty=1.0, long_boost=1.0, digits=None, edge
         shade = (xx - W * rng.random()) * np.cos(t) + (yy - H * rng.random()) * np.sin(t) > 0
         img[shade] *= rng.uniform(0.6, 0.85)
     out = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
-    # Camera: defocus, low resolution, sensor noise, compression.
-    sigma = rng.uniform(0, 0.03 * d) * bh + rng.uniform(0, 0.4 * d)
+    # Camera: defocus, low resolution, sensor noise, compression. These saturate above 1: past
+    # that they erase digits instead of making them harder to read.
+    dc = min(d, 1.25)
+    sigma = rng.uniform(0, 0.03 * dc) * bh + rng.uniform(0, 0.4 * dc)
     if sigma > 0.2:
         out = out.filter(ImageFilter.GaussianBlur(sigma))
-    f = rng.uniform(1, 1 + 1.2 * d)
+    f = rng.uniform(1, 1 + 1.2 * dc)
     if bh / f >= 14 and f > 1.2:
         out = out.resize((max(1, round(W / f)), max(1, round(H / f))), Image.BILINEAR).resize((W, H), Image.BILINEAR)
     if d > 0:
-        arr = np.asarray(out, np.float32) + rng.standard_normal((H, W, 1), dtype=np.float32) * rng.uniform(0, 8 * d)
+        arr = np.asarray(out, np.float32) + rng.standard_normal((H, W, 1), dtype=np.float32) * rng.uniform(0, 8 * dc)
         out = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
-    if rng.random() < 0.3 * d and bh >= 18:  # tiny images would turn to mush
+    if rng.random() < 0.3 * dc and bh >= 18:  # tiny images would turn to mush
         buf = io.BytesIO()
         out.save(buf, "JPEG", quality=int(rng.integers(40, 90)))
         out = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
@@ -382,13 +389,15 @@ def main(argv=None):
     ap.add_argument("--long-boost", type=float, default=1.0,
                     help="multiplies the (tiny, official) rates of 5- and 6-digit numbers")
     ap.add_argument("--preview", metavar="PNG", default=None,
-                    help="only save a contact sheet of 32 train samples to this file")
+                    help="only save a contact sheet of 32 samples (with boxes and crops) to this file")
+    ap.add_argument("--preview-split", default="train", choices=["train", "extra", "test"],
+                    help="which split's statistics the contact sheet samples")
     args = ap.parse_args(argv)
     if min(args.train, args.extra, args.test) < 0 or args.difficulty < 0 or args.long_boost < 0:
         ap.error("sizes, --difficulty and --long-boost must be >= 0")
     try:
         if args.preview:
-            preview(args.preview, seed=args.seed, difficulty=args.difficulty, long_boost=args.long_boost)
+            preview(args.preview, seed=args.seed, split=args.preview_split, difficulty=args.difficulty, long_boost=args.long_boost)
             print(f"wrote {args.preview}")
             return
         for split in ("train", "extra", "test"):

@@ -140,12 +140,12 @@ class AttentionOCR(nn.Module):
         """
         out, state, alpha = self.decoder.step(tokens, state, features, projected)
         logp = torch.log_softmax(self.decoder.classifier(out).float(), dim=1)  # (B, V)
-        choice = logp.clone()
-        choice[:, [self.config["pad_id"], self.config["bos_id"]]] = float("-inf")
         if last_step:
-            eos = self.config["eos_id"]
-            choice = torch.full_like(logp, float("-inf"))
-            choice[:, eos] = logp[:, eos]
+            choice = torch.full_like(logp, float("-inf"))  # (B, V)
+            choice[:, self.config["eos_id"]] = logp[:, self.config["eos_id"]]
+        else:
+            choice = logp.clone()  # (B, V)
+            choice[:, [self.config["pad_id"], self.config["bos_id"]]] = float("-inf")
         return logp, choice, state, alpha
 
     def _result(self, steps, attention, probs, logprob, feature_hw):
@@ -228,14 +228,13 @@ class AttentionOCR(nn.Module):
             V = logp.size(1)
             logp, choice = logp.view(B, K, V), choice.view(B, K, V)  # (B, K, V)
             # a finished hypothesis may only continue with <pad>, at no cost
-            choice = choice.masked_fill(done.unsqueeze(2), float("-inf"))
-            choice[..., pad] = choice[..., pad].masked_fill(done, 0.0)
+            choice = choice.masked_fill(done.unsqueeze(2), float("-inf"))  # (B, K, V)
+            choice[..., pad] = choice[..., pad].masked_fill(done, 0.0)  # (B, K)
             total = (scores.unsqueeze(2) + choice).view(B, K * V)  # (B, K*V)
             scores, index = total.topk(K, dim=1)  # (B, K), sorted best first
             origin, tokens = index // V, index % V  # (B, K) source beam and chosen token
             was_done = done.gather(1, origin)  # (B, K)
-            lp = logp.gather(1, origin.unsqueeze(2).expand(B, K, V)).gather(2, tokens.unsqueeze(2))
-            lp = lp.squeeze(2).masked_fill(was_done, 0.0)  # (B, K)
+            lp = logp.view(B, K * V).gather(1, index).masked_fill(was_done, 0.0)  # (B, K)
             alpha = alpha.view(B, K, L).gather(1, origin.unsqueeze(2).expand(B, K, L))  # (B, K, L)
             steps = torch.cat([steps.gather(1, origin.unsqueeze(2).expand_as(steps)),
                                tokens.unsqueeze(2)], dim=2)  # (B, K, T)

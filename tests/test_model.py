@@ -32,14 +32,14 @@ def trained():
     tokens = make_tokens(NUMBERS)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     model.train()
-    for _ in range(150):
+    for _ in range(60):
         _, loss = model(images, tokens)
         opt.zero_grad()
         loss.backward()
         opt.step()
     # a few forwards without updates so the BatchNorm running statistics settle on this batch
     with torch.no_grad():
-        for _ in range(30):
+        for _ in range(20):
             model(images, tokens)
     return model.eval(), images
 
@@ -214,6 +214,12 @@ def test_checkpoint_round_trip(trained, tmp_path):
     a, b = model.decode(images), loaded.decode(images)
     assert a["tokens"] == b["tokens"]
     torch.testing.assert_close(a["attention"], b["attention"])
+    torch.testing.assert_close(a["logprob"], b["logprob"])
+    # weights saved from a DDP-wrapped model ("module." prefix) load too
+    wrapped = {"module." + k: v for k, v in model.state_dict().items()}
+    torch.save({"format": CHECKPOINT_FORMAT, "config": model.config, "vocab": vocab,
+                "model": wrapped}, path)
+    assert load_checkpoint(str(path))[0].decode(images)["tokens"] == a["tokens"]
 
 
 def test_checkpoint_refuses_foreign_files(trained, tmp_path):
@@ -232,5 +238,9 @@ def test_checkpoint_refuses_foreign_files(trained, tmp_path):
                 "vocab": vocab, "model": model.state_dict()}, mismatch)
     with pytest.raises(ValueError, match="do not match"):
         load_checkpoint(str(mismatch))
+    no_vocab = tmp_path / "no_vocab.pt"
+    torch.save({"format": CHECKPOINT_FORMAT, "config": model.config, "model": {}}, no_vocab)
+    with pytest.raises(ValueError, match="vocab"):
+        load_checkpoint(str(no_vocab))
     with pytest.raises(FileNotFoundError):
         load_checkpoint(str(tmp_path / "missing.pt"))

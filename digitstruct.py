@@ -1,18 +1,15 @@
 """SVHN `digitStruct.mat` (MATLAB v7.3 = HDF5 behind a 512-byte user block): read and write.
 
-Layout (DESIGN.md section 3): /digitStruct/name and /digitStruct/bbox are (N,1) object references
-into /#refs#. A name is a (len,1) uint16 array of character codes. A bbox is a group with datasets
-height/label/left/top/width; one digit -> each is a (1,1) float64 holding the value, K >= 2 digits
--> each is (K,1) object references, each to a (1,1) float64.
+Layout (DESIGN.md section 3): /digitStruct/{name,bbox} are (N,1) object references into /#refs#;
+a name is a (len,1) uint16 array of character codes; a bbox is a group with datasets height, label,
+left, top, width: (1,1) float64 values for one digit, else (K,1) references to (1,1) float64s.
+Entries are (name, [[label, left, top, width, height], ...]) with the raw values.
 
-Entries are returned as (name, [[label, left, top, width, height], ...]) with the raw values.
-
-Why a hand-written fast reader: going through h5py costs tens of microseconds per dereference and
-SVHN extra has ~1.5M referenced objects, so the usual converter needs half an hour. An old-style
-object reference *is* the file address of an object header, so we map the file and parse the few
-tiny headers ourselves (v1 object headers, compact/contiguous layout, symbol-table groups); the
-~500k (1,1) leaf values, which all share one header shape, are read with one vectorised gather.
-Anything we do not recognise falls back, per entry, to plain h5py (slow but exact).
+Why a hand-written fast reader: h5py costs tens of microseconds per dereference and SVHN extra has
+~1.5M referenced objects. An old-style object reference *is* the file address of an object header,
+so we map the file and parse the tiny headers ourselves (v1 headers, compact/contiguous layout,
+symbol-table groups); headers of one shape are parsed once (see _Raw.dataset). Anything
+unrecognised falls back, per entry, to plain h5py (slow but exact).
 """
 import datetime
 import math
@@ -27,6 +24,7 @@ from tqdm import tqdm
 FIELDS = ("label", "left", "top", "width", "height")  # output order of each digit
 FILE_FIELDS = ("height", "left", "top", "width", "label")  # MATLAB's struct field order
 _unpack = struct.unpack_from
+F64 = h5py.h5t.IEEE_F64LE
 
 
 class DigitStructError(ValueError):
@@ -37,17 +35,18 @@ class _Unsupported(Exception):
     """The fast parser met a structure it does not handle; use h5py for that entry."""
 
 
-# ---------------------------------------------------------------------------------- shared checks
+# What a parse of an unexpected or damaged structure can raise: all mean "use h5py instead".
+_PARSE_ERRORS = (_Unsupported, IndexError, KeyError, ValueError, struct.error)
+
 
 def _open(path):
     """Open with h5py and check the top-level structure; returns (file, name dataset, bbox dataset)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
-    with open(path, "rb") as fh:
-        head = fh.read(128)
     if not h5py.is_hdf5(path):
-        if head.startswith(b"MATLAB 5.0 MAT-file"):
-            raise DigitStructError("MATLAB v5 file; SVHN digitStruct.mat is v7.3/HDF5")
+        with open(path, "rb") as fh:
+            if fh.read(19) == b"MATLAB 5.0 MAT-file":
+                raise DigitStructError("MATLAB v5 file; SVHN digitStruct.mat is v7.3/HDF5")
         raise DigitStructError("not an HDF5 file (SVHN digitStruct.mat is MATLAB v7.3/HDF5)")
     try:
         f = h5py.File(path, "r")
@@ -57,20 +56,18 @@ def _open(path):
         group = f.get("digitStruct")
         if not isinstance(group, h5py.Group):
             raise DigitStructError("no /digitStruct group (not an SVHN digitStruct.mat)")
-        sets = []
-        for key in ("name", "bbox"):
-            ds = group.get(key)
+        names, boxes = group.get("name"), group.get("bbox")
+        for key, ds in (("name", names), ("bbox", boxes)):
             if not isinstance(ds, h5py.Dataset):
                 raise DigitStructError(f"no /digitStruct/{key} dataset")
             if h5py.check_dtype(ref=ds.dtype) is not h5py.Reference:
                 raise DigitStructError(f"/digitStruct/{key} is not an array of object references")
-            sets.append(ds)
-        if sets[0].size != sets[1].size:
-            raise DigitStructError(f"{sets[0].size} names but {sets[1].size} bboxes")
+        if names.size != boxes.size:
+            raise DigitStructError(f"{names.size} names but {boxes.size} bboxes")
     except BaseException:
         f.close()
         raise
-    return f, sets[0], sets[1]
+    return f, names, boxes
 
 
 def _entry(i, name, columns):
@@ -90,8 +87,6 @@ def _entry(i, name, columns):
     return name, digits
 
 
-# ---------------------------------------------------------------------------------- naive reader
-
 def _naive_entry(f, i, name_ref, bbox_ref):
     """One entry through high-level h5py, one dereference per value (what public converters do)."""
     try:
@@ -104,8 +99,6 @@ def _naive_entry(f, i, name_ref, bbox_ref):
                 columns[key] = [float(f[ds[k, 0]][()].item()) for k in range(ds.shape[0])]
             else:
                 columns[key] = [float(v) for v in np.asarray(ds[()], dtype=np.float64).ravel()]
-    except DigitStructError:
-        raise
     except (KeyError, ValueError, TypeError, OSError, IndexError) as e:
         raise DigitStructError(f"entry {i + 1}: malformed name/bbox ({e})") from None
     return _entry(i, name, columns)
@@ -116,16 +109,11 @@ def read_digitstruct_naive(path, start=0, stop=None):
     f, names, bboxes = _open(path)
     with f:
         stop = names.size if stop is None else min(stop, names.size)
-        out = []
-        for i in tqdm(range(start, stop), desc="digitStruct (naive)", unit="entry", disable=None):
-            out.append(_naive_entry(f, i, names[i, 0], bboxes[i, 0]))
-    return out
+        bar = tqdm(range(start, stop), desc="digitStruct (naive)", unit="entry", disable=None)
+        return [_naive_entry(f, i, names[i, 0], bboxes[i, 0]) for i in bar]
 
 
-# ---------------------------------------------------------------------------------- fast reader
-
-# The (1,1) float64 datatype message body as HDF5 writes IEEE_F64LE (class 1, version 1).
-_F64_PROPS = (0, 64, 52, 11, 0, 52, 1023)
+_F64_PROPS = (0, 64, 52, 11, 0, 52, 1023)  # IEEE_F64LE: offset, precision, exponent, mantissa, bias
 
 
 class _Raw:
@@ -134,52 +122,39 @@ class _Raw:
     def __init__(self, path, userblock):
         self.fh = open(path, "rb")
         self.buf = mmap.mmap(self.fh.fileno(), 0, access=mmap.ACCESS_READ)
-        self.arr = np.frombuffer(self.buf, dtype=np.uint8)
         self.base = userblock
         self.templates = {}  # header prefix length -> {prefix bytes: (kind, count)}
         b = self.buf
-        if b[self.base:self.base + 8] != b"\x89HDF\r\n\x1a\n" or b[self.base + 8] not in (0, 1):
-            raise _Unsupported("superblock version")
-        if b[self.base + 13] != 8 or b[self.base + 14] != 8:
-            raise _Unsupported("offset/length sizes")
+        if b[self.base:self.base + 8] != b"\x89HDF\r\n\x1a\n" or b[self.base + 8] not in (0, 1) \
+                or b[self.base + 13] != 8 or b[self.base + 14] != 8:
+            raise _Unsupported("superblock version 0/1 with 8-byte offsets and lengths expected")
         base_field = _unpack("<Q", b, self.base + (24 if b[self.base + 8] == 0 else 28))[0]
         if base_field not in (0, userblock):  # MATLAB writes 0, libhdf5 the user block size
             raise _Unsupported("base address")
-
-    def close(self):
-        del self.arr
-        try:
-            self.buf.close()
-        except BufferError:  # a numpy view still alive; the garbage collector will close it
-            pass
-        self.fh.close()
 
     def messages(self, addr):
         """[(type, body position, body size)] of the v1 object header at addr."""
         b, p = self.buf, self.base + addr
         if p + 16 > len(b) or b[p] != 1:
             raise _Unsupported("object header version")
-        blocks, out = [(p + 16, _unpack("<I", b, p + 8)[0])], []
+        blocks, out, seen = [(p + 16, _unpack("<I", b, p + 8)[0])], [], 0
         while blocks:
             q, n = blocks.pop()
-            end = q + n
-            if end > len(b):
-                raise _Unsupported("header past end of file")
+            end, seen = q + n, seen + 1
+            if end > len(b) or seen > 64:
+                raise _Unsupported("header past end of file, or a continuation loop")
             while q + 8 <= end:
                 t, s = _unpack("<HH", b, q)
                 if t == 0x10:  # continuation: more messages elsewhere
-                    a, ln = _unpack("<QQ", b, q + 8)
-                    blocks.append((self.base + a, ln))
+                    blocks.append((self.base + _unpack("<Q", b, q + 8)[0], _unpack("<Q", b, q + 16)[0]))
                 elif t:
                     out.append((t, q + 8, s))
                 q += 8 + s
         return out
 
     def dataset(self, addr):
-        """('f8' | 'u2' | 'ref', bytes position of the data, number of elements).
-
-        Headers written by one program repeat a few shapes, so a header whose bytes from the
-        first message up to its compact data equal one already parsed is answered from a table."""
+        """('f8' | 'u2' | 'ref', data position, element count). Headers written by one program
+        repeat a few shapes: one whose bytes up to its compact data are known is a table lookup."""
         b, p = self.buf, self.base + addr
         if b[p:p + 1] == b"\x01":
             first_block = _unpack("<I", b, p + 8)[0] + 16
@@ -198,9 +173,8 @@ class _Raw:
         b, kind, count, data, compact = self.buf, None, None, None, False
         for t, q, s in self.messages(addr):
             if t == 0x1:  # dataspace
-                v, nd = b[q], b[q + 1]
-                dims = _unpack(f"<{nd}Q", b, q + (8 if v == 1 else 4))
-                count = math.prod(dims)
+                nd = b[q + 1]
+                count = math.prod(_unpack(f"<{nd}Q", b, q + (8 if b[q] == 1 else 4)))
             elif t == 0x3:  # datatype
                 cls, size = b[q] & 0x0F, _unpack("<I", b, q + 4)[0]
                 if cls == 1 and size == 8 and not b[q + 1] & 1 and \
@@ -218,13 +192,11 @@ class _Raw:
                 if b[q + 1] == 0:
                     data, compact = q + 4, True
                 elif b[q + 1] == 1:
-                    a = _unpack("<Q", b, q + 2)[0]
-                    if a == 0xFFFFFFFFFFFFFFFF:
-                        raise _Unsupported("unallocated data")
-                    data = self.base + a
+                    a = _unpack("<Q", b, q + 2)[0]  # all ones: not allocated
+                    data = self.base + a if a != 0xFFFFFFFFFFFFFFFF else None
                 else:
                     raise _Unsupported("chunked layout")
-            elif t == 0xB:
+            elif t == 0xB:  # filters
                 raise _Unsupported("filters")
         if kind is None or count is None or data is None or data + count * 8 > len(b):
             raise _Unsupported("not a simple dataset")
@@ -242,77 +214,42 @@ class _Raw:
         if b[heap:heap + 4] != b"HEAP":
             raise _Unsupported("local heap")
         names = self.base + _unpack("<Q", b, heap + 24)[0]
-        out, nodes = {}, [table[0]]
-        while nodes:
-            p = self.base + nodes.pop()
+        out, nodes, seen = {}, [table[0]], 0
+        while nodes and seen < 100000:  # bounded: a damaged tree must not loop forever
+            p, seen = self.base + nodes.pop(), seen + 1
             if b[p:p + 4] == b"TREE" and b[p + 4] == 0:
-                n = _unpack("<H", b, p + 6)[0]
-                nodes.extend(_unpack("<Q", b, p + 32 + 16 * k)[0] for k in range(n))
+                nodes.extend(_unpack("<Q", b, p + 32 + 16 * k)[0] for k in range(_unpack("<H", b, p + 6)[0]))
             elif b[p:p + 4] == b"SNOD":
                 for k in range(_unpack("<H", b, p + 6)[0]):
                     off, obj = _unpack("<QQ", b, p + 8 + 40 * k)
-                    start = names + off
-                    out[b[start:b.find(b"\0", start)].decode("ascii", "replace")] = obj
+                    out[b[names + off:b.find(b"\0", names + off)].decode("ascii", "replace")] = obj
             else:
                 raise _Unsupported("group B-tree")
         return out
 
-    def scalars(self, addrs):
-        """Values of many (1,1) float64 datasets: one template check + gather for all alike."""
-        vals = np.full(len(addrs), np.nan)
-        ok = np.zeros(len(addrs), bool)
-        if not len(addrs):
-            return vals, ok
-        try:  # template: bytes from the first message to the value, taken from the first leaf
-            kind, data, count, _ = self._parse_dataset(int(addrs[0]))
-            p0 = self.base + int(addrs[0])
-            first_block = 16 + _unpack("<I", self.buf, p0 + 8)[0]
-            if kind != "f8" or count != 1 or not 16 <= data - p0 <= first_block - 8:
-                raise _Unsupported("leaf")
-        except _Unsupported:
-            return vals, ok
-        idx = np.r_[0, 16:data - p0]
-        tmpl = self.arr[p0 + idx]
-        pos = self.base + addrs.astype(np.int64)
-        for s in range(0, len(addrs), 1 << 16):
-            p = pos[s:s + (1 << 16)]
-            good = (p >= 0) & (p + (data - p0) + 8 <= len(self.arr))
-            pg = np.where(good, p, p0)
-            good &= (self.arr[pg[:, None] + idx[None, :]] == tmpl).all(1)
-            raw = self.arr[(pg + (data - p0))[:, None] + np.arange(8)[None, :]]
-            vals[s:s + len(p)] = np.where(good, raw.copy().view("<f8")[:, 0], np.nan)
-            ok[s:s + len(p)] = good
-        for j in np.flatnonzero(~ok):  # a different header shape: parse it one by one
-            try:
-                kind, data, count = self.dataset(int(addrs[j]))
-                if kind == "f8" and count == 1:
-                    vals[j] = _unpack("<d", self.buf, data)[0]
-                    ok[j] = True
-            except _Unsupported:
-                pass
-        return vals, ok
 
-
-def _fast_entry(raw, name_addr, bbox_addr, leaves):
-    """Parse one entry; leaf references are appended to `leaves`, their slots returned."""
+def _fast_entry(raw, name_addr, bbox_addr):
+    """(name, {field: values}) of one entry, parsed from the mapped file."""
     kind, data, count = raw.dataset(name_addr)
     if kind != "u2":
         raise _Unsupported("name type")
     name = raw.buf[data:data + 2 * count].decode("utf-16-le", "replace")
     members = raw.members(bbox_addr)
-    columns, refs = {}, []
+    columns = {}
     for key in FIELDS:
-        if key not in members:
-            raise _Unsupported("missing field")
         kind, data, count = raw.dataset(members[key])
         if kind == "f8":
             columns[key] = list(_unpack(f"<{count}d", raw.buf, data))
-        elif kind == "ref":
-            refs.append((key, len(leaves), count))
-            leaves.extend(_unpack(f"<{count}Q", raw.buf, data))
+        elif kind == "ref":  # K digits: K references to (1,1) doubles
+            columns[key] = []
+            for leaf in _unpack(f"<{count}Q", raw.buf, data):
+                kind, data, count = raw.dataset(leaf)
+                if kind != "f8" or count != 1:
+                    raise _Unsupported("leaf")
+                columns[key].append(_unpack("<d", raw.buf, data)[0])
         else:
             raise _Unsupported("field type")
-    return name, columns, refs
+    return name, columns
 
 
 def _ref_addresses(ds):
@@ -331,58 +268,33 @@ def read_digitstruct(path, stats=None):
         try:
             raw = _Raw(path, f.userblock_size)
             name_addrs, bbox_addrs = _ref_addresses(names), _ref_addresses(bboxes)
-        except (_Unsupported, OSError, TypeError, ValueError):
-            raw = None
-        parsed, leaves = [None] * n, []
+        except _PARSE_ERRORS + (OSError, TypeError):
+            raw = name_addrs = bbox_addrs = None  # every entry goes through h5py
+        out, fallback = [], 0
         with tqdm(total=n, desc="digitStruct", unit="entry", disable=None) as bar:
             for i in range(n):
-                if raw is not None:
-                    try:
-                        parsed[i] = _fast_entry(raw, int(name_addrs[i]), int(bbox_addrs[i]), leaves)
-                    except (_Unsupported, ValueError, IndexError, struct.error):
-                        pass
-                if i % 4096 == 4095:
-                    bar.update(4096)
-            bar.update(n - bar.n)
-        if raw is not None:
-            vals, ok = raw.scalars(np.asarray(leaves, dtype=np.uint64))
-            raw.close()
-        out, fallback = [], 0
-        for i, item in enumerate(parsed):
-            if item is not None:
-                name, columns, refs = item
-                if all(ok[s:s + c].all() for _, s, c in refs):
-                    for key, s, c in refs:
-                        columns[key] = vals[s:s + c].tolist()
+                try:
+                    if raw is None:
+                        raise _Unsupported("no fast path for this file")
+                    name, columns = _fast_entry(raw, int(name_addrs[i]), int(bbox_addrs[i]))
                     out.append(_entry(i, name, columns))
-                    continue
-            out.append(_naive_entry(f, i, names[i, 0], bboxes[i, 0]))  # slow but exact
-            fallback += 1
+                except _PARSE_ERRORS:  # includes DigitStructError: h5py then says it again
+                    out.append(_naive_entry(f, i, names[i, 0], bboxes[i, 0]))  # slow but exact
+                    fallback += 1
+                if i % 4096 == 4095 or i == n - 1:
+                    bar.update(i + 1 - bar.n)
+        if raw is not None:
+            raw.buf.close(), raw.fh.close()
     if stats is not None:
         stats.update(fast=len(out) - fallback, fallback=fallback)
     return out
 
 
-# ---------------------------------------------------------------------------------- writer
-
 def _userblock():
     """The 512-byte MATLAB v7.3 header: text padded with spaces, version 0x0200 and 'IM' at 124."""
     now = datetime.datetime.now().strftime("%a %b %d %H:%M:%S %Y")
     text = f"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: {now} HDF5 schema 1.00 ."
-    block = bytearray(512)
-    block[:116] = text.encode("ascii").ljust(116)
-    block[124:128] = b"\x00\x02IM"
-    return bytes(block)
-
-
-def _refname(k):
-    """MATLAB-like short unique names for /#refs# members (base 62)."""
-    chars = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    s = chars[k % 62]
-    while k >= 62:
-        k = k // 62 - 1
-        s = chars[k % 62] + s
-    return s
+    return text.encode("ascii").ljust(116) + bytes(8) + b"\x00\x02IM" + bytes(384)
 
 
 class _Writer:
@@ -394,9 +306,7 @@ class _Writer:
         self.count = 0
         self.compact = h5p.create(h5p.DATASET_CREATE)
         self.compact.set_layout(h5py.h5d.COMPACT)
-        self.scalar_space = h5s.create(h5s.SCALAR)
-        self.one = h5s.create_simple((1, 1))
-        self.int32 = np.array(2, dtype=np.int32)
+        self.scalar_space, self.one = h5s.create(h5s.SCALAR), h5s.create_simple((1, 1))
         self.strtypes = {}
 
     def attr(self, obj, key, value):
@@ -412,12 +322,11 @@ class _Writer:
             t, data = h5py.h5t.STD_I32LE, np.array(value, dtype=np.int32)
         h5py.h5a.create(obj, key, t, self.scalar_space).write(data, mtype=t)
 
-    def new_name(self):
-        name = _refname(self.count)
+    def new_name(self):  # short unique names, like MATLAB's
         self.count += 1
-        return name
+        return np.base_repr(self.count, 36).lower()
 
-    def dataset(self, loc, name, tid, data, path, mclass):
+    def dataset(self, loc, name, tid, data, path, mclass, int_decode=False):
         """A compact dataset; returns its object address (= its old-style reference)."""
         space = self.one if data.shape == (1, 1) else h5py.h5s.create_simple(data.shape)
         ds = h5py.h5d.create(loc, name.encode(), tid, space, dcpl=self.compact)
@@ -426,21 +335,17 @@ class _Writer:
         if mclass is not None:
             self.attr(ds, b"MATLAB_class", mclass)
             self.attr(ds, b"H5PATH", path.encode())
+        if int_decode:
+            self.attr(ds, b"MATLAB_int_decode", 2)
         return h5py.h5o.get_info(ds).addr
 
     def scalar(self, value):
-        name = self.new_name()
-        data = np.array([[value]], dtype=np.float64)
-        return self.dataset(self.refs, name, h5py.h5t.IEEE_F64LE, data, f"/#refs#/{name}", b"double")
+        n = self.new_name()
+        return self.dataset(self.refs, n, F64, np.array([[value]], "<f8"), f"/#refs#/{n}", b"double")
 
     def name(self, text):
-        name = self.new_name()
-        data = np.array([[ord(c)] for c in text], dtype=np.uint16)
-        loc = self.refs
-        ds_addr = self.dataset(loc, name, h5py.h5t.STD_U16LE, data, f"/#refs#/{name}", b"char")
-        ds = h5py.h5d.open(loc, name.encode())
-        self.attr(ds, b"MATLAB_int_decode", 2)
-        return ds_addr
+        n, codes = self.new_name(), np.array([[ord(c)] for c in text], "<u2")
+        return self.dataset(self.refs, n, h5py.h5t.STD_U16LE, codes, f"/#refs#/{n}", b"char", True)
 
     def bbox(self, digits):
         name = self.new_name()
@@ -450,7 +355,7 @@ class _Writer:
         for key in FILE_FIELDS:
             column = [d[FIELDS.index(key)] for d in digits]
             if len(column) == 1:  # one digit: the value itself
-                self.dataset(g, key, h5py.h5t.IEEE_F64LE, np.array([column], dtype=np.float64),
+                self.dataset(g, key, F64, np.array([column], dtype=np.float64),
                              f"/#refs#/{name}/{key}", b"double")
             else:  # K digits: K references, each to a (1,1) double
                 addrs = np.array([[self.scalar(v)] for v in column], dtype=np.uint64)
@@ -459,10 +364,11 @@ class _Writer:
 
 
 def _check_write(i, name, digits):
+    """The writer refuses what the readers would reject."""
     if not isinstance(name, str) or not name or not all(0 < ord(c) < 65536 for c in name):
         raise DigitStructError(f"entry {i + 1}: bad name {name!r}")
     if not digits or any(len(d) != 5 for d in digits):
-        raise DigitStructError(f"entry {i + 1} ({name}): digits must be [label, left, top, width, height] lists")
+        raise DigitStructError(f"entry {i + 1} ({name}): digits must be [label, left, top, width, height]")
     _entry(i, name, {k: [float(d[j]) for d in digits] for j, k in enumerate(FIELDS)})
 
 
@@ -475,8 +381,7 @@ def write_digitstruct(path, entries):
     tmp = f"{path}.tmp"
     try:
         with h5py.File(tmp, "w", userblock_size=512, libver="earliest") as f:
-            w = _Writer(f)
-            n = len(entries)
+            w, n = _Writer(f), len(entries)
             names, boxes = np.zeros((n, 1), np.uint64), np.zeros((n, 1), np.uint64)
             for i, (name, digits) in enumerate(tqdm(entries, desc="write digitStruct",
                                                     unit="entry", disable=None)):

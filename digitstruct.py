@@ -123,7 +123,7 @@ class _Raw:
         self.fh = open(path, "rb")
         self.buf = mmap.mmap(self.fh.fileno(), 0, access=mmap.ACCESS_READ)
         self.base = userblock
-        self.templates = {}  # header prefix length -> {prefix bytes: (kind, count)}
+        self.templates = {}  # site -> prefix length -> {prefix bytes: (kind, count)}
         b = self.buf
         if b[self.base:self.base + 8] != b"\x89HDF\r\n\x1a\n" or b[self.base + 8] not in (0, 1) \
                 or b[self.base + 13] != 8 or b[self.base + 14] != 8:
@@ -152,19 +152,18 @@ class _Raw:
                 q += 8 + s
         return out
 
-    def dataset(self, addr):
+    def dataset(self, addr, site):
         """('f8' | 'u2' | 'ref', data position, element count). Headers written by one program
-        repeat a few shapes: one whose bytes up to its compact data are known is a table lookup."""
-        b, p = self.buf, self.base + addr
-        if b[p:p + 1] == b"\x01":
-            first_block = _unpack("<I", b, p + 8)[0] + 16
-            for end, table in self.templates.items():
-                hit = table.get(b[p + 16:p + end]) if end <= first_block else None
-                if hit is not None:
-                    return hit[0], p + end, hit[1]
+        repeat a few shapes: one whose bytes up to its compact data are known is a table lookup,
+        in a table per call site (`site`: names, fields, leaves) so that one or two lookups do."""
+        b, p, templates = self.buf, self.base + addr, self.templates.setdefault(site, {})
+        for end, table in templates.items():
+            hit = table.get(b[p + 16:p + end])
+            if hit is not None and b[p] == 1 and _unpack("<I", b, p + 8)[0] + 16 >= end:
+                return hit[0], p + end, hit[1]
         kind, data, count, compact = self._parse_dataset(addr)
         if compact and 16 < data - p <= _unpack("<I", b, p + 8)[0] + 8:
-            table = self.templates.setdefault(data - p, {})
+            table = templates.setdefault(data - p, {})
             if len(table) < 4096:
                 table[b[p + 16:data]] = (kind, count)
         return kind, data, count
@@ -230,20 +229,20 @@ class _Raw:
 
 def _fast_entry(raw, name_addr, bbox_addr):
     """(name, {field: values}) of one entry, parsed from the mapped file."""
-    kind, data, count = raw.dataset(name_addr)
+    kind, data, count = raw.dataset(name_addr, "name")
     if kind != "u2":
         raise _Unsupported("name type")
     name = raw.buf[data:data + 2 * count].decode("utf-16-le", "replace")
     members = raw.members(bbox_addr)
     columns = {}
     for key in FIELDS:
-        kind, data, count = raw.dataset(members[key])
+        kind, data, count = raw.dataset(members[key], "field")
         if kind == "f8":
             columns[key] = list(_unpack(f"<{count}d", raw.buf, data))
         elif kind == "ref":  # K digits: K references to (1,1) doubles
             columns[key] = []
             for leaf in _unpack(f"<{count}Q", raw.buf, data):
-                kind, data, count = raw.dataset(leaf)
+                kind, data, count = raw.dataset(leaf, "leaf")
                 if kind != "f8" or count != 1:
                     raise _Unsupported("leaf")
                 columns[key].append(_unpack("<d", raw.buf, data)[0])

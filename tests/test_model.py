@@ -23,8 +23,18 @@ def make_tokens(numbers):
 NUMBERS = [[1], [2, 3], [4, 5, 6], [7, 8, 9, 0], [5], [6, 1], [0, 0, 7], [3, 9, 2, 8]]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a busy 2-core machine 2 threads were ~25x
+    slower than 1 (threads spin waiting for each other), so this file runs on one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
-def trained():
+def trained(one_thread):
     """A tiny model trained to memorise 8 noise images of 1-4 digits (a few seconds on CPU)."""
     torch.manual_seed(0)
     model = build_model(TINY)

@@ -21,11 +21,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from tqdm import tqdm
 
-# ---------------------------------------------------------------------------------------------
 # Statistics of the official annotations (DESIGN.md section 3). "extra" follows train.
 # digits per image: counts for 1..6 digits. Sizes: log-normal with a different spread on each
 # side of the median, fitted to the median and the 5th/95th percentiles.
-# ---------------------------------------------------------------------------------------------
 STATS = {
     "train": dict(counts=[5137, 18130, 8691, 1434, 9, 1], box_h=(29, 14, 68),
                   ctx_h=(1.6, 1.3, 2.2), ctx_w=(2.3, 1.1, 5.5)),
@@ -34,7 +32,7 @@ STATS = {
 }
 # Leading digit (never 0, like house numbers): Benford-like; later digits: slowly falling from
 # 1 to 9, 0 between. Together: 1 most common, then falling to 9, and 0 about as common as 9.
-LEAD_P = np.log10(1 + 1 / np.arange(1, 10))
+LEAD_P = np.log10(1 + 1 / np.arange(1, 10))  # sums to 1
 REST_P = np.array([1.2, 1.25, 1.15, 1.08, 1.02, 0.97, 0.92, 0.87, 0.82, 0.78])
 REST_P = REST_P / REST_P.sum()
 # Per-image rates of boxes leaving the image (train: 29 negative, 158 past-the-edge boxes).
@@ -42,6 +40,7 @@ EDGE_P = {"left": 0.0004, "top": 0.0002, "right": 0.0025, "bottom": 0.0008}
 CLUTTER_CHARS = "ABCDEFGHKLMNPRSTUWabdehnrst0123456789#-"
 LUMA = np.array([0.299, 0.587, 0.114])
 GLYPH_REF = 96  # font size at which glyph masks are rendered once and cached
+_font = lru_cache(maxsize=None)(ImageFont.truetype)
 
 
 def _lognormal(rng, median, p5, p95):
@@ -63,24 +62,18 @@ def fonts():
         path = os.path.join(folder, name)
         masks = [_glyph(path, ch) for ch in "0123456789"]
         heights = [m.size[1] for m in masks if m is not None]
-        if len(heights) == 10 and len({m.tobytes() for m in masks}) == 10 \
-                and max(heights) <= 1.12 * min(heights):
-            good.append(path)
+        if len(heights) == 10 and len({m.tobytes() for m in masks}) == 10:
+            good += [path] if max(heights) <= 1.12 * min(heights) else []  # no old-style figures
     if not good:
         raise RuntimeError("synthetic.py: no usable digit font found in " + folder)
     return tuple(good)
-
-
-@lru_cache(maxsize=None)
-def _font(path):
-    return ImageFont.truetype(path, GLYPH_REF)
 
 
 @lru_cache(maxsize=4096)
 def _glyph(path, ch):
     """Ink-cropped 'L' mask of one character at the reference size, with its top offset."""
     im = Image.new("L", (GLYPH_REF * 2, GLYPH_REF * 2))
-    ImageDraw.Draw(im).text((GLYPH_REF // 4, GLYPH_REF // 4), ch, font=_font(path), fill=255)
+    ImageDraw.Draw(im).text((GLYPH_REF // 4, GLYPH_REF // 4), ch, font=_font(path, GLYPH_REF), fill=255)
     box = im.getbbox()
     if box is None:
         return None
@@ -93,8 +86,7 @@ def _sample_digits(rng, split, long_boost):
     counts = np.array(STATS["test" if split == "test" else "train"]["counts"], dtype=float)
     counts[4:] *= long_boost
     k = 1 + rng.choice(6, p=counts / counts.sum())
-    first = 1 + rng.choice(9, p=LEAD_P / LEAD_P.sum())
-    return [int(first)] + [int(d) for d in rng.choice(10, size=k - 1, p=REST_P)]
+    return [1 + int(rng.choice(9, p=LEAD_P))] + [int(d) for d in rng.choice(10, size=k - 1, p=REST_P)]
 
 
 def _perspective_coeffs(dst, src):
@@ -116,8 +108,7 @@ def _layout_number(rng, digits, font, ink_h, d):
     pad = int(ink_h) + 4
     pieces, x = [], pad
     for g in ref:
-        if weight:
-            g = g.filter(ImageFilter.MaxFilter(5))
+        g = g.filter(ImageFilter.MaxFilter(5)) if weight else g
         w, h = max(1, round(g.size[0] * scale * aspect)), max(1, round(g.size[1] * scale))
         y = pad + round(g.info["top"] * scale - min(r.info["top"] for r in ref) * scale
                         + rng.normal(0, 0.03 * d) * ink_h)
@@ -125,11 +116,9 @@ def _layout_number(rng, digits, font, ink_h, d):
         x += w + max(1, round(track * rng.uniform(1 - 0.5 * min(d, 1.5), 1 + 0.5 * d)))
     size = (x + pad, round(ink_h) + 2 * pad)
     # One warp for the whole number: rotation, shear and a mild keystone around its centre.
-    cx, cy = size[0] / 2, size[1] / 2
-    ang = np.deg2rad(rng.normal(0, 4 * d))
-    shear = rng.normal(0, 0.12 * d)
+    ang, shear = np.deg2rad(rng.normal(0, 4 * d)), rng.normal(0, 0.12 * d)
     corners = [(-1, -1), (1, -1), (1, 1), (-1, 1)]
-    hw, hh = (x - pad) / 2, ink_h / 2
+    cx, cy, hw, hh = size[0] / 2, size[1] / 2, (x - pad) / 2, ink_h / 2
     src = [(cx + sx * hw, cy + sy * hh) for sx, sy in corners]
     dst = []
     for sx, sy in corners:
@@ -144,7 +133,7 @@ def _layout_number(rng, digits, font, ink_h, d):
             layer = layer.transform(size, Image.PERSPECTIVE, coeffs, Image.BILINEAR)
         masks.append(layer)
         boxes.append(layer.point(lambda v: 255 if v > 60 else 0).getbbox() or layer.getbbox())
-    return masks, boxes, size
+    return masks, boxes
 
 
 def _colour(rng, lum=None):
@@ -190,8 +179,7 @@ def _clutter(rng, img, union, ink_h, d, font_list):
     for _ in range(rng.poisson(1.2 * d)):
         side = rng.choice([-1, 1])
         gap = rng.uniform(0.25, 1.2) * ink_h
-        kind = rng.random()
-        colour = _colour(rng)
+        kind, colour = rng.random(), _colour(rng)
         if kind < 0.55:  # a neighbouring character, often cut by the image edge
             g = _glyph(font_list[rng.integers(len(font_list))], str(rng.choice(list(CLUTTER_CHARS))))
             s = ink_h * rng.uniform(0.6, 1.3) / g.size[1]
@@ -218,39 +206,32 @@ def render(rng, split="train", difficulty=1.0, long_boost=1.0, digits=None, edge
     box_h = float(np.clip(_lognormal(rng, *st["box_h"]), 9, 400))
     mt, mb = rng.uniform(0, 0.08, 2)
     ink_h = 0.93 * box_h / (1 + mt + mb)  # warps and rounding add the rest
-    masks, inks, (lw, lh) = _layout_number(rng, digits, font, ink_h, d)
+    masks, inks = _layout_number(rng, digits, font, ink_h, d)
     # SVHN boxes: each encloses its glyph with a small annotator margin; one shared top/height.
-    top = min(b[1] for b in inks) - mt * ink_h
-    bottom = max(b[3] for b in inks) + mb * ink_h
-    lefts = [b[0] - rng.uniform(0, 0.06) * ink_h for b in inks]
-    rights = [b[2] + rng.uniform(0, 0.06) * ink_h for b in inks]
-    boxes = [[int(np.floor(l)), int(np.floor(top)), int(np.ceil(r)), int(np.ceil(bottom))]
-             for l, r in zip(lefts, rights)]
+    top, bottom = min(b[1] for b in inks) - mt * ink_h, max(b[3] for b in inks) + mb * ink_h
+    side = rng.uniform(0, 0.06, (len(inks), 2)) * ink_h
+    boxes = [[int(np.floor(b[0] - ml)), int(np.floor(top)), int(np.ceil(b[2] + mr)),
+              int(np.ceil(bottom))] for b, (ml, mr) in zip(inks, side)]
     ux0, uy0 = min(b[0] for b in boxes), boxes[0][1]
     ux1, uy1 = max(b[2] for b in boxes), boxes[0][3]
     bw, bh = ux1 - ux0, uy1 - uy0
     # Image size: the number plus context, as in the official crops (almost always landscape).
     H = int(max(bh + 2, min(520, round(bh * _lognormal(rng, *st["ctx_h"])))))  # official max ~500
-    W = int(max(bw + 2, min(1100, round(bw + bh * _lognormal(rng, *st["ctx_w"]))), round(H * rng.uniform(1.05, 1.3))))
+    W = int(max(bw + 2, min(1100, round(bw + bh * _lognormal(rng, *st["ctx_w"]))),
+                round(H * rng.uniform(1.05, 1.3))))
     ox = ux0 - int(round((W - bw) * np.clip(rng.normal(0.5, 0.12), 0, 1)))
     oy = uy0 - int(round((H - bh) * np.clip(rng.normal(0.5, 0.12), 0, 1)))
     if edge is None:  # the official files hold a few boxes past the image edge
         edge = next((e for e, p in EDGE_P.items() if rng.random() < p), None)
-    if edge == "left":
-        ox = ux0 + int(rng.integers(1, 3))
-    elif edge == "top":
-        oy = uy0 + int(rng.integers(1, 3))
-    elif edge == "right":
-        ox = ux1 - W - int(rng.integers(1, 3))
-    elif edge == "bottom":
-        oy = uy1 - H - int(rng.integers(1, 3))
+    shift = int(rng.integers(1, 3))  # within the box margin: the ink itself stays in the image
+    ox = {"left": ux0 + shift, "right": ux1 - W - shift}.get(edge, ox)
+    oy = {"top": uy0 + shift, "bottom": uy1 - H - shift}.get(edge, oy)
     union = (ux0 - ox, uy0 - oy, ux1 - ox, uy1 - oy)
     img = _background(rng, W, H, d)
     # Optional plaque behind the number, sometimes with a border line.
     if rng.random() < 0.35:
-        p = rng.uniform(0.15, 0.6, 4) * bh
-        px0, py0, px1, py1 = (int(union[0] - p[0]), int(union[1] - p[1]),
-                              int(union[2] + p[2]), int(union[3] + p[3]))
+        grow = rng.uniform(0.15, 0.6, 4) * bh * [-1, -1, 1, 1]
+        px0, py0, px1, py1 = (np.array(union) + grow).astype(int).tolist()
         img[max(py0, 0):max(py1, 0), max(px0, 0):max(px1, 0)] = _colour(rng)
         if rng.random() < 0.4:
             plaque = Image.new("L", (W, H))
@@ -276,29 +257,32 @@ def render(rng, split="train", difficulty=1.0, long_boost=1.0, digits=None, edge
     # Lighting: a hard shadow edge across part of the image, then global brightness.
     if rng.random() < 0.2 * d:
         yy, xx = np.mgrid[0:H, 0:W]
-        t = rng.uniform(0, 2 * np.pi)
-        shade = (xx - W * rng.random()) * np.cos(t) + (yy - H * rng.random()) * np.sin(t) > 0
+        t, cx, cy = rng.uniform(0, 2 * np.pi), W * rng.random(), H * rng.random()
+        shade = (xx - cx) * np.cos(t) + (yy - cy) * np.sin(t) > 0
         img[shade] *= rng.uniform(0.6, 0.85)
-    out = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
-    # Camera: defocus, low resolution, sensor noise, compression. These saturate above 1: past
-    # that they erase digits instead of making them harder to read.
-    dc = min(d, 1.25)
+    out = _camera(rng, Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB"), bh, d)
+    return out, [[float(10 if x == 0 else x), float(b[0] - ox), float(b[1] - oy),
+                  float(b[2] - b[0]), float(b[3] - b[1])] for x, b in zip(digits, boxes)]
+
+
+def _camera(rng, out, bh, d):
+    """Defocus, low resolution, sensor noise, compression. These saturate above difficulty 1.25:
+    past that they erase digits instead of making them harder to read."""
+    dc, (W, H) = min(d, 1.25), out.size
     sigma = rng.uniform(0, 0.03 * dc) * bh + rng.uniform(0, 0.4 * dc)
     if sigma > 0.2:
         out = out.filter(ImageFilter.GaussianBlur(sigma))
     f = rng.uniform(1, 1 + 1.2 * dc)
     if bh / f >= 14 and f > 1.2:
-        out = out.resize((max(1, round(W / f)), max(1, round(H / f))), Image.BILINEAR).resize((W, H), Image.BILINEAR)
+        small = (max(1, round(W / f)), max(1, round(H / f)))
+        out = out.resize(small, Image.BILINEAR).resize((W, H), Image.BILINEAR)
     if d > 0:
-        arr = np.asarray(out, np.float32) + rng.standard_normal((H, W, 1), dtype=np.float32) * rng.uniform(0, 8 * dc)
-        out = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+        noise = rng.standard_normal((H, W, 1), dtype=np.float32) * rng.uniform(0, 8 * dc)
+        out = Image.fromarray(np.clip(np.asarray(out, np.float32) + noise, 0, 255).astype(np.uint8))
     if rng.random() < 0.3 * dc and bh >= 18:  # tiny images would turn to mush
-        buf = io.BytesIO()
-        out.save(buf, "JPEG", quality=int(rng.integers(40, 90)))
-        out = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
-    labels = [[10 if x == 0 else x, float(b[0] - ox), float(b[1] - oy), float(b[2] - b[0]), float(b[3] - b[1])]
-              for x, b in zip(digits, boxes)]
-    return out, [[float(v) for v in lab] for lab in labels]
+        out.save(buf := io.BytesIO(), "JPEG", quality=int(rng.integers(40, 90)))
+        out = Image.open(buf).convert("RGB")
+    return out
 
 
 def image_rng(seed, split, index):
@@ -325,8 +309,8 @@ def generate_split(root, split, n, seed=0, workers=2, difficulty=1.0, long_boost
     if os.path.exists(mat) and not os.path.exists(marker):
         raise FileExistsError(f"{mat}: exists and is not a synthetic replica; refusing to overwrite")
     os.makedirs(folder, exist_ok=True)
-    with open(marker, "w") as f:
-        f.write(f"synthetic.py replica: n={n} seed={seed} difficulty={difficulty} long_boost={long_boost}\n")
+    with open(marker, "w") as f:  # marks the folder as ours: safe to regenerate
+        f.write(f"synthetic.py: n={n} seed={seed} difficulty={difficulty} long_boost={long_boost}\n")
     if os.path.exists(mat):  # an interrupted run must not leave an old .mat describing new images
         os.remove(mat)
     jobs = [(folder, split, seed, i, difficulty, long_boost) for i in range(n)]
@@ -346,8 +330,7 @@ def preview(path, n=32, seed=0, split="train", difficulty=1.0, long_boost=1.0):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
-    cols = 8
-    rows = (n + cols - 1) // cols
+    cols, rows = 8, (n + 7) // 8
     fig, axes = plt.subplots(2 * rows, cols, figsize=(2.2 * cols, 2.6 * rows))
     for i in range(rows * cols):
         top, bottom = axes[2 * (i // cols), i % cols], axes[2 * (i // cols) + 1, i % cols]
@@ -366,13 +349,13 @@ def preview(path, n=32, seed=0, split="train", difficulty=1.0, long_boost=1.0):
         cx, cy, hw, hh = (x0 + x1) / 2, (y0 + y1) / 2, 0.65 * (x1 - x0), 0.65 * (y1 - y0)
         bottom.imshow(img.crop((round(cx - hw), round(cy - hh), round(cx + hw), round(cy + hh)))
                       .resize((64, 64), Image.BILINEAR))
-    fig.suptitle(f"synthetic SVHN ({split}, difficulty {difficulty}): images with boxes, and 64x64 crops")
+    fig.suptitle(f"synthetic SVHN ({split}, difficulty {difficulty}): images with boxes, "
+                 "and the 64x64 crops a model sees")
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=80)
+    fig.savefig(path + ".tmp.png", dpi=80)
     plt.close(fig)
-    os.replace(tmp, path)
+    os.replace(path + ".tmp.png", path)
 
 
 def main(argv=None):
@@ -382,28 +365,29 @@ def main(argv=None):
     ap.add_argument("--train", type=int, default=10000, help="number of train images")
     ap.add_argument("--extra", type=int, default=0, help="number of extra images (train statistics)")
     ap.add_argument("--test", type=int, default=2000, help="number of test images")
-    ap.add_argument("--seed", type=int, default=0, help="base seed; each image is seeded by (seed, split, index)")
-    ap.add_argument("--workers", type=int, default=2, help="processes rendering images")
+    ap.add_argument("--seed", type=int, default=0, help="each image is seeded by (seed, split, index)")
+    ap.add_argument("--workers", type=int, default=2, help="rendering processes")
     ap.add_argument("--difficulty", type=float, default=1.0,
                     help="nuisance strength: 0 clean printed digits, 1 SVHN-like, >1 harder")
     ap.add_argument("--long-boost", type=float, default=1.0,
                     help="multiplies the (tiny, official) rates of 5- and 6-digit numbers")
     ap.add_argument("--preview", metavar="PNG", default=None,
                     help="only save a contact sheet of 32 samples (with boxes and crops) to this file")
-    ap.add_argument("--preview-split", default="train", choices=["train", "extra", "test"],
-                    help="which split's statistics the contact sheet samples")
+    ap.add_argument("--preview-split", default="train", help="statistics of the contact sheet")
     args = ap.parse_args(argv)
     if min(args.train, args.extra, args.test) < 0 or args.difficulty < 0 or args.long_boost < 0:
         ap.error("sizes, --difficulty and --long-boost must be >= 0")
     try:
         if args.preview:
-            preview(args.preview, seed=args.seed, split=args.preview_split, difficulty=args.difficulty, long_boost=args.long_boost)
+            preview(args.preview, seed=args.seed, split=args.preview_split,
+                    difficulty=args.difficulty, long_boost=args.long_boost)
             print(f"wrote {args.preview}")
             return
         for split in ("train", "extra", "test"):
             n = getattr(args, split)
             if n > 0:
-                generate_split(args.root, split, n, args.seed, args.workers, args.difficulty, args.long_boost)
+                generate_split(args.root, split, n, args.seed, args.workers, args.difficulty,
+                               args.long_boost)
                 print(f"wrote {n} images and digitStruct.mat to {os.path.join(args.root, split)}")
     except (OSError, ValueError, RuntimeError) as e:
         sys.exit(f"synthetic.py: error: {e}")

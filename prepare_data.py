@@ -77,7 +77,9 @@ def write_json(path, obj):
 def convert_split(root, split, out_dir):
     """Convert one split to <out_dir>/<split>.json; returns the summary dict."""
     obj, summary = build_split(root, split, out_dir)
+    start = time.time()
     write_json(summary["json"], obj)
+    summary["seconds"] += time.time() - start
     return summary
 
 
@@ -85,8 +87,8 @@ def report(s):
     if s["missing"]:
         print(f"{s['split']}: {s['missing']} of {s['entries']} images listed in digitStruct.mat "
               f"are missing on disk; kept {s['kept']}")
-    print(f"{s['split']}: {s['kept']} images, {s['digits']} digits, read in {s['seconds']:.1f} s "
-          f"-> {s['json']}")
+    print(f"{s['split']}: {s['entries']} entries, {s['kept']} images kept, {s['digits']} digits, "
+          f"{s['seconds']:.1f} s -> {s['json']}")
 
 
 def parse_sizes(text, splits):
@@ -141,7 +143,9 @@ def main(argv=None):
     except (DigitStructError, OSError, ValueError, ImportError) as e:
         sys.exit(f"{PROG}: error: {e}")
     for obj, summary in built:  # everything read and checked: now write
+        start = time.time()
         write_json(summary["json"], obj)
+        summary["seconds"] += time.time() - start
         report(summary)
     return 0
 

@@ -148,3 +148,20 @@ def test_subprocess_exit_code_and_unknown_flag(tmp_path):
     assert "Traceback" not in r.stderr
     assert run("--bogus").returncode == 2
     assert "label 10" in run("--help").stdout.replace("\n", " ")
+
+
+def test_synthetic_flag_round_trip(tmp_path, capsys):
+    """--synthetic generates the replica with synthetic.py, then converts it with the same code:
+    the JSON must hold exactly the digits and (rounded) boxes the generator drew."""
+    synthetic = pytest.importorskip("synthetic")
+    root = tmp_path / "synth"
+    code, out, err = run_main(["--synthetic", "--root", str(root), "--splits", "train", "test",
+                               "--synthetic-sizes", "train=6,test=0", "--workers", "1"], capsys)
+    assert code == 0, err
+    assert not (root / "test.json").exists()  # size 0: skipped
+    drawn = synthetic.generate_split(str(tmp_path / "again"), "train", 6, 0, 1)
+    data = json.loads((root / "train.json").read_text())
+    assert data["num_missing_images"] == 0
+    assert [(r["name"], r["digits"], r["boxes"]) for r in data["records"]] == [
+        (name, [int(d[0]) % 10 for d in digits], [[prepare_data._half_up(v) for v in d[1:]] for d in digits])
+        for name, digits in drawn]

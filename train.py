@@ -7,10 +7,10 @@ torchrun --nproc_per_node 4 train.py      # DDP, one process per GPU; --batch-si
 """
 import argparse
 import csv
+import itertools
 import math
 import os
 import random
-import shutil
 import sys
 import time
 from contextlib import nullcontext
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler, Sampler, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler, Subset
 from tqdm import tqdm
 
 import build_model
@@ -51,13 +51,9 @@ CLIP = 5.0            # gradient-norm clipping
 # system
 SEED = 0
 VAL_SEED = 0          # fixed, so that --seed never changes which images are held out
-PLOT_EVERY = 500      # also redraw loss.png every this many steps (and after every epoch)
+MODEL_ARGS = ("plan", "hidden", "dropout", "image_size", "crop_size", "max_len")  # flags stored in config
 PRESETS = {"cpu": {"plan": "32 M 64 M 128 M 128", "hidden": 128}}  # trains at a useful speed on 2 cores
 # -----------------------------------------------------------------------------
-
-
-class NonFiniteLoss(RuntimeError):
-    pass
 
 
 def parse_args(argv=None):
@@ -84,9 +80,9 @@ def parse_args(argv=None):
     a("--warmup", type=float, default=WARMUP, help="warm-up fraction of all steps (cosine, onecycle)")
     a("--clip", type=float, default=CLIP, help="gradient-norm clipping threshold")
     a("--seed", type=int, default=SEED, help="seed for init, shuffling and augmentation")
-    a("--device", default=None, help="cpu, cuda, cuda:1, mps (default: CUDA if present, else MPS, else CPU)")
+    a("--device", default=None, help="cpu, cuda, cuda:1, mps; None: CUDA if present, else MPS, else CPU")
     a("--amp", action=argparse.BooleanOptionalAction, default=True, help="bf16 (or fp16) autocast on CUDA")
-    a("--workers", type=int, default=None, help="DataLoader processes (default: min(8, CPUs) on CUDA, 1 on CPU)")
+    a("--workers", type=int, default=None, help="DataLoader processes; None: min(8, CPUs) on CUDA, 1 on CPU")
     a("--threads", type=int, default=0, help="torch CPU threads (0: all cores, shared between processes)")
     a("--out", default="runs/svhn", help="run folder: last.pt, best.pt, loss.csv, val.csv, loss.png")
     a("--plot", default="img/loss.png", help="copy of the loss curve")
@@ -99,21 +95,12 @@ def parse_args(argv=None):
     return args
 
 
-class EpochTagged(Sampler):
-    """Yields (epoch, index) so the dataset can seed each sample's augmentation (see SeededSamples)."""
-
-    def __init__(self, sampler):
-        self.sampler, self.epoch = sampler, 0
-
-    def set_epoch(self, epoch):
-        self.epoch = epoch
-        self.sampler.set_epoch(epoch)
+class EpochTagged(DistributedSampler):
+    """DistributedSampler that yields (epoch, index) pairs, for SeededSamples. It serves a single
+    process too (num_replicas=1): its shuffle depends only on (seed, epoch), not on a running RNG."""
 
     def __iter__(self):
-        return ((self.epoch, i) for i in self.sampler)
-
-    def __len__(self):
-        return len(self.sampler)
+        return ((self.epoch, i) for i in super().__iter__())
 
 
 class SeededSamples(Dataset):
@@ -123,9 +110,6 @@ class SeededSamples(Dataset):
 
     def __init__(self, dataset, seed):
         self.dataset, self.seed = dataset, seed
-
-    def __len__(self):
-        return len(self.dataset)
 
     def __getitem__(self, key):
         epoch, i = key
@@ -143,6 +127,7 @@ class SeededSamples(Dataset):
 
 
 def load_data(args, vocab=None):
+    """(tokenizer, training set of all JSONs minus the held-out images, validation set or None)."""
     for path in args.train_json:
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path}: no such file; make it with `python prepare_data.py` first")
@@ -164,12 +149,11 @@ def load_data(args, vocab=None):
 
 
 def rng_states(device):
-    """Every RNG as tensors/lists/ints, so the checkpoint loads with weights_only=True."""
-    np_state = np.random.get_state()
-    py_state = random.getstate()
-    return {"torch": torch.get_rng_state(),
-            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-            "python": [py_state[0], list(py_state[1]), py_state[2]],
+    """Every RNG as tensors, lists and ints, so the checkpoint loads with weights_only=True."""
+    kind, keys, *rest = np.random.get_state()
+    version, mt, gauss = random.getstate()
+    return {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), *rest],
+            "python": [version, list(mt), gauss],
             "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []}
 
 
@@ -183,13 +167,12 @@ def set_rng_states(states, device):
 
 
 def to_cpu(obj):
-    if torch.is_tensor(obj):
-        return obj.detach().cpu()
+    """Nested dicts/lists/tuples with every tensor copied to the CPU (loads on machines without GPU)."""
     if isinstance(obj, dict):
         return {k: to_cpu(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return type(obj)(to_cpu(v) for v in obj)
-    return obj
+    return obj.detach().cpu() if torch.is_tensor(obj) else obj
 
 
 def save_atomic(obj, path):
@@ -221,25 +204,23 @@ def make_scheduler(args, optimizer, steps_per_epoch):
 def validate(model, loader, device, autocast, memory_format, ddp, max_batches=None):
     """Whole-sequence accuracy with greedy decoding (sharded over ranks under DDP)."""
     model.eval()
-    counts = torch.zeros(2, dtype=torch.float64, device=device)  # correct, total
-    for b, (images, tokens, _) in enumerate(loader):
-        if b == max_batches:
-            break
+    correct = total = 0
+    for images, tokens, _ in itertools.islice(loader, max_batches):
         images = images.to(device, non_blocking=True, memory_format=memory_format)
         with autocast:
             predictions = model.decode(images)["tokens"]
-        for predicted, target in zip(predictions, tokens[:, 1:].tolist()):
-            target = target[:target.index(data.EOS)] if data.EOS in target else target
-            counts[0] += predicted == [t for t in target if t != data.PAD]
-            counts[1] += 1
-    model.train()
+        for predicted, target in zip(predictions, tokens[:, 1:].tolist()):  # digits never equal PAD or EOS
+            correct += predicted == [t for t in target if t not in (data.PAD, data.EOS)]
+            total += 1
+    counts = torch.tensor([correct, total], dtype=torch.float64, device=device)
     if ddp:
         dist.all_reduce(counts)
     return (counts[0] / counts[1].clamp(min=1)).item()
 
 
 def trim_csv(path, header, last_step):
-    """Start a log, or on resume drop the rows written after the checkpoint's step."""
+    """Start a log, or on resume keep only the rows up to the checkpoint's step (a kill mid-epoch
+    leaves rows past it)."""
     rows = []
     if last_step is not None and os.path.exists(path):
         with open(path, newline="") as f:
@@ -250,6 +231,7 @@ def trim_csv(path, header, last_step):
 
 
 def plot_curves(out, copies):
+    """loss.png: training loss per batch (and its moving mean), validation accuracy per epoch."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -263,16 +245,13 @@ def plot_curves(out, copies):
         k = max(1, len(y) // 100)  # moving average over ~1% of the run
         ax1.plot(x, y, lw=0.5, alpha=0.4, label="batch")
         ax1.plot(x[k - 1:], np.convolve(y, np.ones(k) / k, mode="valid"), label=f"mean of {k}")
-        ax1.set_yscale("log")
         ax1.legend()
-    ax1.set(xlabel="epoch", ylabel="training loss (cross-entropy)")
+    ax1.set(xlabel="epoch", ylabel="training loss (cross-entropy)", yscale="log")
     if val:
         ax2.plot(*zip(*val), marker="o")
     ax2.set(xlabel="epoch", ylabel="validation whole-sequence accuracy")
-    ax2.grid(alpha=0.3)
     fig.tight_layout()
-    for path in copies:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    for path in copies:  # atomically, like everything else
         fig.savefig(path + ".tmp", format="png", dpi=100)
         os.replace(path + ".tmp", path)
     plt.close(fig)
@@ -282,23 +261,16 @@ def main(argv=None):
     args = parse_args(argv)
     ddp = int(os.environ.get("RANK", -1)) != -1  # launched by torchrun?
     rank, world, local_rank = (int(os.environ[k]) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK")) if ddp else (0, 1, 0)
-    if args.device:
-        device = torch.device(args.device)
-    elif torch.cuda.is_available():
-        device = torch.device("cuda")
-    elif torch.backends.mps.is_available():
-        device = torch.device("mps")
-    else:
-        device = torch.device("cpu")
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank)
-    if device.type == "cuda":
+    found = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    device = torch.device(args.device or found)
+    if device.type == "cuda":  # under torchrun, plain "cuda" means this process's GPU
+        device = torch.device("cuda", local_rank if device.index is None else device.index)
         torch.cuda.set_device(device)
     if ddp:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
         return train(args, device, ddp, rank, world)
-    except (FileNotFoundError, ValueError, NonFiniteLoss) as e:
+    except (FileNotFoundError, ValueError, FloatingPointError) as e:
         sys.exit(f"train.py: error: {e}")
     finally:
         if ddp:
@@ -308,35 +280,30 @@ def main(argv=None):
 def train(args, device, ddp, rank, world):
     master = rank == 0
     cuda = device.type == "cuda"
-    cpus = os.cpu_count() or 1
     if device.type == "cpu":  # share the cores between torchrun processes
-        torch.set_num_threads(max(1, (args.threads or cpus) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
-    workers = args.workers if args.workers is not None else (min(8, cpus) if cuda else 1)
+        torch.set_num_threads(max(1, (args.threads or os.cpu_count()) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
+    workers = args.workers if args.workers is not None else (min(8, os.cpu_count()) if cuda else 1)
     torch.backends.cudnn.benchmark = True
     amp_dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
     autocast = torch.autocast("cuda", dtype=amp_dtype) if cuda and args.amp else nullcontext()
     scaler = torch.amp.GradScaler("cuda", enabled=cuda and args.amp and amp_dtype == torch.float16)
     memory_format = torch.channels_last if cuda else torch.contiguous_format
 
-    ckpt, last_path, best_path = None, os.path.join(args.out, "last.pt"), os.path.join(args.out, "best.pt")
+    last_path, best_path, ckpt = os.path.join(args.out, "last.pt"), os.path.join(args.out, "best.pt"), None
+    plots = [os.path.join(args.out, "loss.png"), args.plot]
     resume = last_path if args.resume == "auto" else args.resume
     if resume and (args.resume != "auto" or os.path.exists(resume)):
-        if not os.path.exists(resume):
-            raise FileNotFoundError(f"{resume}: no such checkpoint")
         _, ckpt = build_model.load_checkpoint(resume, map_location="cpu")
-        for key in ("plan", "hidden", "dropout", "image_size", "crop_size", "max_len"):
-            setattr(args, key, ckpt["config"][key])  # the model and its input size come from the checkpoint
+        for key in MODEL_ARGS:  # the model and its input size come from the checkpoint
+            setattr(args, key, ckpt["config"][key])
     tokenizer, train_set, val_set = load_data(args, ckpt and ckpt["vocab"])
-    config = {"plan": args.plan, "hidden": args.hidden, "dropout": args.dropout,
-              "vocab_size": len(tokenizer.vocab), "image_size": args.image_size,
-              "crop_size": args.crop_size, "max_len": args.max_len,
+    config = {**{key: getattr(args, key) for key in MODEL_ARGS}, "vocab_size": len(tokenizer.vocab),
               "pad_id": data.PAD, "eos_id": data.EOS, "bos_id": data.BOS}
 
     torch.manual_seed(args.seed)  # the same initial weights on every rank
     model = build_model.build_model(config).to(device, memory_format=memory_format)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    # DistributedSampler also serves one process: its shuffle depends only on (seed, epoch)
-    sampler = EpochTagged(DistributedSampler(train_set, world, rank, shuffle=True, seed=args.seed))
+    sampler = EpochTagged(train_set, world, rank, shuffle=True, seed=args.seed)
     loader_kw = dict(batch_size=args.batch_size, collate_fn=data.collate, num_workers=workers,
                      pin_memory=cuda, persistent_workers=workers > 0)
     loader = DataLoader(SeededSamples(train_set, args.seed), sampler=sampler, **loader_kw)
@@ -349,28 +316,24 @@ def train(args, device, ddp, rank, world):
         scheduler.load_state_dict(ckpt["scheduler"])
         set_rng_states(ckpt["rng"], device)
         epoch, step, best = ckpt["epoch"], ckpt["step"], ckpt["best_metric"]
-        if master:
-            print(f"resuming from {resume}: epoch {epoch} done, step {step}, best val acc {best:.4f}")
-    raw_model = model
-    if ddp:
-        model = DDP(model, device_ids=[device.index] if cuda else None)
+    raw_model, model = model, DDP(model, device_ids=[device.index] if cuda else None) if ddp else model
     if master and not args.dry_run:
         os.makedirs(args.out, exist_ok=True)
+        os.makedirs(os.path.dirname(args.plot) or ".", exist_ok=True)
         trim_csv(os.path.join(args.out, "loss.csv"), ["step", "epoch", "loss", "lr"], ckpt and step)
         trim_csv(os.path.join(args.out, "val.csv"),
                  ["step", "epoch", "train_loss", "val_acc", "images_per_s", "seconds"], ckpt and step)
-        print(f"{len(train_set)} training images, {len(val_set or [])} validation, {world} process(es) "
-              f"on {device}, {workers} loader workers, {sum(p.numel() for p in model.parameters()):,} parameters")
-
+        print(f"{len(train_set)} training images, {len(val_set or [])} validation, {world} process(es) on {device}, "
+              f"{workers} loader workers, {sum(p.numel() for p in model.parameters()):,} parameters, "
+              + (f"resuming from {resume} after epoch {epoch} (step {step})" if ckpt else "starting from scratch"))
     while epoch < args.epochs:
         # every source of randomness in an epoch is derived from (seed, epoch, rank): resume is exact
         torch.manual_seed((args.seed * 1000 + epoch) * 1000 + rank)
         sampler.set_epoch(epoch)
         model.train()
         t0, seen, total_loss = time.time(), 0, 0.0
-        log = open(os.path.join(args.out, "loss.csv"), "a", newline="") if master and not args.dry_run else None
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=None if master else True,
-                   dynamic_ncols=True)
+        log = master and not args.dry_run and open(os.path.join(args.out, "loss.csv"), "a", newline="")
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=None if master else True)
         for batch, (images, tokens, _) in enumerate(bar):
             images = images.to(device, non_blocking=True, memory_format=memory_format)  # (B, 3, S, S)
             tokens = tokens.to(device, non_blocking=True)  # (B, T)
@@ -384,8 +347,8 @@ def train(args, device, ddp, rank, world):
             if not math.isfinite(value) or (not scaler.is_enabled() and not math.isfinite(norm)):
                 what = f"loss {value}" if not math.isfinite(value) else f"gradient norm {norm}"
                 kept = f"{last_path} (epoch {epoch}) is the last good checkpoint" if epoch else "no checkpoint saved"
-                raise NonFiniteLoss(f"non-finite {what} at step {step + 1} (epoch {epoch + 1}, batch "
-                                    f"{batch + 1}); stopped without saving; {kept}")
+                raise FloatingPointError(f"non-finite {what} at step {step + 1} (epoch {epoch + 1}, "
+                                         f"batch {batch + 1}); stopped without saving; {kept}")
             lr = optimizer.param_groups[0]["lr"]
             scaler.step(optimizer)
             scaler.update()
@@ -398,21 +361,15 @@ def train(args, device, ddp, rank, world):
                             refresh=False)
             if log:
                 csv.writer(log).writerow([step, f"{step / len(loader):.4f}", f"{value:.6f}", f"{lr:.6g}"])
-                if step % PLOT_EVERY == 0:
-                    log.flush()
-                    plot_curves(args.out, [os.path.join(args.out, "loss.png"), args.plot])
             if args.dry_run:
                 break
-        bar.close()
         if log:
             log.close()
         seconds = time.time() - t0
         acc = (validate(raw_model, val_loader, device, autocast, memory_format, ddp, 1 if args.dry_run else None)
                if val_loader else None)
         if args.dry_run:
-            if master:
-                print(f"dry run ok: one batch, loss {value:.4f}"
-                      + (f", validation accuracy {acc:.4f}" if acc is not None else ""))
+            print(f"rank {rank}: dry run ok: one batch, loss {value:.4f}, val acc {acc or 0:.4f}")
             return 0
         epoch += 1
         if not master:
@@ -424,20 +381,17 @@ def train(args, device, ddp, rank, world):
                 "scheduler": scheduler.state_dict(), "epoch": epoch, "step": step, "rng": to_cpu(rng_states(device)),
                 "best_metric": best, "args": vars(args)}
         save_atomic(ckpt, last_path)
-        if improved:  # best.pt is a copy of last.pt, written just as atomically
-            shutil.copyfile(last_path, best_path + ".tmp")
-            os.replace(best_path + ".tmp", best_path)
+        if improved:  # best.pt: the same dict, written just as atomically
+            save_atomic(ckpt, best_path)
         with open(os.path.join(args.out, "val.csv"), "a", newline="") as f:
-            csv.writer(f).writerow([step, epoch, f"{total_loss / max(1, batch + 1):.6f}",
+            csv.writer(f).writerow([step, epoch, f"{total_loss / (batch + 1):.6f}",
                                     "" if acc is None else f"{acc:.6f}", f"{seen / seconds:.1f}", f"{seconds:.1f}"])
-        plot_curves(args.out, [os.path.join(args.out, "loss.png"), args.plot])
-        print(f"epoch {epoch}: train loss {total_loss / max(1, batch + 1):.4f}, "
-              + (f"val acc {acc:.4f} (best {best:.4f}), " if acc is not None else "")
-              + f"{seen / seconds:.0f} images/s, {seconds:.0f} s")
+        plot_curves(args.out, plots)  # redrawn after every epoch
+        print(f"epoch {epoch}: train loss {total_loss / (batch + 1):.4f}, val acc {acc or 0:.4f} "
+              f"(best {best:.4f}), {seen / seconds:.0f} images/s, {seconds:.0f} s")
     if master:
-        outputs = [last_path] + ([best_path] if os.path.exists(best_path) else [])
-        outputs += [os.path.join(args.out, n) for n in ("loss.csv", "val.csv", "loss.png")] + [args.plot]
-        print("wrote " + ", ".join(outputs))
+        names = ["last.pt"] + ["best.pt"] * os.path.exists(best_path) + ["loss.csv", "val.csv", "loss.png"]
+        print(f"wrote {', '.join(os.path.join(args.out, n) for n in names)} and {args.plot}")
     return 0
 
 

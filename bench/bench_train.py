@@ -1,0 +1,167 @@
+"""Training throughput on this machine, and where the time of a training step goes.
+
+    python bench/bench_train.py [--json data/synth/train.json] [--configs default cpu] [--steps 3]
+
+For each model size (default = the seed's architecture, cpu = train.py --preset cpu), batch 64,
+54x54 crops:
+  1. the real thing: train.py's DataLoader (same sampler, seeding, workers) feeding
+     forward + backward + clip + AdamW; images/s from the median step after a warm-up step, with
+     the time spent waiting for the next batch measured apart;
+  2. the parts, on synthetic tensors in the main process: encoder forward, encoder backward,
+     decoder forward and backward (whole model minus encoder), optimiser step (clip + AdamW);
+  3. the data pipeline alone: images/s of the same DataLoader with no model.
+Medians over --steps timed repetitions after one warm-up. The machine may be shared: absolute
+numbers are noisy, compare the ratios from one run. Never part of the test suite. Without --json
+it draws a temporary SVHN-like split (bench_data.make_temp_split) so it runs on a fresh clone.
+"""
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.dirname(HERE), HERE]
+import build_model  # noqa: E402
+import data  # noqa: E402
+import train  # noqa: E402
+from bench_data import make_temp_split  # noqa: E402
+
+CONFIGS = {"default": {"plan": train.PLAN, "hidden": train.HIDDEN}, **train.PRESETS}
+
+
+def median_time(fn, reps):
+    """Median seconds of fn() over reps calls, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def make_loader(json_path, batch_size, workers, size):
+    """train.py's training DataLoader (one process, epoch 0) and its tokenizer."""
+    args = train.parse_args(["--train-json", json_path, "--val-size", "0", "--batch-size", str(batch_size),
+                             "--crop-size", str(size)])
+    tokenizer, train_set, _ = train.load_data(args)
+    sampler = train.EpochTagged(train_set, 1, 0, shuffle=True, seed=0)
+    loader = torch.utils.data.DataLoader(train.SeededSamples(train_set, 0), sampler=sampler,
+                                         batch_size=batch_size, collate_fn=data.collate,
+                                         num_workers=workers, persistent_workers=workers > 0)
+    return tokenizer, loader
+
+
+def bench_config(name, cfg, tokenizer, loader, args):
+    config = {**cfg, "vocab_size": len(tokenizer.vocab), "crop_size": args.size}
+    model = build_model.build_model(config).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
+    B, S = args.batch_size, args.size
+    images, tokens, _ = next(iter(loader))  # real token lengths; images replaced by noise below
+    images = torch.randn(B, 3, S, S)
+    tokens = tokens[:B]
+
+    def encoder_forward():
+        with torch.no_grad():
+            model.encoder(images)
+
+    def encoder_forward_backward():
+        out = model.encoder(images)
+        out.backward(torch.ones_like(out))
+
+    def model_forward():
+        with torch.no_grad():
+            model(images, tokens)
+
+    def model_forward_backward():
+        _, loss = model(images, tokens)
+        loss.backward()
+
+    def optimiser_step():
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+
+    # no_grad forwards time the arithmetic; backward = (forward with graph + backward) - forward
+    t = {k: median_time(f, args.steps) for k, f in [
+        ("enc_f", encoder_forward), ("enc_fb", encoder_forward_backward), ("all_f", model_forward),
+        ("all_fb", model_forward_backward), ("opt", optimiser_step)]}
+    optimizer.zero_grad(set_to_none=True)
+    parts = {"encoder forward": t["enc_f"], "encoder backward": t["enc_fb"] - t["enc_f"],
+             "decoder forward": t["all_f"] - t["enc_f"],
+             "decoder backward": (t["all_fb"] - t["all_f"]) - (t["enc_fb"] - t["enc_f"]),
+             "clip + AdamW step": t["opt"]}
+    compute = sum(parts.values())
+
+    # the real loop: DataLoader -> forward/backward -> clip -> step, waiting time measured apart
+    step_times, waits, it = [], [], iter(loader)
+    for k in range(args.steps + 1):
+        t0 = time.perf_counter()
+        imgs, toks, _ = next(it)
+        t1 = time.perf_counter()
+        _, loss = model(imgs, toks)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if k:  # the first step is a warm-up (workers start, allocator settles)
+            step_times.append(time.perf_counter() - t0)
+            waits.append(t1 - t0)
+    step, wait = statistics.median(step_times), statistics.median(waits)
+
+    # the data pipeline alone, same loader
+    def one_batch():
+        try:
+            next(data_it)
+        except StopIteration:
+            pass
+    data_it = iter(loader)
+    data_alone = median_time(one_batch, args.steps)
+
+    params = sum(p.numel() for p in model.parameters())
+    print(f"\n== {name}: plan '{cfg['plan']}', hidden {cfg['hidden']}, {params / 1e6:.2f} M parameters, "
+          f"batch {B}, {S}x{S}, {torch.get_num_threads()} threads, {args.workers} loader workers")
+    print(f"training (real loader): {B / step:7.1f} images/s   ({step:.3f} s/step, of which "
+          f"{wait:.3f} s waiting for data = {wait / step:.0%})")
+    print(f"compute only (synthetic): {B / compute:5.1f} images/s   ({compute:.3f} s/step)")
+    print(f"data pipeline alone:     {B / data_alone:7.1f} images/s   ({data_alone:.3f} s/batch)")
+    print(f"{'part':<20}{'s/step':>9}{'share':>8}")
+    for part, sec in parts.items():
+        print(f"{part:<20}{sec:9.3f}{sec / compute:8.1%}")
+    enc, dec = parts["encoder forward"] + parts["encoder backward"], parts["decoder forward"] + parts["decoder backward"]
+    print(f"encoder : decoder = {enc / dec:.2f} : 1; data loading alone takes {data_alone / step:.0%} "
+          f"of a real step's time")
+    return B / step
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--json", default=None, help="a split JSON; None: a temporary generated split")
+    p.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=["default", "cpu"],
+                   help="model sizes to measure")
+    p.add_argument("--batch-size", type=int, default=64, help="images per step")
+    p.add_argument("--size", type=int, default=54, help="crop size (network input side)")
+    p.add_argument("--steps", type=int, default=3, help="timed repetitions (after one warm-up)")
+    p.add_argument("--workers", type=int, default=1, help="DataLoader workers (train.py's CPU default: 1)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--images", type=int, default=512, help="size of the temporary split (without --json)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        json_path = args.json or make_temp_split(tmp, args.images)
+        if not os.path.exists(json_path):
+            sys.exit(f"bench_train.py: error: {json_path}: no such file")
+        tokenizer, loader = make_loader(json_path, args.batch_size, args.workers, args.size)
+        rates = {name: bench_config(name, CONFIGS[name], tokenizer, loader, args) for name in args.configs}
+    if len(rates) > 1:
+        print("\n" + ", ".join(f"{n}: {r:.1f} images/s" for n, r in rates.items()))
+
+
+if __name__ == "__main__":
+    main()

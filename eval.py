@@ -11,11 +11,15 @@ import os
 import sys
 import time
 
+import matplotlib
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
+
+matplotlib.use("Agg")  # files only: this script never opens a window
+import matplotlib.pyplot as plt  # noqa: E402
 
 # -----------------------------------------------------------------------------
 # defaults (the seed's evaluation: test split, greedy decoding, exact-match metric)
@@ -183,9 +187,10 @@ def sequence_loss(model, features, tokens, pred, truth, logprob, pad_id):
 def evaluate(model, loader, config, beam=BEAM, device="cpu", progress=True):
     """Decode every batch; return per-image results and the summed loss (model already prepared)."""
     pad_id, eos_id = config["pad_id"], config["eos_id"]
-    res = {"pred": [], "truth": [], "logprob": [], "probs": [], "hits": 0, "steps": 0,
+    res = {"pred": [], "truth": [], "logprob": [], "hits": 0, "steps": 0,
            "loss_sum": 0.0, "loss_count": 0}
-    for images, tokens, boxes in tqdm(loader, desc="eval", unit="batch", disable=None if progress else True):
+    bar = tqdm(loader, desc="eval", unit="batch", disable=None if progress else True)
+    for images, tokens, boxes in bar:
         images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         tokens = tokens.to(device, non_blocking=True)
         out, features = decode_batch(model, images, beam)
@@ -193,13 +198,11 @@ def evaluate(model, loader, config, beam=BEAM, device="cpu", progress=True):
         truth = truth_ids(tokens, pad_id, eos_id)
         logprob = out["logprob"].float().cpu()
         loss, count = sequence_loss(model, features, tokens, pred, truth, logprob, pad_id)
-        peaks = attention_peaks(out["attention"].float().cpu(), out["feature_hw"], images.shape[-1])
+        peaks = attention_peaks(out["attention"].cpu(), out["feature_hw"], images.shape[-1])
         hits, steps = attention_hits(peaks, [len(p) for p in pred], boxes)
-        probs = out["probs"].float().cpu()
         res["pred"] += pred
         res["truth"] += truth
         res["logprob"] += logprob.tolist()
-        res["probs"] += [probs[b, : len(p)].tolist() for b, p in enumerate(pred)]
         res["hits"] += hits
         res["steps"] += steps
         res["loss_sum"] += loss
@@ -234,9 +237,6 @@ def summarize(res, vocab, target=TARGET_ACCURACY):
 
 def plot_coverage(coverage, accuracy, target, path):
     """Accuracy of the most confident share of images against that share."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(5, 4))
     ax.plot(coverage, accuracy, lw=1.5)
     ax.axhline(target, color="grey", ls="--", lw=1, label=f"{target:.0%} accuracy")
@@ -250,9 +250,6 @@ def plot_coverage(coverage, accuracy, target, path):
 
 def plot_mistakes(dataset, mistakes, path, cols=4):
     """Gallery of the most confident wrong answers: model input, prediction (probability), truth."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from data import denormalize
     rows = max(1, -(-len(mistakes) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.8 * rows), squeeze=False)
@@ -270,8 +267,7 @@ def plot_mistakes(dataset, mistakes, path, cols=4):
 
 
 def save_figure(fig, path):
-    """Save a figure atomically (the temp name keeps the extension so matplotlib knows the format)."""
-    import matplotlib.pyplot as plt
+    """Save atomically; the temp name keeps the extension so matplotlib knows the format."""
     root, ext = os.path.splitext(path)
     tmp = f"{root}.tmp{ext}"
     fig.tight_layout()
@@ -289,19 +285,17 @@ def write_json(obj, path):
 
 
 def print_table(report, target):
-    key = f"coverage_at_{round(target * 100)}"
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
-    print(f"{'images':<28}{report['num_images']}")
-    print(f"{'loss':<28}{fmt(report['loss'])}")
-    print(f"{'sequence accuracy':<28}{fmt(report['sequence_accuracy'])}")
-    print(f"{'digit accuracy':<28}{fmt(report['digit_accuracy'])}")
-    print(f"{f'coverage at {target:.0%}':<28}{fmt(report[key])}")
-    print(f"{'attention localisation':<28}{fmt(report['attention_localisation'])}")
-    for n, row in report["accuracy_by_length"].items():
-        if row["count"]:
-            label = f"  {n} digit(s), n={row['count']}"
-            print(f"{label:<28}{fmt(row['accuracy'])}")
-    print(f"{'images/s':<28}{report['images_per_second']:.1f}")
+    rows = [("images", report["num_images"]), ("loss", fmt(report["loss"])),
+            ("sequence accuracy", fmt(report["sequence_accuracy"])),
+            ("digit accuracy", fmt(report["digit_accuracy"])),
+            (f"coverage at {target:.0%}", fmt(report[f"coverage_at_{round(target * 100)}"])),
+            ("attention localisation", fmt(report["attention_localisation"]))]
+    rows += [(f"  {n} digit(s), n={row['count']}", fmt(row["accuracy"]))
+             for n, row in report["accuracy_by_length"].items() if row["count"]]
+    rows.append(("images/s", f"{report['images_per_second']:.1f}"))
+    for name, value in rows:
+        print(f"{name:<28}{value}")
 
 
 # -----------------------------------------------------------------------------
@@ -321,7 +315,8 @@ def parse_args(argv=None):
     p.add_argument("--report", default=None,
                    help="report JSON path (default: eval_<split>.json next to the checkpoint)")
     p.add_argument("--figures", default=None,
-                   help="folder for the coverage curve and mistakes gallery (default: the report's)")
+                   help="folder for the coverage curve and mistakes gallery "
+                        "(default: the report's folder)")
     args = p.parse_args(argv)
     for name in ("batch_size", "beam"):
         if getattr(args, name) < 1:
@@ -348,8 +343,8 @@ def main(argv=None):
     config, vocab = ckpt["config"], list(ckpt["vocab"])
     try:
         image_dir, records = load_split(args.json)
-    except (ValueError, OSError) as e:
-        sys.exit(f"eval.py: error: {args.json}: {e}")
+    except (ValueError, OSError) as e:  # data.py's messages name the file
+        sys.exit(f"eval.py: error: {e}")
     records = records[: args.limit]
     if not records:
         sys.exit(f"eval.py: error: {args.json}: no images to evaluate")
@@ -364,8 +359,7 @@ def main(argv=None):
                           image_size=config["image_size"], crop_size=config["crop_size"])
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=False,
                                          num_workers=args.workers, collate_fn=collate,
-                                         pin_memory=device.type == "cuda",
-                                         persistent_workers=False)
+                                         pin_memory=device.type == "cuda")
     model = prepare_model(model, device)
     start = time.perf_counter()
     res = evaluate(model, loader, config, beam=args.beam, device=device)

@@ -43,7 +43,7 @@ EPOCHS = 15
 BATCH_SIZE = 64       # per process under torchrun
 LR = 3e-4             # AdamW
 WEIGHT_DECAY = 0.01   # torch's AdamW default; the seed never set it
-SCHEDULE = "step"     # step: lr x GAMMA at each milestone epoch (the recipe); cosine, onecycle: warm-up then anneal
+SCHEDULE = "step"     # step: lr x GAMMA at each milestone epoch (recipe); cosine/onecycle: warm-up, anneal
 MILESTONES = [10]
 GAMMA = 0.1
 WARMUP = 0.05         # fraction of all steps spent warming up (cosine and onecycle only)
@@ -196,7 +196,7 @@ def make_scheduler(args, optimizer, steps_per_epoch):
                                                    pct_start=warm / total)
 
     def cosine(s):
-        return (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm)))
+        return (s + 1) / warm if s < warm else 0.5 + 0.5 * math.cos(math.pi * (s - warm) / max(1, total - warm))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
 
 
@@ -259,8 +259,8 @@ def plot_curves(out, copies):
 
 def main(argv=None):
     args = parse_args(argv)
-    ddp = int(os.environ.get("RANK", -1)) != -1  # launched by torchrun?
-    rank, world, local_rank = (int(os.environ[k]) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK")) if ddp else (0, 1, 0)
+    ddp = "RANK" in os.environ  # launched by torchrun?
+    rank, world, local_rank = [int(os.getenv(k, d)) for k, d in (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0))]
     found = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     device = torch.device(args.device or found)
     if device.type == "cuda":  # under torchrun, plain "cuda" means this process's GPU
@@ -281,7 +281,7 @@ def train(args, device, ddp, rank, world):
     master = rank == 0
     cuda = device.type == "cuda"
     if device.type == "cpu":  # share the cores between torchrun processes
-        torch.set_num_threads(max(1, (args.threads or os.cpu_count()) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
+        torch.set_num_threads(max(1, (args.threads or os.cpu_count()) // int(os.getenv("LOCAL_WORLD_SIZE", 1))))
     workers = args.workers if args.workers is not None else (min(8, os.cpu_count()) if cuda else 1)
     torch.backends.cudnn.benchmark = True
     amp_dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
@@ -290,7 +290,7 @@ def train(args, device, ddp, rank, world):
     memory_format = torch.channels_last if cuda else torch.contiguous_format
 
     last_path, best_path, ckpt = os.path.join(args.out, "last.pt"), os.path.join(args.out, "best.pt"), None
-    plots = [os.path.join(args.out, "loss.png"), args.plot]
+    plots, loss_csv = [os.path.join(args.out, "loss.png"), args.plot], os.path.join(args.out, "loss.csv")
     resume = last_path if args.resume == "auto" else args.resume
     if resume and (args.resume != "auto" or os.path.exists(resume)):
         _, ckpt = build_model.load_checkpoint(resume, map_location="cpu")
@@ -320,19 +320,19 @@ def train(args, device, ddp, rank, world):
     if master and not args.dry_run:
         os.makedirs(args.out, exist_ok=True)
         os.makedirs(os.path.dirname(args.plot) or ".", exist_ok=True)
-        trim_csv(os.path.join(args.out, "loss.csv"), ["step", "epoch", "loss", "lr"], ckpt and step)
+        trim_csv(loss_csv, ["step", "epoch", "loss", "lr"], ckpt and step)
         trim_csv(os.path.join(args.out, "val.csv"),
                  ["step", "epoch", "train_loss", "val_acc", "images_per_s", "seconds"], ckpt and step)
-        print(f"{len(train_set)} training images, {len(val_set or [])} validation, {world} process(es) on {device}, "
-              f"{workers} loader workers, {sum(p.numel() for p in model.parameters()):,} parameters, "
-              + (f"resuming from {resume} after epoch {epoch} (step {step})" if ckpt else "starting from scratch"))
+        print(f"{len(train_set)} training images, {len(val_set or [])} validation, {world} process(es) on "
+              f"{device}, {workers} loader workers, {sum(p.numel() for p in model.parameters()):,} parameters, "
+              + (f"resuming {resume} after epoch {epoch} (step {step})" if ckpt else "from scratch"))
     while epoch < args.epochs:
         # every source of randomness in an epoch is derived from (seed, epoch, rank): resume is exact
         torch.manual_seed((args.seed * 1000 + epoch) * 1000 + rank)
         sampler.set_epoch(epoch)
         model.train()
         t0, seen, total_loss = time.time(), 0, 0.0
-        log = master and not args.dry_run and open(os.path.join(args.out, "loss.csv"), "a", newline="")
+        log = master and not args.dry_run and open(loss_csv, "a", newline="", buffering=1)  # line-buffered
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=None if master else True)
         for batch, (images, tokens, _) in enumerate(bar):
             images = images.to(device, non_blocking=True, memory_format=memory_format)  # (B, 3, S, S)
@@ -346,7 +346,7 @@ def train(args, device, ddp, rank, world):
             # checked after the all-reduce of the gradients, so under DDP every rank stops together
             if not math.isfinite(value) or (not scaler.is_enabled() and not math.isfinite(norm)):
                 what = f"loss {value}" if not math.isfinite(value) else f"gradient norm {norm}"
-                kept = f"{last_path} (epoch {epoch}) is the last good checkpoint" if epoch else "no checkpoint saved"
+                kept = f"{last_path} (epoch {epoch}) is the last good checkpoint" if epoch else "none saved"
                 raise FloatingPointError(f"non-finite {what} at step {step + 1} (epoch {epoch + 1}, "
                                          f"batch {batch + 1}); stopped without saving; {kept}")
             lr = optimizer.param_groups[0]["lr"]
@@ -366,8 +366,8 @@ def train(args, device, ddp, rank, world):
         if log:
             log.close()
         seconds = time.time() - t0
-        acc = (validate(raw_model, val_loader, device, autocast, memory_format, ddp, 1 if args.dry_run else None)
-               if val_loader else None)
+        acc = val_loader and validate(raw_model, val_loader, device, autocast, memory_format, ddp,
+                                      1 if args.dry_run else None)
         if args.dry_run:
             print(f"rank {rank}: dry run ok: one batch, loss {value:.4f}, val acc {acc or 0:.4f}")
             return 0
@@ -378,14 +378,14 @@ def train(args, device, ddp, rank, world):
         best = acc if improved else best
         ckpt = {"format": build_model.CHECKPOINT_FORMAT, "config": config, "vocab": list(tokenizer.vocab),
                 "model": to_cpu(raw_model.state_dict()), "optimizer": to_cpu(optimizer.state_dict()),
-                "scheduler": scheduler.state_dict(), "epoch": epoch, "step": step, "rng": to_cpu(rng_states(device)),
-                "best_metric": best, "args": vars(args)}
+                "scheduler": scheduler.state_dict(), "epoch": epoch, "step": step,
+                "rng": to_cpu(rng_states(device)), "best_metric": best, "args": vars(args)}
         save_atomic(ckpt, last_path)
         if improved:  # best.pt: the same dict, written just as atomically
             save_atomic(ckpt, best_path)
         with open(os.path.join(args.out, "val.csv"), "a", newline="") as f:
-            csv.writer(f).writerow([step, epoch, f"{total_loss / (batch + 1):.6f}",
-                                    "" if acc is None else f"{acc:.6f}", f"{seen / seconds:.1f}", f"{seconds:.1f}"])
+            row = [step, epoch, round(total_loss / (batch + 1), 6), "" if acc is None else round(acc, 6)]
+            csv.writer(f).writerow(row + [round(seen / seconds, 1), round(seconds, 1)])
         plot_curves(args.out, plots)  # redrawn after every epoch
         print(f"epoch {epoch}: train loss {total_loss / (batch + 1):.4f}, val acc {acc or 0:.4f} "
               f"(best {best:.4f}), {seen / seconds:.0f} images/s, {seconds:.0f} s")

@@ -5,6 +5,7 @@ Dimension letters used in the shape comments:
     C  encoder channels            H, W  feature-map height and width
     L  = H*W attention positions   T     decoding steps
     V  vocabulary size             D     decoder hidden size
+    A  attention size (= D)
 """
 import torch
 import torch.nn as nn

@@ -170,6 +170,17 @@ def test_batched_decode_equals_single(trained):
         assert torch.all(batched["attention"][i, T:] == 0)
 
 
+def test_channels_last_model_decodes_the_same(trained):
+    model, images = trained
+    expected = model.decode(images)
+    fast = build_model(model.config).eval()
+    fast.load_state_dict(model.state_dict())
+    fast = fast.to(memory_format=torch.channels_last)
+    out = fast.decode(images.to(memory_format=torch.channels_last))
+    assert out["tokens"] == expected["tokens"]
+    torch.testing.assert_close(out["logprob"], expected["logprob"], rtol=1e-4, atol=1e-4)
+
+
 def test_max_len_cap(trained):
     model, images = trained
     out = model.decode(images, max_len=2)

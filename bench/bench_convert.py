@@ -5,7 +5,7 @@
 
 Builds (once, then reused from --cache-dir) a digitStruct.mat in the real layout with SVHN-like
 digit counts (labels and boxes only, no images), reads it fully with read_digitstruct, reads the
-first --naive-entries entries with read_digitstruct_naive (the full naive run would take ~20-30 min,
+first --naive-entries entries with read_digitstruct_naive (a full naive run takes several minutes,
 so its rate is extrapolated per entry), checks both agree on that subset, and prints entries/s and
 the ratio. Also times turning the entries into the JSON prepare_data.py writes. Not part of CI.
 """

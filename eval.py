@@ -307,16 +307,16 @@ def parse_args(argv=None):
     p.add_argument("--json", default=JSON_PATH, help="prepared split to evaluate (prepare_data.py)")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images per decoding batch")
     p.add_argument("--beam", type=int, default=BEAM, help="beam width; 1 = greedy decoding")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images; None: all")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                    help="DataLoader worker processes (0 = load in the main process)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="torch device")
     p.add_argument("--report", default=None,
-                   help="report JSON path (default: eval_<split>.json next to the checkpoint)")
+                   help="report JSON path; None: eval_<split>.json next to the checkpoint")
     p.add_argument("--figures", default=None,
-                   help="folder for the coverage curve and mistakes gallery "
-                        "(default: the report's folder)")
+                   help="folder for the coverage curve and mistakes gallery; "
+                        "None: the report's folder")
     args = p.parse_args(argv)
     for name in ("batch_size", "beam"):
         if getattr(args, name) < 1:

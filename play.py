@@ -182,13 +182,13 @@ def figure_name(name, taken):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("images", nargs="*", help="image files or folders (default: use --json)")
+    p.add_argument("images", nargs="*", help="image files or folders; none given: -n images of --json")
     p.add_argument("--checkpoint", required=True, help="checkpoint written by train.py")
     p.add_argument("--json", default=JSON_PATH, help="prepared split used when no images are given")
     p.add_argument("-n", type=int, default=N_IMAGES, help="images taken from the split")
     p.add_argument("--crop", default=None,
                    help="left,top,width,height box around the digits in each image file "
-                        "(grown by 30%% like training crops); default: the whole image")
+                        "(grown by 30%% like training crops); None: the whole image")
     p.add_argument("--beam", type=int, default=1, help="beam width; 1 = greedy decoding")
     p.add_argument("--out", default=OUT_DIR, help="folder for the PNGs")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",

@@ -85,7 +85,8 @@ def main():
     p.add_argument("--single", type=int, default=32, help="images per one-at-a-time round")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds (median reported)")
     p.add_argument("--batch-size", type=int, default=ev.BATCH_SIZE, help="eval batch size")
-    p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the batched side")
+    p.add_argument("--workers", type=int, default=ev.parse_args(["--checkpoint", "-"]).workers,
+                   help="DataLoader workers of the batched side (eval.py's default)")
     p.add_argument("--plan", default=DEFAULT_CONFIG["plan"], help="encoder channel plan")
     p.add_argument("--hidden", type=int, default=DEFAULT_CONFIG["hidden"], help="decoder size")
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads")

@@ -7,10 +7,11 @@ For each model size (default = the seed's architecture, cpu = train.py --preset 
   1. the real thing: train.py's DataLoader (same sampler, seeding, workers) feeding
      forward + backward + clip + AdamW; images/s from the median step after a warm-up step, with
      the time spent waiting for the next batch measured apart;
-  2. the parts, on synthetic tensors in the main process: encoder forward, encoder backward,
-     decoder forward and backward (whole model minus encoder), optimiser step (clip + AdamW);
-  3. the data pipeline alone: images/s of the same DataLoader with no model.
-Medians over --steps timed repetitions after one warm-up. The machine may be shared: absolute
+  2. the parts, on synthetic tensors in the main process, each run on its own: encoder forward
+     and backward, decoder forward and backward (on fixed encoder features), clip + AdamW step;
+  3. the data pipeline alone: the same dataset and sampler loaded in this process (one core).
+All of them run interleaved, one call each per round; medians over --steps rounds after a warm-up
+round. The machine may be shared: absolute
 numbers are noisy, compare the ratios from one run. Never part of the test suite. Without --json
 it draws a temporary SVHN-like split (bench_data.make_temp_split) so it runs on a fresh clone.
 """
@@ -33,15 +34,9 @@ from bench_data import make_temp_split  # noqa: E402
 CONFIGS = {"default": {"plan": train.PLAN, "hidden": train.HIDDEN}, **train.PRESETS}
 
 
-def median_time(fn, reps):
-    """Median seconds of fn() over reps calls, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def forever(loader):
+    while True:
+        yield from loader
 
 
 def make_loader(json_path, batch_size, workers, size):
@@ -65,6 +60,11 @@ def bench_config(name, cfg, tokenizer, loader, args):
     images = torch.randn(B, 3, S, S)
     tokens = tokens[:B]
 
+    with torch.no_grad():
+        features, _ = model.encode(images)  # (B, L, C): the decoder's input, timed on its own
+    features.requires_grad_(True)  # so the decoder's backward reaches the features, as in training
+    pad = model.config["pad_id"]
+
     def encoder_forward():
         with torch.no_grad():
             model.encoder(images)
@@ -73,67 +73,69 @@ def bench_config(name, cfg, tokenizer, loader, args):
         out = model.encoder(images)
         out.backward(torch.ones_like(out))
 
-    def model_forward():
-        with torch.no_grad():
-            model(images, tokens)
+    def decoder_loss():
+        logits, _ = model.decoder(features, tokens[:, :-1])
+        return build_model.masked_cross_entropy(logits, tokens[:, 1:], pad)
 
-    def model_forward_backward():
-        _, loss = model(images, tokens)
-        loss.backward()
+    def decoder_forward():
+        with torch.no_grad():
+            decoder_loss()
+
+    def decoder_forward_backward():
+        decoder_loss().backward()
 
     def optimiser_step():
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         optimizer.step()
 
-    # no_grad forwards time the arithmetic; backward = (forward with graph + backward) - forward
-    t = {k: median_time(f, args.steps) for k, f in [
-        ("enc_f", encoder_forward), ("enc_fb", encoder_forward_backward), ("all_f", model_forward),
-        ("all_fb", model_forward_backward), ("opt", optimiser_step)]}
-    optimizer.zero_grad(set_to_none=True)
-    parts = {"encoder forward": t["enc_f"], "encoder backward": t["enc_fb"] - t["enc_f"],
-             "decoder forward": t["all_f"] - t["enc_f"],
-             "decoder backward": (t["all_fb"] - t["all_f"]) - (t["enc_fb"] - t["enc_f"]),
-             "clip + AdamW step": t["opt"]}
-    compute = sum(parts.values())
+    real_batches = forever(loader)  # train.py's loader: worker processes prefetch
+    serial_batches = forever(torch.utils.data.DataLoader(  # the same pipeline in this process alone
+        loader.dataset, sampler=loader.sampler, batch_size=B, collate_fn=data.collate))
+    waits = []
 
-    # the real loop: DataLoader -> forward/backward -> clip -> step, waiting time measured apart
-    step_times, waits, it = [], [], iter(loader)
-    for k in range(args.steps + 1):
+    def real_step():  # DataLoader -> forward/backward -> clip -> AdamW, as in train.py
         t0 = time.perf_counter()
-        imgs, toks, _ = next(it)
-        t1 = time.perf_counter()
+        imgs, toks, _ = next(real_batches)
+        waits.append(time.perf_counter() - t0)
         _, loss = model(imgs, toks)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        optimizer.step()
+        optimiser_step()
         optimizer.zero_grad(set_to_none=True)
-        if k:  # the first step is a warm-up (workers start, allocator settles)
-            step_times.append(time.perf_counter() - t0)
-            waits.append(t1 - t0)
-    step, wait = statistics.median(step_times), statistics.median(waits)
 
-    # the data pipeline alone, same loader
-    def one_batch():
-        try:
-            next(data_it)
-        except StopIteration:
-            pass
-    data_it = iter(loader)
-    data_alone = median_time(one_batch, args.steps)
+    # Interleaved rounds (one call of each per round, then medians), so that a burst of load on
+    # the shared machine hits every part alike. backward = (forward + backward) - no-grad forward.
+    fns = {"real": real_step, "enc_f": encoder_forward, "enc_fb": encoder_forward_backward,
+           "dec_f": decoder_forward, "dec_fb": decoder_forward_backward, "opt": optimiser_step,
+           "data": lambda: next(serial_batches)}
+    t = {k: [] for k in fns}
+    for r in range(args.steps + 1):
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            f()
+            if r:  # round 0 is a warm-up (workers start, allocator settles)
+                t[k].append(time.perf_counter() - t0)
+        optimizer.zero_grad(set_to_none=True)
+    fastest = min(t["real"])  # the least disturbed step: a bound on what a quiet machine gives
+    t = {k: statistics.median(v) for k, v in t.items()}
+    step, wait, data_alone = t["real"], statistics.median(waits[1:]), t["data"]
+    parts = {"encoder forward": t["enc_f"], "encoder backward": t["enc_fb"] - t["enc_f"],
+             "decoder forward": t["dec_f"], "decoder backward": t["dec_fb"] - t["dec_f"],
+             "clip + AdamW step": t["opt"]}
+    compute = sum(parts.values())
 
     params = sum(p.numel() for p in model.parameters())
     print(f"\n== {name}: plan '{cfg['plan']}', hidden {cfg['hidden']}, {params / 1e6:.2f} M parameters, "
           f"batch {B}, {S}x{S}, {torch.get_num_threads()} threads, {args.workers} loader workers")
     print(f"training (real loader): {B / step:7.1f} images/s   ({step:.3f} s/step, of which "
-          f"{wait:.3f} s waiting for data = {wait / step:.0%})")
+          f"{wait:.3f} s waiting for data = {wait / step:.0%}); fastest step {B / fastest:.1f} images/s")
     print(f"compute only (synthetic): {B / compute:5.1f} images/s   ({compute:.3f} s/step)")
-    print(f"data pipeline alone:     {B / data_alone:7.1f} images/s   ({data_alone:.3f} s/batch)")
+    print(f"data pipeline alone:     {B / data_alone:7.1f} images/s   ({data_alone:.3f} s/batch, one process)")
     print(f"{'part':<20}{'s/step':>9}{'share':>8}")
     for part, sec in parts.items():
         print(f"{part:<20}{sec:9.3f}{sec / compute:8.1%}")
-    enc, dec = parts["encoder forward"] + parts["encoder backward"], parts["decoder forward"] + parts["decoder backward"]
-    print(f"encoder : decoder = {enc / dec:.2f} : 1; data loading alone takes {data_alone / step:.0%} "
-          f"of a real step's time")
+    encoder, decoder = t["enc_fb"], t["dec_fb"]
+    print(f"encoder : decoder (forward + backward) = {encoder / decoder:.2f} : 1; loading a batch alone "
+          f"takes {data_alone / step:.0%} of a real step")
     return B / step
 
 
@@ -145,7 +147,7 @@ def main(argv=None):
                    help="model sizes to measure")
     p.add_argument("--batch-size", type=int, default=64, help="images per step")
     p.add_argument("--size", type=int, default=54, help="crop size (network input side)")
-    p.add_argument("--steps", type=int, default=3, help="timed repetitions (after one warm-up)")
+    p.add_argument("--steps", type=int, default=5, help="timed rounds (after one warm-up round)")
     p.add_argument("--workers", type=int, default=1, help="DataLoader workers (train.py's CPU default: 1)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--images", type=int, default=512, help="size of the temporary split (without --json)")

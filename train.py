@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler, Subset, get_worker_info
 from tqdm import tqdm
 
 import build_model
@@ -114,16 +114,17 @@ class SeededSamples(Dataset):
     def __getitem__(self, key):
         epoch, i = key
         s = ((self.seed * 1_000_003 + epoch) * 1_000_000_007 + i) % 2**63
-        in_main = torch.utils.data.get_worker_info() is None  # don't disturb the training RNG
-        saved = (torch.get_rng_state(), np.random.get_state(), random.getstate()) if in_main else None
+        saved = get_worker_info() is None and (torch.get_rng_state(), np.random.get_state(), random.getstate())
         torch.default_generator.manual_seed(s)
         np.random.seed(s % 2**32)
         random.seed(s)
         try:
             return self.dataset[i]
         finally:
-            if saved:
-                torch.set_rng_state(saved[0]), np.random.set_state(saved[1]), random.setstate(saved[2])
+            if saved:  # main process (no workers): leave the training RNG as it was
+                torch.set_rng_state(saved[0])
+                np.random.set_state(saved[1])
+                random.setstate(saved[2])
 
 
 def load_data(args, vocab=None):
@@ -278,8 +279,7 @@ def main(argv=None):
 
 
 def train(args, device, ddp, rank, world):
-    master = rank == 0
-    cuda = device.type == "cuda"
+    master, cuda = rank == 0, device.type == "cuda"
     if device.type == "cpu":  # share the cores between torchrun processes
         torch.set_num_threads(max(1, (args.threads or os.cpu_count()) // int(os.getenv("LOCAL_WORLD_SIZE", 1))))
     workers = args.workers if args.workers is not None else (min(8, os.cpu_count()) if cuda else 1)

@@ -73,7 +73,7 @@ def parse_args(argv=None):
     a("--epochs", type=int, default=EPOCHS, help="epochs to train (in all, counting resumed ones)")
     a("--batch-size", type=int, default=BATCH_SIZE, help="images per step (per process)")
     a("--lr", type=float, default=LR, help="AdamW learning rate (peak lr for cosine/onecycle)")
-    a("--weight-decay", type=float, default=WEIGHT_DECAY, help="AdamW decoupled weight decay")
+    a("--weight-decay", type=float, default=WEIGHT_DECAY, help="AdamW decoupled weight decay (torch's default; the seed never set it)")
     a("--schedule", choices=["step", "cosine", "onecycle"], default=SCHEDULE, help="lr schedule")
     a("--milestones", type=int, nargs="*", default=MILESTONES, help="epochs at which step multiplies lr")
     a("--gamma", type=float, default=GAMMA, help="lr factor at each milestone (step)")

@@ -2,8 +2,10 @@
 import json
 import os
 import socket
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -160,3 +162,24 @@ def test_torchrun_two_gloo_processes(tiny_json, tmp_path):
     ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
     assert ckpt["epoch"] == 1 and ckpt["step"] == 2  # 12 images / 2 ranks / batch 4 -> 2 steps each
     assert not any(k.startswith("module.") for k in ckpt["model"])
+
+
+def test_sigkill_leaves_last_checkpoint_intact_and_resumable(tiny_json, tmp_path):
+    cmd = [sys.executable, "train.py", "--train-json", tiny_json, *TINY, "--epochs", "1000",
+           "--workers", "0", "--out", str(tmp_path), "--plot", str(tmp_path / "copy.png")]
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while not (tmp_path / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        time.sleep(0.7)  # a few more epochs: the kill lands anywhere, a save included
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert ckpt["epoch"] >= 1 and ckpt["step"] == 3 * ckpt["epoch"]
+    done = ckpt["epoch"]
+    assert run(tiny_json, tmp_path, "--epochs", str(done + 1), "--workers", "0", "--resume", "auto") == 0
+    with open(tmp_path / "loss.csv") as f:  # rows past the checkpoint were dropped, none repeated
+        assert [int(line.split(",")[0]) for line in f.readlines()[1:]] == list(range(1, 3 * done + 4))

@@ -73,7 +73,7 @@ def parse_args(argv=None):
     a("--epochs", type=int, default=EPOCHS, help="epochs to train (in all, counting resumed ones)")
     a("--batch-size", type=int, default=BATCH_SIZE, help="images per step (per process)")
     a("--lr", type=float, default=LR, help="AdamW learning rate (peak lr for cosine/onecycle)")
-    a("--weight-decay", type=float, default=WEIGHT_DECAY, help="AdamW decoupled weight decay (torch's default; the seed never set it)")
+    a("--weight-decay", type=float, default=WEIGHT_DECAY, help="AdamW weight decay (torch's default)")
     a("--schedule", choices=["step", "cosine", "onecycle"], default=SCHEDULE, help="lr schedule")
     a("--milestones", type=int, nargs="*", default=MILESTONES, help="epochs at which step multiplies lr")
     a("--gamma", type=float, default=GAMMA, help="lr factor at each milestone (step)")
@@ -307,7 +307,7 @@ def train(args, device, ddp, rank, world):
     loader_kw = dict(batch_size=args.batch_size, collate_fn=data.collate, num_workers=workers,
                      pin_memory=cuda, persistent_workers=workers > 0)
     loader = DataLoader(SeededSamples(train_set, args.seed), sampler=sampler, **loader_kw)
-    val_loader = val_set and DataLoader(Subset(val_set, range(rank, len(val_set), world)), **loader_kw)
+    val_loader = DataLoader(Subset(val_set, range(rank, len(val_set), world)), **loader_kw) if val_set else None
     scheduler = make_scheduler(args, optimizer, len(loader))
     epoch, step, best = 0, 0, -1.0
     if ckpt:
@@ -366,8 +366,8 @@ def train(args, device, ddp, rank, world):
         if log:
             log.close()
         seconds = time.time() - t0
-        acc = val_loader and validate(raw_model, val_loader, device, autocast, memory_format, ddp,
-                                      1 if args.dry_run else None)
+        acc = None if val_loader is None else validate(raw_model, val_loader, device, autocast,
+                                                       memory_format, ddp, 1 if args.dry_run else None)
         if args.dry_run:
             print(f"rank {rank}: dry run ok: one batch, loss {value:.4f}, val acc {acc or 0:.4f}")
             return 0

@@ -114,8 +114,9 @@ def test_huge_lr_stops_with_message(tiny_json, tmp_path):
     assert not (tmp_path / "last.pt").exists()
 
 
-def test_dry_run_writes_nothing(tiny_json, tmp_path, capsys):
-    assert run(tiny_json, tmp_path / "run", "--dry-run", "--workers", "0") == 0
+@pytest.mark.parametrize("schedule", ["step", "cosine", "onecycle"])
+def test_dry_run_writes_nothing(tiny_json, tmp_path, capsys, schedule):
+    assert run(tiny_json, tmp_path / "run", "--dry-run", "--workers", "0", "--schedule", schedule) == 0
     assert "dry run ok" in capsys.readouterr().out
     assert not (tmp_path / "run").exists()
 

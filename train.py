@@ -269,16 +269,20 @@ def main(argv=None):
         torch.cuda.set_device(device)
     if ddp:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    loaders = []  # filled by train(); their workers are stopped here whatever happens
     try:
-        return train(args, device, ddp, rank, world)
+        return train(args, device, ddp, rank, world, loaders)
     except (FileNotFoundError, ValueError, FloatingPointError) as e:
         sys.exit(f"train.py: error: {e}")
     finally:
+        for loader in loaders:  # persistent workers would otherwise live until garbage collection
+            if getattr(loader, "_iterator", None) is not None:
+                loader._iterator._shutdown_workers()  # torch has no public call for this
         if ddp:
             dist.destroy_process_group()
 
 
-def train(args, device, ddp, rank, world):
+def train(args, device, ddp, rank, world, loaders):
     master, cuda = rank == 0, device.type == "cuda"
     if device.type == "cpu":  # share the cores between torchrun processes
         torch.set_num_threads(max(1, (args.threads or os.cpu_count()) // int(os.getenv("LOCAL_WORLD_SIZE", 1))))
@@ -308,6 +312,7 @@ def train(args, device, ddp, rank, world):
                      pin_memory=cuda, persistent_workers=workers > 0)
     loader = DataLoader(SeededSamples(train_set, args.seed), sampler=sampler, **loader_kw)
     val_loader = DataLoader(Subset(val_set, range(rank, len(val_set), world)), **loader_kw) if val_set else None
+    loaders += [loader, val_loader]
     scheduler = make_scheduler(args, optimizer, len(loader))
     epoch, step, best = 0, 0, -1.0
     if ckpt:

@@ -159,8 +159,11 @@ class AttentionOCR(nn.Module):
                 "feature_hw": feature_hw}
 
     @torch.no_grad()
-    def decode(self, images, max_len=None):
+    def decode(self, images, max_len=None, encoded=None):
         """Batched greedy decoding from <s> to </s>, at most max_len digits (+ </s>).
+
+        encoded: this batch's (features, feature_hw) from encode(), for callers that also need
+        the features (eval.py's loss), so the encoder, most of the cost, runs once.
 
         Rows that have emitted </s> keep being computed (cheaper than compacting the batch) but
         stop contributing: their tokens are frozen as <pad>, attention rows and probs are zero.
@@ -168,7 +171,7 @@ class AttentionOCR(nn.Module):
         """
         max_len = self.config["max_len"] if max_len is None else max_len
         pad, eos, bos = self.config["pad_id"], self.config["eos_id"], self.config["bos_id"]
-        features, feature_hw = self.encode(images)  # (B, L, C)
+        features, feature_hw = encoded or self.encode(images)  # (B, L, C)
         projected = self.decoder.attention.project(features)  # (B, L, A)
         state = self.decoder.init_state(features)
         B = features.size(0)
@@ -196,7 +199,7 @@ class AttentionOCR(nn.Module):
                             torch.stack(probs, dim=1), logprob, feature_hw)
 
     @torch.no_grad()
-    def beam_search(self, images, beam=4, max_len=None):
+    def beam_search(self, images, beam=4, max_len=None, encoded=None):
         """Batched beam search over B*K rows; same dict as decode() for the best hypothesis.
 
         Scores are plain sums of log-probs (no length normalisation), the quantity decode()
@@ -209,7 +212,7 @@ class AttentionOCR(nn.Module):
         max_len = self.config["max_len"] if max_len is None else max_len
         pad, eos, bos = self.config["pad_id"], self.config["eos_id"], self.config["bos_id"]
         K = beam
-        features, feature_hw = self.encode(images)  # (B, L, C)
+        features, feature_hw = encoded or self.encode(images)  # (B, L, C), see decode()
         B, L, _ = features.shape
         device = features.device
         features = features.repeat_interleave(K, dim=0)  # (B*K, L, C)

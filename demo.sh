@@ -37,11 +37,12 @@ $PY train.py --train-json "$DATA/train.json" --val-size 1000 "${MODEL[@]}" \
 echo "== 3/4 evaluation on the synthetic test split"
 $PY eval.py --checkpoint "$RUN/best.pt" --json "$DATA/test.json"
 
-echo "== 4/4 attention figures"
+echo "== 4/4 attention and augmentation figures"
+$PY data.py --json "$DATA/train.json" --out img/aug.png
 $PY play.py --checkpoint "$RUN/best.pt" --json "$DATA/test.json" -n 8 --out img
 
 echo "done in $(( $(date +%s) - start )) s:"
 echo "  data        $DATA/{train,test}/ and $DATA/{train,test}.json"
 echo "  checkpoints $RUN/last.pt, $RUN/best.pt (loss history $RUN/loss.csv, curve img/loss.png)"
 echo "  evaluation  $RUN/eval_test.json and its figures in $RUN/"
-echo "  attention   img/attention.png and img/play_*.png"
+echo "  figures     img/attention.png (attention grid), img/attention_*.png, img/aug.png"

@@ -153,15 +153,11 @@ def truth_ids(tokens, pad_id, eos_id):
 
 def decode_batch(model, images, beam=BEAM):
     """Decode a batch and keep its encoder output for the loss: (decode dict, features (B, L, C)).
-    decode() and beam_search() encode the images themselves; for this one call the instance's
-    encode() hands back the features computed here, so the encoder (most of the cost) runs once."""
-    features, feature_hw = model.encode(images)  # (B, L, C)
-    model.encode = lambda _images: (features, feature_hw)  # instance attribute shadows the method
-    try:
-        out = model.decode(images) if beam == 1 else model.beam_search(images, beam=beam)
-    finally:
-        del model.encode
-    return out, features
+    The encoder (most of the cost) runs once for both."""
+    encoded = model.encode(images)  # ((B, L, C), (H, W))
+    if beam == 1:
+        return model.decode(images, encoded=encoded), encoded[0]
+    return model.beam_search(images, beam=beam, encoded=encoded), encoded[0]
 
 
 def sequence_loss(model, features, tokens, pred, truth, logprob, pad_id):

@@ -181,6 +181,15 @@ def test_channels_last_model_decodes_the_same(trained):
     torch.testing.assert_close(out["logprob"], expected["logprob"], rtol=1e-4, atol=1e-4)
 
 
+def test_decoding_precomputed_features_is_the_same(trained):
+    model, images = trained
+    encoded = model.encode(images)
+    for run in (model.decode, lambda x, **kw: model.beam_search(x, beam=3, **kw)):
+        expected, out = run(images), run(images, encoded=encoded)
+        assert out["tokens"] == expected["tokens"]
+        torch.testing.assert_close(out["logprob"], expected["logprob"])
+
+
 def test_max_len_cap(trained):
     model, images = trained
     out = model.decode(images, max_len=2)

@@ -179,8 +179,16 @@ def sequence_loss(model, features, tokens, pred, truth, logprob, pad_id):
     return total, count
 
 
+def autocast_for(device, precision):
+    """bf16 autocast for --precision (auto: bf16 on CUDA where supported, fp32 elsewhere)."""
+    device = torch.device(device)
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 @torch.inference_mode()
-def evaluate(model, loader, config, beam=BEAM, device="cpu", progress=True):
+def evaluate(model, loader, config, beam=BEAM, device="cpu", progress=True, precision="fp32"):
     """Decode every batch; return per-image results and the summed loss (model already prepared)."""
     pad_id, eos_id = config["pad_id"], config["eos_id"]
     res = {"pred": [], "truth": [], "logprob": [], "hits": 0, "steps": 0,
@@ -189,11 +197,12 @@ def evaluate(model, loader, config, beam=BEAM, device="cpu", progress=True):
     for images, tokens, boxes in bar:
         images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         tokens = tokens.to(device, non_blocking=True)
-        out, features = decode_batch(model, images, beam)
-        pred = [list(p) for p in out["tokens"]]
-        truth = truth_ids(tokens, pad_id, eos_id)
-        logprob = out["logprob"].float().cpu()
-        loss, count = sequence_loss(model, features, tokens, pred, truth, logprob, pad_id)
+        with autocast_for(device, precision):
+            out, features = decode_batch(model, images, beam)
+            pred = [list(p) for p in out["tokens"]]
+            truth = truth_ids(tokens, pad_id, eos_id)
+            logprob = out["logprob"].float().cpu()
+            loss, count = sequence_loss(model, features, tokens, pred, truth, logprob, pad_id)
         peaks = attention_peaks(out["attention"].cpu(), out["feature_hw"], images.shape[-1])
         hits, steps = attention_hits(peaks, [len(p) for p in pred], boxes)
         res["pred"] += pred
@@ -310,6 +319,10 @@ def parse_args(argv=None):
                    help="DataLoader worker processes (0 = load in the main process)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="torch device")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="auto: bf16 autocast on CUDA (where supported), fp32 on CPU; bf16 on a "
+                        "CPU is fast only where it has native bf16 (AMX), and may change a few "
+                        "answers")
     p.add_argument("--report", default=None,
                    help="report JSON path; None: eval_<split>.json next to the checkpoint")
     p.add_argument("--figures", default=None,
@@ -360,13 +373,14 @@ def main(argv=None):
                                          pin_memory=device.type == "cuda")
     model = prepare_model(model, device)
     start = time.perf_counter()
-    res = evaluate(model, loader, config, beam=args.beam, device=device)
+    res = evaluate(model, loader, config, beam=args.beam, device=device, precision=args.precision)
     seconds = time.perf_counter() - start
     report, correct, confidence = summarize(res, vocab)
     for m in report["worst_mistakes"]:
         m["name"] = records[m["index"]]["name"]
     report = {"checkpoint": os.path.abspath(args.checkpoint), "json": os.path.abspath(args.json),
-              "beam": args.beam, "epoch": ckpt.get("epoch"), **report,
+              "beam": args.beam, "precision": args.precision, "device": str(device),
+              "epoch": ckpt.get("epoch"), **report,
               "seconds": seconds, "images_per_second": len(records) / seconds}
     coverage, accuracy = coverage_curve(correct, confidence)
     plot_coverage(coverage, accuracy, TARGET_ACCURACY,

@@ -6,7 +6,8 @@ Default architecture, random weights, small synthetic house-number PNGs written 
   one-at-a-time: for each image, load + crop + transform (SVHNDataset[i]) and greedy decode with
                  batch size 1 on the model as loaded (what a naive evaluation loop does);
   batched:       eval.py's own path: prepared model (BN folded, channels_last), DataLoader with
-                 workers, batched decode + loss + attention metrics (eval.evaluate).
+                 workers, batched decode + loss + attention metrics (eval.evaluate), in fp32
+                 and with --precision bf16 (fast only on CPUs with native bf16, e.g. AMX).
 Rounds alternate the two so that load from other processes hits both alike; medians are reported.
 A random model gets every image wrong, so eval's loss needs the teacher-forced pass on every image:
 the worst case for the batched side (a trained model needs it only for its mistakes).
@@ -62,11 +63,11 @@ def one_at_a_time(model, dataset, indices):
     return len(indices) / (time.perf_counter() - start)
 
 
-def batched(model, dataset, config, batch_size, workers):
+def batched(model, dataset, config, batch_size, workers, precision="fp32"):
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
                                          collate_fn=collate)
     start = time.perf_counter()
-    ev.evaluate(model, loader, config, progress=False)
+    ev.evaluate(model, loader, config, progress=False, precision=precision)
     return len(dataset) / (time.perf_counter() - start)
 
 
@@ -104,25 +105,34 @@ def main():
         # warm-up: first calls pick oneDNN kernels
         one_at_a_time(model, dataset, range(2))
         decode_only(fast, preloaded[: args.batch_size], args.batch_size)
-        single, batch, dec = [], [], []
+        batched(fast, dataset, config, args.batch_size, args.workers, "bf16")  # warm-up
+        single, batch, dec, bf16 = [], [], [], []
         for r in range(args.rounds):
             idx = range((r * args.single) % len(dataset), (r * args.single) % len(dataset) + args.single)
             single.append(one_at_a_time(model, dataset, [i % len(dataset) for i in idx]))
             batch.append(batched(fast, dataset, config, args.batch_size, args.workers))
             dec.append(decode_only(fast, preloaded, args.batch_size))
+            bf16.append(batched(fast, dataset, config, args.batch_size, args.workers, "bf16"))
             print(f"round {r + 1}: one-at-a-time {single[-1]:7.1f} img/s | eval batched "
                   f"{batch[-1]:7.1f} img/s | decode only (preloaded) {dec[-1]:7.1f} img/s | "
-                  f"ratio {batch[-1] / single[-1]:.1f}x", flush=True)
+                  f"eval batched --precision bf16 {bf16[-1]:7.1f} img/s | "
+                  f"ratio {batch[-1] / single[-1]:.1f}x (bf16 {bf16[-1] / single[-1]:.1f}x)",
+                  flush=True)
     ratios = [b / s for b, s in zip(batch, single)]
     result = {"plan": args.plan, "hidden": args.hidden, "threads": args.threads,
               "batch_size": args.batch_size, "workers": args.workers,
               "one_at_a_time_img_s": statistics.median(single),
               "eval_batched_img_s": statistics.median(batch),
               "decode_only_batched_img_s": statistics.median(dec),
-              "ratio_median": statistics.median(ratios)}
+              "ratio_median": statistics.median(ratios),
+              "eval_batched_bf16_img_s": statistics.median(bf16),
+              "ratio_bf16_median": statistics.median(b / s for b, s in zip(bf16, single)),
+              "cpu_capability": torch.backends.cpu.get_cpu_capability()}
     print(f"median: one-at-a-time {result['one_at_a_time_img_s']:.1f} img/s, eval batched "
           f"{result['eval_batched_img_s']:.1f} img/s, ratio {result['ratio_median']:.1f}x "
-          f"(target >= 20x); batched decode alone {result['decode_only_batched_img_s']:.1f} img/s")
+          f"(target >= 20x); batched decode alone {result['decode_only_batched_img_s']:.1f} img/s; "
+          f"eval batched in bf16 {result['eval_batched_bf16_img_s']:.1f} img/s, ratio "
+          f"{result['ratio_bf16_median']:.1f}x (CPU: {result['cpu_capability']})")
     if args.json:
         with open(args.json + ".tmp", "w") as f:
             json.dump(result, f, indent=2)

@@ -188,6 +188,16 @@ def test_limit_and_beam(tmp_path):
     assert report["num_images"] == 2 and report["beam"] == 3
 
 
+def test_bf16_precision_runs_and_is_recorded(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "m.pt")
+    split = make_split(tmp_path, n=4)
+    fp32 = run_eval(tmp_path, ckpt, split, "--precision", "fp32")
+    bf16 = run_eval(tmp_path, ckpt, split, "--precision", "bf16")
+    assert fp32["precision"] == "fp32" and bf16["precision"] == "bf16"
+    assert bf16["num_images"] == 4 and np.isfinite(bf16["loss"])
+    assert bf16["loss"] == pytest.approx(fp32["loss"], rel=0.05)  # bf16 rounding, same model
+
+
 @pytest.mark.parametrize("kind", ["missing", "text", "foreign"])
 def test_refuses_foreign_checkpoint(tmp_path, capsys, kind):
     path = tmp_path / "bad.pt"

@@ -37,6 +37,8 @@ PAD, UNK, EOS, BOS = 0, 1, 2, 3  # <s> is the first token of every text, so it a
 
 def load_split(json_path):
     """Read a prepare_data.py JSON -> (absolute image folder, list of record dicts)."""
+    if os.path.isdir(json_path):
+        raise ValueError(f"{json_path}: is a folder, not a split JSON file")
     if not os.path.isfile(json_path):
         raise FileNotFoundError(f"{json_path}: no such file (run prepare_data.py first)")
     try:
@@ -44,19 +46,27 @@ def load_split(json_path):
             split = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{json_path}: not valid JSON ({e})") from None
-    if not isinstance(split, dict) or "image_dir" not in split or "records" not in split:
-        raise ValueError(f"{json_path}: not a split file (needs keys 'image_dir' and 'records')")
+    if (not isinstance(split, dict) or not isinstance(split.get("image_dir"), str)
+            or not isinstance(split.get("records"), list)):
+        raise ValueError(f"{json_path}: not a split file (needs 'image_dir', a path, and "
+                         f"'records', a list)")
     records = split["records"]
     for k, r in enumerate(records):
         ok = (isinstance(r, dict) and isinstance(r.get("name"), str)
               and isinstance(r.get("digits"), list) and isinstance(r.get("boxes"), list)
               and 0 < len(r["digits"]) == len(r["boxes"])
-              and all(isinstance(b, list) and len(b) == 4 for b in r["boxes"]))
+              # digits are ints 0..9 (SVHN's 10 must already be 0: a 10 would become an 11th class)
+              and all(type(d) is int and 0 <= d <= 9 for d in r["digits"])
+              and all(isinstance(b, list) and len(b) == 4 and all(
+                  type(v) in (int, float) and math.isfinite(v) for v in b) for b in r["boxes"]))
         if not ok:
-            raise ValueError(f"{json_path}: record {k} needs 'name', and as many 'digits' as "
-                             f"'boxes' [left, top, width, height] (at least one)")
+            raise ValueError(f"{json_path}: record {k} needs 'name', digits 0..9 and as many "
+                             f"boxes [left, top, width, height] of finite numbers (at least one)")
     # image_dir is relative to the JSON's own folder (join keeps it if it is absolute)
     image_dir = os.path.join(os.path.dirname(os.path.abspath(json_path)), split["image_dir"])
+    if not os.path.isdir(image_dir):
+        raise FileNotFoundError(f"{json_path}: image_dir {image_dir} is not a folder (moved or "
+                                f"deleted? run prepare_data.py again)")
     return image_dir, records
 
 
@@ -299,6 +309,8 @@ def main(argv=None):
     p.add_argument("--out", default="img/aug.png", help="output figure")
     p.add_argument("--show", action="store_true", help="also open a window with the figure")
     args = p.parse_args(argv)
+    if args.n < 1 or args.rows < 0:
+        p.error("--n must be >= 1 and --rows >= 0")
     if args.json is None:
         sys.exit("data.py: error: no data/svhn/train.json or data/synth/train.json; run "
                  "prepare_data.py (or prepare_data.py --synthetic) first, or pass --json")

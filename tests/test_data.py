@@ -220,8 +220,37 @@ def test_load_split_errors_name_the_file(tmp_path):
                                                                "boxes": []}]}))
     with pytest.raises(ValueError, match="bad.json: record 0"):
         data.load_split(str(bad))
+    os.makedirs(tmp_path / "train")
     image_dir, records = data.load_split(write_split(str(tmp_path), SAMPLE_RECORDS, "train"))
     assert image_dir == os.path.join(str(tmp_path), "train") and records == SAMPLE_RECORDS
+
+
+@pytest.mark.parametrize("change", [
+    {"digits": [10, 9]},            # SVHN's raw label 10: silently became an 11th class
+    {"digits": ["1", 9]},           # strings: int() failed later without naming the file
+    {"digits": [True, 9]},
+    {"boxes": [["a", 1, 2, 3], [1, 2, 3, 4]]},  # numpy's error, no file name
+    {"boxes": [[float("nan"), 1, 2, 3], [1, 2, 3, 4]]},  # NaN crop at the first __getitem__
+])
+def test_load_split_rejects_bad_digits_and_boxes(tmp_path, change):
+    record = dict(SAMPLE_RECORDS[0], **change)
+    path = write_split(str(tmp_path), [SAMPLE_RECORDS[1], record])
+    with pytest.raises(ValueError, match=r"split.json: record 1 needs .*digits 0\.\.9"):
+        data.load_split(path)
+    with pytest.raises(ValueError, match="split.json"):  # the Dataset goes through the same check
+        data.SVHNDataset(path)
+
+
+def test_load_split_checks_image_dir_and_folder_paths(tmp_path):
+    # an image_dir that is gone used to surface as a traceback from the first image read
+    path = write_split(str(tmp_path), SAMPLE_RECORDS, image_dir="moved_away")
+    with pytest.raises(FileNotFoundError, match="split.json: image_dir .*moved_away is not a folder"):
+        data.load_split(path)
+    path = write_split(str(tmp_path), SAMPLE_RECORDS, image_dir=5)  # was a TypeError from os.path
+    with pytest.raises(ValueError, match="split.json: not a split file"):
+        data.load_split(path)
+    with pytest.raises(ValueError, match="is a folder, not a split JSON"):
+        data.load_split(str(tmp_path))
 
 
 def test_missing_or_broken_image_names_the_file(tmp_path):
@@ -241,3 +270,8 @@ def test_cli_writes_figure_and_fails_cleanly(sample_json, tmp_path, capsys):
         data.main(["--json", str(tmp_path / "nope.json"), "--out", out])
     with pytest.raises(SystemExit):
         data.main(["--json", sample_json, "--bogus"])
+    for flag in (["--n", "0"], ["--rows", "-1"]):  # were matplotlib's errors, naming no flag
+        with pytest.raises(SystemExit) as e:
+            data.main(["--json", sample_json, "--out", out, *flag])
+        assert e.value.code == 2
+    assert "--n must be >= 1" in capsys.readouterr().err

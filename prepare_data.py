@@ -69,9 +69,14 @@ def write_json(path, obj):
     """Atomic: a half-written JSON never replaces a good one."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = f"{path}.tmp"
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, separators=(",", ":"))
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as fh:
+            json.dump(obj, fh, separators=(",", ":"))
+        os.replace(tmp, path)
+    except BaseException:  # full disk, Ctrl-C: leave no half-written .tmp behind
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def convert_split(root, split, out_dir):
@@ -130,6 +135,8 @@ def main(argv=None):
     out_dir = args.out_dir or root
     splits = list(dict.fromkeys(args.splits))
     try:
+        if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+            raise ValueError(f"--out-dir {out_dir}: exists and is not a folder")
         if args.synthetic:
             sizes = parse_sizes(args.synthetic_sizes, splits)
             splits = [s for s in splits if sizes[s] > 0]
@@ -144,7 +151,10 @@ def main(argv=None):
         sys.exit(f"{PROG}: error: {e}")
     for obj, summary in built:  # everything read and checked: now write
         start = time.time()
-        write_json(summary["json"], obj)
+        try:
+            write_json(summary["json"], obj)
+        except OSError as e:  # e.g. --out-dir is a file or not writable
+            sys.exit(f"{PROG}: error: {summary['json']}: cannot write ({e.strerror or e})")
         summary["seconds"] += time.time() - start
         report(summary)
     return 0

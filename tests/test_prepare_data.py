@@ -140,6 +140,23 @@ def test_bad_split_aborts_before_any_write(tmp_path, capsys):
     assert not (tmp_path / "train.json").exists()
 
 
+def test_unwritable_out_dir_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    make_split(tmp_path, "train")
+    (tmp_path / "file").write_text("user data")
+    code, _, err = run_main(["--root", str(tmp_path), "--splits", "train",
+                             "--out-dir", str(tmp_path / "file")], capsys)
+    assert code != 0 and err.count("\n") == 1 and "is not a folder" in err
+    assert (tmp_path / "file").read_text() == "user data"
+
+    def refuse(*args, **kwargs):  # a read-only or full disk (root ignores chmod, so simulate it)
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(prepare_data.json, "dump", refuse)
+    code, _, err = run_main(["--root", str(tmp_path), "--splits", "train"], capsys)
+    assert code != 0 and err.count("\n") == 1  # was a traceback from os/json
+    assert "train.json: cannot write (Permission denied)" in err
+    assert not os.path.exists(tmp_path / "train.json.tmp")
+
+
 def test_subprocess_exit_code_and_unknown_flag(tmp_path):
     run = lambda *a: subprocess.run([sys.executable, "prepare_data.py", *a], cwd=REPO,
                                     capture_output=True, text=True)

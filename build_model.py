@@ -7,6 +7,9 @@ Dimension letters used in the shape comments:
     V  vocabulary size             D     decoder hidden size
     A  attention size (= D)
 """
+import os
+import zipfile
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -277,15 +280,26 @@ def build_model(config=None):
     return AttentionOCR(config)
 
 
+def _load_failure(path, e):
+    """torch.load's reason in a few words: its own messages run to paragraphs of advice."""
+    if os.path.isdir(path):
+        return "a folder"
+    if not zipfile.is_zipfile(path):  # torch.save writes zip archives; a cut-off one has no index
+        return "empty file" if os.path.getsize(path) == 0 else "not a zip archive: truncated, or another kind of file"
+    text = " ".join(str(e).split())
+    if "WeightsUnpickler error:" in text:  # objects weights_only=True refuses to unpickle
+        return "weights_only load refused it: " + text.split("WeightsUnpickler error:")[1].split(". ")[0][:120].strip()
+    return text[:120] or type(e).__name__
+
+
 def load_checkpoint(path, map_location="cpu"):
     """(model in eval mode, checkpoint dict) from a train.py checkpoint; ValueError otherwise."""
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
-        raise
+        raise FileNotFoundError(f"{path}: no such file") from None
     except Exception as e:  # pickle, zip and torch errors all mean "not a checkpoint we can read"
-        first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{path}: not a PyTorch checkpoint ({first})") from None
+        raise ValueError(f"{path}: not a PyTorch checkpoint ({_load_failure(path, e)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not an svhn-attention-ocr checkpoint "
                          f"(expected format {CHECKPOINT_FORMAT!r})")

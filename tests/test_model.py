@@ -1,4 +1,5 @@
 """Invariants of cnn.py and build_model.py: shapes, attention, loss masking, decoding, checkpoints."""
+import numpy as np
 import pytest
 import torch
 
@@ -272,5 +273,27 @@ def test_checkpoint_refuses_foreign_files(trained, tmp_path):
     torch.save({"format": CHECKPOINT_FORMAT, "config": model.config, "model": {}}, no_vocab)
     with pytest.raises(ValueError, match="vocab"):
         load_checkpoint(str(no_vocab))
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="missing.pt: no such file"):
         load_checkpoint(str(tmp_path / "missing.pt"))
+
+
+def test_checkpoint_errors_are_short_and_say_why(trained, tmp_path):
+    # torch.load's own messages are paragraphs ("Weights only load failed. In PyTorch 2.6, ...");
+    # they used to be cut at 120 characters, mid-sentence, without the reason
+    model, _ = trained
+    good = tmp_path / "good.pt"
+    torch.save({"format": CHECKPOINT_FORMAT, "config": model.config, "model": model.state_dict(),
+                "vocab": ["<pad>", "<unk>", "</s>", "<s>"] + [str(d) for d in range(10)]}, good)
+    (tmp_path / "cut.pt").write_bytes(good.read_bytes()[:5000])
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "split.json").write_text('{"image_dir": "train", "records": []}')
+    torch.save({"array": np.zeros(3)}, tmp_path / "numpy.pt")
+    (tmp_path / "folder.pt").mkdir()
+    for name, why in [("cut.pt", "not a zip archive: truncated"), ("empty.pt", "empty file"),
+                      ("split.json", "not a zip archive"), ("folder.pt", "a folder"),
+                      ("numpy.pt", "weights_only load refused it: Unsupported global")]:
+        with pytest.raises(ValueError) as e:
+            load_checkpoint(str(tmp_path / name))
+        message = str(e.value)
+        assert message.startswith(f"{tmp_path / name}: not a PyTorch checkpoint ({why}"), message
+        assert "\n" not in message and len(message) < len(str(tmp_path)) + 200

@@ -35,8 +35,9 @@ def parse_crop(text):
         box = [float(p) for p in parts]
     except ValueError:
         box = []
-    if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
-        raise ValueError(f"--crop {text!r}: expected left,top,width,height with width, height > 0")
+    if len(box) != 4 or not all(np.isfinite(box)) or box[2] <= 0 or box[3] <= 0:
+        raise ValueError(f"--crop {text!r}: expected left,top,width,height (finite numbers) "
+                         f"with width, height > 0")
     return box
 
 
@@ -211,8 +212,6 @@ def main(argv=None):
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from build_model import load_checkpoint
-    if not os.path.isfile(args.checkpoint):
-        sys.exit(f"play.py: error: {args.checkpoint}: no such file")
     try:
         model, ckpt = load_checkpoint(args.checkpoint, map_location="cpu")
         model = model.to(args.device).eval()
@@ -228,13 +227,18 @@ def main(argv=None):
             sys.exit(f"play.py: error: {e} (give image files, or --json of a prepared split)")
     if not items:
         sys.exit(f"play.py: error: no readable images ({len(failed)} skipped)")
+    try:  # before decoding: a bad --out should not cost the user the wait
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as e:
+        sys.exit(f"play.py: error: --out {args.out}: cannot make the folder ({e.strerror or e})")
     predict(model, items, vocab, args.beam, args.device)
-    os.makedirs(args.out, exist_ok=True)
-    taken = set()
-    for item in items:
-        figure([item], os.path.join(args.out, figure_name(item["name"], taken)), args.show)
-    grid = os.path.join(args.out, "attention.png")
-    figure(items[:GRID_ROWS], grid, args.show)
+    taken, grid = set(), os.path.join(args.out, "attention.png")
+    try:
+        for item in items:
+            figure([item], os.path.join(args.out, figure_name(item["name"], taken)), args.show)
+        figure(items[:GRID_ROWS], grid, args.show)
+    except OSError as e:
+        sys.exit(f"play.py: error: cannot write a figure in {args.out}: {e.strerror or e}")
     for item in items:
         truth = f"  (true {item['truth']})" if item["truth"] is not None else ""
         print(f"{item['name']}: {''.join(item['digits']) or '-'}  p={item['prob']:.3f}{truth}")

@@ -79,3 +79,22 @@ def test_bad_checkpoint_and_crop(tmp_path):
     assert str(exc.value.code).startswith("play.py: error:") and "x.pt" in str(exc.value.code)
     with pytest.raises(SystemExit):
         play.parse_args(["--checkpoint", "m.pt", "--crop", "1,2,3"])
+
+
+def test_bad_out_folder_and_non_finite_crop(ckpt, tmp_path, capsys):
+    image = tmp_path / "in.png"
+    Image.new("RGB", (60, 30), (90, 90, 90)).save(image)
+    (tmp_path / "taken").write_text("user file")
+    with pytest.raises(SystemExit) as exc:  # --out is a file: was a FileExistsError traceback
+        run(ckpt, tmp_path / "taken", str(image))
+    message = str(exc.value.code)
+    assert message.startswith("play.py: error: --out") and "taken" in message and "\n" not in message
+    assert (tmp_path / "taken").read_text() == "user file"
+    for crop in ("1,2,nan,4", "1,2,inf,4"):  # were accepted, then every image skipped with a NaN error
+        with pytest.raises(SystemExit) as exc:
+            play.parse_args(["--checkpoint", "m.pt", "--crop", crop])
+        assert exc.value.code == 2
+    assert "finite" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # a folder given as checkpoint: not "no such file"
+        run(str(tmp_path), tmp_path / "out", str(image))
+    assert "not a PyTorch checkpoint (a folder)" in str(exc.value.code)

@@ -92,6 +92,10 @@ def parse_args(argv=None):
     if args.preset:  # preset values replace the defaults; flags given explicitly still win
         p.set_defaults(**PRESETS[args.preset])
         args = p.parse_args(argv)
+    if min(args.epochs, args.batch_size) < 1 or min(args.val_size, args.workers or 0) < 0:
+        p.error("--epochs and --batch-size must be >= 1, --val-size and --workers >= 0")
+    given = vars(p.parse_args(argv, argparse.Namespace(**dict.fromkeys(MODEL_ARGS))))  # None: not given
+    args.model_flags = [k for k in MODEL_ARGS if given[k] is not None or k in PRESETS.get(args.preset, {})]
     return args
 
 
@@ -137,7 +141,8 @@ def load_data(args, vocab=None):
                  data.build_tokenizer([r for _, records in splits for r in records]))
     image_dir, first = splits[0]
     if not 0 <= args.val_size < len(first):
-        raise ValueError(f"{args.train_json[0]}: --val-size {args.val_size} must be in [0, {len(first)})")
+        raise ValueError(f"{args.train_json[0]}: holds {len(first)} images; "
+                         f"--val-size {args.val_size} must be >= 0 and leave one to train on")
     held = set(random.Random(VAL_SEED).sample(range(len(first)), args.val_size))
     parts = [(image_dir, [r for i, r in enumerate(first) if i not in held])] + splits[1:]
 
@@ -263,17 +268,23 @@ def main(argv=None):
     ddp = "RANK" in os.environ  # launched by torchrun?
     rank, world, local_rank = [int(os.getenv(k, d)) for k, d in (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0))]
     found = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    device = torch.device(args.device or found)
-    if device.type == "cuda":  # under torchrun, plain "cuda" means this process's GPU
-        device = torch.device("cuda", local_rank if device.index is None else device.index)
-        torch.cuda.set_device(device)
+    try:
+        device = torch.device(args.device or found)
+        if device.type == "cuda":  # under torchrun, plain "cuda" means this process's GPU
+            device = torch.device("cuda", local_rank if device.index is None else device.index)
+            torch.cuda.set_device(device)
+    except RuntimeError as e:  # an unknown device name, or no such GPU or driver
+        sys.exit(f"train.py: error: --device {args.device}: {str(e).splitlines()[0]}")
     if ddp:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     loaders = []  # filled by train(); their workers are stopped here whatever happens
     try:
         return train(args, device, ddp, rank, world, loaders)
-    except (FileNotFoundError, ValueError, FloatingPointError) as e:
-        sys.exit(f"train.py: error: {e}")
+    except (OSError, ValueError, FloatingPointError) as e:  # e.g. an unreadable image, from a worker
+        last = str(e).strip().splitlines()[-1]  # a worker's error holds its traceback: keep the last line
+        sys.exit(f"train.py: error: {last.removeprefix(type(e).__name__ + ': ')}")
+    except KeyboardInterrupt:  # Ctrl-C: checkpoints are written atomically, so last.pt is whole
+        sys.exit(f"\ntrain.py: interrupted; continue with --resume auto --out {args.out}")
     finally:
         for loader in loaders:  # persistent workers would otherwise live until garbage collection
             if getattr(loader, "_iterator", None) is not None:
@@ -300,6 +311,9 @@ def train(args, device, ddp, rank, world, loaders):
     if resume and (args.resume != "auto" or os.path.exists(resume)):
         _, ckpt = build_model.load_checkpoint(resume, map_location="cpu")
         for key in MODEL_ARGS:  # the model and its input size come from the checkpoint
+            if key in args.model_flags and str(getattr(args, key)).split() != str(ckpt["config"][key]).split():
+                raise ValueError(f"{resume}: trained with --{key.replace('_', '-')} {ckpt['config'][key]!r}, "
+                                 f"not {getattr(args, key)!r}; drop the flag to resume, or use a new --out")
             setattr(args, key, ckpt["config"][key])
     tokenizer, train_set, val_set = load_data(args, ckpt and ckpt["vocab"])
     config = {**{key: getattr(args, key) for key in MODEL_ARGS}, "vocab_size": len(tokenizer.vocab),
@@ -322,6 +336,9 @@ def train(args, device, ddp, rank, world, loaders):
         scheduler.load_state_dict(ckpt["scheduler"])
         set_rng_states(ckpt["rng"], device)
         epoch, step, best = ckpt["epoch"], ckpt["step"], ckpt["best_metric"]
+        if epoch >= args.epochs:  # say so, rather than list files as written that were not
+            print(f"{resume} already holds epoch {epoch} of --epochs {args.epochs}: nothing to train")
+            return 0
     raw_model, model = model, DDP(model, device_ids=[device.index] if cuda else None) if ddp else model
     if master and not args.dry_run:
         os.makedirs(args.out, exist_ok=True)

@@ -1,6 +1,7 @@
 """train.py on a tiny generated dataset: exact resume, checkpoints, non-finite stop, DDP smoke run."""
 import json
 import os
+import shutil
 import socket
 import signal
 import subprocess
@@ -184,3 +185,56 @@ def test_sigkill_leaves_last_checkpoint_intact_and_resumable(tiny_json, tmp_path
     assert run(tiny_json, tmp_path, "--epochs", str(done + 1), "--workers", "0", "--resume", "auto") == 0
     with open(tmp_path / "loss.csv") as f:  # rows past the checkpoint were dropped, none repeated
         assert [int(line.split(",")[0]) for line in f.readlines()[1:]] == list(range(1, 3 * done + 4))
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_corrupt_image_mid_split_names_it_in_one_line(tiny_json, tmp_path, workers):
+    # a DataLoader worker re-raises with its whole traceback in the message: that was printed
+    # as a traceback (workers 0 and 1 alike, OSError was not caught)
+    root = tmp_path / "copy"
+    shutil.copytree(os.path.dirname(tiny_json), root)
+    good = (root / "train" / "9.png").read_bytes()
+    (root / "train" / "9.png").write_bytes(good[: len(good) // 2])
+    with pytest.raises(SystemExit) as e:
+        train.main(["--train-json", str(root / "train.json"), *TINY, "--val-size", "0", "--epochs", "1",
+                    "--workers", workers, "--out", str(tmp_path / "run"), "--plot", str(tmp_path / "p.png")])
+    message = str(e.value.code)
+    assert message.startswith("train.py: error: ") and "\n" not in message, message
+    assert message.endswith("9.png: cannot read image (image file is truncated)"), message
+
+
+def test_bad_numbers_and_device_are_one_line_errors(tiny_json, tmp_path, capsys):
+    for flag in (["--epochs", "0"], ["--batch-size", "0"], ["--val-size", "-1"], ["--workers", "-1"]):
+        with pytest.raises(SystemExit) as e:  # --epochs 0 used to print "wrote last.pt" and write none
+            train.parse_args(flag)
+        assert e.value.code == 2, flag
+    assert "--epochs and --batch-size must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # was a RuntimeError traceback from torch.device
+        run(tiny_json, tmp_path, "--device", "bogus", "--dry-run")
+    assert str(e.value.code).startswith("train.py: error: --device bogus: ")
+
+
+def test_resume_refuses_a_different_model_and_says_when_done(tiny_json, tmp_path, capsys):
+    assert run(tiny_json, tmp_path, "--epochs", "1", "--workers", "0") == 0
+    # an explicit model flag that disagrees with the checkpoint was silently replaced by its value
+    with pytest.raises(SystemExit) as e:
+        run(tiny_json, tmp_path, "--epochs", "2", "--resume", "auto", "--hidden", "32")
+    assert "last.pt: trained with --hidden 16, not 32" in str(e.value.code)
+    sizes = TINY[TINY.index("--image-size"):]  # TINY without its --plan and --hidden
+    with pytest.raises(SystemExit) as e:  # a preset counts as asked for
+        train.main(["--train-json", tiny_json, *sizes, "--out", str(tmp_path), "--epochs", "2",
+                    "--resume", "auto", "--preset", "cpu"])
+    assert "trained with --plan '8 M 16', not '32 M 64 M 128 M 128'" in str(e.value.code)
+    capsys.readouterr()
+    # the same flags (spacing aside) resume; a finished run says so instead of listing files it never wrote
+    assert run(tiny_json, tmp_path, "--epochs", "1", "--resume", "auto", "--plan", "8  M 16") == 0
+    assert "already holds epoch 1 of --epochs 1: nothing to train" in capsys.readouterr().out
+
+
+def test_ctrl_c_is_one_line_not_a_traceback(tiny_json, tmp_path, monkeypatch):
+    def interrupted(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(train, "train", interrupted)
+    with pytest.raises(SystemExit) as e:
+        run(tiny_json, tmp_path)
+    assert "train.py: interrupted; continue with --resume auto" in str(e.value.code)

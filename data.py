@@ -288,8 +288,12 @@ def plot_augmentations(dataset, indices, rows, out, show=False):
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     tmp = out + ".tmp"
-    fig.savefig(tmp, dpi=120, format=os.path.splitext(out)[1][1:] or "png")
-    os.replace(tmp, out)
+    try:
+        fig.savefig(tmp, dpi=120, format=os.path.splitext(out)[1][1:] or "png")
+        os.replace(tmp, out)
+    finally:  # e.g. --out is a folder: no stray .tmp next to it
+        if os.path.exists(tmp):
+            os.remove(tmp)
     if show:
         plt.show()
     plt.close(fig)

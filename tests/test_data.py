@@ -275,3 +275,8 @@ def test_cli_writes_figure_and_fails_cleanly(sample_json, tmp_path, capsys):
             data.main(["--json", sample_json, "--out", out, *flag])
         assert e.value.code == 2
     assert "--n must be >= 1" in capsys.readouterr().err
+    folder = tmp_path / "taken"
+    folder.mkdir()
+    with pytest.raises(SystemExit, match="data.py: error: .*taken"):  # --out is a folder
+        data.main(["--json", sample_json, "--n", "1", "--rows", "1", "--out", str(folder)])
+    assert not os.path.exists(str(folder) + ".tmp")  # was left behind

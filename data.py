@@ -13,6 +13,7 @@ import argparse
 import json
 import math
 import os
+import random
 import sys
 
 import numpy as np
@@ -234,6 +235,41 @@ class SVHNDataset(torch.utils.data.Dataset):
         digits = self.digits[self.offsets[i]:self.offsets[i + 1]]
         tokens = self.tokenizer.encode(digits_text(digits)).long()  # (K + 2,)
         return x, tokens, boxes
+
+
+# -----------------------------------------------------------------------------
+# deterministic sampling for training: what makes train.py --resume exact
+
+class EpochTagged(torch.utils.data.DistributedSampler):
+    """DistributedSampler that yields (epoch, index) pairs, for SeededSamples. It serves a single
+    process too (num_replicas=1): its shuffle depends only on (seed, epoch), not on a running RNG."""
+
+    def __iter__(self):
+        return ((self.epoch, i) for i in super().__iter__())
+
+
+class SeededSamples(torch.utils.data.Dataset):
+    """Seeds torch, numpy and random from (seed, epoch, index) before fetching a sample. The
+    augmentation of a sample then depends on nothing else: not on which worker drew it, nor on
+    the number of workers, nor on whether the run was resumed. That is what makes resume exact."""
+
+    def __init__(self, dataset, seed):
+        self.dataset, self.seed = dataset, seed
+
+    def __getitem__(self, key):
+        epoch, i = key
+        s = ((self.seed * 1_000_003 + epoch) * 1_000_000_007 + i) % 2**63
+        saved = torch.utils.data.get_worker_info() is None and (torch.get_rng_state(), np.random.get_state(), random.getstate())
+        torch.default_generator.manual_seed(s)
+        np.random.seed(s % 2**32)
+        random.seed(s)
+        try:
+            return self.dataset[i]
+        finally:
+            if saved:  # main process (no workers): leave the training RNG as it was
+                torch.set_rng_state(saved[0])
+                np.random.set_state(saved[1])
+                random.setstate(saved[2])
 
 
 def collate(batch):

@@ -300,7 +300,7 @@ class _Writer:
     """Creates /#refs# objects through the low-level h5py API (the high-level one is ~5x slower)."""
 
     def __init__(self, f):
-        h5p, h5s, h5t = h5py.h5p, h5py.h5s, h5py.h5t
+        h5p, h5s = h5py.h5p, h5py.h5s
         self.refs = f.create_group("#refs#").id
         self.count = 0
         self.compact = h5p.create(h5p.DATASET_CREATE)

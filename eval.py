@@ -339,26 +339,28 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    try:
+        return run(args)
+    except (OSError, ValueError) as e:  # the messages of load_checkpoint, load_split
+        # and the dataset name the file; a loader worker's error holds its traceback: keep the end
+        last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        sys.exit(f"eval.py: error: {last.removeprefix(type(e).__name__ + ': ')}")
+
+
+def run(args):
+    """Evaluate args.checkpoint on args.json; writes the report and figures, returns the report."""
     from build_model import load_checkpoint
     from data import SVHNDataset, collate, load_split, tokenizer_from_vocab
-    if not os.path.isfile(args.checkpoint):
-        sys.exit(f"eval.py: error: {args.checkpoint}: no such file")
     try:
         device = torch.device(args.device)
     except RuntimeError as e:
-        sys.exit(f"eval.py: error: --device {args.device}: {e}")
-    try:
-        model, ckpt = load_checkpoint(args.checkpoint, map_location="cpu")
-    except (ValueError, OSError) as e:  # load_checkpoint's messages already name the file
-        sys.exit(f"eval.py: error: {e}")
+        raise ValueError(f"--device {args.device}: {e}") from None
+    model, ckpt = load_checkpoint(args.checkpoint, map_location="cpu")
     config, vocab = ckpt["config"], list(ckpt["vocab"])
-    try:
-        image_dir, records = load_split(args.json)
-    except (ValueError, OSError) as e:  # data.py's messages name the file
-        sys.exit(f"eval.py: error: {e}")
+    image_dir, records = load_split(args.json)
     records = records[: args.limit]
     if not records:
-        sys.exit(f"eval.py: error: {args.json}: no images to evaluate")
+        raise ValueError(f"{args.json}: no images to evaluate")
     split = os.path.splitext(os.path.basename(args.json))[0]
     report_path = args.report or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)),
                                               f"eval_{split}.json")

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, DistributedSampler, Subset, get_worker_info
+from torch.utils.data import ConcatDataset, DataLoader, Subset
 from tqdm import tqdm
 
 import build_model
@@ -97,38 +97,6 @@ def parse_args(argv=None):
     given = vars(p.parse_args(argv, argparse.Namespace(**dict.fromkeys(MODEL_ARGS))))  # None: not given
     args.model_flags = [k for k in MODEL_ARGS if given[k] is not None or k in PRESETS.get(args.preset, {})]
     return args
-
-
-class EpochTagged(DistributedSampler):
-    """DistributedSampler that yields (epoch, index) pairs, for SeededSamples. It serves a single
-    process too (num_replicas=1): its shuffle depends only on (seed, epoch), not on a running RNG."""
-
-    def __iter__(self):
-        return ((self.epoch, i) for i in super().__iter__())
-
-
-class SeededSamples(Dataset):
-    """Seeds torch, numpy and random from (seed, epoch, index) before fetching a sample. The
-    augmentation of a sample then depends on nothing else: not on which worker drew it, nor on
-    the number of workers, nor on whether the run was resumed. That is what makes resume exact."""
-
-    def __init__(self, dataset, seed):
-        self.dataset, self.seed = dataset, seed
-
-    def __getitem__(self, key):
-        epoch, i = key
-        s = ((self.seed * 1_000_003 + epoch) * 1_000_000_007 + i) % 2**63
-        saved = get_worker_info() is None and (torch.get_rng_state(), np.random.get_state(), random.getstate())
-        torch.default_generator.manual_seed(s)
-        np.random.seed(s % 2**32)
-        random.seed(s)
-        try:
-            return self.dataset[i]
-        finally:
-            if saved:  # main process (no workers): leave the training RNG as it was
-                torch.set_rng_state(saved[0])
-                np.random.set_state(saved[1])
-                random.setstate(saved[2])
 
 
 def load_data(args, vocab=None):
@@ -322,10 +290,10 @@ def train(args, device, ddp, rank, world, loaders):
     torch.manual_seed(args.seed)  # the same initial weights on every rank
     model = build_model.build_model(config).to(device, memory_format=memory_format)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    sampler = EpochTagged(train_set, world, rank, shuffle=True, seed=args.seed)
+    sampler = data.EpochTagged(train_set, world, rank, shuffle=True, seed=args.seed)
     loader_kw = dict(batch_size=args.batch_size, collate_fn=data.collate, num_workers=workers,
                      pin_memory=cuda, persistent_workers=workers > 0)
-    loader = DataLoader(SeededSamples(train_set, args.seed), sampler=sampler, **loader_kw)
+    loader = DataLoader(data.SeededSamples(train_set, args.seed), sampler=sampler, **loader_kw)
     val_loader = DataLoader(Subset(val_set, range(rank, len(val_set), world)), **loader_kw) if val_set else None
     loaders += [loader, val_loader]
     scheduler = make_scheduler(args, optimizer, len(loader))

@@ -44,8 +44,8 @@ def make_loader(json_path, batch_size, workers, size):
     args = train.parse_args(["--train-json", json_path, "--val-size", "0", "--batch-size", str(batch_size),
                              "--crop-size", str(size)])
     tokenizer, train_set, _ = train.load_data(args)
-    sampler = train.EpochTagged(train_set, 1, 0, shuffle=True, seed=0)
-    loader = torch.utils.data.DataLoader(train.SeededSamples(train_set, 0), sampler=sampler,
+    sampler = data.EpochTagged(train_set, 1, 0, shuffle=True, seed=0)
+    loader = torch.utils.data.DataLoader(data.SeededSamples(train_set, 0), sampler=sampler,
                                          batch_size=batch_size, collate_fn=data.collate,
                                          num_workers=workers, persistent_workers=workers > 0)
     return tokenizer, loader

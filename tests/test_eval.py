@@ -219,3 +219,39 @@ def test_missing_json(tmp_path):
     with pytest.raises(SystemExit) as exc:
         run_eval(tmp_path, ckpt, str(tmp_path / "nope.json"))
     assert "nope.json" in str(exc.value.code)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_corrupt_image_mid_split_is_one_line_naming_it(tmp_path, workers):
+    ckpt = make_checkpoint(tmp_path / "m.pt")
+    split = make_split(tmp_path, n=6)
+    png = tmp_path / "imgs" / "4.png"
+    png.write_bytes(png.read_bytes()[: len(png.read_bytes()) // 2])  # truncated mid-file
+    with pytest.raises(SystemExit) as exc:
+        ev.main(["--checkpoint", ckpt, "--json", split, "--workers", str(workers),
+                 "--batch-size", "2", "--report", str(tmp_path / "r.json")])
+    message = str(exc.value.code)
+    assert message.startswith("eval.py: error:") and "4.png" in message and "\n" not in message
+    assert not os.path.exists(tmp_path / "r.json")
+
+
+@pytest.mark.parametrize("where", ["report", "figures"])
+def test_unwritable_output_paths_are_one_line(tmp_path, where):
+    ckpt = make_checkpoint(tmp_path / "m.pt")
+    split = make_split(tmp_path, n=2)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    args = ["--checkpoint", ckpt, "--json", split, "--workers", "0"]
+    args += (["--report", str(blocker / "r.json")] if where == "report"
+             else ["--report", str(tmp_path / "r.json"), "--figures", str(blocker / "figs")])
+    with pytest.raises(SystemExit) as exc:
+        ev.main(args)
+    message = str(exc.value.code)
+    assert message.startswith("eval.py: error:") and "a_file" in message and "\n" not in message
+
+
+def test_folder_as_checkpoint_says_so(tmp_path):
+    split = make_split(tmp_path, n=1)
+    with pytest.raises(SystemExit) as exc:
+        run_eval(tmp_path, str(tmp_path), split)
+    assert "folder" in str(exc.value.code) and "\n" not in str(exc.value.code)

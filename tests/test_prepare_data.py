@@ -71,7 +71,7 @@ def test_cli_converts_and_reports_missing(tmp_path, capsys):
 
 def _mutate(path, how):
     with h5py.File(path, "r+") as f:
-        names, boxes = f["digitStruct/name"], f["digitStruct/bbox"]
+        boxes = f["digitStruct/bbox"]
         if how == "no_bbox":
             del f["digitStruct/bbox"]
         elif how == "lengths":

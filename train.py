@@ -128,7 +128,7 @@ def rng_states(device):
     version, mt, gauss = random.getstate()
     return {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), *rest],
             "python": [version, list(mt), gauss],
-            "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []}
+            "cuda": [torch.cuda.get_rng_state(device)] if device.type == "cuda" else []}  # this GPU's only
 
 
 def set_rng_states(states, device):
@@ -136,8 +136,8 @@ def set_rng_states(states, device):
     name, keys, *rest = states["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
     random.setstate((states["python"][0], tuple(states["python"][1]), states["python"][2]))
-    if device.type == "cuda" and states["cuda"]:
-        torch.cuda.set_rng_state_all(states["cuda"])
+    if device.type == "cuda" and states["cuda"]:  # not _all: the resuming machine may have fewer GPUs
+        torch.cuda.set_rng_state(states["cuda"][0], device)
 
 
 def to_cpu(obj):
@@ -186,10 +186,11 @@ def validate(model, loader, device, autocast, memory_format, ddp, max_batches=No
         for predicted, target in zip(predictions, tokens[:, 1:].tolist()):  # digits never equal PAD or EOS
             correct += predicted == [t for t in target if t not in (data.PAD, data.EOS)]
             total += 1
-    counts = torch.tensor([correct, total], dtype=torch.float64, device=device)
+    # int64 (MPS has no float64), on the GPU only for NCCL (gloo and a lone process want the CPU)
+    counts = torch.tensor([correct, total], device=device if device.type == "cuda" else "cpu")
     if ddp:
         dist.all_reduce(counts)
-    return (counts[0] / counts[1].clamp(min=1)).item()
+    return counts[0].item() / max(1, counts[1].item())
 
 
 def trim_csv(path, header, last_step):
@@ -303,6 +304,8 @@ def train(args, device, ddp, rank, world, loaders):
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):  # fp16's loss scale ({} when the scaler is off: bf16, CPU)
+            scaler.load_state_dict(ckpt["scaler"])
         set_rng_states(ckpt["rng"], device)
         epoch, step, best = ckpt["epoch"], ckpt["step"], ckpt["best_metric"]
         if epoch >= args.epochs:  # say so, rather than list files as written that were not
@@ -370,7 +373,7 @@ def train(args, device, ddp, rank, world, loaders):
         best = acc if improved else best
         ckpt = {"format": build_model.CHECKPOINT_FORMAT, "config": config, "vocab": list(tokenizer.vocab),
                 "model": to_cpu(raw_model.state_dict()), "optimizer": to_cpu(optimizer.state_dict()),
-                "scheduler": scheduler.state_dict(), "epoch": epoch, "step": step,
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch, "step": step,
                 "rng": to_cpu(rng_states(device)), "best_metric": best, "args": vars(args)}
         save_atomic(ckpt, last_path)
         if improved:  # best.pt: the same dict, written just as atomically

@@ -238,3 +238,51 @@ def test_ctrl_c_is_one_line_not_a_traceback(tiny_json, tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as e:
         run(tiny_json, tmp_path)
     assert "train.py: interrupted; continue with --resume auto" in str(e.value.code)
+
+
+def test_fp16_loss_scale_is_saved_and_resumed(tiny_json, tmp_path, monkeypatch):
+    # a CPU GradScaler that doubles its scale every step stands in for CUDA fp16's
+    real = torch.amp.GradScaler
+    monkeypatch.setattr(torch.amp, "GradScaler", lambda device, enabled: real(
+        "cpu", init_scale=2.0 ** 10, growth_interval=1))
+    common = ["--workers", "0", "--milestones", "1"]
+    assert run(tiny_json, tmp_path / "straight", *common, "--epochs", "2") == 0
+    assert run(tiny_json, tmp_path / "split", *common, "--epochs", "1") == 0
+    assert run(tiny_json, tmp_path / "split", *common, "--epochs", "2", "--resume", "auto") == 0
+    a, b = (torch.load(tmp_path / d / "last.pt", weights_only=True) for d in ("straight", "split"))
+    assert a["scaler"]["scale"] == b["scaler"]["scale"] == 2.0 ** 16  # 6 steps, none skipped
+
+
+def test_validate_counts_off_the_gpu_and_in_integers(monkeypatch):
+    # MPS has no float64; only NCCL needs the counts on the device
+    class Images:
+        def to(self, *args, **kwargs):
+            return self
+
+    class Model:
+        def eval(self):
+            return self
+
+        def decode(self, images):
+            return {"tokens": [[4], [5, 6], [7]]}
+    tokens = torch.tensor([[3, 4, 2, 0], [3, 5, 6, 2], [3, 8, 2, 0]])
+    made = []
+    real_tensor = torch.tensor
+    monkeypatch.setattr(torch, "tensor", lambda *a, **k: made.append(k) or real_tensor(*a, **k))
+    acc = train.validate(Model(), [(Images(), tokens, None)], torch.device("mps"), train.nullcontext(),
+                         torch.contiguous_format, ddp=False)
+    assert acc == 2 / 3 and made and all(k.get("device") == "cpu" and "dtype" not in k for k in made)
+
+
+def test_cuda_rng_state_is_this_gpus_only(monkeypatch):
+    # a checkpoint from a many-GPU node must resume on a machine with one GPU
+    calls = []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: calls.append(("get", device)) or torch.zeros(4))
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: calls.append(("set", device)))
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: pytest.fail("saved every GPU's state"))
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda s: pytest.fail("restored every GPU's state"))
+    device = torch.device("cuda", 1)
+    states = train.rng_states(device)
+    assert len(states["cuda"]) == 1
+    train.set_rng_states(states, device)
+    assert calls == [("get", device), ("set", device)]

@@ -313,8 +313,7 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images per decoding batch")
     p.add_argument("--beam", type=int, default=BEAM, help="beam width; 1 = greedy decoding")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images; None: all")
-    # loading costs ~1.3 ms an image, a fraction of a core; more workers would steal the cores
-    # the convolutions need on a small CPU
+    # loading (~1.3 ms an image) needs a fraction of a core; more would steal the convolutions' cores
     p.add_argument("--workers", type=int, default=min(8, max(1, (os.cpu_count() or 2) // 2)),
                    help="DataLoader worker processes (0 = load in the main process)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
@@ -351,10 +350,11 @@ def run(args):
     """Evaluate args.checkpoint on args.json; writes the report and figures, returns the report."""
     from build_model import load_checkpoint
     from data import SVHNDataset, collate, load_split, tokenizer_from_vocab
-    try:
+    try:  # a device this machine lacks (no GPU, driver or MPS) fails here, not as a traceback later
         device = torch.device(args.device)
-    except RuntimeError as e:
-        raise ValueError(f"--device {args.device}: {e}") from None
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as e:  # AssertionError: a torch built without CUDA
+        raise ValueError(f"--device {args.device}: {str(e).splitlines()[0]}") from None
     model, ckpt = load_checkpoint(args.checkpoint, map_location="cpu")
     config, vocab = ckpt["config"], list(ckpt["vocab"])
     image_dir, records = load_split(args.json)

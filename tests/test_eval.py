@@ -255,3 +255,12 @@ def test_folder_as_checkpoint_says_so(tmp_path):
     with pytest.raises(SystemExit) as exc:
         run_eval(tmp_path, str(tmp_path), split)
     assert "folder" in str(exc.value.code) and "\n" not in str(exc.value.code)
+
+
+@pytest.mark.parametrize("device", ["cuda:99"])  # no such GPU here, nor (ordinal 99) anywhere
+def test_missing_device_is_one_line(tmp_path, device):
+    ckpt = make_checkpoint(tmp_path / "m.pt")
+    with pytest.raises(SystemExit) as exc:
+        run_eval(tmp_path, ckpt, make_split(tmp_path, n=1), "--device", device)
+    message = str(exc.value.code)
+    assert message.startswith(f"eval.py: error: --device {device}:") and "\n" not in message

@@ -242,7 +242,8 @@ def main(argv=None):
         if device.type == "cuda":  # under torchrun, plain "cuda" means this process's GPU
             device = torch.device("cuda", local_rank if device.index is None else device.index)
             torch.cuda.set_device(device)
-    except RuntimeError as e:  # an unknown device name, or no such GPU or driver
+        torch.empty(0, device=device)  # e.g. mps where there is none: fail here, not in model.to
+    except (RuntimeError, AssertionError) as e:  # an unknown name, no such GPU or driver, no CUDA build
         sys.exit(f"train.py: error: --device {args.device}: {str(e).splitlines()[0]}")
     if ddp:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")

@@ -286,3 +286,10 @@ def test_cuda_rng_state_is_this_gpus_only(monkeypatch):
     assert len(states["cuda"]) == 1
     train.set_rng_states(states, device)
     assert calls == [("get", device), ("set", device)]
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has MPS")
+def test_missing_mps_is_one_line(tiny_json, tmp_path):
+    with pytest.raises(SystemExit) as e:  # was a RuntimeError traceback from model.to
+        run(tiny_json, tmp_path, "--device", "mps", "--dry-run")
+    assert str(e.value.code).startswith("train.py: error: --device mps: ") and "\n" not in str(e.value.code)

@@ -164,10 +164,10 @@ def make_scheduler(args, optimizer, steps_per_epoch):
     if args.schedule == "step":
         return torch.optim.lr_scheduler.MultiStepLR(
             optimizer, [m * steps_per_epoch for m in args.milestones], gamma=args.gamma)
-    warm = max(1, int(args.warmup * total))
-    if args.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=total,
-                                                   pct_start=warm / total)
+    warm = max(2, int(args.warmup * total))  # OneCycleLR divides by (warm-up steps - 1)
+    if args.schedule == "onecycle":  # (a short run gets a longer cycle than it will step through)
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=max(total, warm + 1),
+                                                   pct_start=warm / max(total, warm + 1))
 
     def cosine(s):
         return (s + 1) / warm if s < warm else 0.5 + 0.5 * math.cos(math.pi * (s - warm) / max(1, total - warm))
@@ -286,6 +286,10 @@ def train(args, device, ddp, rank, world, loaders):
                 raise ValueError(f"{resume}: trained with --{key.replace('_', '-')} {ckpt['config'][key]!r}, "
                                  f"not {getattr(args, key)!r}; drop the flag to resume, or use a new --out")
             setattr(args, key, ckpt["config"][key])
+        planned, schedule = ckpt["args"].get("epochs"), ckpt["args"].get("schedule")
+        if schedule in ("cosine", "onecycle") and args.epochs > ckpt["epoch"] and args.epochs != planned:
+            raise ValueError(f"{resume}: its {schedule} schedule was laid out for --epochs {planned}; "
+                             f"resume with that, or start a new --out")
     tokenizer, train_set, val_set = load_data(args, ckpt and ckpt["vocab"])
     config = {**{key: getattr(args, key) for key in MODEL_ARGS}, "vocab_size": len(tokenizer.vocab),
               "pad_id": data.PAD, "eos_id": data.EOS, "bos_id": data.BOS}

@@ -293,3 +293,14 @@ def test_missing_mps_is_one_line(tiny_json, tmp_path):
     with pytest.raises(SystemExit) as e:  # was a RuntimeError traceback from model.to
         run(tiny_json, tmp_path, "--device", "mps", "--dry-run")
     assert str(e.value.code).startswith("train.py: error: --device mps: ") and "\n" not in str(e.value.code)
+
+
+def test_resume_refuses_to_stretch_a_planned_schedule(tiny_json, tmp_path):
+    # onecycle/cosine are laid out for --epochs; resuming with more used to crash mid-run
+    # (onecycle: "Tried to step ...") or silently reshape the schedule (cosine)
+    assert run(tiny_json, tmp_path, "--epochs", "1", "--schedule", "onecycle", "--workers", "0") == 0
+    with pytest.raises(SystemExit) as e:
+        run(tiny_json, tmp_path, "--epochs", "3", "--schedule", "onecycle", "--workers", "0",
+            "--resume", "auto")
+    message = str(e.value.code)
+    assert "onecycle schedule was laid out for --epochs 1" in message and "\n" not in message

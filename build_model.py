@@ -8,6 +8,7 @@ Dimension letters used in the shape comments:
     A  attention size (= D)
 """
 import os
+import sys
 import zipfile
 
 import torch
@@ -16,16 +17,19 @@ import torch.nn.functional as F
 
 from cnn import Encoder, parse_plan
 
-CHECKPOINT_FORMAT = "svhn-attention-ocr/1"
+CHECKPOINT_FORMAT = "svhn-attention-ocr/2"
+# format 1 had no step -1 glimpse; such files still load, with the glimpse off as they were trained
+OLD_FORMATS = {"svhn-attention-ocr/1": {"glimpse": False}}
 
 DEFAULT_CONFIG = {
     "plan": "64 64 M 128 128 M 256 256 M 512 512",  # encoder channel plan (ints = 3x3 conv, M = pool)
     "hidden": 256,       # GRU hidden size = embedding size = attention size
-    "dropout": 0.0,      # dropout between the two GRU layers
+    "dropout": 0.0,      # dropout between the two GRU layers and before the classifier
     "vocab_size": 14,    # <pad> <unk> </s> <s> + 10 digits
     "image_size": 64,    # the digit-region crop is resized to this ...
     "crop_size": 54,     # ... then (random or centre) cropped to this
     "max_len": 8,        # default cap on emitted digits when decoding
+    "glimpse": True,     # attend once from h0 before the first step (the seed); False: zeros
     "pad_id": 0,
     "eos_id": 2,
     "bos_id": 3,
@@ -47,7 +51,9 @@ class Attention(nn.Module):
 
     def forward(self, features, projected, h):
         scores = self.v(torch.relu(projected + self.U(h).unsqueeze(1))).squeeze(2)  # (B, L)
-        alpha = torch.softmax(scores.float(), dim=1)  # (B, L), float32 even under autocast
+        # float32 even under autocast (float64 stays float64, for exact checks)
+        dtype = torch.promote_types(scores.dtype, torch.float32)
+        alpha = torch.softmax(scores, dim=1, dtype=dtype)  # (B, L)
         context = torch.bmm(alpha.unsqueeze(1).to(features.dtype), features).squeeze(1)  # (B, C)
         return context, alpha
 
@@ -67,44 +73,63 @@ class StackedGRU(nn.Module):
 
 
 class Decoder(nn.Module):
-    """One digit per step: GRU on [previous output, embedding(previous token)], attend, classify."""
+    """One digit per step: GRU on [previous output, embedding(previous token)], attend, classify.
 
-    def __init__(self, vocab_size, feature_dim, hidden, dropout=0.0):
+    Before the first step a glimpse (step -1) attends from the initial state h0 alone, and its
+    output y, which depends on the image, is the "previous output" of step 0."""
+
+    def __init__(self, vocab_size, feature_dim, hidden, dropout=0.0, glimpse=True):
         super().__init__()
         self.hidden = hidden
+        self.glimpse = glimpse
         self.h0 = nn.Parameter(torch.zeros(2, hidden))  # learned initial state of both layers
         self.embedding = nn.Embedding(vocab_size, hidden)
         self.rnn = StackedGRU(2 * hidden, hidden, dropout)
         self.attention = Attention(feature_dim, hidden, hidden)
         self.output = nn.Linear(feature_dim + hidden, hidden)
+        self.dropout = nn.Dropout(dropout)  # on y before the classifier, never on the y fed back
         self.classifier = nn.Linear(hidden, vocab_size)
 
-    def init_state(self, features):
-        """(hidden (2, B, D), previous output (B, D) = zeros) for a batch of features (B, L, C)."""
+    def attend(self, h, features, projected):
+        """y = relu(fc([context, h_top])) for states h (2, B, D) -> (y (B, D), alpha (B, L))."""
+        context, alpha = self.attention(features, projected, h[1])  # (B, C), (B, L)
+        y = torch.relu(self.output(torch.cat([context, h[1].to(context.dtype)], dim=1)))  # (B, D)
+        return y, alpha
+
+    def init_state(self, features, projected):
+        """(hidden (2, B, D) = h0, previous output y (B, D)) for features (B, L, C).
+
+        y comes from the glimpse: attention from h0's top layer, before any token is read.
+        Nothing is classified there, so its attention is not returned."""
         B = features.size(0)
         h = self.h0.unsqueeze(1).expand(2, B, self.hidden).contiguous()  # (2, B, D)
-        out = features.new_zeros(B, self.hidden, dtype=self.h0.dtype)  # (B, D)
-        return h, out
+        if not self.glimpse:  # format-1 checkpoints were trained with zeros here
+            return h, features.new_zeros(B, self.hidden, dtype=self.h0.dtype)  # (B, D)
+        y, _ = self.attend(h, features, projected)  # (B, D)
+        return h, y
 
     def step(self, tokens, state, features, projected):
-        """One decoding step for the previous tokens (B,); returns (out (B, D), state, alpha (B, L))."""
-        h, out = state
-        x = torch.cat([out, self.embedding(tokens).to(out.dtype)], dim=1)  # (B, 2D)
+        """One step for the previous tokens (B,) -> (y (B, D), state, alpha (B, L))."""
+        h, y = state
+        x = torch.cat([y, self.embedding(tokens).to(y.dtype)], dim=1)  # (B, 2D)
         h = self.rnn(x, h)  # (2, B, D)
-        context, alpha = self.attention(features, projected, h[1])  # (B, C), (B, L)
-        out = torch.relu(self.output(torch.cat([context, h[1].to(context.dtype)], dim=1)))  # (B, D)
-        return out, (h, out), alpha
+        y, alpha = self.attend(h, features, projected)  # (B, D), (B, L)
+        return y, (h, y), alpha
+
+    def logits(self, y):
+        """classifier(dropout(y)): (..., D) -> (..., V)."""
+        return self.classifier(self.dropout(y))
 
     def forward(self, features, inputs):
         """Teacher forcing over inputs (B, T); returns logits (B, T, V) and attention (B, T, L)."""
         projected = self.attention.project(features)  # (B, L, A), once per image
-        state = self.init_state(features)
+        state = self.init_state(features, projected)
         outs, alphas = [], []
         for t in range(inputs.size(1)):
-            out, state, alpha = self.step(inputs[:, t], state, features, projected)
-            outs.append(out)
+            y, state, alpha = self.step(inputs[:, t], state, features, projected)
+            outs.append(y)
             alphas.append(alpha)
-        logits = self.classifier(torch.stack(outs, dim=1))  # (B, T, V)
+        logits = self.logits(torch.stack(outs, dim=1))  # (B, T, V)
         return logits, torch.stack(alphas, dim=1)  # (B, T, V), (B, T, L)
 
 
@@ -121,7 +146,7 @@ class AttentionOCR(nn.Module):
         self.config = dict(config)
         self.encoder = Encoder(config["plan"])
         self.decoder = Decoder(config["vocab_size"], self.encoder.out_channels,
-                               config["hidden"], config["dropout"])
+                               config["hidden"], config["dropout"], config["glimpse"])
 
     def encode(self, images):
         """Images (B, 3, S, S) -> features (B, L, C) and the feature-map size (H, W)."""
@@ -142,8 +167,8 @@ class AttentionOCR(nn.Module):
         <pad> and <s> are never chosen (they are never targets). At the last step only </s> may
         be chosen, so every sequence ends with </s> and its log-prob always includes that term.
         """
-        out, state, alpha = self.decoder.step(tokens, state, features, projected)
-        logp = torch.log_softmax(self.decoder.classifier(out).float(), dim=1)  # (B, V)
+        y, state, alpha = self.decoder.step(tokens, state, features, projected)
+        logp = torch.log_softmax(self.decoder.logits(y).float(), dim=1)  # (B, V)
         if last_step:
             choice = torch.full_like(logp, float("-inf"))  # (B, V)
             choice[:, self.config["eos_id"]] = logp[:, self.config["eos_id"]]
@@ -176,7 +201,7 @@ class AttentionOCR(nn.Module):
         pad, eos, bos = self.config["pad_id"], self.config["eos_id"], self.config["bos_id"]
         features, feature_hw = encoded or self.encode(images)  # (B, L, C)
         projected = self.decoder.attention.project(features)  # (B, L, A)
-        state = self.decoder.init_state(features)
+        state = self.decoder.init_state(features, projected)  # after the glimpse
         B = features.size(0)
         tokens = torch.full((B,), bos, dtype=torch.long, device=features.device)  # (B,)
         done = torch.zeros(B, dtype=torch.bool, device=features.device)  # (B,)
@@ -220,7 +245,7 @@ class AttentionOCR(nn.Module):
         device = features.device
         features = features.repeat_interleave(K, dim=0)  # (B*K, L, C)
         projected = self.decoder.attention.project(features)  # (B*K, L, A)
-        h, out = self.decoder.init_state(features)  # (2, B*K, D), (B*K, D)
+        h, out = self.decoder.init_state(features, projected)  # (2, B*K, D), (B*K, D)
         tokens = torch.full((B * K,), bos, dtype=torch.long, device=device)  # (B*K,)
         scores = torch.full((B, K), float("-inf"), device=device)  # (B, K)
         scores[:, 0] = 0.0  # all beams start identical: expand only the first
@@ -271,6 +296,8 @@ def build_model(config=None):
     for key in ("hidden", "vocab_size", "image_size", "crop_size", "max_len"):
         if isinstance(config[key], bool) or not isinstance(config[key], int) or config[key] < 1:
             raise ValueError(f"model config {key!r} must be a positive int, got {config[key]!r}")
+    if not isinstance(config["glimpse"], bool):
+        raise ValueError(f"model config 'glimpse' must be true or false, got {config['glimpse']!r}")
     if not 0.0 <= float(config["dropout"]) < 1.0:
         raise ValueError(f"model config 'dropout' must be in [0, 1), got {config['dropout']!r}")
     for key in ("pad_id", "eos_id", "bos_id"):
@@ -300,12 +327,17 @@ def load_checkpoint(path, map_location="cpu"):
         raise FileNotFoundError(f"{path}: no such file") from None
     except Exception as e:  # pickle, zip and torch errors all mean "not a checkpoint we can read"
         raise ValueError(f"{path}: not a PyTorch checkpoint ({_load_failure(path, e)})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+    if not isinstance(ckpt, dict) or ckpt.get("format") not in (CHECKPOINT_FORMAT, *OLD_FORMATS):
         raise ValueError(f"{path}: not an svhn-attention-ocr checkpoint "
                          f"(expected format {CHECKPOINT_FORMAT!r})")
     for key, kind in (("config", dict), ("vocab", list), ("model", dict)):
         if not isinstance(ckpt.get(key), kind):
             raise ValueError(f"{path}: checkpoint has no {key!r} {kind.__name__}")
+    if ckpt["format"] in OLD_FORMATS:
+        # same weights, other function: run it the way it was trained, and say so once
+        ckpt["config"] = {**ckpt["config"], **OLD_FORMATS[ckpt["format"]]}
+        print(f"note: {path}: an older checkpoint ({ckpt['format']}): runs without the step -1 "
+              f"glimpse, as it was trained", file=sys.stderr)
     try:
         model = build_model(ckpt["config"])
     except ValueError as e:

@@ -36,7 +36,8 @@ AUGMENT = True        # random resized crop (scale 0.7-1) + colour jitter 0.5 on
 # model (build_model.DEFAULT_CONFIG)
 PLAN = build_model.DEFAULT_CONFIG["plan"]  # VGG channel plan, M = max-pool 3/2/1
 HIDDEN = build_model.DEFAULT_CONFIG["hidden"]  # GRU hidden size = embedding size
-DROPOUT = 0.0         # between the two GRU layers
+DROPOUT = 0.0         # between the two GRU layers and before the classifier
+GLIMPSE = True        # attend once from h0 before the first step; its output feeds step 0
 MAX_LEN = build_model.DEFAULT_CONFIG["max_len"]  # longest number greedy decoding will emit
 # optimisation
 EPOCHS = 15
@@ -51,7 +52,8 @@ CLIP = 5.0            # gradient-norm clipping
 # system
 SEED = 0
 VAL_SEED = 0          # fixed, so that --seed never changes which images are held out
-MODEL_ARGS = ("plan", "hidden", "dropout", "image_size", "crop_size", "max_len")  # flags stored in config
+# flags stored in the checkpoint's model config
+MODEL_ARGS = ("plan", "hidden", "dropout", "image_size", "crop_size", "max_len", "glimpse")
 PRESETS = {"cpu": {"plan": "32 M 64 M 128 M 128", "hidden": 128}}  # trains at a useful speed on 2 cores
 # -----------------------------------------------------------------------------
 
@@ -68,7 +70,9 @@ def parse_args(argv=None):
     a("--preset", choices=sorted(PRESETS), help=f"model size preset (explicit flags win): {PRESETS}")
     a("--plan", default=PLAN, help="encoder channel plan")
     a("--hidden", type=int, default=HIDDEN, help="decoder hidden size")
-    a("--dropout", type=float, default=DROPOUT, help="dropout between the GRU layers")
+    a("--dropout", type=float, default=DROPOUT, help="dropout between the GRU layers and on y")
+    a("--glimpse", action=argparse.BooleanOptionalAction, default=GLIMPSE,
+      help="step -1 glimpse from h0 (the seed); --no-glimpse: zeros feed the first step")
     a("--max-len", type=int, default=MAX_LEN, help="decoding length cap (digits)")
     a("--epochs", type=int, default=EPOCHS, help="epochs to train (in all, counting resumed ones)")
     a("--batch-size", type=int, default=BATCH_SIZE, help="images per step (per process)")

@@ -297,3 +297,146 @@ def test_checkpoint_errors_are_short_and_say_why(trained, tmp_path):
         message = str(e.value)
         assert message.startswith(f"{tmp_path / name}: not a PyTorch checkpoint ({why}"), message
         assert "\n" not in message and len(message) < len(str(tmp_path)) + 200
+
+
+# ---- the step -1 glimpse and the decoder's function -----------------------------------------
+
+def reference_logits(model, images, tokens):
+    """Teacher-forced logits (B, T-1, V) written out from the weights with plain tensor algebra,
+    independently of Decoder: GRU cells by their equations, attention by its formula."""
+    dec = model.decoder
+    features, _ = model.encode(images)  # (B, L, C)
+    B = features.size(0)
+    att = dec.attention
+
+    def attend(h_top):
+        scores = torch.relu(features @ att.W.weight.T + att.W.bias
+                            + (h_top @ att.U.weight.T + att.U.bias)[:, None]) @ att.v.weight.T
+        alpha = torch.softmax(scores[:, :, 0], dim=1)  # (B, L)
+        context = (alpha[:, :, None] * features).sum(1)  # (B, C)
+        return torch.relu(torch.cat([context, h_top], 1) @ dec.output.weight.T + dec.output.bias)
+
+    def gru(cell, x, h):
+        gi = x @ cell.weight_ih.T + cell.bias_ih  # (B, 3D): r, z, n
+        gh = h @ cell.weight_hh.T + cell.bias_hh
+        r = torch.sigmoid(gi[:, :dec.hidden] + gh[:, :dec.hidden])
+        z = torch.sigmoid(gi[:, dec.hidden:2 * dec.hidden] + gh[:, dec.hidden:2 * dec.hidden])
+        n = torch.tanh(gi[:, 2 * dec.hidden:] + r * gh[:, 2 * dec.hidden:])
+        return (1 - z) * n + z * h
+
+    h1 = dec.h0[0].expand(B, -1)
+    h2 = dec.h0[1].expand(B, -1)
+    y = attend(h2)  # the glimpse: h_top = h0[1], nothing classified
+    logits = []
+    for t in range(tokens.size(1) - 1):
+        x = torch.cat([y, dec.embedding.weight[tokens[:, t]]], 1)  # (B, 2D)
+        h1 = gru(dec.rnn.cells[0], x, h1)
+        h2 = gru(dec.rnn.cells[1], h1, h2)
+        y = attend(h2)
+        logits.append(y @ dec.classifier.weight.T + dec.classifier.bias)
+    return torch.stack(logits, 1)
+
+
+def randomized(config=TINY, seed=0):
+    """A tiny model in eval mode with every parameter random (h0 included: it starts at zero)."""
+    torch.manual_seed(seed)
+    model = build_model(config).eval()
+    with torch.no_grad():
+        for p in model.decoder.parameters():
+            p.copy_(torch.randn_like(p) * 0.5)
+    return model
+
+
+def test_forward_equals_the_written_out_recurrence():
+    model = randomized().double()  # float64: the two orders of summation agree to ~1e-15
+    images = torch.randn(3, 3, 24, 24, dtype=torch.float64)
+    tokens = make_tokens([[1, 2, 3], [4], [5, 6]])
+    with torch.no_grad():
+        logits, _ = model(images, tokens)
+        expected = reference_logits(model, images, tokens)
+    torch.testing.assert_close(logits, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_glimpse_is_the_first_steps_previous_output():
+    """Step 0's GRU input is [y, embed(<s>)] with the glimpse y = relu(fc([context, h0[1]])),
+    context attended from h0[1]."""
+    model = randomized()
+    seen = []
+    model.decoder.rnn.cells[0].register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    images = torch.randn(2, 3, 24, 24)
+    tokens = make_tokens([[1, 2], [3]])
+    with torch.no_grad():
+        model(images, tokens)
+        features, _ = model.encode(images)
+        dec = model.decoder
+        h0 = dec.h0[:, None].expand(2, 2, dec.hidden)  # (2, B, D)
+        context, _ = dec.attention(features, dec.attention.project(features), h0[1])
+        glimpse = torch.relu(dec.output(torch.cat([context, h0[1]], 1)))  # (B, D)
+    first = seen[0][:, :dec.hidden]  # (B, D) the "previous output" half of step 0's input
+    torch.testing.assert_close(first, glimpse)
+    assert first.abs().sum() > 0
+    assert not torch.allclose(first[0], first[1])  # it depends on the image
+
+
+def first_gru_input(model, images, tokens):
+    """The "previous output" half (B, D) of the GRU input at step 0 of teacher forcing."""
+    seen = []
+    hook = model.decoder.rnn.cells[0].register_forward_pre_hook(lambda m, a: seen.append(a[0]))
+    with torch.no_grad():
+        logits, _ = model(images, tokens)
+    hook.remove()
+    return seen[0][:, :model.decoder.hidden], logits[:, 0]
+
+
+def test_step_zero_input_depends_on_h0_top_and_features():
+    model = randomized()
+    images = torch.randn(2, 3, 24, 24)
+    tokens = make_tokens([[1], [2]])
+    base, logits = first_gru_input(model, images, tokens)
+    other_images, _ = first_gru_input(model, images.flip(0), tokens)
+    torch.testing.assert_close(other_images, base.flip(0))  # row by row: no mixing in the batch
+    assert not torch.allclose(other_images[0], base[0])
+    with torch.no_grad():
+        model.decoder.h0[1] += 0.5  # the top layer's h0 is what the glimpse attends from
+    moved, _ = first_gru_input(model, images, tokens)
+    assert not torch.allclose(moved, base)
+    with torch.no_grad():
+        model.decoder.h0[1] -= 0.5
+    model.decoder.glimpse = False  # the old function: zeros, whatever the image
+    zeros, old_logits = first_gru_input(model, images, tokens)
+    assert torch.all(zeros == 0)
+    assert not torch.allclose(old_logits, logits, atol=1e-4)
+
+
+def test_dropout_before_the_classifier_only_in_training():
+    torch.manual_seed(0)
+    model = build_model({**TINY, "dropout": 0.5}).train()
+    y = torch.ones(2, TINY["hidden"])
+    kept = model.decoder.classifier(y)
+    assert not torch.allclose(model.decoder.logits(y), kept)  # some of y zeroed, the rest scaled
+    model.eval()
+    torch.testing.assert_close(model.decoder.logits(y), kept)
+
+
+def test_glimpse_config_and_old_checkpoints(trained, tmp_path, capsys):
+    with pytest.raises(ValueError, match="glimpse"):
+        build_model({**TINY, "glimpse": 1})
+    model, images = trained
+    assert model.config["glimpse"] is True  # the decoding tests above run with the glimpse
+    vocab = ["<pad>", "<unk>", "</s>", "<s>"] + [str(d) for d in range(10)]
+    old_config = {k: v for k, v in model.config.items() if k != "glimpse"}
+    path = tmp_path / "old.pt"
+    torch.save({"format": "svhn-attention-ocr/1", "config": old_config, "vocab": vocab,
+                "model": model.state_dict()}, path)
+    loaded, ckpt = load_checkpoint(str(path))
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "older checkpoint" in err and "glimpse" in err
+    assert loaded.config["glimpse"] is False and ckpt["config"]["glimpse"] is False
+    without = build_model({**model.config, "glimpse": False}).eval()
+    without.load_state_dict(model.state_dict())
+    torch.testing.assert_close(loaded.decode(images)["logprob"], without.decode(images)["logprob"])
+    assert CHECKPOINT_FORMAT == "svhn-attention-ocr/2"
+    torch.save({"format": "svhn-attention-ocr/0", "config": old_config, "vocab": vocab,
+                "model": model.state_dict()}, path)
+    with pytest.raises(ValueError, match="not an svhn-attention-ocr checkpoint"):
+        load_checkpoint(str(path))

@@ -8,7 +8,9 @@ Dimension letters used in the shape comments:
     A  attention size (= D)
 """
 import os
+import re
 import sys
+import warnings
 import zipfile
 
 import torch
@@ -285,73 +287,176 @@ class AttentionOCR(nn.Module):
         return self._result(steps[:, 0], attention[:, 0], probs[:, 0], scores[:, 0], feature_hw)
 
 
-def build_model(config=None):
-    """AttentionOCR from a plain dict; missing keys come from DEFAULT_CONFIG, unknown keys fail."""
+# Bounds on a config, generous for anything this repository trains, but small enough that a
+# mistyped flag or a corrupted (or hostile) checkpoint cannot make build_model allocate gigabytes:
+# hidden = 10**9 alone would ask for ~10**19 bytes of GRU weights.
+CONFIG_LIMITS = {"hidden": 8192, "vocab_size": 1024, "image_size": 2048, "crop_size": 2048,
+                 "max_len": 256}
+MAX_CHANNELS = 8192  # per convolution of the plan
+MAX_CONVS = 64  # convolutions in the plan
+
+# What a checkpoint must hold. Evaluating needs the model; resuming training needs the rest of
+# train.py's state too (a weights-only checkpoint can be evaluated but not resumed).
+EVAL_KEYS = {"config": dict, "vocab": list, "model": dict}
+RESUME_KEYS = {"optimizer": dict, "scheduler": dict, "rng": dict, "args": dict, "epoch": int,
+               "step": int, "best_metric": (int, float)}
+
+
+def check_config(config):
+    """The full config (DEFAULT_CONFIG filled in) of a valid model; ValueError naming the key."""
     config = dict(config or {})
-    unknown = sorted(set(config) - set(DEFAULT_CONFIG))
+    unknown = sorted(set(config) - set(DEFAULT_CONFIG), key=str)
     if unknown:
-        raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+        raise ValueError(f"unknown model config keys: {', '.join(map(str, unknown))}")
     config = {**DEFAULT_CONFIG, **config}
-    parse_plan(config["plan"])  # ValueError on a bad plan
-    for key in ("hidden", "vocab_size", "image_size", "crop_size", "max_len"):
-        if isinstance(config[key], bool) or not isinstance(config[key], int) or config[key] < 1:
-            raise ValueError(f"model config {key!r} must be a positive int, got {config[key]!r}")
+    plan = parse_plan(config["plan"])  # ValueError on a bad plan
+    convs = [c for c in plan if c != "M"]
+    if len(convs) > MAX_CONVS or max(convs) > MAX_CHANNELS:
+        raise ValueError(f"model config 'plan' {config['plan']!r} is beyond the limits of "
+                         f"{MAX_CONVS} convolutions of at most {MAX_CHANNELS} channels")
+    for key, limit in CONFIG_LIMITS.items():
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+            raise ValueError(f"model config {key!r} must be an int in 1..{limit}, got {value!r}")
     if not isinstance(config["glimpse"], bool):
         raise ValueError(f"model config 'glimpse' must be true or false, got {config['glimpse']!r}")
-    if not 0.0 <= float(config["dropout"]) < 1.0:
+    if (isinstance(config["dropout"], bool) or not isinstance(config["dropout"], (int, float))
+            or not 0.0 <= config["dropout"] < 1.0):
         raise ValueError(f"model config 'dropout' must be in [0, 1), got {config['dropout']!r}")
+    if config["crop_size"] > config["image_size"]:
+        raise ValueError(f"model config 'crop_size' {config['crop_size']} is larger than "
+                         f"'image_size' {config['image_size']}")
     for key in ("pad_id", "eos_id", "bos_id"):
-        if not isinstance(config[key], int) or not 0 <= config[key] < config["vocab_size"]:
+        value = config[key]
+        is_int = isinstance(value, int) and not isinstance(value, bool)
+        if not is_int or not 0 <= value < config["vocab_size"]:
             raise ValueError(f"model config {key!r} must be a token id below vocab_size, "
-                             f"got {config[key]!r}")
-    return AttentionOCR(config)
+                             f"got {value!r}")
+    return config
+
+
+def build_model(config=None):
+    """AttentionOCR from a plain dict; missing keys come from DEFAULT_CONFIG, unknown keys fail."""
+    return AttentionOCR(check_config(config))
 
 
 def _load_failure(path, e):
     """torch.load's reason in a few words: its own messages run to paragraphs of advice."""
     if os.path.isdir(path):
         return "a folder"
+    with open(path, "rb") as f:
+        head = f.read(2)
     if not zipfile.is_zipfile(path):  # torch.save writes zip archives; a cut-off one has no index
-        return "empty file" if os.path.getsize(path) == 0 else "not a zip archive: truncated, or another kind of file"
-    text = " ".join(str(e).split())
+        if not head:
+            return "empty file"
+        if head == b"PK":  # a zip's first entry is there, its index (at the end) is not
+            return "truncated zip archive: a partial copy or an interrupted save"
+        if head[:1] == b"\x80":  # pickle protocol 2+: pickle.dump, or an old torch.save
+            return ("a plain pickle, not a torch.save zip archive; loading it safely "
+                    "(weights_only) failed: " + _first_sentence(str(e).split("error:")[-1]))
+        return "not a zip archive: another kind of file"
+    text = str(e)
     if "WeightsUnpickler error:" in text:  # objects weights_only=True refuses to unpickle
-        return "weights_only load refused it: " + text.split("WeightsUnpickler error:")[1].split(". ")[0][:120].strip()
-    return text[:120] or type(e).__name__
+        why = _first_sentence(text.split("WeightsUnpickler error:")[1])
+        found = re.search(r"GLOBAL (\S+)", why)
+        if found:  # torch's sentence is long and does not say why the global is refused
+            why = f"it holds {found.group(1)}, a pickled object that could run code when loaded"
+        return f"weights_only load refused it: {why}"
+    return _first_sentence(text) or type(e).__name__
 
 
-def load_checkpoint(path, map_location="cpu"):
-    """(model in eval mode, checkpoint dict) from a train.py checkpoint; ValueError otherwise."""
+def _first_sentence(text):
+    """The first sentence of a message's first non-blank line, whole ("" for none)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    first = " ".join(lines[0].split()) if lines else ""
+    end = first.find(". ")
+    return first if end < 0 else first[:end]
+
+
+def _weights_mismatch(model, state):
+    """How a state_dict differs from the model's own ("" if it fits), named in full."""
+    own = model.state_dict()
+    problems = []
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing:
+        problems.append(f"{len(missing)} missing (first {missing[0]})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected (first {unexpected[0]})")
+    for key, value in state.items():
+        if key not in own:
+            continue
+        if not torch.is_tensor(value):
+            problems.append(f"{key} is a {type(value).__name__}, not a tensor")
+        elif value.shape != own[key].shape:
+            problems.append(f"{key} has shape {tuple(value.shape)}, the config makes "
+                            f"{tuple(own[key].shape)}")
+        if len(problems) >= 3:
+            break
+    return "; ".join(problems)
+
+
+def check_checkpoint(ckpt, path, resume=False):
+    """ValueError naming what a loaded checkpoint lacks for evaluation (or, resume=True, for
+    resuming training); a checkpoint train.py wrote passes both."""
+    if not isinstance(ckpt, dict) or ckpt.get("format") not in (CHECKPOINT_FORMAT, *OLD_FORMATS):
+        raise ValueError(f"{path}: not an svhn-attention-ocr checkpoint "
+                         f"(expected format {CHECKPOINT_FORMAT!r})")
+    for key, kind in EVAL_KEYS.items():
+        if not isinstance(ckpt.get(key), kind):
+            raise ValueError(f"{path}: checkpoint has no {key!r} {kind.__name__}")
+    if not all(isinstance(token, str) for token in ckpt["vocab"]):
+        raise ValueError(f"{path}: checkpoint 'vocab' must be a list of strings")
+    if not resume:
+        return
+    for key, kind in RESUME_KEYS.items():
+        value = ckpt.get(key)
+        if isinstance(value, bool) or not isinstance(value, kind):
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            names = " or ".join(k.__name__ for k in kinds)
+            found = "missing" if key not in ckpt else f"a {type(value).__name__}"
+            raise ValueError(f"{path}: cannot resume from it: {key!r} must be a {names}, it is "
+                             f"{found} (a weights-only checkpoint can be evaluated, not resumed)")
+    if ckpt["epoch"] < 0 or ckpt["step"] < 0:
+        raise ValueError(f"{path}: cannot resume from it: negative epoch or step")
+
+
+def load_checkpoint(path, map_location="cpu", resume=False):
+    """(model in eval mode, checkpoint dict) from a train.py checkpoint; ValueError otherwise.
+
+    Everything is checked before the model is built: keys and types (resume=True: also those
+    train.py --resume needs), the config within CONFIG_LIMITS, the weights' names and shapes
+    against a model built on the meta device (no memory), so no file can make this allocate
+    more than the weights it holds."""
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error says enough
+            warnings.simplefilter("ignore", UserWarning)
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such file") from None
     except Exception as e:  # pickle, zip and torch errors all mean "not a checkpoint we can read"
         raise ValueError(f"{path}: not a PyTorch checkpoint ({_load_failure(path, e)})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") not in (CHECKPOINT_FORMAT, *OLD_FORMATS):
-        raise ValueError(f"{path}: not an svhn-attention-ocr checkpoint "
-                         f"(expected format {CHECKPOINT_FORMAT!r})")
-    for key, kind in (("config", dict), ("vocab", list), ("model", dict)):
-        if not isinstance(ckpt.get(key), kind):
-            raise ValueError(f"{path}: checkpoint has no {key!r} {kind.__name__}")
+    check_checkpoint(ckpt, path, resume)
     if ckpt["format"] in OLD_FORMATS:
         # same weights, other function: run it the way it was trained, and say so once
         ckpt["config"] = {**ckpt["config"], **OLD_FORMATS[ckpt["format"]]}
         print(f"note: {path}: an older checkpoint ({ckpt['format']}): runs without the step -1 "
               f"glimpse, as it was trained", file=sys.stderr)
     try:
-        model = build_model(ckpt["config"])
+        config = check_config(ckpt["config"])
     except ValueError as e:
         raise ValueError(f"{path}: bad model config in checkpoint: {e}") from None
-    if len(ckpt["vocab"]) != model.config["vocab_size"]:
+    if len(ckpt["vocab"]) != config["vocab_size"]:
         raise ValueError(f"{path}: vocabulary has {len(ckpt['vocab'])} tokens but the config "
-                         f"says vocab_size={model.config['vocab_size']}")
+                         f"says vocab_size={config['vocab_size']}")
     # tolerate weights saved from a DDP- or torch.compile-wrapped model
-    state = {k.replace("_orig_mod.", "").removeprefix("module."): v
+    state = {str(k).replace("_orig_mod.", "").removeprefix("module."): v
              for k, v in ckpt["model"].items()}
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise ValueError(f"{path}: weights do not match the model config: "
-                         f"{str(e).splitlines()[0]}") from None
+    with torch.device("meta"):  # shapes only: a config that does not fit the weights costs nothing
+        mismatch = _weights_mismatch(AttentionOCR(config), state)
+    if mismatch:
+        raise ValueError(f"{path}: weights do not match the model config: {mismatch}")
+    model = AttentionOCR(config)
+    model.load_state_dict(state)
     model.to(next(iter(state.values())).device if state else "cpu")
     return model.eval(), ckpt

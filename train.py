@@ -284,7 +284,7 @@ def train(args, device, ddp, rank, world, loaders):
     plots, loss_csv = [os.path.join(args.out, "loss.png"), args.plot], os.path.join(args.out, "loss.csv")
     resume = last_path if args.resume == "auto" else args.resume
     if resume and (args.resume != "auto" or os.path.exists(resume)):
-        _, ckpt = build_model.load_checkpoint(resume, map_location="cpu")
+        _, ckpt = build_model.load_checkpoint(resume, map_location="cpu", resume=True)
         for key in MODEL_ARGS:  # the model and its input size come from the checkpoint
             if key in args.model_flags and str(getattr(args, key)).split() != str(ckpt["config"][key]).split():
                 raise ValueError(f"{resume}: trained with --{key.replace('_', '-')} {ckpt['config'][key]!r}, "

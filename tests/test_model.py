@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from build_model import (CHECKPOINT_FORMAT, DEFAULT_CONFIG, Attention, build_model,
+from build_model import (CHECKPOINT_FORMAT, DEFAULT_CONFIG, Attention, AttentionOCR, build_model,
                          load_checkpoint, masked_cross_entropy)
 from cnn import Encoder, parse_plan, pooled_size
 
@@ -289,9 +289,9 @@ def test_checkpoint_errors_are_short_and_say_why(trained, tmp_path):
     (tmp_path / "split.json").write_text('{"image_dir": "train", "records": []}')
     torch.save({"array": np.zeros(3)}, tmp_path / "numpy.pt")
     (tmp_path / "folder.pt").mkdir()
-    for name, why in [("cut.pt", "not a zip archive: truncated"), ("empty.pt", "empty file"),
+    for name, why in [("cut.pt", "truncated zip archive"), ("empty.pt", "empty file"),
                       ("split.json", "not a zip archive"), ("folder.pt", "a folder"),
-                      ("numpy.pt", "weights_only load refused it: Unsupported global")]:
+                      ("numpy.pt", "weights_only load refused it: it holds numpy.")]:
         with pytest.raises(ValueError) as e:
             load_checkpoint(str(tmp_path / name))
         message = str(e.value)
@@ -440,3 +440,98 @@ def test_glimpse_config_and_old_checkpoints(trained, tmp_path, capsys):
                 "model": model.state_dict()}, path)
     with pytest.raises(ValueError, match="not an svhn-attention-ocr checkpoint"):
         load_checkpoint(str(path))
+
+
+def _save(path, model, **changes):
+    vocab = ["<pad>", "<unk>", "</s>", "<s>"] + [str(d) for d in range(10)]
+    ckpt = {"format": CHECKPOINT_FORMAT, "config": dict(model.config), "vocab": vocab,
+            "model": model.state_dict()}
+    ckpt.update(changes)
+    torch.save(ckpt, path)
+    return str(path)
+
+
+def test_checkpoint_messages_are_whole_and_say_why(trained, tmp_path):
+    # a pickled object's refusal was cut mid-word without the reason; a plain pickle was called
+    # "truncated"; a weights mismatch ended at "Error(s) in loading state_dict for AttentionOCR:"
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+    model, _ = trained
+    torch.save({"format": CHECKPOINT_FORMAT, "payload": Payload()}, tmp_path / "evil.pt")
+    with open(tmp_path / "plain.pkl", "wb") as f:
+        pickle.dump({"format": CHECKPOINT_FORMAT}, f)
+    small = {**model.config, "hidden": 8}
+    smaller = _save(tmp_path / "smaller.pt", model, config=small)
+    cases = [("evil.pt", "weights_only load refused it: it holds print, a pickled object that "
+              "could run code when loaded"),
+             ("plain.pkl", "a plain pickle, not a torch.save zip archive"),
+             ("smaller.pt", "weights do not match the model config: decoder.h0 has shape (2, 32), "
+              "the config makes (2, 8)")]
+    for name, why in cases:
+        with pytest.raises(ValueError) as e:
+            load_checkpoint(str(tmp_path / name))
+        message = str(e.value)
+        assert why in message and "\n" not in message, message
+        assert "truncated" not in message and not message.endswith(":"), message
+    assert smaller.endswith("smaller.pt")
+
+
+@pytest.mark.parametrize("key, value, why", [
+    ("hidden", 10 ** 9, "'hidden' must be an int in 1..8192, got 1000000000"),
+    ("plan", "64 M 1000000000", "beyond the limits"),
+    ("max_len", 10 ** 12, "'max_len' must be an int in 1..256"),
+    ("vocab_size", 10 ** 9, "'vocab_size' must be an int in 1..1024"),
+    ("dropout", "0.1", "'dropout' must be in [0, 1)"),
+    ("crop_size", 100, "'crop_size' 100 is larger than 'image_size' 64")])
+def test_checkpoint_config_out_of_bounds_is_refused_before_building(trained, tmp_path, monkeypatch,
+                                                                    key, value, why):
+    # hidden = 10**9 made eval.py allocate 8.5 GB, then die with a RuntimeError traceback
+    model, _ = trained
+    path = _save(tmp_path / "big.pt", model, config={**model.config, key: value})
+    built = []
+    real = AttentionOCR.__init__
+    monkeypatch.setattr(AttentionOCR, "__init__", lambda self, c: built.append(c) or real(self, c))
+    with pytest.raises(ValueError) as e:
+        load_checkpoint(path)
+    assert why in str(e.value) and "bad model config" in str(e.value), str(e.value)
+    assert not built
+
+
+def test_weights_are_checked_on_the_meta_device_first(trained, tmp_path, monkeypatch):
+    # a config that fits the limits but not the weights is found without allocating the model
+    model, _ = trained
+    path = _save(tmp_path / "wide.pt", model, config={**model.config, "hidden": 4096})
+    real = AttentionOCR.__init__
+    devices = []
+
+    def spy(self, config):
+        devices.append(torch.empty(0).device.type)  # the default device while building
+        real(self, config)
+    monkeypatch.setattr(AttentionOCR, "__init__", spy)
+    with pytest.raises(ValueError, match="weights do not match the model config"):
+        load_checkpoint(path)
+    assert devices == ["meta"]
+
+
+def test_resume_needs_more_than_evaluation(trained, tmp_path):
+    # a checkpoint eval.py accepts (format, config, vocab, model) gave KeyError: 'args' on resume;
+    # a string 'args' gave AttributeError
+    model, _ = trained
+    weights = _save(tmp_path / "weights.pt", model)
+    load_checkpoint(weights)  # fine to evaluate
+    with pytest.raises(ValueError) as e:
+        load_checkpoint(weights, resume=True)
+    assert "cannot resume from it: 'optimizer' must be a dict, it is missing" in str(e.value)
+    full = {"optimizer": {}, "scheduler": {}, "rng": {}, "args": {}, "epoch": 1, "step": 3,
+            "best_metric": 0.5}
+    load_checkpoint(_save(tmp_path / "full.pt", model, **full), resume=True)
+    bad_values = [("args", "--epochs 3"), ("epoch", "1"), ("epoch", True), ("best_metric", None)]
+    for key, bad in bad_values:
+        with pytest.raises(ValueError) as e:
+            load_checkpoint(_save(tmp_path / "bad.pt", model, **{**full, key: bad}), resume=True)
+        assert f"cannot resume from it: {key!r} must be a" in str(e.value), (key, str(e.value))
+    with pytest.raises(ValueError, match="'vocab' must be a list of strings"):
+        load_checkpoint(_save(tmp_path / "v.pt", model, vocab=[0] * 14))

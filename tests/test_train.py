@@ -304,3 +304,21 @@ def test_resume_refuses_to_stretch_a_planned_schedule(tiny_json, tmp_path):
             "--resume", "auto")
     message = str(e.value.code)
     assert "onecycle schedule was laid out for --epochs 1" in message and "\n" not in message
+
+
+def test_resume_from_an_evaluation_only_checkpoint_is_one_line(tiny_json, tmp_path):
+    # eval.py accepts format + config + vocab + model; --resume gave KeyError: 'args' on it,
+    # and AttributeError on a string 'args'
+    assert run(tiny_json, tmp_path / "a", "--epochs", "1", "--workers", "0") == 0
+    full = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    weights = {k: full[k] for k in ("format", "config", "vocab", "model")}
+    torch.save(weights, tmp_path / "weights.pt")
+    torch.save({**full, "args": "--epochs 1"}, tmp_path / "string_args.pt")
+    for name, why in [("weights.pt", "'optimizer' must be a dict, it is missing"),
+                      ("string_args.pt", "'args' must be a dict, it is a str")]:
+        with pytest.raises(SystemExit) as e:
+            run(tiny_json, tmp_path / "b", "--epochs", "2", "--workers", "0",
+                "--resume", str(tmp_path / name))
+        message = str(e.value.code)
+        assert message.startswith("train.py: error: ") and "\n" not in message, message
+        assert f"{name}: cannot resume from it: {why}" in message, message

@@ -1,8 +1,9 @@
 """SVHN format-1 data: JSON records -> cropped, augmented image tensors and token sequences.
 
-prepare_data.py converts digitStruct.mat into one JSON per split once; this file only reads and
-augments. Per image: crop to the union of the digit boxes expanded by 30% (padding with black
-where the crop leaves the image), resize to 64x64, then RandomResizedCrop(54, scale 0.7-1) and
+prepare_data.py converts digitStruct.mat (or a labels CSV) into one JSON per split once; this file
+only reads and augments. Per image: crop to the union of the digit boxes expanded by 30% (padding
+with black where the crop leaves the image; a CSV's box is used as given, no box means the whole
+image), resize to 64x64, then RandomResizedCrop(54, scale 0.7-1) and
 ColorJitter(0.5 x4) for training or CenterCrop(54) for evaluation, then ToTensor + Normalize
 (mean = std = 0.5, so pixels lie in [-1, 1]).
 
@@ -53,22 +54,71 @@ def load_split(json_path):
                          f"'records', a list)")
     records = split["records"]
     for k, r in enumerate(records):
-        ok = (isinstance(r, dict) and isinstance(r.get("name"), str)
-              and isinstance(r.get("digits"), list) and isinstance(r.get("boxes"), list)
-              and 0 < len(r["digits"]) == len(r["boxes"])
-              # digits are ints 0..9 (SVHN's 10 must already be 0: a 10 would become an 11th class)
-              and all(type(d) is int and 0 <= d <= 9 for d in r["digits"])
-              and all(isinstance(b, list) and len(b) == 4 and all(
-                  type(v) in (int, float) and math.isfinite(v) for v in b) for b in r["boxes"]))
-        if not ok:
-            raise ValueError(f"{json_path}: record {k} needs 'name', digits 0..9 and as many "
-                             f"boxes [left, top, width, height] of finite numbers (at least one)")
+        problem = record_problem(r)
+        if problem:
+            raise ValueError(f"{json_path}: record {k} {problem}")
     # image_dir is relative to the JSON's own folder (join keeps it if it is absolute)
     image_dir = os.path.join(os.path.dirname(os.path.abspath(json_path)), split["image_dir"])
     if not os.path.isdir(image_dir):
         raise FileNotFoundError(f"{json_path}: image_dir {image_dir} is not a folder (moved or "
                                 f"deleted? run prepare_data.py again)")
     return image_dir, records
+
+
+def _is_box(b):
+    return (isinstance(b, list) and len(b) == 4
+            and all(type(v) in (int, float) and math.isfinite(v) for v in b))
+
+
+def record_problem(r):
+    """None for a valid record, else what is wrong with it (the caller names file and record).
+
+    Two kinds of record share one file format:
+      SVHN's   {"name", "digits": [ints 0..9], "boxes": [[left, top, width, height], ...]}
+      a CSV's  {"name", "text": "AB12", "region": [l, t, w, h] (optional: whole image),
+                "boxes": [one box per character] (optional)}"""
+    if not isinstance(r, dict) or not isinstance(r.get("name"), str):
+        return "needs a 'name'"
+    if "text" not in r:
+        ok = (isinstance(r.get("digits"), list) and isinstance(r.get("boxes"), list)
+              and 0 < len(r["digits"]) == len(r["boxes"])
+              # ints 0..9 (SVHN's 10 must already be 0: a 10 would become an 11th class)
+              and all(type(d) is int and 0 <= d <= 9 for d in r["digits"])
+              and all(_is_box(b) for b in r["boxes"]))
+        if not ok:
+            return ("needs 'name', digits 0..9 and as many boxes [left, top, width, height] of "
+                    "finite numbers (at least one), or a 'text'")
+        return None
+    if not isinstance(r["text"], str) or not r["text"]:
+        return "needs a non-empty 'text' string"
+    if "region" in r and not (_is_box(r["region"]) and r["region"][2] > 0 and r["region"][3] > 0):
+        return "'region' must be [left, top, width, height], finite, width and height > 0"
+    boxes = r.get("boxes")
+    if boxes is not None and not (isinstance(boxes, list) and len(boxes) == len(r["text"])
+                                  and all(_is_box(b) for b in boxes)):
+        return "'boxes', when given, must hold one [left, top, width, height] per character"
+    return None
+
+
+def record_text(r):
+    """The string a record's image shows: its 'text', or SVHN's digits joined ("19")."""
+    if "text" in r:
+        return r["text"]
+    return "".join(str(int(d)) for d in r["digits"])
+
+
+def record_region(r):
+    """The region the model sees, (x0, y0, x1, y1) in whole pixels, or None for the whole image.
+
+    SVHN records: the union of the digit boxes grown by EXPAND (the recipe). Records with a
+    'region' (from a labels CSV): that box as given, no growth: a user's box is taken to be the
+    crop they want. Neither: the whole image."""
+    if "text" not in r:
+        return pixel_region(crop_region(r["boxes"]))
+    if "region" in r:
+        left, top, width, height = r["region"]
+        return pixel_region((left, top, left + width, top + height))
+    return None
 
 
 # -----------------------------------------------------------------------------
@@ -116,41 +166,75 @@ def to_rgb(img):
 
 
 # -----------------------------------------------------------------------------
-# tokenizer
+# tokenizer: one token per character
 
-def digits_text(digits):
-    """[1, 9] -> "<s> 1 9", the text the tokenizer sees (it appends </s> itself)."""
-    return " ".join(["<s>"] + [str(int(d)) for d in digits])
+def char_tokens(text):
+    """'<s>AB1' -> ['<s>', 'A', 'B', '1']: a leading <s> is one token, every other character is
+    one (spaces and letters included). Module level, so the encoder pickles into workers."""
+    if text.startswith("<s>"):
+        return ["<s>"] + list(text[3:])
+    return list(text)
+
+
+def token_text(label):
+    """"19" -> "<s>19", the text the tokenizer sees (it appends </s> itself)."""
+    return "<s>" + label
 
 
 def _encoder(texts):
-    # str.split (not a lambda) so the encoder pickles into DataLoader workers
-    return StaticTokenizerEncoder(texts, tokenize=str.split, reserved_tokens=list(RESERVED),
-                                  append_eos=True)
+    return StaticTokenizerEncoder(texts, tokenize=char_tokens, detokenize="".join,
+                                  reserved_tokens=list(RESERVED), append_eos=True)
 
 
 def build_tokenizer(records):
-    """StaticTokenizerEncoder over the records' digit strings.
+    """StaticTokenizerEncoder over the records' texts (SVHN's digits, or any characters).
 
     Vocabulary: <pad> <unk> </s> reserved, then tokens in the order pytorch-nlp first meets them
-    (<s> first, then digits): it depends on the data, so checkpoints store `encoder.vocab`."""
-    return _encoder(digits_text(r["digits"]) for r in records)
+    (<s> first, then characters): it depends on the data, so checkpoints store `encoder.vocab`."""
+    return _encoder(token_text(record_text(r)) for r in records)
 
 
 def tokenizer_from_vocab(vocab):
     """Rebuild an encoder whose vocabulary is exactly `vocab` (e.g. from a checkpoint)."""
     vocab = list(vocab)
-    if vocab[:len(RESERVED)] != RESERVED or "<s>" not in vocab:
-        raise ValueError(f"vocabulary must start with {RESERVED} and contain <s>, got {vocab[:6]}")
-    # each token once, in order: the encoder adds tokens in first-seen order
-    encoder = _encoder([" ".join(vocab[len(RESERVED):])])
+    chars = vocab[len(RESERVED) + 1:]
+    if vocab[:len(RESERVED) + 1] != RESERVED + ["<s>"]:
+        raise ValueError(f"vocabulary must start with {RESERVED + ['<s>']}, got {vocab[:6]}")
+    if not all(isinstance(c, str) and len(c) == 1 for c in chars):
+        raise ValueError(f"vocabulary {vocab}: tokens after <s> must be single characters")
+    # each character once, in order: the encoder adds tokens in first-seen order
+    encoder = _encoder([token_text("".join(chars))])
     if encoder.vocab != vocab:
-        raise ValueError(f"vocabulary {vocab} cannot be rebuilt (duplicate or blank tokens)")
+        raise ValueError(f"vocabulary {vocab} cannot be rebuilt (duplicate tokens)")
     return encoder
 
 
-def tokens_to_digits(ids, vocab):
-    """Token ids -> digit string, stopping at </s>; skips <pad>/<s>, <unk> becomes '?'."""
+def extend_vocab(vocab, records):
+    """`vocab` followed by the records' characters it lacks, in first-seen order: fine-tuning
+    keeps every old token's id, so the old embedding and classifier rows stay valid."""
+    known = set(vocab)
+    added = []
+    for r in records:
+        for c in record_text(r):
+            if c not in known:
+                known.add(c)
+                added.append(c)
+    return list(vocab) + added
+
+
+def unknown_chars(labels, vocab):
+    """{character: count} of the characters in `labels` missing from `vocab` (encoded as <unk>)."""
+    known = set(vocab)
+    counts = {}
+    for label in labels:
+        for c in label:
+            if c not in known:
+                counts[c] = counts.get(c, 0) + 1
+    return counts
+
+
+def tokens_to_text(ids, vocab):
+    """Token ids -> string, stopping at </s>; skips <pad>/<s>, <unk> becomes '?'."""
     out = []
     for t in (ids.tolist() if torch.is_tensor(ids) else ids):
         if t == EOS:
@@ -182,26 +266,35 @@ class SVHNDataset(torch.utils.data.Dataset):
         self.train, self.image_size, self.crop_size = train, image_size, crop_size
         # compact arrays instead of a list of dicts: cheap to pickle to workers (spawn)
         self.names = [r["name"] for r in records]
-        counts = [len(r["digits"]) for r in records]
+        self.texts = [record_text(r) for r in records]
+        # the region each image is cropped to; NaN: the whole image (its size is known on opening)
+        regions = [record_region(r) or (math.nan,) * 4 for r in records]
+        self.regions = np.array(regions, dtype=np.float64).reshape(-1, 4)
+        # per-character boxes; a record without them (a labels CSV) has none
+        char_boxes = [r.get("boxes") or [] for r in records]
+        counts = [len(b) for b in char_boxes]
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        self.digits = np.array([d for r in records for d in r["digits"]], dtype=np.int8)
-        self.boxes = np.array([b for r in records for b in r["boxes"]], dtype=np.float32).reshape(-1, 4)
+        self.boxes = np.array([b for bs in char_boxes for b in bs], dtype=np.float32).reshape(-1, 4)
         self.jitter = T.ColorJitter(JITTER, JITTER, JITTER, JITTER)
 
     def __len__(self):
         return len(self.names)
 
     def label(self, i):
-        """Digit string of image i, e.g. "19"."""
-        return "".join(str(d) for d in self.digits[self.offsets[i]:self.offsets[i + 1]])
+        """Text of image i, e.g. "19" or "AB12"."""
+        return self.texts[i]
 
     def load(self, i):
-        """Image i cropped and resized to image_size -> (PIL RGB, boxes (K, 4) x0 y0 x1 y1 in it)."""
+        """Image i cropped and resized to image_size -> (PIL RGB, boxes (K, 4) x0 y0 x1 y1 in it).
+        K is 0 for a record without per-character boxes."""
         path = os.path.join(self.image_dir, self.names[i])
         ltwh = self.boxes[self.offsets[i]:self.offsets[i + 1]].astype(np.float64)
-        x0, y0, x1, y1 = pixel_region(crop_region(ltwh))
         try:
             with Image.open(path) as img:
+                if np.isnan(self.regions[i, 0]):
+                    x0, y0, x1, y1 = 0, 0, img.size[0], img.size[1]
+                else:
+                    x0, y0, x1, y1 = (int(v) for v in self.regions[i])
                 img = to_rgb(img).crop((x0, y0, x1, y1))
         except (OSError, ValueError) as e:
             raise OSError(f"{path}: cannot read image ({e})") from None
@@ -232,8 +325,7 @@ class SVHNDataset(torch.utils.data.Dataset):
     def __getitem__(self, i):
         img, boxes = self.load(i)
         x, boxes = self.augment(img, boxes)
-        digits = self.digits[self.offsets[i]:self.offsets[i + 1]]
-        tokens = self.tokenizer.encode(digits_text(digits)).long()  # (K + 2,)
+        tokens = self.tokenizer.encode(token_text(self.texts[i])).long()  # (len(text) + 2,)
         return x, tokens, boxes
 
 

@@ -2,6 +2,7 @@
 
     python prepare_data.py                      # data/svhn/{train,extra,test}/ -> data/svhn/{split}.json
     python prepare_data.py --synthetic          # first write the offline replica into data/synth/
+    python prepare_data.py --csv DIR/train.csv  # your own labelled images -> DIR/train.json
 
 Each JSON holds one record per image that exists on disk:
     {"name": "2.png", "digits": [2, 3], "boxes": [[77, 29, 23, 32], [98, 25, 26, 32]]}
@@ -9,6 +10,16 @@ Each JSON holds one record per image that exists on disk:
 - boxes are [left, top, width, height] in pixels, rounded half-up to ints (the .mat holds floats,
   in practice whole numbers); left/top are 0-based and may be negative or run past the image edge.
 Images listed in digitStruct.mat but missing on disk are dropped, counted and reported.
+
+A labels CSV (header name,text and optionally left,top,width,height; see labels_csv.py) gives
+    {"name": "plates/001.jpg", "text": "KX7204", "region": [12, 30, 180, 48]}
+- text is a string (leading zeros kept, letters allowed); no per-character boxes, so eval.py's
+  attention localisation skips (and counts) these records;
+- region is the box around the whole text, used as given: the 30% growth applies only to SVHN's
+  union of digit boxes. Without a box the model sees the whole image.
+Every row is checked first (image readable, box inside it, no duplicate names, text not empty or
+longer than --max-len); a bad row is a one-line error naming the file and line, and nothing
+is written.
 `image_dir` is relative to the JSON's own folder (absolute when not under it), so data can move.
 """
 import argparse
@@ -19,10 +30,12 @@ import sys
 import time
 
 from digitstruct import DigitStructError, read_digitstruct
+from labels_csv import LabelsError, read_labels
 
 PROG = "prepare_data.py"
 LABEL_NOTE = "SVHN label 10 is stored as digit 0"
 SYNTH_SIZES = "train=10000,extra=0,test=2000"  # same defaults as synthetic.py
+MAX_LEN = 8  # build_model.DEFAULT_CONFIG["max_len"] (not imported: converting needs no torch)
 
 
 def _half_up(v):
@@ -65,6 +78,26 @@ def build_split(root, split, out_dir):
     return obj, summary
 
 
+def build_csv(csv_path, out_dir, max_len):
+    """Read a labels CSV -> (JSON object, summary) for <out_dir>/<csv stem>.json. Writes nothing."""
+    start = time.time()
+    records = read_labels(csv_path, max_len)
+    split = os.path.splitext(os.path.basename(csv_path))[0]
+    out_dir = out_dir or os.path.dirname(csv_path)
+    folder = os.path.dirname(os.path.abspath(csv_path))
+    image_dir = os.path.relpath(folder, os.path.abspath(out_dir or "."))
+    if image_dir.startswith(os.pardir):
+        image_dir = folder
+    boxed = sum("region" in r for r in records)
+    obj = {"split": split, "image_dir": image_dir, "source": os.path.basename(csv_path),
+           "label_note": "text as written in the labels CSV; region = its box, used as given",
+           "num_entries": len(records), "num_missing_images": 0, "records": records}
+    summary = {"split": split, "entries": len(records), "kept": len(records), "missing": 0,
+               "digits": sum(len(r["text"]) for r in records), "boxed": boxed,
+               "seconds": time.time() - start, "json": os.path.join(out_dir, f"{split}.json")}
+    return obj, summary
+
+
 def write_json(path, obj):
     """Atomic: a half-written JSON never replaces a good one."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -92,6 +125,10 @@ def report(s):
     if s["missing"]:
         print(f"{s['split']}: {s['missing']} of {s['entries']} images listed in digitStruct.mat "
               f"are missing on disk; kept {s['kept']}")
+    if "boxed" in s:  # from a labels CSV
+        print(f"{s['split']}: {s['kept']} images ({s['boxed']} with a box, the others whole), "
+              f"{s['digits']} characters, {s['seconds']:.1f} s -> {s['json']}")
+        return
     print(f"{s['split']}: {s['entries']} entries, {s['kept']} images kept, {s['digits']} digits, "
           f"{s['seconds']:.1f} s -> {s['json']}")
 
@@ -122,7 +159,14 @@ def main(argv=None):
                          "None means data/svhn, or data/synth with --synthetic")
     ap.add_argument("--splits", nargs="+", default=["train", "extra", "test"],
                     help="splits to convert")
-    ap.add_argument("--out-dir", default=None, help="where <split>.json go; None means --root")
+    ap.add_argument("--out-dir", default=None,
+                    help="where <split>.json go; None means --root (with --csv: the CSV's folder)")
+    ap.add_argument("--csv", nargs="+", default=None, metavar="CSV",
+                    help="labels CSV(s) of your own images, header name,text[,left,top,width,"
+                         "height]; each DIR/NAME.csv becomes DIR/NAME.json. A box is used as "
+                         "given (no 30%% growth, which is SVHN's only); no box: the whole image")
+    ap.add_argument("--max-len", type=int, default=MAX_LEN,
+                    help="with --csv: the longest text allowed (train.py's --max-len)")
     ap.add_argument("--synthetic", action="store_true",
                     help="first generate the offline SVHN-format replica with synthetic.py into "
                          "--root (splits of size 0 are skipped), then convert it")
@@ -131,6 +175,8 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0, help="with --synthetic: generator seed")
     ap.add_argument("--workers", type=int, default=2, help="with --synthetic: rendering processes")
     args = ap.parse_args(argv)
+    if args.csv is not None:
+        return main_csv(ap, args)
     root = args.root or ("data/synth" if args.synthetic else "data/svhn")
     out_dir = args.out_dir or root
     splits = list(dict.fromkeys(args.splits))
@@ -156,6 +202,33 @@ def main(argv=None):
         except OSError as e:  # e.g. --out-dir is a file or not writable
             sys.exit(f"{PROG}: error: {summary['json']}: cannot write ({e.strerror or e})")
         summary["seconds"] += time.time() - start
+        report(summary)
+    return 0
+
+
+def main_csv(ap, args):
+    """prepare_data.py --csv: check every CSV before writing any JSON."""
+    if args.synthetic or args.root:
+        ap.error("--csv cannot be combined with --synthetic or --root")
+    if args.max_len < 1:
+        ap.error("--max-len must be >= 1")
+    try:
+        if args.out_dir and os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
+            raise ValueError(f"--out-dir {args.out_dir}: exists and is not a folder")
+        for path in args.csv:
+            if os.path.splitext(path)[1].lower() == ".json":  # would be overwritten by its output
+                raise ValueError(f"{path}: give the labels CSV, not a JSON")
+        built = [build_csv(path, args.out_dir, args.max_len) for path in args.csv]
+        outputs = [os.path.abspath(summary["json"]) for _, summary in built]
+        if len(set(outputs)) < len(outputs):
+            raise ValueError("two CSVs would write the same JSON (same file name, same folder)")
+    except (LabelsError, ValueError) as e:
+        sys.exit(f"{PROG}: error: {e}")
+    for obj, summary in built:
+        try:
+            write_json(summary["json"], obj)
+        except OSError as e:
+            sys.exit(f"{PROG}: error: {summary['json']}: cannot write ({e.strerror or e})")
         report(summary)
     return 0
 

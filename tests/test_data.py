@@ -166,17 +166,17 @@ def test_tokenizer_ids_and_vocab_round_trip():
     assert enc.vocab[:4] == ["<pad>", "<unk>", "</s>", "<s>"]
     assert (data.PAD, data.UNK, data.EOS, data.BOS) == (0, 1, 2, 3)
     assert sorted(enc.vocab[4:]) == ["0", "1", "2", "3", "5", "9"]
-    ids = enc.encode(data.digits_text([1, 9]))
+    ids = enc.encode(data.token_text("19"))
     assert ids.tolist() == [3, enc.vocab.index("1"), enc.vocab.index("9"), 2]
-    assert data.tokens_to_digits(ids, enc.vocab) == "19"
-    assert data.tokens_to_digits([3, enc.vocab.index("5"), 1, 2, 4], enc.vocab) == "5?"
+    assert data.tokens_to_text(ids, enc.vocab) == "19"
+    assert data.tokens_to_text([3, enc.vocab.index("5"), 1, 2, 4], enc.vocab) == "5?"
     # a checkpoint's vocabulary, in an order no data set would give, comes back exactly
     vocab = ["<pad>", "<unk>", "</s>", "<s>"] + list("7402968153")
     rebuilt = data.tokenizer_from_vocab(vocab)
     assert rebuilt.vocab == vocab
-    assert rebuilt.encode("<s> 7 3").tolist() == [3, 4, 13, 2]
+    assert rebuilt.encode("<s>73").tolist() == [3, 4, 13, 2]
     again = data.tokenizer_from_vocab(pickle.loads(pickle.dumps(enc)).vocab)
-    assert again.vocab == enc.vocab and again.encode("<s> 0 1 5").tolist() == enc.encode("<s> 0 1 5").tolist()
+    assert again.vocab == enc.vocab and again.encode("<s>015").tolist() == enc.encode("<s>015").tolist()
     for bad in (["<s>", "1"], vocab + ["7"], ["<pad>", "<unk>", "</s>", "1"]):
         with pytest.raises(ValueError):
             data.tokenizer_from_vocab(bad)

@@ -1,0 +1,173 @@
+"""A labels CSV (your own photos) -> JSON records in prepare_data.py's format.
+
+The file has a header line and one row per image:
+
+    name,text,left,top,width,height
+    plates/001.jpg,KX7204,12,30,180,48
+    plates/002.jpg,0042,,,,
+    meter_17.png,00731
+
+- name: the image's path, relative to the CSV's own folder;
+- text: what the image shows, kept as a string (leading zeros stay, letters and any other
+  characters are allowed; spaces around it are dropped);
+- left,top,width,height (optional columns, and optional per row): the box around the whole text in
+  pixels. The model sees that box as given (not grown by SVHN's 30%); no box means the whole image.
+Columns other than these are ignored. Records carry no per-character boxes.
+"""
+import csv
+import io
+import math
+import os
+
+from PIL import Image
+
+BOX_COLUMNS = ["left", "top", "width", "height"]
+HELP_HEADER = "name,text[,left,top,width,height]"
+
+
+class LabelsError(ValueError):
+    """A problem with a labels CSV; the message names the file (and the line)."""
+
+
+def _decode(path):
+    """The CSV's text (UTF-8, with or without Excel's byte-order mark); LabelsError otherwise."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except IsADirectoryError:
+        raise LabelsError(f"{path}: is a folder, not a labels CSV") from None
+    except FileNotFoundError:
+        raise LabelsError(f"{path}: no such file") from None
+    except OSError as e:
+        raise LabelsError(f"{path}: cannot read ({e.strerror or e})") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise LabelsError(f"{path} line {line}: not UTF-8 (byte 0x{raw[e.start]:02x}); save the "
+                          f"CSV as UTF-8") from None
+
+
+def _header(path, rows):
+    """({column name: index}, number of columns) of the header row; LabelsError if not one."""
+    if not rows:
+        raise LabelsError(f"{path}: empty file; expected a header line {HELP_HEADER}")
+    line, header = rows[0]
+    columns = [c.strip().lower() for c in header]
+    missing = [c for c in ("name", "text") if c not in columns]
+    if missing:
+        raise LabelsError(f"{path} line {line}: the header must name the columns {HELP_HEADER}; "
+                          f"found {','.join(header)!r} (no {' or '.join(missing)})")
+    some_box = [c for c in BOX_COLUMNS if c in columns]
+    if some_box and len(some_box) < 4:
+        absent = [c for c in BOX_COLUMNS if c not in columns]
+        raise LabelsError(f"{path} line {line}: box columns need all of {','.join(BOX_COLUMNS)}; "
+                          f"missing {','.join(absent)}")
+    repeated = sorted({c for c in columns if c and columns.count(c) > 1})
+    if repeated:
+        raise LabelsError(f"{path} line {line}: column {repeated[0]!r} appears twice")
+    return {c: i for i, c in enumerate(columns)}, len(columns)
+
+
+def _parse_box(cells):
+    """Four cells -> [left, top, width, height] floats, None when all four are empty; ValueError
+    with a reason otherwise."""
+    cells = [c.strip() for c in cells]
+    if not any(cells):
+        return None
+    try:
+        box = [float(c) for c in cells]
+    except ValueError:
+        box = None
+    if box is None or not all(math.isfinite(v) for v in box):
+        raise ValueError(f"box must be four numbers left,top,width,height, got {','.join(cells)!r}")
+    if box[2] <= 0 or box[3] <= 0:
+        raise ValueError(f"box width and height must be > 0, got {box[2]:g} x {box[3]:g}")
+    return [int(v) if v.is_integer() else v for v in box]
+
+
+def _image_size(path):
+    """(width, height) of a readable image; ValueError with a short reason otherwise."""
+    if not os.path.isfile(path):
+        raise ValueError("no such file" if not os.path.exists(path) else "not a file")
+    try:
+        with Image.open(path) as img:
+            img.load()  # decode it all: a truncated file fails here, not mid-training
+            return img.size
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"cannot read it as an image ({reason})") from None
+
+
+def _record(row, columns, n_fields, folder, max_len):
+    """One data row -> JSON record; ValueError naming the problem (caller adds file and line)."""
+    if len(row) > n_fields:  # e.g. a comma inside an unquoted text
+        raise ValueError(f"{len(row)} fields, the header has {n_fields} (quote a text that "
+                         f"holds a comma)")
+    row = row + [""] * (n_fields - len(row))  # trailing empty cells may be left out
+    name = row[columns["name"]].strip()
+    text = row[columns["text"]].strip()
+    if not name:
+        raise ValueError("empty name")
+    if not text:
+        raise ValueError(f"{name}: empty text")
+    if max_len and len(text) > max_len:
+        raise ValueError(f"{name}: text {text!r} has {len(text)} characters, more than --max-len "
+                         f"{max_len} (the longest a model decodes; raise --max-len here and in "
+                         f"train.py)")
+    box = None
+    if "left" in columns:
+        try:
+            box = _parse_box([row[columns[c]] for c in BOX_COLUMNS])
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}") from None
+    try:
+        width, height = _image_size(os.path.join(folder, name))
+    except ValueError as e:
+        raise ValueError(f"image {name!r}: {e}") from None
+    record = {"name": name, "text": text}
+    if box is not None:
+        left, top, w, h = box
+        if left >= width or top >= height or left + w <= 0 or top + h <= 0:
+            raise ValueError(f"{name}: box {left:g},{top:g},{w:g},{h:g} lies wholly outside the "
+                             f"{width}x{height} image")
+        record["region"] = box
+    return record
+
+
+def read_labels(path, max_len=None):
+    """Read a labels CSV -> list of records. Every row is checked; LabelsError names the file, the
+    first bad line and its problem, and counts the others. Images are opened (and fully decoded)
+    to check they can be read and to check boxes against their size."""
+    rows = []
+    reader = csv.reader(io.StringIO(_decode(path), newline=""))
+    try:
+        for row in reader:
+            if any(cell.strip() for cell in row):  # blank lines are not records
+                rows.append((reader.line_num, row))
+    except csv.Error as e:  # e.g. a quote left open at the end of the file
+        raise LabelsError(f"{path} line {reader.line_num}: not a valid CSV ({e})") from None
+    columns, n_fields = _header(path, rows)
+    folder = os.path.dirname(os.path.abspath(path))
+    records, problems, first_line = [], [], {}
+    for line, row in rows[1:]:
+        try:
+            record = _record(row, columns, n_fields, folder, max_len)
+        except ValueError as e:
+            problems.append(f"{path} line {line}: {e}")
+            continue
+        key = os.path.normpath(record["name"])
+        if key in first_line:
+            problems.append(f"{path} line {line}: duplicate name {record['name']!r} "
+                            f"(first on line {first_line[key]})")
+            continue
+        first_line[key] = line
+        records.append(record)
+    if problems:
+        more = ""
+        if len(problems) > 1:
+            more = f" (and {len(problems) - 1} more problem(s) in this file)"
+        raise LabelsError(problems[0] + more)
+    if not records:
+        raise LabelsError(f"{path}: no rows after the header")
+    return records

@@ -1,0 +1,164 @@
+"""prepare_data.py --csv: a labels CSV of your own images -> JSON -> the crops the model sees;
+every bad input is a one-line error naming file and line, and nothing is written."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import data
+import prepare_data
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def make_images(folder):
+    """Three 80x40 images: black, with a white 20x10 rectangle at (30, 12) in a.png."""
+    os.makedirs(folder / "photos", exist_ok=True)
+    a = np.zeros((40, 80, 3), np.uint8)
+    a[12:22, 30:50] = 255
+    Image.fromarray(a).save(folder / "photos" / "a.png")
+    Image.new("RGB", (80, 40), (0, 0, 255)).save(folder / "photos" / "b.jpg")
+    Image.new("L", (60, 30), 128).save(folder / "c.png")
+
+
+GOOD = ("name,text,left,top,width,height\n"
+        "photos/a.png,007,30,12,20,10\n"
+        "photos/b.jpg,AB12\n"          # trailing box cells left out: whole image
+        "c.png, KX 7 ,,,,\n")          # spaces around the text dropped, inside kept
+
+
+def convert(tmp_path, text, capsys=None, name="train.csv", extra=()):
+    csv_path = tmp_path / name
+    if isinstance(text, bytes):
+        csv_path.write_bytes(text)
+    else:
+        csv_path.write_text(text, encoding="utf-8")
+    try:
+        code = prepare_data.main(["--csv", str(csv_path), *extra])
+    except SystemExit as e:  # sys.exit(message) prints the message and exits with 1
+        code = e.code if isinstance(e.code, int) else 1
+        if not isinstance(e.code, int):
+            print(e.code, file=sys.stderr)
+    return code, (capsys.readouterr() if capsys else None)
+
+
+def test_round_trip_with_and_without_boxes(tmp_path, capsys):
+    make_images(tmp_path)
+    code, out = convert(tmp_path, GOOD, capsys)
+    assert code == 0 and "3 images (1 with a box" in out.out
+    split = json.loads((tmp_path / "train.json").read_text())
+    assert split["image_dir"] == "."
+    assert split["records"] == [
+        {"name": "photos/a.png", "text": "007", "region": [30, 12, 20, 10]},
+        {"name": "photos/b.jpg", "text": "AB12"},
+        {"name": "c.png", "text": "KX 7"},
+    ]
+    ds = data.SVHNDataset(str(tmp_path / "train.json"), image_size=20, crop_size=20)
+    assert [ds.label(i) for i in range(3)] == ["007", "AB12", "KX 7"]  # leading zeros kept
+    # the box is the crop as given (no 30% growth): all white
+    img, boxes = ds.load(0)
+    assert np.asarray(img).min() == 255 and boxes.shape == (0, 4)
+    # no box: the whole image (80x40 blue squeezed to 20x20)
+    img, _ = ds.load(1)
+    assert img.size == (20, 20) and np.abs(np.asarray(img)[10, 10] - [0, 0, 255]).max() < 3  # JPEG
+    x, tokens, boxes = ds[2]
+    vocab = ds.tokenizer.vocab
+    assert data.tokens_to_text(tokens, vocab) == "KX 7" and len(tokens) == 6 and len(boxes) == 0
+    # the JSON moves with the images: image_dir is relative
+    os.rename(tmp_path, tmp_path.parent / (tmp_path.name + "_moved"))
+    moved = tmp_path.parent / (tmp_path.name + "_moved")
+    assert data.SVHNDataset(str(moved / "train.json")).label(0) == "007"
+
+
+def test_out_dir_elsewhere_and_the_growth_is_svhns_only(tmp_path, capsys):
+    make_images(tmp_path)
+    (tmp_path / "train.csv").write_text(GOOD)
+    assert prepare_data.main(["--csv", str(tmp_path / "train.csv"),
+                              "--out-dir", str(tmp_path / "out")]) == 0
+    image_dir, records = data.load_split(str(tmp_path / "out" / "train.json"))
+    assert os.path.samefile(image_dir, tmp_path)
+    assert data.record_region(records[0]) == (30, 12, 50, 22)
+    assert data.record_region(records[1]) is None
+    svhn = {"name": "1.png", "digits": [1], "boxes": [[30, 12, 20, 10]]}
+    assert data.record_region(svhn) == (27, 11, 53, 24)  # 26 x 13 around the same centre
+
+
+BOX = "name,text,left,top,width,height\n"
+BAD = [  # (CSV text, the line its error names, words in the error)
+    ("", None, "empty file"),
+    ("photos/a.png,1\n", 1, "header must name the columns"),
+    ("name,label\nphotos/a.png,1\n", 1, "no text"),
+    ("name,text,left,top\nphotos/a.png,1,0,0\n", 1, "missing width,height"),
+    ("name,text\nphotos/a.png,\n", 2, "empty text"),
+    ("name,text\nphotos/a.png,  \n", 2, "empty text"),
+    ("name,text\nphotos/gone.png,12\n", 2, "'photos/gone.png': no such file"),
+    ("name,text\nbroken.png,12\n", 2, "cannot read it as an image"),
+    ("name,text\nphotos,12\n", 2, "not a file"),
+    (BOX + "photos/a.png,1,a,0,5,5\n", 2, "four numbers"),
+    (BOX + "photos/a.png,1,0,0,5,\n", 2, "four numbers"),
+    (BOX + "photos/a.png,1,0,0,nan,5\n", 2, "four numbers"),
+    (BOX + "photos/a.png,1,0,0,0,5\n", 2, "width and height must be > 0"),
+    (BOX + "photos/a.png,1,80,0,5,5\n", 2, "wholly outside the 80x40"),
+    (BOX + "photos/a.png,1,-10,-10,10,5\n", 2, "wholly outside"),
+    ("name,text\nphotos/a.png,1\nc.png,2\n./photos/a.png,3\n", 4, "duplicate name './photos/a.png' "
+                                                             "(first on line 2)"),
+    ("name,text\nphotos/a.png,ABCDEFGHI\n", 2, "9 characters, more than --max-len 8"),
+    ("name,text\nphotos/a.png,1,2\n", 2, "3 fields, the header has 2"),
+    ("name,text\n,12\n", 2, "empty name"),
+    (b"name,text\nphotos/a.png,12\nc.png,\xe9t\xe9\n", 3, "not UTF-8"),
+]
+
+
+@pytest.mark.parametrize("text,line,words", BAD, ids=[b[2] for b in BAD])
+def test_bad_input_is_one_line_naming_file_and_line_and_writes_nothing(tmp_path, capsys, text,
+                                                                      line, words):
+    make_images(tmp_path)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (tmp_path / "train.json").write_text("the user's old JSON")
+    code, out = convert(tmp_path, text, capsys)
+    assert code != 0
+    err = out.err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    where = f"train.csv line {line}:" if line else "train.csv:"
+    assert err.startswith("prepare_data.py: error: ") and where in err and words in err, err
+    assert (tmp_path / "train.json").read_text() == "the user's old JSON"
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_every_problem_is_counted_and_max_len_can_be_raised(tmp_path, capsys):
+    make_images(tmp_path)
+    text = "name,text\nphotos/a.png,\ngone.png,1\nc.png,ABCDEFGHIJ\n"
+    code, out = convert(tmp_path, text, capsys)
+    assert code != 0 and "line 2: photos/a.png: empty text (and 2 more problem(s)" in out.err
+    code, _ = convert(tmp_path, "name,text\nc.png,ABCDEFGHIJ\n", capsys, extra=["--max-len", "10"])
+    assert code == 0
+
+
+def test_bom_and_extra_columns_are_accepted(tmp_path, capsys):
+    make_images(tmp_path)
+    text = "\ufeffName, Text ,notes\nc.png,é1,a comment\n"  # Excel's UTF-8 has a BOM
+    code, _ = convert(tmp_path, text, capsys)
+    assert code == 0
+    assert json.loads((tmp_path / "train.json").read_text())["records"] == [
+        {"name": "c.png", "text": "é1"}]
+
+
+def test_csv_flag_conflicts_and_subprocess(tmp_path):
+    make_images(tmp_path)
+    (tmp_path / "train.csv").write_text(GOOD)
+    run = subprocess.run([sys.executable, "prepare_data.py", "--csv", str(tmp_path / "train.csv"),
+                          "--synthetic"], cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 2 and "--csv cannot be combined" in run.stderr
+    run = subprocess.run([sys.executable, "prepare_data.py", "--csv", str(tmp_path / "nope.csv")],
+                         cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 1 and run.stderr.strip().endswith("nope.csv: no such file")
+    assert "Traceback" not in run.stderr
+
+
+def test_max_len_default_is_the_models():
+    import build_model
+    assert prepare_data.MAX_LEN == build_model.DEFAULT_CONFIG["max_len"]

@@ -121,8 +121,10 @@ def predict(model, items, vocab, beam=1, device="cpu"):
         h, w = out["feature_hw"]
         S = images.shape[-1]
         B, T, _ = out["attention"].shape
-        maps = F.interpolate(out["attention"].float().view(B * T, 1, h, w), size=(S, S),
-                             mode="bilinear", align_corners=False).view(B, T, S, S).cpu()
+        # reshape, not view: beam search's attention is a slice of a larger tensor (not contiguous)
+        flat = out["attention"].float().reshape(B * T, 1, h, w)  # (B*T, 1, h, w)
+        maps = F.interpolate(flat, size=(S, S), mode="bilinear", align_corners=False)  # (B*T, 1, S, S)
+        maps = maps.view(B, T, S, S).cpu()  # (B, T, S, S)
         for b, it in enumerate(chunk):
             ids = out["tokens"][b]
             it["digits"] = [vocab[t] for t in ids]

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import build_model
 import play
-from test_eval import make_checkpoint, make_split
+from test_eval import VOCAB, make_checkpoint, make_split
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +99,17 @@ def test_bad_out_folder_and_non_finite_crop(ckpt, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:  # a folder given as checkpoint: not "no such file"
         run(str(tmp_path), tmp_path / "out", str(image))
     assert "not a PyTorch checkpoint (a folder)" in str(exc.value.code)
+
+
+def test_beam_search_on_several_images_matches_one_at_a_time(ckpt, tmp_path):
+    # beam_search's attention is a slice of a gathered tensor (not contiguous): with two or more
+    # images a .view() of it raised a RuntimeError; one image happened to be contiguous
+    split = make_split(tmp_path, n=5)
+    items, failed = run(ckpt, tmp_path / "out", "--json", split, "-n", "5", "--beam", "3")
+    assert len(items) == 5 and not failed
+    model, _ = build_model.load_checkpoint(ckpt)
+    for item in items:
+        assert item["maps"].shape == (len(item["digits"]), 54, 54)
+        alone = play.predict(model, [{"image": item["image"]}], VOCAB, beam=3)[0]
+        assert alone["digits"] == item["digits"]
+        np.testing.assert_allclose(alone["maps"], item["maps"], atol=1e-5)

@@ -18,6 +18,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+import devices
+
 matplotlib.use("Agg")  # files only: this script never opens a window
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -179,12 +181,18 @@ def sequence_loss(model, features, tokens, pred, truth, logprob, pad_id):
     return total, count
 
 
-def autocast_for(device, precision):
-    """bf16 autocast for --precision (auto: bf16 on CUDA where supported, fp32 elsewhere)."""
-    device = torch.device(device)
+def resolve_precision(device, precision):
+    """The precision --precision means on `device`: auto is bf16 on a GPU with bf16 hardware
+    (not one that only emulates it, such as a T4), fp32 elsewhere."""
     if precision == "auto":
-        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+        return "bf16" if devices.native_bf16(device) else "fp32"
+    return precision
+
+
+def autocast_for(device, precision):
+    """bf16 autocast for --precision bf16 (or auto where it means bf16); a no-op for fp32."""
+    precision = resolve_precision(device, precision)
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 @torch.inference_mode()
@@ -319,7 +327,8 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="torch device")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                   help="auto: bf16 autocast on CUDA (where supported), fp32 on CPU; bf16 on a "
+                   help="auto: bf16 autocast on a GPU with bf16 hardware (compute capability "
+                        ">= 8: A100, RTX 30xx, H100), fp32 elsewhere; bf16 on a "
                         "CPU is fast only where it has native bf16 (AMX), and may change a few "
                         "answers")
     p.add_argument("--report", default=None,
@@ -351,10 +360,10 @@ def run(args):
     from build_model import load_checkpoint
     from data import SVHNDataset, collate, load_split, tokenizer_from_vocab
     try:  # a device this machine lacks (no GPU, driver or MPS) fails here, not as a traceback later
-        device = torch.device(args.device)
-        torch.empty(0, device=device)
-    except (RuntimeError, AssertionError) as e:  # AssertionError: a torch built without CUDA
+        device = devices.check_device(devices.choose_device(args.device))
+    except (RuntimeError, ValueError) as e:  # RuntimeError: an unknown device name
         raise ValueError(f"--device {args.device}: {str(e).splitlines()[0]}") from None
+    precision = resolve_precision(device, args.precision)  # of this GPU, not of cuda:0
     model, ckpt = load_checkpoint(args.checkpoint, map_location="cpu")
     config, vocab = ckpt["config"], list(ckpt["vocab"])
     image_dir, records = load_split(args.json)
@@ -375,13 +384,13 @@ def run(args):
                                          pin_memory=device.type == "cuda")
     model = prepare_model(model, device)
     start = time.perf_counter()
-    res = evaluate(model, loader, config, beam=args.beam, device=device, precision=args.precision)
+    res = evaluate(model, loader, config, beam=args.beam, device=device, precision=precision)
     seconds = time.perf_counter() - start
     report, correct, confidence = summarize(res, vocab)
     for m in report["worst_mistakes"]:
         m["name"] = records[m["index"]]["name"]
     report = {"checkpoint": os.path.abspath(args.checkpoint), "json": os.path.abspath(args.json),
-              "beam": args.beam, "precision": args.precision, "device": str(device),
+              "beam": args.beam, "precision": precision, "device": str(device),
               "epoch": ckpt.get("epoch"), **report,
               "seconds": seconds, "images_per_second": len(records) / seconds}
     coverage, accuracy = coverage_curve(correct, confidence)

@@ -194,6 +194,8 @@ def test_bf16_precision_runs_and_is_recorded(tmp_path):
     fp32 = run_eval(tmp_path, ckpt, split, "--precision", "fp32")
     bf16 = run_eval(tmp_path, ckpt, split, "--precision", "bf16")
     assert fp32["precision"] == "fp32" and bf16["precision"] == "bf16"
+    auto = run_eval(tmp_path, ckpt, split, "--precision", "auto")  # the dtype used, not "auto"
+    assert auto["precision"] == "fp32" and auto["loss"] == fp32["loss"]
     assert bf16["num_images"] == 4 and np.isfinite(bf16["loss"])
     assert bf16["loss"] == pytest.approx(fp32["loss"], rel=0.05)  # bf16 rounding, same model
 

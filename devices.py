@@ -1,0 +1,73 @@
+"""Which device a process runs on, and whether it computes bf16 in hardware.
+
+One place for train.py, eval.py and play.py, so that `torchrun` and the scripts agree on what
+"cuda" means.
+"""
+import torch
+
+
+def default_device():
+    """CUDA if present, else MPS, else the CPU."""
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def choose_device(requested=None, local_rank=0, local_world=1):
+    """The torch.device this process should use; ValueError with a one-line reason otherwise.
+
+    local_rank, local_world: torchrun's LOCAL_RANK and LOCAL_WORLD_SIZE (0 and 1 without it).
+    Plain "cuda" under torchrun means this process's own GPU: cuda:LOCAL_RANK when every process
+    sees all of the node's GPUs, cuda:0 when the launcher gives each process one GPU (a
+    CUDA_VISIBLE_DEVICES per task, as Slurm's --gpus-per-task does). An explicit index would put
+    every process of the node on that one GPU, so with several processes it is refused.
+    Nothing is allocated here: check_device() does that.
+    """
+    device = torch.device(requested or default_device())
+    if device.type != "cuda":
+        return device
+    if device.index is not None:
+        if local_world > 1:
+            raise ValueError(f"under torchrun all {local_world} processes of this node would share "
+                             f"{device}; pass --device cuda (process i takes GPU i) and choose the "
+                             f"GPUs with CUDA_VISIBLE_DEVICES")
+        return device
+    visible = torch.cuda.device_count()
+    if local_world > 1 and visible == 1:  # the launcher has given this process its own GPU
+        return torch.device("cuda", 0)
+    if 1 < visible < local_world:
+        raise ValueError(f"{local_world} processes on this node but each sees {visible} GPUs; "
+                         f"give each process one GPU or all of them")
+    return torch.device("cuda", local_rank)
+
+
+def check_device(device):
+    """Select and touch the device, so that one this machine lacks (no GPU, driver or MPS, an
+    ordinal past the last GPU) fails here with one line rather than deep inside model.to."""
+    try:
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as e:  # AssertionError: a torch built without CUDA
+        raise ValueError(str(e).strip().splitlines()[0]) from None
+    return device
+
+
+def native_bf16(device):
+    """Whether `device` is a GPU that computes bf16 in hardware: CUDA compute capability 8.0 on
+    (A100, RTX 30xx, H100...), or any ROCm GPU.
+
+    Not torch.cuda.is_bf16_supported(): by default it also answers yes where bf16 is emulated
+    (T4, RTX 20xx: compute capability 7.5), which have fp16 tensor cores but none for bf16; and
+    it asks about the current GPU, not about `device`. Its including_emulation=False
+    form makes the same capability test as here, for the current GPU only.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return False
+    if torch.version.hip:  # every GPU ROCm supports has bf16
+        return True
+    major, _ = torch.cuda.get_device_capability(device)
+    return major >= 8

@@ -1,0 +1,93 @@
+"""devices.py on a faked machine: which GPU each torchrun process takes, which GPUs have bf16."""
+import types
+
+import pytest
+import torch
+
+import devices
+
+
+@pytest.fixture
+def gpus(monkeypatch):
+    """A fake node: cuda:0 is a T4 (sm75, bf16 emulated only), cuda:1 an A100 (sm80);
+    torch.cuda answers as it would there, emulation included."""
+    capability = {0: (7, 5), 1: (8, 0)}
+    current = [0]
+
+    def index(device):
+        device = torch.device("cuda", device) if isinstance(device, int) else torch.device(device)
+        return current[0] if device.index is None else device.index
+
+    def properties(device):
+        major, minor = capability[index(device)]
+        return types.SimpleNamespace(major=major, minor=minor)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: len(capability))
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: current[0])
+    monkeypatch.setattr(torch.cuda, "get_device_properties", properties)
+    monkeypatch.setattr(torch.cuda, "_check_bf16_tensor_supported", lambda device: True)
+    monkeypatch.setattr(torch.version, "hip", None)
+    return capability
+
+
+def test_bf16_only_where_native(gpus, monkeypatch):
+    assert not devices.native_bf16("cuda:0")  # sm75: torch.cuda.is_bf16_supported() says True
+    assert torch.cuda.is_bf16_supported()  # (the emulation the old check counted)
+    assert devices.native_bf16("cuda:1")
+    assert devices.native_bf16(torch.device("cuda", 1))
+    assert not devices.native_bf16("cpu")
+    assert not devices.native_bf16("mps")
+    gpus[0] = (9, 0)  # an H100 as cuda:0
+    assert devices.native_bf16("cuda")
+    gpus[0] = (7, 0)
+    monkeypatch.setattr(torch.version, "hip", "6.2")  # ROCm: bf16 on every supported GPU
+    assert devices.native_bf16("cuda:0")
+
+
+def test_native_bf16_asks_about_the_given_gpu_not_the_current_one(gpus):
+    # eval.py --device cuda:1 on a node whose cuda:0 is older: the answer is cuda:1's
+    assert torch.cuda.current_device() == 0
+    assert devices.native_bf16("cuda:1") and not devices.native_bf16("cuda:0")
+
+
+def test_plain_cuda_is_this_processs_gpu(gpus, monkeypatch):
+    assert devices.choose_device("cuda") == torch.device("cuda", 0)  # no torchrun
+    assert devices.choose_device(None) == torch.device("cuda", 0)
+    assert devices.choose_device("cuda", local_rank=1, local_world=2) == torch.device("cuda", 1)
+    assert devices.choose_device("cuda:1") == torch.device("cuda", 1)  # one process: as asked
+    assert devices.choose_device("cpu", 1, 2) == torch.device("cpu")
+    # a launcher that gives each of 4 processes one GPU (CUDA_VISIBLE_DEVICES per task):
+    # cuda:LOCAL_RANK was "invalid device ordinal" for ranks 1-3
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    for rank in range(4):
+        assert devices.choose_device("cuda", local_rank=rank, local_world=4) == torch.device("cuda", 0)
+
+
+def test_ambiguous_gpu_choices_are_refused(gpus, monkeypatch):
+    with pytest.raises(ValueError, match="would share cuda:1; pass --device cuda"):
+        devices.choose_device("cuda:1", local_rank=0, local_world=2)  # every rank on one GPU
+    with pytest.raises(ValueError, match="4 processes on this node but each sees 2 GPUs"):
+        devices.choose_device("cuda", local_rank=3, local_world=4)
+
+
+def test_default_device_without_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert devices.choose_device(None, 1, 2) == torch.device("cpu")
+
+
+def test_check_device_is_one_line():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ValueError) as e:
+        devices.check_device(torch.device("cuda", 0))
+    assert "\n" not in str(e.value) and str(e.value)
+    assert devices.check_device(torch.device("cpu")) == torch.device("cpu")
+
+
+def test_eval_auto_precision_is_bf16_only_on_native_gpus(gpus):
+    import eval as ev
+    assert ev.resolve_precision(torch.device("cuda", 1), "auto") == "bf16"
+    assert ev.resolve_precision(torch.device("cuda", 0), "auto") == "fp32"  # was bf16 (emulated)
+    assert ev.resolve_precision(torch.device("cpu"), "auto") == "fp32"
+    assert ev.resolve_precision(torch.device("cuda", 0), "bf16") == "bf16"  # asked for: honoured

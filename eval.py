@@ -192,7 +192,8 @@ def resolve_precision(device, precision):
 def autocast_for(device, precision):
     """bf16 autocast for --precision bf16 (or auto where it means bf16); a no-op for fp32."""
     precision = resolve_precision(device, precision)
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    device_type = torch.device(device).type
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 @torch.inference_mode()

@@ -123,7 +123,8 @@ def predict(model, items, vocab, beam=1, device="cpu"):
         B, T, _ = out["attention"].shape
         # reshape, not view: beam search's attention is a slice of a larger tensor (not contiguous)
         flat = out["attention"].float().reshape(B * T, 1, h, w)  # (B*T, 1, h, w)
-        maps = F.interpolate(flat, size=(S, S), mode="bilinear", align_corners=False)  # (B*T, 1, S, S)
+        maps = F.interpolate(flat, size=(S, S), mode="bilinear",
+                             align_corners=False)  # (B*T, 1, S, S)
         maps = maps.view(B, T, S, S).cpu()  # (B, T, S, S)
         for b, it in enumerate(chunk):
             ids = out["tokens"][b]

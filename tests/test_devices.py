@@ -60,7 +60,8 @@ def test_plain_cuda_is_this_processs_gpu(gpus, monkeypatch):
     # cuda:LOCAL_RANK was "invalid device ordinal" for ranks 1-3
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     for rank in range(4):
-        assert devices.choose_device("cuda", local_rank=rank, local_world=4) == torch.device("cuda", 0)
+        chosen = devices.choose_device("cuda", local_rank=rank, local_world=4)
+        assert chosen == torch.device("cuda", 0)
 
 
 def test_ambiguous_gpu_choices_are_refused(gpus, monkeypatch):

@@ -31,6 +31,11 @@ SCALE = (0.7, 1.0)            # RandomResizedCrop area range (aspect ratio: torc
 RATIO = (3.0 / 4.0, 4.0 / 3.0)
 JITTER = 0.5                  # ColorJitter brightness = contrast = saturation = hue
 MEAN = STD = (0.5, 0.5, 0.5)  # Normalize: [0, 1] -> [-1, 1]
+# Images (and crop boxes) above this many pixels are refused, read from the header before any
+# decoding (--max-pixels raises it). SVHN's largest image is ~0.6 MP and a phone photo 12-48 MP;
+# a 13,000 x 13,000 image would decode to 0.5 GB (twice that while converting to RGB) in every
+# loader worker, and a 50,000 x 50,000 PNG of a few KB to 7.5 GB.
+MAX_PIXELS = 50_000_000
 RESERVED = ["<pad>", "<unk>", "</s>"]
 PAD, UNK, EOS, BOS = 0, 1, 2, 3  # <s> is the first token of every text, so it always lands at 3
 # Transforms are torchvision v1 on PIL images: measured 1.6x faster than v2 on uint8 tensors for
@@ -150,6 +155,41 @@ def crop_image(img, region):
     return img.crop(pixel_region(region))
 
 
+def open_image(path, box=None, max_pixels=MAX_PIXELS, draft=None):
+    """Read an image file (any PIL mode) as RGB: the one way every script opens images.
+
+    box: (left, top, width, height) in whole pixels to crop to (outside the image: black);
+    None: the whole image. draft: a (w, h) size JPEG may decode at instead (a cheap reduction).
+    Anything that cannot be used is an OSError "<path>: cannot read image (<why>)": a missing,
+    corrupt or truncated file, an image or box of more than max_pixels pixels (decompression
+    bombs included: the size is read from the header, before decoding)."""
+    old_limit = Image.MAX_IMAGE_PIXELS
+    # max_pixels replaces PIL's global limit (a warning at 89 MP, an error past 179 MP), so that
+    # one flag decides, in both directions
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        if box is not None and box[2] * box[3] > max_pixels:
+            raise ValueError(f"its crop box is {box[2]} x {box[3]} pixels, above the limit of "
+                             f"{max_pixels:,} (--max-pixels)")
+        with Image.open(path) as img:  # reads the header only
+            width, height = img.size
+            if width * height > max_pixels:
+                raise ValueError(f"{width} x {height} pixels, above the limit of {max_pixels:,} "
+                                 f"(--max-pixels)")
+            if draft is not None:
+                img.draft("RGB", draft)
+            img = to_rgb(img)
+            if box is not None:
+                img = crop_image(img, (box[0], box[1], box[0] + box[2], box[1] + box[3]))
+            img.load()
+            return img
+    except Exception as e:  # PIL's decoders raise OSError, SyntaxError, struct.error, EOFError...
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise OSError(f"{path}: cannot read image ({reason})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = old_limit
+
+
 def to_rgb(img):
     """Any PIL mode -> RGB. Transparency is composited on black, the colour of the crop padding."""
     if img.mode == "RGB":
@@ -255,7 +295,8 @@ class SVHNDataset(torch.utils.data.Dataset):
     training draws RandomResizedCrop's parameters itself and maps them through that crop too.
     They are not clipped, so a box may reach past the network input."""
 
-    def __init__(self, source, tokenizer=None, train=False, image_size=64, crop_size=54):
+    def __init__(self, source, tokenizer=None, train=False, image_size=64, crop_size=54,
+                 max_pixels=MAX_PIXELS):
         if isinstance(source, (str, os.PathLike)):
             self.image_dir, records = load_split(source)
         else:
@@ -264,6 +305,7 @@ class SVHNDataset(torch.utils.data.Dataset):
             raise ValueError(f"crop_size {crop_size} must be in 1..image_size ({image_size})")
         self.tokenizer = tokenizer if tokenizer is not None else build_tokenizer(records)
         self.train, self.image_size, self.crop_size = train, image_size, crop_size
+        self.max_pixels = max_pixels
         # compact arrays instead of a list of dicts: cheap to pickle to workers (spawn)
         self.names = [r["name"] for r in records]
         self.texts = [record_text(r) for r in records]
@@ -289,15 +331,12 @@ class SVHNDataset(torch.utils.data.Dataset):
         K is 0 for a record without per-character boxes."""
         path = os.path.join(self.image_dir, self.names[i])
         ltwh = self.boxes[self.offsets[i]:self.offsets[i + 1]].astype(np.float64)
-        try:
-            with Image.open(path) as img:
-                if np.isnan(self.regions[i, 0]):
-                    x0, y0, x1, y1 = 0, 0, img.size[0], img.size[1]
-                else:
-                    x0, y0, x1, y1 = (int(v) for v in self.regions[i])
-                img = to_rgb(img).crop((x0, y0, x1, y1))
-        except (OSError, ValueError) as e:
-            raise OSError(f"{path}: cannot read image ({e})") from None
+        if np.isnan(self.regions[i, 0]):  # the whole image
+            img = open_image(path, None, self.max_pixels)
+            x0, y0, x1, y1 = 0, 0, img.size[0], img.size[1]
+        else:
+            x0, y0, x1, y1 = (int(v) for v in self.regions[i])
+            img = open_image(path, (x0, y0, x1 - x0, y1 - y0), self.max_pixels)
         s = self.image_size
         img = TF.resize(img, [s, s], antialias=True)
         sx, sy = s / (x1 - x0), s / (y1 - y0)
@@ -438,16 +477,20 @@ def main(argv=None):
     p.add_argument("--image-size", type=int, default=64, help="resize of the crop")
     p.add_argument("--crop-size", type=int, default=54, help="random/centre crop size")
     p.add_argument("--seed", type=int, default=0, help="random seed for picks and augmentations")
+    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                   help="larger images (width x height) are refused as unreadable")
     p.add_argument("--out", default="img/aug.png", help="output figure")
     p.add_argument("--show", action="store_true", help="also open a window with the figure")
     args = p.parse_args(argv)
-    if args.n < 1 or args.rows < 0:
-        p.error("--n must be >= 1 and --rows >= 0")
+    for name, low in (("n", 1), ("rows", 0), ("max_pixels", 1)):
+        if getattr(args, name) < low:
+            p.error(f"--{name.replace('_', '-')} must be >= {low}")
     if args.json is None:
         sys.exit("data.py: error: no data/svhn/train.json or data/synth/train.json; run "
                  "prepare_data.py (or prepare_data.py --synthetic) first, or pass --json")
     try:
-        ds = SVHNDataset(args.json, train=True, image_size=args.image_size, crop_size=args.crop_size)
+        ds = SVHNDataset(args.json, train=True, image_size=args.image_size,
+                         crop_size=args.crop_size, max_pixels=args.max_pixels)
         if len(ds) == 0:
             raise ValueError(f"{args.json}: no records")
         torch.manual_seed(args.seed)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import devices
+from data import MAX_PIXELS
 
 matplotlib.use("Agg")  # files only: this script never opens a window
 import matplotlib.pyplot as plt  # noqa: E402
@@ -332,13 +333,15 @@ def parse_args(argv=None):
                         ">= 8: A100, RTX 30xx, H100), fp32 elsewhere; bf16 on a "
                         "CPU is fast only where it has native bf16 (AMX), and may change a few "
                         "answers")
+    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                   help="an image (width x height) above this is an error, like an unreadable one")
     p.add_argument("--report", default=None,
                    help="report JSON path; None: eval_<split>.json next to the checkpoint")
     p.add_argument("--figures", default=None,
                    help="folder for the coverage curve and mistakes gallery; "
                         "None: the report's folder")
     args = p.parse_args(argv)
-    for name in ("batch_size", "beam"):
+    for name in ("batch_size", "beam", "max_pixels"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.limit is not None and args.limit < 1:
@@ -379,7 +382,8 @@ def run(args):
     os.makedirs(fig_dir, exist_ok=True)
 
     dataset = SVHNDataset((image_dir, records), tokenizer_from_vocab(vocab), train=False,
-                          image_size=config["image_size"], crop_size=config["crop_size"])
+                          image_size=config["image_size"], crop_size=config["crop_size"],
+                          max_pixels=args.max_pixels)
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=False,
                                          num_workers=args.workers, collate_fn=collate,
                                          pin_memory=device.type == "cuda")

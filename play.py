@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from data import MAX_PIXELS
+
 # -----------------------------------------------------------------------------
 # defaults
 JSON_PATH = "data/svhn/test.json"  # prepared split to draw images from (when no files are given)
@@ -55,34 +57,32 @@ def expand_paths(paths):
     return files
 
 
-def load_file(path, crop, image_size, crop_size):
+def load_file(path, crop, image_size, crop_size, max_pixels=MAX_PIXELS):
     """One image file -> network input (3, crop_size, crop_size), as data.py prepares eval crops:
     region (the whole image, or the --crop box grown by 30% like training crops), resize to
     image_size, centre crop. Any PIL mode; ValueError with a reason when it cannot be read."""
-    from PIL import Image
     import torchvision.transforms.functional as TF
-    from data import MEAN, STD, crop_region, pixel_region, to_rgb
-    try:
-        with Image.open(path) as img:
-            # JPEG decodes at a reduced scale for free; the crop needs a few pixels, not 12 MP
-            if crop is None:
-                img.draft("RGB", (4 * image_size, 4 * image_size))
-            img = to_rgb(img)
-            img.load()
-    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as e:
-        raise ValueError(f"cannot read image ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    from data import MEAN, STD, crop_region, open_image, pixel_region
+    box = None
     if crop is not None:
-        img = img.crop(pixel_region(crop_region([crop])))
+        x0, y0, x1, y1 = pixel_region(crop_region([crop]))
+        box = (x0, y0, x1 - x0, y1 - y0)
+    # JPEG decodes at a reduced scale for free; the crop needs a few pixels, not 12 MP
+    draft = (4 * image_size, 4 * image_size) if crop is None else None
+    try:
+        img = open_image(path, box, max_pixels, draft)
+    except OSError as e:  # "<path>: cannot read image (...)": the caller names the path
+        raise ValueError(str(e).removeprefix(f"{path}: ")) from None
     img = TF.resize(img, [image_size, image_size], antialias=True)
     img = TF.center_crop(img, [crop_size, crop_size])
     return TF.normalize(TF.to_tensor(img), MEAN, STD)  # (3, S, S)
 
 
-def inputs_from_files(paths, crop, config):
+def inputs_from_files(paths, crop, config, max_pixels=MAX_PIXELS):
     items, failed = [], []
     for path in expand_paths(paths):
         try:
-            image = load_file(path, crop, config["image_size"], config["crop_size"])
+            image = load_file(path, crop, config["image_size"], config["crop_size"], max_pixels)
         except ValueError as e:
             print(f"play.py: skipping {path}: {e}", file=sys.stderr)
             failed.append(path)
@@ -91,11 +91,12 @@ def inputs_from_files(paths, crop, config):
     return items, failed
 
 
-def inputs_from_split(json_path, n, vocab, config):
+def inputs_from_split(json_path, n, vocab, config, max_pixels=MAX_PIXELS):
     from data import SVHNDataset, load_split, tokenizer_from_vocab
     image_dir, records = load_split(json_path)
     dataset = SVHNDataset((image_dir, records[:n]), tokenizer_from_vocab(vocab), train=False,
-                          image_size=config["image_size"], crop_size=config["crop_size"])
+                          image_size=config["image_size"], crop_size=config["crop_size"],
+                          max_pixels=max_pixels)
     items, failed = [], []
     for i in range(len(dataset)):
         try:
@@ -198,9 +199,11 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="torch device")
     p.add_argument("--show", action="store_true", help="also open a window with the figures")
+    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                   help="larger images (width x height) are skipped as unreadable")
     args = p.parse_args(argv)
-    if args.n < 1 or args.beam < 1:
-        p.error("-n and --beam must be >= 1")
+    if args.n < 1 or args.beam < 1 or args.max_pixels < 1:
+        p.error("-n, --beam and --max-pixels must be >= 1")
     try:
         args.crop = parse_crop(args.crop) if args.crop is not None else None
     except ValueError as e:
@@ -222,10 +225,10 @@ def main(argv=None):
         sys.exit(f"play.py: error: {e}")
     config, vocab = model.config, list(ckpt["vocab"])
     if args.images:
-        items, failed = inputs_from_files(args.images, args.crop, config)
+        items, failed = inputs_from_files(args.images, args.crop, config, args.max_pixels)
     else:
         try:
-            items, failed = inputs_from_split(args.json, args.n, vocab, config)
+            items, failed = inputs_from_split(args.json, args.n, vocab, config, args.max_pixels)
         except (ValueError, OSError) as e:
             sys.exit(f"play.py: error: {e} (give image files, or --json of a prepared split)")
     if not items:

@@ -66,6 +66,7 @@ def parse_args(argv=None):
     a("--val-size", type=int, default=VAL_SIZE, help="images held out from the first JSON (0: none)")
     a("--image-size", type=int, default=IMAGE_SIZE, help="side of the resized digit crop")
     a("--crop-size", type=int, default=CROP_SIZE, help="side of the network input")
+    a("--max-pixels", type=int, default=data.MAX_PIXELS, help="a larger image is an unreadable one")
     a("--augment", action=argparse.BooleanOptionalAction, default=AUGMENT, help="training augmentation")
     a("--preset", choices=sorted(PRESETS), help=f"model size preset (explicit flags win): {PRESETS}")
     a("--plan", default=PLAN, help="encoder channel plan")
@@ -96,8 +97,11 @@ def parse_args(argv=None):
     if args.preset:  # preset values replace the defaults; flags given explicitly still win
         p.set_defaults(**PRESETS[args.preset])
         args = p.parse_args(argv)
-    if min(args.epochs, args.batch_size) < 1 or min(args.val_size, args.workers or 0) < 0:
-        p.error("--epochs and --batch-size must be >= 1, --val-size and --workers >= 0")
+    lowest = {"epochs": 1, "batch_size": 1, "max_pixels": 1, "val_size": 0, "workers": 0}
+    for name, low in lowest.items():
+        value = getattr(args, name)
+        if value is not None and value < low:
+            p.error(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
     given = vars(p.parse_args(argv, argparse.Namespace(**dict.fromkeys(MODEL_ARGS))))  # None: not given
     args.model_flags = [k for k in MODEL_ARGS if given[k] is not None or k in PRESETS.get(args.preset, {})]
     return args
@@ -120,7 +124,7 @@ def load_data(args, vocab=None):
 
     def dataset(source, train):
         return data.SVHNDataset(source, tokenizer, train=train, image_size=args.image_size,
-                                crop_size=args.crop_size)
+                                crop_size=args.crop_size, max_pixels=args.max_pixels)
     train_set = ConcatDataset([dataset(part, args.augment) for part in parts])
     val_set = dataset((image_dir, [first[i] for i in sorted(held)]), False) if held else None
     return tokenizer, train_set, val_set

@@ -280,3 +280,78 @@ def test_cli_writes_figure_and_fails_cleanly(sample_json, tmp_path, capsys):
     with pytest.raises(SystemExit, match="data.py: error: .*taken"):  # --out is a folder
         data.main(["--json", sample_json, "--n", "1", "--rows", "1", "--out", str(folder)])
     assert not os.path.exists(str(folder) + ".tmp")  # was left behind
+
+
+# -- one way to open images, with a pixel limit ------------------------------------------------
+
+def png_header(path, width, height):
+    """A PNG whose header claims width x height (8-bit grey) and holds no pixels: how a
+    decompression bomb looks before decoding, written without allocating it."""
+    import struct
+    import zlib
+
+    def chunk(kind, body):
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("side", [13_000, 50_000])
+def test_huge_images_are_unreadable_images_not_tracebacks(tmp_path, side):
+    # 50,000^2 raised PIL's DecompressionBombError out of every script; 13,000^2 (169 MP, under
+    # PIL's error threshold) was decoded, ~0.5 GB a worker, doubled by the RGB conversion
+    png_header(tmp_path / "big.png", side, side)
+    before = Image.MAX_IMAGE_PIXELS
+    with pytest.raises(OSError) as e:
+        data.open_image(str(tmp_path / "big.png"))
+    assert str(e.value) == (f"{tmp_path / 'big.png'}: cannot read image ({side} x {side} pixels, "
+                            f"above the limit of 50,000,000 (--max-pixels))")
+    assert Image.MAX_IMAGE_PIXELS == before  # PIL's global limit is restored
+    records = [{"name": "big.png", "digits": [1], "boxes": [[0, 0, 5, 5]]}]
+    with pytest.raises(OSError, match="big.png: cannot read image .* above the limit"):
+        data.SVHNDataset((str(tmp_path), records))[0]
+
+
+def test_absurd_box_and_the_limit_flag(tmp_path):
+    # a JSON box of 1e12 made PIL allocate (DecompressionBombError) for a crop of 10^24 pixels
+    Image.new("RGB", (20, 10), (200, 100, 50)).save(tmp_path / "a.png")
+    records = [{"name": "a.png", "digits": [1], "boxes": [[0, 0, 1e12, 1e12]]},
+               {"name": "a.png", "digits": [1], "boxes": [[2, 2, 5, 5]]}]
+    ds = data.SVHNDataset((str(tmp_path), records))
+    refused = (r"a.png: cannot read image \(its crop box is \d+ x \d+ pixels, above the limit of "
+               r"50,000,000 \(--max-pixels\)\)")
+    with pytest.raises(OSError, match=refused):
+        ds[0]
+    assert ds[1][0].shape == (3, 54, 54)
+    # the limit is a parameter: 200 pixels is the whole image, 199 refuses it
+    assert data.open_image(str(tmp_path / "a.png"), max_pixels=200).size == (20, 10)
+    with pytest.raises(OSError, match="20 x 10 pixels, above the limit of 199"):
+        data.open_image(str(tmp_path / "a.png"), max_pixels=199)
+    with pytest.raises(SystemExit):
+        data.main(["--json", write_split(str(tmp_path), records), "--max-pixels", "0"])
+
+def test_the_limit_replaces_pils_own(tmp_path, monkeypatch):
+    # --max-pixels above PIL's global threshold (an error past 179 MP) is honoured: here PIL's
+    # threshold is lowered to 50 pixels so that a 200-pixel image stands in for a 200 MP one
+    Image.new("RGB", (20, 10)).save(tmp_path / "a.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)
+    assert data.open_image(str(tmp_path / "a.png"), max_pixels=1000).size == (20, 10)
+    assert Image.MAX_IMAGE_PIXELS == 50
+
+
+def test_open_image_modes_and_odd_files(tmp_path):
+    # every PIL mode a user may hand in comes back RGB; odd files are "cannot read image"
+    for mode in ("P", "LA", "I;16", "CMYK", "1", "I", "F", "RGBA", "L"):
+        name = f"m.{'png' if mode in ('P', 'LA', '1', 'RGBA', 'L') else 'tiff'}"
+        Image.new(mode, (3, 2)).save(tmp_path / name)
+        img = data.open_image(str(tmp_path / name), box=(-1, -1, 4, 4))
+        assert img.mode == "RGB" and img.size == (4, 4), mode
+    Image.new("RGB", (1, 1), (9, 9, 9)).save(tmp_path / "one.png")
+    assert data.open_image(str(tmp_path / "one.png")).size == (1, 1)
+    os.symlink(tmp_path / "loop_b.png", tmp_path / "loop_a.png")
+    os.symlink(tmp_path / "loop_a.png", tmp_path / "loop_b.png")
+    for name in ("loop_a.png", "missing.png", "."):
+        with pytest.raises(OSError, match="cannot read image"):
+            data.open_image(str(tmp_path / name))

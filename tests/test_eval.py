@@ -266,3 +266,17 @@ def test_missing_device_is_one_line(tmp_path, device):
         run_eval(tmp_path, ckpt, make_split(tmp_path, n=1), "--device", device)
     message = str(exc.value.code)
     assert message.startswith(f"eval.py: error: --device {device}:") and "\n" not in message
+
+
+def test_bomb_image_is_one_line(tmp_path):
+    # a 50,000 x 50,000 PNG raised PIL's DecompressionBombError as a traceback
+    from test_data import png_header
+    ckpt = make_checkpoint(tmp_path / "m.pt")
+    split = make_split(tmp_path, n=3)
+    png_header(tmp_path / "imgs" / "2.png", 50_000, 50_000)
+    with pytest.raises(SystemExit) as exc:
+        run_eval(tmp_path, ckpt, split)
+    message = str(exc.value.code)
+    assert message.startswith("eval.py: error:") and "\n" not in message, message
+    assert message.endswith("2.png: cannot read image (50000 x 50000 pixels, above the limit of "
+                            "50,000,000 (--max-pixels))"), message

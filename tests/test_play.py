@@ -113,3 +113,27 @@ def test_beam_search_on_several_images_matches_one_at_a_time(ckpt, tmp_path):
         alone = play.predict(model, [{"image": item["image"]}], VOCAB, beam=3)[0]
         assert alone["digits"] == item["digits"]
         np.testing.assert_allclose(alone["maps"], item["maps"], atol=1e-5)
+
+
+def test_bombs_and_absurd_crops_are_counted_skips(ckpt, tmp_path, capsys):
+    # PIL's DecompressionBombError escaped play.py --crop (only OSError/ValueError were caught)
+    from test_data import png_header
+    Image.new("RGB", (40, 20), (90, 40, 10)).save(tmp_path / "small.png")
+    png_header(tmp_path / "bomb.png", 50_000, 50_000)
+    with pytest.raises(SystemExit) as exc:
+        run(ckpt, tmp_path / "out", str(tmp_path / "small.png"), "--crop", "0,0,1e12,1e12")
+    assert "no readable images (1 skipped)" in str(exc.value.code)
+    assert "small.png: cannot read image (its crop box is" in capsys.readouterr().err
+    items, failed = run(ckpt, tmp_path / "out", str(tmp_path / "small.png"),
+                        str(tmp_path / "bomb.png"))
+    assert len(items) == 1 and failed == [str(tmp_path / "bomb.png")]
+    assert "50000 x 50000 pixels, above the limit" in capsys.readouterr().err
+
+
+def test_max_pixels_flag(ckpt, tmp_path, capsys):
+    Image.new("RGB", (40, 20), (90, 40, 10)).save(tmp_path / "small.png")
+    with pytest.raises(SystemExit):
+        run(ckpt, tmp_path / "out", str(tmp_path / "small.png"), "--max-pixels", "799")
+    assert "40 x 20 pixels, above the limit of 799" in capsys.readouterr().err
+    items, _ = run(ckpt, tmp_path / "out", str(tmp_path / "small.png"), "--max-pixels", "800")
+    assert len(items) == 1

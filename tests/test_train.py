@@ -204,11 +204,13 @@ def test_corrupt_image_mid_split_names_it_in_one_line(tiny_json, tmp_path, worke
 
 
 def test_bad_numbers_and_device_are_one_line_errors(tiny_json, tmp_path, capsys):
-    for flag in (["--epochs", "0"], ["--batch-size", "0"], ["--val-size", "-1"], ["--workers", "-1"]):
+    for flag in (["--epochs", "0"], ["--batch-size", "0"], ["--val-size", "-1"],
+                 ["--workers", "-1"], ["--max-pixels", "0"]):
         with pytest.raises(SystemExit) as e:  # --epochs 0 used to print "wrote last.pt" and write none
             train.parse_args(flag)
         assert e.value.code == 2, flag
-    assert "--epochs and --batch-size must be >= 1" in capsys.readouterr().err
+        # the message names the flag given and its value (--workers -1 named every flag but it)
+        assert f"{flag[0]} must be >= " in capsys.readouterr().err, flag
     with pytest.raises(SystemExit) as e:  # was a RuntimeError traceback from torch.device
         run(tiny_json, tmp_path, "--device", "bogus", "--dry-run")
     assert str(e.value.code).startswith("train.py: error: --device bogus: ")
@@ -322,3 +324,19 @@ def test_resume_from_an_evaluation_only_checkpoint_is_one_line(tiny_json, tmp_pa
         message = str(e.value.code)
         assert message.startswith("train.py: error: ") and "\n" not in message, message
         assert f"{name}: cannot resume from it: {why}" in message, message
+
+
+def test_absurd_box_is_one_line(tiny_json, tmp_path):
+    # a JSON box of 1e12 raised PIL's DecompressionBombError as a traceback
+    root = tmp_path / "copy"
+    shutil.copytree(os.path.dirname(tiny_json), root)
+    split = json.loads((root / "train.json").read_text())
+    split["records"][5]["boxes"][0] = [0, 0, 1e12, 1e12]
+    (root / "train.json").write_text(json.dumps(split))
+    with pytest.raises(SystemExit) as e:
+        train.main(["--train-json", str(root / "train.json"), *TINY, "--val-size", "0",
+                    "--epochs", "1", "--workers", "0", "--out", str(tmp_path / "run"),
+                    "--plot", str(tmp_path / "p.png")])
+    message = str(e.value.code)
+    assert message.startswith("train.py: error: ") and "\n" not in message, message
+    assert "6.png: cannot read image (its crop box is" in message, message

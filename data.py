@@ -273,16 +273,25 @@ def unknown_chars(labels, vocab):
     return counts
 
 
-def tokens_to_text(ids, vocab):
-    """Token ids -> string, stopping at </s>; skips <pad>/<s>, <unk> becomes '?'."""
+def label_ids(ids, pad_id=PAD, eos_id=EOS, bos_id=BOS):
+    """The label's token ids of one sequence: [<s>, d1, d2, </s>, <pad>, ...] -> [d1, d2].
+
+    <s> and <pad> are skipped and the first </s> ends the sequence, so training targets and
+    decoded tokens go through this one function (validation and evaluation compare its outputs).
+    """
     out = []
     for t in (ids.tolist() if torch.is_tensor(ids) else ids):
-        if t == EOS:
+        if t == eos_id:
             break
-        if t in (PAD, BOS):
+        if t in (pad_id, bos_id):
             continue
-        out.append("?" if t == UNK or t >= len(vocab) else vocab[t])
-    return "".join(out)
+        out.append(t)
+    return out
+
+
+def tokens_to_text(ids, vocab):
+    """Token ids -> string, stopping at </s>; skips <pad>/<s>, <unk> becomes '?'."""
+    return "".join("?" if t == UNK or t >= len(vocab) else vocab[t] for t in label_ids(ids))
 
 
 # -----------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import devices
-from data import MAX_PIXELS
+from data import MAX_PIXELS, label_ids
 
 matplotlib.use("Agg")  # files only: this script never opens a window
 import matplotlib.pyplot as plt  # noqa: E402
@@ -141,17 +141,10 @@ def prepare_model(model, device):
     return model.to(device=device, memory_format=torch.channels_last)
 
 
-def truth_ids(tokens, pad_id, eos_id):
+def truth_ids(tokens, config):
     """Digit token ids of each row of (B, T) <s> d d </s> <pad>... tokens."""
-    out = []
-    for row in tokens.tolist():
-        ids = []
-        for t in row[1:]:
-            if t in (eos_id, pad_id):
-                break
-            ids.append(t)
-        out.append(ids)
-    return out
+    ids = (config["pad_id"], config["eos_id"], config["bos_id"])
+    return [label_ids(row, *ids) for row in tokens.tolist()]
 
 
 def decode_batch(model, images, beam=BEAM):
@@ -200,7 +193,7 @@ def autocast_for(device, precision):
 @torch.inference_mode()
 def evaluate(model, loader, config, beam=BEAM, device="cpu", progress=True, precision="fp32"):
     """Decode every batch; return per-image results and the summed loss (model already prepared)."""
-    pad_id, eos_id = config["pad_id"], config["eos_id"]
+    pad_id = config["pad_id"]
     res = {"pred": [], "truth": [], "logprob": [], "hits": 0, "steps": 0,
            "loss_sum": 0.0, "loss_count": 0}
     bar = tqdm(loader, desc="eval", unit="batch", disable=None if progress else True)
@@ -210,7 +203,7 @@ def evaluate(model, loader, config, beam=BEAM, device="cpu", progress=True, prec
         with autocast_for(device, precision):
             out, features = decode_batch(model, images, beam)
             pred = [list(p) for p in out["tokens"]]
-            truth = truth_ids(tokens, pad_id, eos_id)
+            truth = truth_ids(tokens, config)
             logprob = out["logprob"].float().cpu()
             loss, count = sequence_loss(model, features, tokens, pred, truth, logprob, pad_id)
         peaks = attention_peaks(out["attention"].cpu(), out["feature_hw"], images.shape[-1])

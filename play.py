@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from data import MAX_PIXELS
+from data import MAX_PIXELS, label_ids
 
 # -----------------------------------------------------------------------------
 # defaults
@@ -128,7 +128,7 @@ def predict(model, items, vocab, beam=1, device="cpu"):
                              align_corners=False)  # (B*T, 1, S, S)
         maps = maps.view(B, T, S, S).cpu()  # (B, T, S, S)
         for b, it in enumerate(chunk):
-            ids = out["tokens"][b]
+            ids = label_ids(out["tokens"][b])
             it["digits"] = [vocab[t] for t in ids]
             it["probs"] = out["probs"][b, : len(ids)].float().cpu().tolist()
             it["prob"] = float(out["logprob"][b].float().exp())

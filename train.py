@@ -191,8 +191,8 @@ def validate(model, loader, device, autocast, memory_format, ddp, max_batches=No
         images = images.to(device, non_blocking=True, memory_format=memory_format)
         with autocast:
             predictions = model.decode(images)["tokens"]
-        for predicted, target in zip(predictions, tokens[:, 1:].tolist()):  # digits never equal PAD or EOS
-            correct += predicted == [t for t in target if t not in (data.PAD, data.EOS)]
+        for predicted, target in zip(predictions, tokens.tolist()):
+            correct += predicted == data.label_ids(target)
             total += 1
     # int64 (MPS has no float64), on the GPU only for NCCL (gloo and a lone process want the CPU)
     counts = torch.tensor([correct, total], device=device if device.type == "cuda" else "cpu")

@@ -182,6 +182,37 @@ def test_tokenizer_ids_and_vocab_round_trip():
             data.tokenizer_from_vocab(bad)
 
 
+def test_label_ids_strips_start_stops_at_end():
+    # one function turns training targets and decoded tokens into digits for validation, eval.py
+    # and play.py: keeping </s> or <s> would make every right answer count as wrong
+    assert data.label_ids([3, 5, 6, 2, 0, 0]) == [5, 6]  # a padded target row
+    assert data.label_ids(torch.tensor([3, 5, 6, 2])) == [5, 6]
+    assert data.label_ids([5, 6]) == [5, 6]  # decoded tokens come without <s> and </s>
+    assert data.label_ids([5, 2, 7, 2]) == [5]  # the first </s> ends it
+    assert data.label_ids([3, 2]) == [] and data.label_ids([]) == []
+    assert data.label_ids([3, 1, 4]) == [1, 4]  # <unk> is kept: a wrong answer, not a gap
+    # another model's reserved ids (eval.py passes its checkpoint's)
+    assert data.label_ids([9, 4, 5, 8, 7], pad_id=7, eos_id=8, bos_id=9) == [4, 5]
+
+
+def test_validation_and_evaluation_read_targets_alike():
+    import eval as ev
+    import train
+    tokens = torch.tensor([[3, 4, 2, 0], [3, 5, 6, 2], [3, 8, 2, 0], [3, 9, 9, 2]])
+    config = {"pad_id": data.PAD, "eos_id": data.EOS, "bos_id": data.BOS}
+    assert ev.truth_ids(tokens, config) == [[4], [5, 6], [8], [9, 9]]
+
+    class Model:  # right on rows 0 and 1, one digit short on row 2, one too many on row 3
+        def eval(self):
+            return self
+
+        def decode(self, images):
+            return {"tokens": [[4], [5, 6], [], [9, 9, 9]]}
+    acc = train.validate(Model(), [(torch.zeros(4, 3, 2, 2), tokens, None)], torch.device("cpu"),
+                         train.nullcontext(), torch.contiguous_format, ddp=False)
+    assert acc == 0.5
+
+
 # -- batching ------------------------------------------------------------------------------------
 
 def test_collate_pads_with_zero():

@@ -1,5 +1,6 @@
 """eval.py: metrics on hand-made predictions, batched == one-at-a-time, beam 1 == greedy, bad input."""
 import json
+import math
 import os
 
 import numpy as np
@@ -8,35 +9,46 @@ import torch
 from PIL import Image, ImageDraw
 
 import eval as ev
-from build_model import CHECKPOINT_FORMAT, build_model
+from build_model import CHECKPOINT_FORMAT, build_model, load_checkpoint
+from data import SVHNDataset, tokenizer_from_vocab
 
 TINY = {"plan": "8 M 16 M", "hidden": 16, "max_len": 5}
 VOCAB = ["<pad>", "<unk>", "</s>", "<s>"] + list("1234567890")
 
 
-def make_checkpoint(path, config=TINY, seed=0):
-    """A checkpoint in train.py's format around a random tiny model."""
+def make_checkpoint(path, config=TINY, seed=0, decoder_scale=1.0):
+    """A checkpoint in train.py's format around a random tiny model.
+
+    decoder_scale > 1 sharpens the decoder so that its answers depend on the image (at 1 a random
+    tiny model reads every image alike), which comparisons of decoding paths need. The classifier
+    is left alone, so that sequence probabilities stay well above float32's smallest."""
     torch.manual_seed(seed)
     model = build_model(config)
+    with torch.no_grad():
+        for name, p in model.decoder.named_parameters():
+            if not name.startswith("classifier"):
+                p.mul_(decoder_scale)
     torch.save({"format": CHECKPOINT_FORMAT, "config": model.config, "vocab": VOCAB,
                 "model": model.state_dict(), "optimizer": {}, "scheduler": {}, "epoch": 0,
                 "step": 0, "rng": {}, "best_metric": 0.0, "args": {}}, path)
     return str(path)
 
 
-def make_split(root, n=6, seed=0):
-    """n small house-number-like PNGs and their split JSON (prepare_data.py's format)."""
+def make_split(root, n=6, seed=0, numbers=None):
+    """n small house-number-like PNGs and their split JSON (prepare_data.py's format).
+    numbers: the digits of each image (then n = len(numbers)); None: random 1-3 digits."""
     rng = np.random.default_rng(seed)
     os.makedirs(root / "imgs", exist_ok=True)
     records = []
+    n = n if numbers is None else len(numbers)
     for i in range(n):
-        k = int(rng.integers(1, 4))
+        k = int(rng.integers(1, 4)) if numbers is None else len(numbers[i])
         w, h = 30 + 14 * k, 40
         img = Image.fromarray(rng.integers(0, 120, (h, w, 3), dtype=np.uint8))
         draw = ImageDraw.Draw(img)
         digits, boxes = [], []
         for j in range(k):
-            d = int(rng.integers(0, 10))
+            d = int(rng.integers(0, 10)) if numbers is None else numbers[i][j]
             left, top = 12 + 14 * j, 8
             draw.text((left + 2, top + 6), str(d), fill=(255, 255, 255))
             digits.append(d)
@@ -77,6 +89,31 @@ def test_coverage_known_answer():
     coverage, accuracy = ev.coverage_curve(correct, confidence)
     assert len(coverage) == 100 and accuracy[9] == pytest.approx(0.9)
     assert accuracy[-1] == pytest.approx(0.96)
+
+
+def test_coverage_flips_exactly_at_the_target():
+    # 120 images ranked by confidence, mistakes at ranks 50, 51 and 100 (1-based). The top 50
+    # are 49/50 = 0.98 right, exactly the target; no larger share reaches it (99: 97/99 = 0.9798,
+    # 120: 117/120 = 0.975), and every smaller share either is 100% right (<= 49) or is none.
+    correct = np.ones(120, dtype=bool)
+    correct[[49, 50, 99]] = False
+    confidence = np.linspace(1.0, 0.01, 120)
+    assert ev.coverage_at(correct, confidence) == 50 / 120
+    assert ev.coverage_at(correct, confidence, target=0.98) == 50 / 120
+    # a threshold one point loose takes everything; one point strict, or '>' for '>=', only 49
+    assert ev.coverage_at(correct, confidence, target=0.97) == 1.0
+    assert ev.coverage_at(correct, confidence, target=0.99) == 49 / 120
+    assert ev.coverage_at(correct, confidence, target=0.9797) == 99 / 120  # 97/99 = 0.97980
+    # the first two mistakes one rank later (51, 52): the top 51 are 50/51 = 0.9804 right
+    later = np.ones(120, dtype=bool)
+    later[[50, 51, 99]] = False
+    assert ev.coverage_at(later, confidence) == 51 / 120
+    # with its confidence tied to the right answer above it, the mistake at 50 enters with it:
+    # the share of 49 no longer exists on its own, the tie group ends at 50 (0.98)
+    tied = confidence.copy()
+    tied[49] = tied[48]
+    assert ev.coverage_at(correct, tied, target=0.99) == 0.4  # the 48 above the tie group
+    assert ev.coverage_at(correct, tied) == 50 / 120
 
 
 def test_coverage_edges_and_ties():
@@ -149,24 +186,161 @@ def run_eval(tmp_path, ckpt, split, *extra):
                     "--report", str(tmp_path / "r.json"), *extra])
 
 
-def test_batched_equals_single_and_beam1(tmp_path):
+# -----------------------------------------------------------------------------
+# eval.py's whole loop around a decoder whose answers are known: metrics of models that are right
+
+NUMBERS = [[1], [2, 3], [4, 5, 6], [7], [8, 9], [0, 1, 2], [3, 4], [5], [6, 7, 8, 9], [1, 0]]
+CONFIDENCE = [0.99, 0.98, 0.96, 0.97, 0.5, 0.95, 0.4, 0.3, 0.94, 0.2]
+
+
+def token_ids(number):
+    return [VOCAB.index(str(d)) for d in number]
+
+
+def cell(box, feature_hw, size, inside):
+    """Index of the first feature cell whose centre lies strictly inside box (x0, y0, x1, y1),
+    or (inside=False) outside it."""
+    h, w = feature_hw
+    for r in range(h):
+        for c in range(w):
+            x, y = (c + 0.5) * size / w, (r + 0.5) * size / h
+            if (box[0] < x < box[2] and box[1] < y < box[3]) == inside:
+                return r * w + c
+    raise AssertionError(f"no cell centre {'inside' if inside else 'outside'} {box}")
+
+
+class Oracle:
+    """Stands in for model.decode inside eval.py's loop: image i (in split order) reads
+    answers[i] with probability confidence[i]; step k looks inside true box k, except the
+    (image, step) pairs in misses, which look outside it."""
+
+    def __init__(self, model, answers, confidence, boxes, misses):
+        self.model, self.answers, self.confidence = model, answers, confidence
+        self.boxes, self.misses = boxes, set(misses)
+        self.seen = 0
+
+    def decode(self, images, encoded=None, max_len=None):
+        hw = self.model.encode(images)[1] if encoded is None else encoded[1]
+        rows = list(range(self.seen, self.seen + images.size(0)))
+        self.seen += len(rows)
+        T = max(len(self.answers[i]) for i in rows) + 1  # digits and </s>
+        attention = torch.zeros(len(rows), T, hw[0] * hw[1])  # (B, T, L)
+        probs = torch.zeros(len(rows), T)  # (B, T)
+        for b, i in enumerate(rows):
+            n = len(self.answers[i])
+            for k in range(n + 1):
+                box = self.boxes[i][min(k, len(self.boxes[i]) - 1)]
+                attention[b, k, cell(box, hw, images.shape[-1], (i, k) not in self.misses)] = 1
+            probs[b, : n + 1] = self.confidence[i] ** (1 / (n + 1))
+        logprob = torch.tensor([math.log(self.confidence[i]) for i in rows])  # (B,)
+        return {"tokens": [token_ids(self.answers[i]) for i in rows], "attention": attention,
+                "probs": probs, "logprob": logprob, "feature_hw": hw}
+
+
+def run_with_oracle(tmp_path, monkeypatch, answers, misses=()):
+    """eval.py's main on a split of NUMBERS, its decoder replaced by an Oracle of answers."""
+    split = make_split(tmp_path, numbers=NUMBERS)
     ckpt = make_checkpoint(tmp_path / "m.pt")
-    split = make_split(tmp_path, n=6)
-    batched = run_eval(tmp_path, ckpt, split, "--batch-size", "4")
+    dataset = SVHNDataset(split, tokenizer_from_vocab(VOCAB), train=False)
+    boxes = [dataset[i][2].tolist() for i in range(len(dataset))]  # in network-input pixels
+    real_prepare = ev.prepare_model
+
+    def prepare(model, device):
+        model = real_prepare(model, device)
+        model.decode = Oracle(model, answers, CONFIDENCE, boxes, misses).decode
+        return model
+    monkeypatch.setattr(ev, "prepare_model", prepare)
+    return run_eval(tmp_path, ckpt, split, "--batch-size", "4")  # batches of 4, 4, 2
+
+
+def test_a_decoder_that_reads_the_truth_scores_one(tmp_path, monkeypatch):
+    # the truth comes from the split's digits, not through eval.py's token handling, so a
+    # truth that kept </s> (or lost a digit) would score 0 here
+    report = run_with_oracle(tmp_path, monkeypatch, NUMBERS)
+    assert report["num_images"] == 10
+    assert report["sequence_accuracy"] == 1.0 and report["digit_accuracy"] == 1.0
+    assert report["coverage_at_98"] == 1.0
+    assert report["accuracy_by_length"] == {
+        "1": {"accuracy": 1.0, "count": 3}, "2": {"accuracy": 1.0, "count": 4},
+        "3": {"accuracy": 1.0, "count": 2}, "4": {"accuracy": 1.0, "count": 1},
+        "5": {"accuracy": None, "count": 0}, "6": {"accuracy": None, "count": 0}}
+    assert report["attention_localisation"] == 1.0 and report["attention_steps"] == 21
+    assert report["worst_mistakes"] == []
+    # right answers: the loss is -log p(sequence), </s> included, over 21 digits + 10 </s>
+    assert report["loss"] == pytest.approx(-sum(math.log(c) for c in CONFIDENCE) / 31, rel=1e-6)
+
+
+def test_a_decoder_right_on_a_known_subset(tmp_path, monkeypatch):
+    answers = [[1], [2, 3], [4, 5, 7], [7], [8], [0, 1, 2], [3, 4, 4], [], [6, 7, 8, 9], [0, 1]]
+    # right: images 0 1 3 5 8; wrong: 2 (last digit), 4 (short), 6 (extra), 7 (none), 9 (order)
+    report = run_with_oracle(tmp_path, monkeypatch, answers, misses=[(2, 1)])
+    assert report["sequence_accuracy"] == 0.5
+    # right digits, position by position: 1 + 2 + 2 + 1 + 1 + 3 + 2 + 0 + 4 + 0 = 16 of 21
+    assert report["digit_accuracy"] == pytest.approx(16 / 21, rel=1e-12)
+    assert report["accuracy_by_length"] == {
+        "1": {"accuracy": 2 / 3, "count": 3}, "2": {"accuracy": 1 / 4, "count": 4},
+        "3": {"accuracy": 1 / 2, "count": 2}, "4": {"accuracy": 1.0, "count": 1},
+        "5": {"accuracy": None, "count": 0}, "6": {"accuracy": None, "count": 0}}
+    # by confidence: images 0 1 3 (right), 2 (wrong), ...: the top 3 are 100% right, the top 4
+    # 75%, and no larger share climbs back to 98%
+    assert report["coverage_at_98"] == pytest.approx(0.3, rel=1e-12)
+    # steps that have both a predicted digit and a box: 1+2+3+1+1+3+2+0+4+2 = 19, one missed
+    assert report["attention_steps"] == 19
+    assert report["attention_localisation"] == pytest.approx(18 / 19, rel=1e-12)
+    worst = [(m["index"], m["name"], m["prediction"], m["truth"]) for m in report["worst_mistakes"]]
+    assert worst == [(2, "3.png", "457", "456"), (4, "5.png", "8", "89"), (6, "7.png", "344", "34"),
+                     (7, "8.png", "", "5"), (9, "10.png", "01", "10")]
+    assert [m["probability"] for m in report["worst_mistakes"]] == \
+        pytest.approx([0.96, 0.5, 0.4, 0.3, 0.2], rel=1e-6)
+
+
+def test_report_of_a_model_right_on_half_any_batch_size_and_beam(tmp_path):
+    # A sharpened random model reads these images differently from each other. The labels of
+    # images 0-4 are set to its greedy answer, those of 5-7 to its beam-3 answer, so eval.py must
+    # find exactly the images where each decoding path agrees with them: right and wrong answers
+    # both, which an untrained model (all wrong, every path alike) could not show.
+    ckpt = make_checkpoint(tmp_path / "m.pt", decoder_scale=30.0)
+    split = make_split(tmp_path, n=8)
+    model = ev.prepare_model(load_checkpoint(ckpt)[0], "cpu")
+    dataset = SVHNDataset(split, tokenizer_from_vocab(VOCAB), train=False)
+    images = torch.stack([dataset[i][0] for i in range(8)])  # (8, 3, 54, 54)
+    greedy = model.decode(images)["tokens"]
+    beam = model.beam_search(images, beam=3)["tokens"]
+    assert greedy != beam and len(set(map(tuple, greedy))) > 2  # the paths and images differ
+    content = json.loads(open(split).read())
+    for i, record in enumerate(content["records"]):
+        answer = greedy[i] if i < 5 else beam[i]
+        if not answer:
+            continue  # a label needs a digit
+        # every box = the union of the old ones: the crop, so the network input, stays the same
+        b = np.array(record["boxes"], dtype=float)
+        x0, y0 = b[:, 0].min(), b[:, 1].min()
+        x1, y1 = (b[:, 0] + b[:, 2]).max(), (b[:, 1] + b[:, 3]).max()
+        record["digits"] = [int(VOCAB[t]) for t in answer]
+        record["boxes"] = [[x0, y0, x1 - x0, y1 - y0]] * len(answer)
+    with open(split, "w") as f:
+        json.dump(content, f)
+    truth = [token_ids(r["digits"]) for r in content["records"]]
+    relabelled = SVHNDataset(split, tokenizer_from_vocab(VOCAB), train=False)
+    assert torch.equal(torch.stack([relabelled[i][0] for i in range(8)]), images)
+    expected_greedy = sum(g == t for g, t in zip(greedy, truth)) / 8
+    expected_beam = sum(b == t for b, t in zip(beam, truth)) / 8
+    assert expected_greedy >= 0.375 and expected_beam >= 0.375 and expected_greedy != expected_beam
+
+    batched = run_eval(tmp_path, ckpt, split, "--batch-size", "3")
+    assert batched["sequence_accuracy"] == expected_greedy
     assert os.path.exists(tmp_path / "eval_test_coverage.png")
     assert os.path.exists(tmp_path / "eval_test_mistakes.png")
-    report = json.loads((tmp_path / "r.json").read_text())
-    assert report["num_images"] == 6 and 0 <= report["sequence_accuracy"] <= 1
-    assert np.isfinite(report["loss"])
+    assert np.isfinite(batched["loss"])
     single = run_eval(tmp_path, ckpt, split, "--batch-size", "1")
-    beam = run_eval(tmp_path, ckpt, split, "--batch-size", "3", "--beam", "1")
     keys = ["sequence_accuracy", "digit_accuracy", "accuracy_by_length", "coverage_at_98",
             "attention_localisation", "attention_steps"]
-    for other in (single, beam):
-        assert {k: other[k] for k in keys} == {k: batched[k] for k in keys}
-        assert other["loss"] == pytest.approx(batched["loss"], rel=1e-4)
-        assert [m["prediction"] for m in other["worst_mistakes"]] == \
-               [m["prediction"] for m in batched["worst_mistakes"]]
+    assert {k: single[k] for k in keys} == {k: batched[k] for k in keys}
+    assert single["loss"] == pytest.approx(batched["loss"], rel=1e-4)
+    assert [m["prediction"] for m in single["worst_mistakes"]] == \
+           [m["prediction"] for m in batched["worst_mistakes"]]
+    assert run_eval(tmp_path, ckpt, split, "--batch-size", "3", "--beam", "3")[
+        "sequence_accuracy"] == expected_beam
 
 
 def test_batched_decode_equals_single_greedy_and_beam(tmp_path):

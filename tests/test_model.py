@@ -81,11 +81,23 @@ def test_encoder_other_plan_and_size():
 
 
 def test_encoder_init():
-    encoder = Encoder("8 M 16")
-    conv, bn = encoder.features[0], encoder.features[1]
-    fan_out = conv.out_channels * 9
-    assert abs(conv.weight.std().item() - (2 / fan_out) ** 0.5) < 0.1
-    assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)
+    # Kaiming normal, fan_out: std sqrt(2 / (out * 9)). The first conv (3 -> 64) tells it apart
+    # from fan_in (sqrt(2 / 27) = 0.27), PyTorch's default (uniform, 1 / sqrt(3 * 27) = 0.11) and
+    # a uniform of the right std (kurtosis 1.8, not a normal's 3); 1,728 weights pin the std to
+    # about 2% and the kurtosis to about 0.12.
+    torch.manual_seed(0)
+    encoder = Encoder("64 M 32")
+    convs = [m for m in encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    for conv in convs:
+        w = conv.weight.detach().double().flatten()
+        std = (2 / (conv.out_channels * 9)) ** 0.5
+        assert abs(w.std().item() / std - 1) < 0.1, (conv, w.std().item(), std)
+        assert abs(w.mean().item()) < 0.1 * std
+        kurtosis = ((w - w.mean()) ** 4).mean() / w.var(unbiased=False) ** 2
+        assert 2.6 < kurtosis.item() < 3.4, kurtosis
+        assert conv.bias is None  # the BatchNorm after it has the shift
+    for bn in (m for m in encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)
 
 
 # ---- attention and loss ---------------------------------------------------------------------
@@ -182,13 +194,17 @@ def test_channels_last_model_decodes_the_same(trained):
     torch.testing.assert_close(out["logprob"], expected["logprob"], rtol=1e-4, atol=1e-4)
 
 
-def test_decoding_precomputed_features_is_the_same(trained):
+def test_decoding_precomputed_features_uses_them(trained):
+    # `encoded` must be what is decoded: given another batch's features, the answer is that
+    # batch's (decoding the same images' features would pass if `encoded` were ignored)
     model, images = trained
-    encoded = model.encode(images)
+    other = images.flip(0)
+    encoded = model.encode(other)
     for run in (model.decode, lambda x, **kw: model.beam_search(x, beam=3, **kw)):
-        expected, out = run(images), run(images, encoded=encoded)
-        assert out["tokens"] == expected["tokens"]
+        expected, out = run(other), run(images, encoded=encoded)
+        assert out["tokens"] == expected["tokens"] != run(images)["tokens"]
         torch.testing.assert_close(out["logprob"], expected["logprob"])
+        torch.testing.assert_close(out["attention"], expected["attention"])
 
 
 def test_max_len_cap(trained):

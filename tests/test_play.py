@@ -1,12 +1,15 @@
 """play.py: attention figures for split images and user files of any mode; bad files skipped."""
+import math
 import os
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import build_model
 import play
+from build_model import load_checkpoint
 from test_eval import VOCAB, make_checkpoint, make_split
 
 
@@ -28,7 +31,33 @@ def test_real_sample_image(ckpt, sample_dir, tmp_path):
     assert os.path.getsize(tmp_path / "attention.png") > 0
     item = items[0]
     assert item["maps"].shape == (len(item["digits"]), 54, 54)
-    assert len(item["probs"]) == len(item["digits"]) and 0 <= item["prob"] <= 1
+    assert len(item["probs"]) == len(item["digits"])
+    assert_probabilities_are_the_models(ckpt, items)
+
+
+def assert_probabilities_are_the_models(ckpt, items):
+    """play.py's digits and probabilities equal the model's own decode of the same inputs."""
+    model, _ = load_checkpoint(ckpt)
+    out = model.decode(torch.stack([it["image"] for it in items]))
+    for b, item in enumerate(items):
+        ids = out["tokens"][b]
+        assert item["digits"] == [VOCAB[t] for t in ids]
+        assert item["probs"] == pytest.approx(out["probs"][b, :len(ids)].tolist(), rel=1e-5)
+        # the sequence's probability: its own row's, the product of its digits' and its </s>'s
+        assert item["prob"] == pytest.approx(math.exp(out["logprob"][b].item()), rel=1e-5)
+        assert item["prob"] == pytest.approx(math.prod(out["probs"][b, :len(ids) + 1].tolist()),
+                                             rel=1e-5)
+
+
+def test_digits_and_probabilities_are_the_models(tmp_path):
+    # a sharpened model, so that images differ in digits and probabilities: a row mix-up shows
+    sharp = make_checkpoint(tmp_path / "sharp.pt", decoder_scale=30.0)
+    split = make_split(tmp_path, n=6)
+    items, failed = run(sharp, tmp_path / "out", "--json", split, "-n", "6")
+    assert len(items) == 6 and not failed
+    assert len({it["prob"] for it in items}) > 2 and len({"".join(it["digits"]) for it in items}) > 2
+    assert all(0 < it["prob"] < 1 for it in items)
+    assert_probabilities_are_the_models(sharp, items)
 
 
 def test_split_images_with_truth(ckpt, tmp_path):

@@ -158,6 +158,69 @@ def test_train_boxes_follow_the_random_crop(tmp_path):
         assert inside.min() > img[mask].max()  # jitter changes values, not where the digit is
 
 
+def wide_number_dataset(folder, train):
+    """A 300x100 black image with two white 'digits' of a wide number, as SVHN's are: box A at
+    x 100-120, y 30-70 and box B at x 130-160, y 35-65 (left, top, width, height below)."""
+    img = Image.new("RGB", (300, 100))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle([100, 30, 119, 69], fill=(255, 255, 255))  # PIL's corners are inclusive
+    draw.rectangle([130, 35, 159, 64], fill=(255, 255, 255))
+    img.save(os.path.join(folder, "wide.png"))
+    record = {"name": "wide.png", "digits": [1, 7], "boxes": [[100, 30, 20, 40], [130, 35, 30, 30]]}
+    return data.SVHNDataset((folder, [record]), train=train)
+
+
+# Union x 100-160, y 30-70, centre (130, 50), grown 30%: 78 x 52 from (91, 24), whole pixels by
+# either rounding rule. Resized to 64 x 64: x scales by 64/78, y by 64/52 (not the same).
+SX, SY = 64 / 78, 64 / 52
+WIDE_BOXES = [[(100 - 91) * SX, (30 - 24) * SY, (120 - 91) * SX, (70 - 24) * SY],
+              [(130 - 91) * SX, (35 - 24) * SY, (160 - 91) * SX, (65 - 24) * SY]]  # in the 64 x 64
+
+
+def test_eval_boxes_of_a_wide_number_are_exact(tmp_path):
+    x, _, boxes = wide_number_dataset(str(tmp_path), train=False)[0]
+    expected = np.array(WIDE_BOXES) - 5  # the centre crop 54 of 64 starts at (5, 5)
+    # e.g. box A: x 2.385 .. 18.795, y 2.385 .. 51.615; box B: x 27.000 .. 51.615, y 8.538 .. 45.462
+    np.testing.assert_allclose(boxes.numpy(), expected, atol=1e-4)
+    img = data.denormalize(x)[0]  # (54, 54), red channel
+    for x0, y0, x1, y1 in expected:
+        assert img[int(y0) + 2:int(y1) - 1, int(x0) + 2:int(x1) - 1].min() > 0.9  # the digit
+    gap = img[:, int(expected[0][2]) + 2:int(expected[1][0]) - 1]  # between the digits
+    assert gap.numel() and gap.max() < 0.1
+    # eval.py's localisation with these boxes: on a 7 x 7 map, cell (row 2, col 1) has its
+    # centre (11.6, 19.3) in A, cell (row 1, col 4) its centre (34.7, 11.6) in B
+    import eval as ev
+    attention = torch.zeros(1, 3, 49)
+    attention[0, 0, 2 * 7 + 1] = 1
+    attention[0, 1, 1 * 7 + 4] = 1
+    peaks = ev.attention_peaks(attention, (7, 7), 54)
+    np.testing.assert_allclose(peaks[0, :2].numpy(), [[1.5 * 54 / 7, 2.5 * 54 / 7],
+                                                      [4.5 * 54 / 7, 1.5 * 54 / 7]], rtol=1e-6)
+    assert ev.attention_hits(peaks, [2], [boxes]) == (2, 2)
+    assert ev.attention_hits(peaks.flip(1)[:, 1:], [2], [boxes]) == (0, 2)  # B's peak for A
+
+
+def test_train_boxes_of_a_wide_number_follow_a_known_crop(tmp_path, monkeypatch):
+    # RandomResizedCrop's draw fixed to a 50 wide, 40 high window at (left 2, top 4) of the
+    # 64 x 64: x scales by 54/50, y by 54/40
+    monkeypatch.setattr(data.T.RandomResizedCrop, "get_params",
+                        staticmethod(lambda img, scale, ratio: (4, 2, 40, 50)))
+    torch.manual_seed(0)
+    x, _, boxes = wide_number_dataset(str(tmp_path), train=True)[0]
+    expected = [[(bx0 - 2) * 54 / 50, (by0 - 4) * 54 / 40, (bx1 - 2) * 54 / 50, (by1 - 4) * 54 / 40]
+                for bx0, by0, bx1, by1 in WIDE_BOXES]
+    # e.g. box A: x 5.815 .. 23.56, y 4.569 .. 67.27 (past the crop's bottom edge: not clipped)
+    np.testing.assert_allclose(boxes.numpy(), expected, atol=1e-4)
+    img = data.denormalize(x).mean(0)  # (54, 54); colour jitter changes values, not places
+    a, b = expected
+    digit_a = img[int(a[1]) + 2:, int(a[0]) + 2:int(a[2]) - 1]
+    digit_b = img[int(b[1]) + 2:int(b[3]) - 1, int(b[0]) + 2:int(b[2]) - 1]
+    gap = img[:, int(a[2]) + 2:int(b[0]) - 1]
+    left = img[:, :int(a[0]) - 1]
+    assert gap.numel() and left.numel()
+    assert min(digit_a.min(), digit_b.min()) > max(gap.max(), left.max())
+
+
 # -- tokenizer -----------------------------------------------------------------------------------
 
 def test_tokenizer_ids_and_vocab_round_trip():

@@ -1,4 +1,5 @@
 """Invariants of cnn.py and build_model.py: shapes, attention, loss masking, decoding, checkpoints."""
+import math
 import numpy as np
 import pytest
 import torch
@@ -551,3 +552,155 @@ def test_resume_needs_more_than_evaluation(trained, tmp_path):
         assert f"cannot resume from it: {key!r} must be a" in str(e.value), (key, str(e.value))
     with pytest.raises(ValueError, match="'vocab' must be a list of strings"):
         load_checkpoint(_save(tmp_path / "v.pt", model, vocab=[0] * 14))
+
+
+# ---- reference values: a hand-set model computed by hand -------------------------------------
+# Every weight is set by a formula (no random init), the encoder's convolution is summed term by
+# term and every step of the decoder is written out from the equations, in float64. forward
+# (logits, loss) and decode (tokens, probabilities, attention) must agree with it, and the loss
+# with a pinned number. Whatever in the decoder's wiring changes (GRU layers' states swapped,
+# attention queried with the lower layer, zeros for the glimpse, an input concatenated the other
+# way round, positions flattened column by column), the numbers move.
+
+HAND = {"plan": "2", "hidden": 3, "vocab_size": 6, "max_len": 3}  # tokens 4 and 5 are digits
+
+
+def hand_set(config=HAND):
+    """The model of HAND with weights 0.6 * sin(offset + 0.7 k) (k = flat index; one offset per
+    tensor), BatchNorm an identity up to its eps, classifier biases chosen so that greedy
+    decoding reads different digits in each image (every choice won by at least 0.08 nats)."""
+    model = build_model(config).double().eval()
+    with torch.no_grad():
+        for offset, (name, p) in enumerate(sorted(model.named_parameters())):
+            k = torch.arange(p.numel(), dtype=torch.float64)
+            p.copy_((0.6 * torch.sin(offset + 0.7 * k)).view_as(p))
+        bn = model.encoder.features[1]
+        bn.weight.fill_(1.0)
+        bn.bias.fill_(0.0)
+        bn.running_mean.zero_()
+        bn.running_var.fill_(1.0)
+        model.decoder.classifier.bias.copy_(torch.tensor([0.0, -2.0, 0.0, -2.0, 0.0, 0.75]))
+    return model
+
+
+def hand_images():
+    """Two 3-channel 3x4 images, values by formula (3 rows, 4 columns: 12 positions)."""
+    k = torch.arange(2 * 3 * 3 * 4, dtype=torch.float64)
+    return torch.cos(0.3 * k).view(2, 3, 3, 4)
+
+
+class ByHand:
+    """The model's function written out term by term from its weights (one image at a time)."""
+
+    def __init__(self, model, image):
+        p = {name: t.detach() for name, t in model.named_parameters()}
+        self.p = p
+        conv = p["encoder.features.0.weight"]  # (2, 3, 3, 3)
+        eps = model.encoder.features[1].eps
+        C, H, W = 2, image.shape[1], image.shape[2]
+        self.features = []  # L = H * W positions, row by row, each a list of C numbers
+        for i in range(H):
+            for j in range(W):
+                f = []
+                for o in range(C):
+                    total = 0.0
+                    for c in range(3):
+                        for di in range(3):
+                            for dj in range(3):
+                                y, x = i + di - 1, j + dj - 1  # padding 1: zero outside
+                                if 0 <= y < H and 0 <= x < W:
+                                    total += float(conv[o, c, di, dj] * image[c, y, x])
+                    f.append(max(total / math.sqrt(1.0 + eps), 0.0))  # BatchNorm, ReLU
+                self.features.append(torch.tensor(f, dtype=torch.float64))
+        self.F = torch.stack(self.features)  # (L, C)
+
+    def linear(self, name, x):
+        return self.p[name + ".weight"] @ x + self.p[name + ".bias"]
+
+    def attend(self, h_top):
+        """score_i = v . relu(W f_i + U h_top); softmax; context; y = relu(fc([context, h_top]))."""
+        u = self.linear("decoder.attention.U", h_top)
+        scores = torch.stack([self.p["decoder.attention.v.weight"][0]
+                              @ torch.relu(self.linear("decoder.attention.W", f) + u)
+                              for f in self.features])
+        alpha = torch.exp(scores - scores.max())
+        alpha = alpha / alpha.sum()
+        context = (alpha[:, None] * self.F).sum(0)
+        y = torch.relu(self.linear("decoder.output", torch.cat([context, h_top])))
+        return y, alpha
+
+    def gru(self, layer, x, h):
+        """r = s(Wir x + bir + Whr h + bhr), z likewise, n = tanh(Win x + bin + r (Whn h + bhn)),
+        h' = (1 - z) n + z h."""
+        name = f"decoder.rnn.cells.{layer}"
+        D = h.numel()
+        gi = self.p[name + ".weight_ih"] @ x + self.p[name + ".bias_ih"]
+        gh = self.p[name + ".weight_hh"] @ h + self.p[name + ".bias_hh"]
+        r = torch.sigmoid(gi[:D] + gh[:D])
+        z = torch.sigmoid(gi[D:2 * D] + gh[D:2 * D])
+        n = torch.tanh(gi[2 * D:] + r * gh[2 * D:])
+        return (1 - z) * n + z * h
+
+    def start(self):
+        """The glimpse: h = h0; attend from h0's top layer; its y is step 0's previous output."""
+        h0 = self.p["decoder.h0"]
+        y, _ = self.attend(h0[1])
+        return (h0[0], h0[1], y)
+
+    def step(self, token, state):
+        h1, h2, y = state
+        x = torch.cat([y, self.p["decoder.embedding.weight"][token]])  # [y, embed(token)]
+        h1 = self.gru(0, x, h1)
+        h2 = self.gru(1, h1, h2)
+        y, alpha = self.attend(h2)
+        logits = self.linear("decoder.classifier", y)
+        return logits, alpha, (h1, h2, y)
+
+
+def test_forward_and_loss_equal_the_model_computed_by_hand():
+    model = hand_set()
+    images = hand_images()
+    tokens = torch.tensor([[3, 4, 5, 2], [3, 5, 2, 0]])  # <s> 4 5 </s>, <s> 5 </s> <pad>
+    with torch.no_grad():
+        logits, loss = model(images, tokens)
+    terms = []
+    for b in range(2):
+        hand = ByHand(model, images[b])
+        state = hand.start()
+        for t in range(3):
+            expected, _, state = hand.step(int(tokens[b, t]), state)
+            torch.testing.assert_close(logits[b, t], expected, rtol=1e-12, atol=1e-12)
+            target = int(tokens[b, t + 1])
+            if target != 0:
+                terms.append(torch.logsumexp(expected, 0) - expected[target])
+    assert len(terms) == 5  # 3 + 2 targets; the <pad> target is not counted
+    torch.testing.assert_close(loss, torch.stack(terms).mean().float(), rtol=1e-6, atol=1e-7)
+    assert loss.item() == pytest.approx(LOSS_BY_HAND, rel=1e-6)
+
+
+def test_decode_equals_greedy_by_hand():
+    model = hand_set()
+    images = hand_images()
+    out = model.decode(images)
+    assert out["feature_hw"] == (3, 4)
+    for b in range(2):
+        hand = ByHand(model, images[b])
+        state, token, logprob, tokens = hand.start(), 3, 0.0, []
+        for t in range(HAND["max_len"] + 1):
+            logits, alpha, state = hand.step(token, state)
+            logp = torch.log_softmax(logits, 0)
+            allowed = [2] if t == HAND["max_len"] else [1, 2, 4, 5]  # never <pad> or <s>
+            token = max(allowed, key=lambda v: float(logp[v]))
+            torch.testing.assert_close(out["attention"][b, t].double(), alpha, rtol=1e-5, atol=1e-6)
+            assert out["probs"][b, t].item() == pytest.approx(math.exp(logp[token]), rel=1e-5)
+            logprob += float(logp[token])
+            if token == 2:
+                break
+            tokens.append(token)
+        assert out["tokens"][b] == tokens
+        assert out["logprob"][b].item() == pytest.approx(logprob, rel=1e-5)
+    assert out["tokens"] == DECODED_BY_HAND
+
+
+LOSS_BY_HAND = 1.5206834813982932  # ByHand's, in float64 (it pins the by-hand code too)
+DECODED_BY_HAND = [[4, 5, 5], [5, 5, 5]]

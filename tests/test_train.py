@@ -1,5 +1,7 @@
 """train.py on a tiny generated dataset: exact resume, checkpoints, non-finite stop, DDP smoke run."""
+import argparse
 import json
+import math
 import os
 import shutil
 import socket
@@ -62,9 +64,73 @@ def test_resume_is_bitwise_exact(tiny_json, tmp_path, workers):
     for k, state in a["optimizer"]["state"].items():
         assert torch.equal(state["exp_avg"], b["optimizer"]["state"][k]["exp_avg"])
     assert a["scheduler"]["_last_lr"] == b["scheduler"]["_last_lr"]
-    # the resumed run's log holds each step once
-    with open(tmp_path / "split" / "loss.csv") as f:
-        assert [int(line.split(",")[0]) for line in f.readlines()[1:]] == list(range(1, 7))
+    # the resumed run's log holds each step once, and the lr of each is absolute: 3 steps an
+    # epoch, x0.1 from epoch 1 on (a milestone counted in steps would drop it after step 1)
+    for run_dir in ("straight", "split"):
+        with open(tmp_path / run_dir / "loss.csv") as f:
+            rows = [line.strip().split(",") for line in f.readlines()[1:]]
+        assert [int(row[0]) for row in rows] == list(range(1, 7))
+        assert [float(row[3]) for row in rows] == [3e-3] * 3 + [3e-4] * 3
+
+
+def schedule_args(schedule, **changes):
+    """Explicit schedule flags (the defaults may change; these tests must not)."""
+    values = {"schedule": schedule, "lr": 1e-3, "epochs": 4, "milestones": [2], "gamma": 0.1,
+              "warmup": 0.1}
+    return argparse.Namespace(**{**values, **changes})
+
+
+def lrs_used(args, steps_per_epoch, resume_after=None):
+    """The lr of every optimizer step of the run, as train.py steps its scheduler (once a batch).
+    resume_after: an epoch after which optimizer and scheduler are rebuilt from their
+    state_dicts, in train.py's order (scheduler made, then both states loaded)."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.AdamW([param], lr=args.lr)
+    scheduler = train.make_scheduler(args, optimizer, steps_per_epoch)
+    used = []
+    for step in range(args.epochs * steps_per_epoch):
+        if resume_after is not None and step == resume_after * steps_per_epoch:
+            states = optimizer.state_dict(), scheduler.state_dict()
+            optimizer = torch.optim.AdamW([param], lr=args.lr)
+            scheduler = train.make_scheduler(args, optimizer, steps_per_epoch)
+            optimizer.load_state_dict(states[0])
+            scheduler.load_state_dict(states[1])
+        used.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return used
+
+
+# 4 epochs of 5 steps. step: x0.1 from epoch 2 (step 10). cosine: warm-up max(2, 10% of 20) = 2
+# steps, linear ((s + 1) / 2), then half a cosine from step 2 to 20. onecycle: torch's, 10% warm-up
+# from lr/25 at step 0 to lr at step 1, then a cosine down to lr/25/1e4 at step 19.
+EXPECTED_LR = {
+    "step": {0: 1e-3, 9: 1e-3, 10: 1e-4, 19: 1e-4},
+    "cosine": {0: 0.5e-3, 1: 1e-3, 2: 1e-3, 11: 0.5e-3, 19: 1e-3 * (0.5 + 0.5 * math.cos(math.pi * 17 / 18))},
+    "onecycle": {0: 4e-5, 1: 1e-3, 10: (1e-3 + 4e-9) / 2, 19: 4e-9},
+}
+
+
+@pytest.mark.parametrize("resume_after", [None, 1, 3])
+@pytest.mark.parametrize("schedule", ["step", "cosine", "onecycle"])
+def test_learning_rate_at_chosen_steps(schedule, resume_after):
+    # resuming after epoch 1 crosses the step schedule's milestone (epoch 2) and the onecycle
+    # peak's far side; after epoch 3 the cosine's tail
+    used = lrs_used(schedule_args(schedule), 5, resume_after)
+    assert len(used) == 20
+    for step, lr in EXPECTED_LR[schedule].items():
+        assert used[step] == pytest.approx(lr, rel=1e-9, abs=1e-15), (step, used[step], lr)
+    assert used == pytest.approx(lrs_used(schedule_args(schedule), 5), rel=1e-12)
+    if schedule == "step":
+        assert used == [1e-3] * 10 + [pytest.approx(1e-4, rel=1e-12)] * 10
+
+
+def test_step_schedule_milestones_are_epochs_and_compound():
+    used = lrs_used(schedule_args("step", milestones=[1, 3], gamma=0.5), 5)
+    assert used == pytest.approx([1e-3] * 5 + [5e-4] * 10 + [2.5e-4] * 5, rel=1e-12)
+    # the recipe's shape: 16 epochs, x0.1 after the 10th (explicit flags, not the defaults)
+    used = lrs_used(schedule_args("step", lr=3e-4, epochs=16, milestones=[10]), 2)
+    assert used == pytest.approx([3e-4] * 20 + [3e-5] * 12, rel=1e-12)
 
 
 def test_checkpoint_contents_and_outputs(tiny_json, tmp_path):

@@ -9,7 +9,6 @@ from PIL import Image
 
 import build_model
 import play
-from build_model import load_checkpoint
 from test_eval import VOCAB, make_checkpoint, make_split
 
 
@@ -37,7 +36,7 @@ def test_real_sample_image(ckpt, sample_dir, tmp_path):
 
 def assert_probabilities_are_the_models(ckpt, items):
     """play.py's digits and probabilities equal the model's own decode of the same inputs."""
-    model, _ = load_checkpoint(ckpt)
+    model, _ = build_model.load_checkpoint(ckpt)
     out = model.decode(torch.stack([it["image"] for it in items]))
     for b, item in enumerate(items):
         ids = out["tokens"][b]

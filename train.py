@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 import build_model
 import data
+import runs
 
 # -----------------------------------------------------------------------------
 # defaults: the seed's recipe. `python train.py` with no flags trains exactly this.
@@ -54,6 +55,7 @@ SEED = 0
 VAL_SEED = 0          # fixed, so that --seed never changes which images are held out
 # flags stored in the checkpoint's model config
 MODEL_ARGS = ("plan", "hidden", "dropout", "image_size", "crop_size", "max_len", "glimpse")
+DATA_ARGS = ("train_json", "val_size", "seed")  # what decides the data a run sees; kept on resume
 PRESETS = {"cpu": {"plan": "32 M 64 M 128 M 128", "hidden": 128}}  # trains at a useful speed on 2 cores
 # -----------------------------------------------------------------------------
 
@@ -92,6 +94,8 @@ def parse_args(argv=None):
     a("--out", default="runs/svhn", help="run folder: last.pt, best.pt, loss.csv, val.csv, loss.png")
     a("--plot", default="img/loss.png", help="copy of the loss curve")
     a("--resume", default=None, help="checkpoint to continue from, or 'auto' for <out>/last.pt if present")
+    a("--overwrite", action="store_true",
+      help="start anew in an --out that holds a run, moving that run into <out>/replaced-<time>/")
     a("--dry-run", action="store_true", help="one training batch and one validation batch; writes nothing")
     args = p.parse_args(argv)
     if args.preset:  # preset values replace the defaults; flags given explicitly still win
@@ -102,8 +106,10 @@ def parse_args(argv=None):
         value = getattr(args, name)
         if value is not None and value < low:
             p.error(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
-    given = vars(p.parse_args(argv, argparse.Namespace(**dict.fromkeys(MODEL_ARGS))))  # None: not given
+    unset = argparse.Namespace(**dict.fromkeys(MODEL_ARGS + DATA_ARGS))
+    given = vars(p.parse_args(argv, unset))  # None: not given
     args.model_flags = [k for k in MODEL_ARGS if given[k] is not None or k in PRESETS.get(args.preset, {})]
+    args.data_flags = [k for k in DATA_ARGS if given[k] is not None]
     return args
 
 
@@ -113,6 +119,7 @@ def load_data(args, vocab=None):
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path}: no such file; make it with `python prepare_data.py` first")
     splits = [data.load_split(path) for path in args.train_json]
+    args.json_records = [len(records) for _, records in splits]  # saved: resume checks the JSONs
     tokenizer = (data.tokenizer_from_vocab(vocab) if vocab else
                  data.build_tokenizer([r for _, records in splits for r in records]))
     image_dir, first = splits[0]
@@ -294,11 +301,31 @@ def train(args, device, ddp, rank, world, loaders):
                 raise ValueError(f"{resume}: trained with --{key.replace('_', '-')} {ckpt['config'][key]!r}, "
                                  f"not {getattr(args, key)!r}; drop the flag to resume, or use a new --out")
             setattr(args, key, ckpt["config"][key])
+        for key in DATA_ARGS:  # and so does the data it sees: held-out images, order, augmentation
+            saved = ckpt["args"].get(key)
+            if saved is None:  # a checkpoint that did not record it
+                continue
+            if key in args.data_flags and getattr(args, key) != saved:
+                raise ValueError(f"{resume}: trained with --{key.replace('_', '-')} {saved!r}, "
+                                 f"not {getattr(args, key)!r}, which changes the data it sees; "
+                                 f"drop the flag to resume, or use a new --out")
+            setattr(args, key, saved)
         planned, schedule = ckpt["args"].get("epochs"), ckpt["args"].get("schedule")
         if schedule in ("cosine", "onecycle") and args.epochs > ckpt["epoch"] and args.epochs != planned:
             raise ValueError(f"{resume}: its {schedule} schedule was laid out for --epochs {planned}; "
                              f"resume with that, or start a new --out")
+    in_place = ckpt is not None and os.path.exists(last_path)
+    in_place = in_place and os.path.samefile(resume, last_path)  # continuing the run in --out
+    if not args.dry_run and not in_place and (master or not args.overwrite):
+        # a fresh start, or another run's checkpoint continued here: it must not replace a run
+        aside = runs.check_fresh_start(args.out, master and args.overwrite, args.resume == "auto")
+        if aside:
+            print(f"--overwrite: moved the run that was in {args.out} to {aside}")
     tokenizer, train_set, val_set = load_data(args, ckpt and ckpt["vocab"])
+    if ckpt and ckpt["args"].get("json_records") not in (None, args.json_records):
+        raise ValueError(f"{resume}: trained on {ckpt['args']['json_records']} records of "
+                         f"{' '.join(args.train_json)}, which now hold {args.json_records}; "
+                         f"the data changed: use a new --out")
     config = {**{key: getattr(args, key) for key in MODEL_ARGS}, "vocab_size": len(tokenizer.vocab),
               "pad_id": data.PAD, "eos_id": data.EOS, "bos_id": data.BOS}
 
@@ -321,13 +348,16 @@ def train(args, device, ddp, rank, world, loaders):
             scaler.load_state_dict(ckpt["scaler"])
         set_rng_states(ckpt["rng"], device)
         epoch, step, best = ckpt["epoch"], ckpt["step"], ckpt["best_metric"]
+        kept = runs.saved_metric(best_path) if master else None
+        best = best if kept is None else max(best, kept)  # best.pt is never replaced by a worse one
         if epoch >= args.epochs:  # say so, rather than list files as written that were not
             print(f"{resume} already holds epoch {epoch} of --epochs {args.epochs}: nothing to train")
             return 0
     raw_model, model = model, DDP(model, device_ids=[device.index] if cuda else None) if ddp else model
     if master and not args.dry_run:
-        os.makedirs(args.out, exist_ok=True)
-        os.makedirs(os.path.dirname(args.plot) or ".", exist_ok=True)
+        runs.remove_stale_temps(args.out, args.plot)  # left by a kill during a save
+        # now, not after an epoch
+        runs.check_writable([("--out", last_path), ("--plot", args.plot)])
         trim_csv(loss_csv, ["step", "epoch", "loss", "lr"], ckpt and step)
         trim_csv(os.path.join(args.out, "val.csv"),
                  ["step", "epoch", "train_loss", "val_acc", "images_per_s", "seconds"], ckpt and step)
@@ -388,9 +418,9 @@ def train(args, device, ddp, rank, world, loaders):
                 "model": to_cpu(raw_model.state_dict()), "optimizer": to_cpu(optimizer.state_dict()),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch, "step": step,
                 "rng": to_cpu(rng_states(device)), "best_metric": best, "args": vars(args)}
+        if improved:  # best.pt before last.pt: a kill between the two leaves last.pt behind
+            save_atomic(ckpt, best_path)  # (resume redoes the epoch), never best.pt behind
         save_atomic(ckpt, last_path)
-        if improved:  # best.pt: the same dict, written just as atomically
-            save_atomic(ckpt, best_path)
         with open(os.path.join(args.out, "val.csv"), "a", newline="") as f:
             row = [step, epoch, round(total_loss / (batch + 1), 6), "" if acc is None else round(acc, 6)]
             csv.writer(f).writerow(row + [round(seen / seconds, 1), round(seconds, 1)])

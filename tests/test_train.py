@@ -406,3 +406,127 @@ def test_absurd_box_is_one_line(tiny_json, tmp_path):
     message = str(e.value.code)
     assert message.startswith("train.py: error: ") and "\n" not in message, message
     assert "6.png: cannot read image (its crop box is" in message, message
+
+
+def snapshot(folder):
+    """{name: bytes} of the files directly in a folder."""
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def test_a_fresh_start_never_overwrites_a_run(tiny_json, tmp_path, capsys):
+    # a forgotten --resume auto replaced best.pt with a worse model and cut loss.csv back
+    out = tmp_path / "run"
+    assert run(tiny_json, out, "--epochs", "1", "--workers", "0") == 0
+    before = snapshot(out)
+    with pytest.raises(SystemExit) as e:
+        run(tiny_json, out, "--epochs", "1", "--workers", "0")
+    message = str(e.value.code)
+    assert message == (f"train.py: error: --out {out} already holds a run (last.pt, best.pt, "
+                       f"loss.csv, val.csv); continue it with --resume auto, or pick a new --out "
+                       f"(--overwrite moves the old run aside)")
+    assert snapshot(out) == before
+    # another run's checkpoint continued here would replace this run just the same
+    assert run(tiny_json, tmp_path / "other", "--epochs", "1", "--workers", "0") == 0
+    with pytest.raises(SystemExit, match="already holds a run"):
+        run(tiny_json, out, "--epochs", "2", "--workers", "0",
+            "--resume", str(tmp_path / "other" / "last.pt"))
+    assert snapshot(out) == before
+    # --overwrite moves the old run aside: nothing is lost
+    capsys.readouterr()
+    assert run(tiny_json, out, "--epochs", "1", "--workers", "0", "--overwrite") == 0
+    aside = [p for p in out.iterdir() if p.is_dir() and p.name.startswith("replaced-")]
+    moved = {k: v for k, v in before.items() if k != "copy.png"}  # the --plot copy is not the run's
+    assert len(aside) == 1 and snapshot(aside[0]) == moved
+    assert f"moved the run that was in {out} to {aside[0]}" in capsys.readouterr().out
+    assert (out / "last.pt").exists()
+
+
+def test_resume_auto_without_last_pt(tiny_json, tmp_path):
+    # a run killed in its first epoch left logs and no checkpoint: --resume auto starts it anew;
+    # a folder whose last.pt is gone but best.pt is there is still a run
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "loss.csv").write_text("step,epoch,loss,lr\n1,0.3,2.0,0.0003\n")
+    assert run(tiny_json, out, "--epochs", "1", "--workers", "0", "--resume", "auto") == 0
+    os.remove(out / "last.pt")
+    with pytest.raises(SystemExit) as e:
+        run(tiny_json, out, "--epochs", "1", "--workers", "0", "--resume", "auto")
+    assert "already holds a run (best.pt); pick a new --out" in str(e.value.code)
+
+
+def test_best_pt_is_never_replaced_by_a_worse_one(tiny_json, tmp_path):
+    out = tmp_path / "run"
+    assert run(tiny_json, out, "--epochs", "1", "--workers", "0") == 0
+    # best.pt holds a better model than last.pt knows of (here: a metric no epoch can beat)
+    best = torch.load(out / "best.pt", weights_only=True)
+    torch.save({**best, "best_metric": 2.0}, out / "best.pt")
+    last = torch.load(out / "last.pt", weights_only=True)
+    torch.save({**last, "best_metric": -1.0}, out / "last.pt")  # any accuracy beats this
+    kept = (out / "best.pt").read_bytes()
+    assert run(tiny_json, out, "--epochs", "2", "--workers", "0", "--resume", "auto") == 0
+    assert (out / "best.pt").read_bytes() == kept
+    assert torch.load(out / "last.pt", weights_only=True)["best_metric"] == 2.0
+
+
+def test_resume_refuses_a_change_of_data(tiny_json, tmp_path, capsys):
+    # --val-size 2 on resume trained on held-out images and compared scores of another split
+    out = tmp_path / "run"
+    assert run(tiny_json, out, "--epochs", "1", "--workers", "0") == 0
+    other = tmp_path / "other.json"
+    shutil.copy(tiny_json, other)
+    for flag, saved, given in [("--val-size", "4", "2"), ("--seed", "0", "3"),
+                               ("--train-json", repr([tiny_json]), repr([str(other)]))]:
+        value = [str(other)] if flag == "--train-json" else [given]
+        with pytest.raises(SystemExit) as e:
+            run(tiny_json, out, "--epochs", "2", "--workers", "0", "--resume", "auto", flag, *value)
+        message = str(e.value.code)
+        assert f"last.pt: trained with {flag} {saved}, not {given}, which changes" in message
+    # the JSON rewritten with other records (prepare_data.py run again) is refused too
+    split = json.loads(open(tiny_json).read())
+    split["records"] = split["records"][:-1]
+    (tmp_path / "copy").mkdir()
+    shutil.copytree(os.path.join(os.path.dirname(tiny_json), "train"), tmp_path / "copy" / "train")
+    (tmp_path / "copy" / "train.json").write_text(json.dumps(split))
+    moved = ["--train-json", str(tmp_path / "copy" / "train.json")]
+    with pytest.raises(SystemExit) as e:  # (the flag itself is refused first: pass the old one)
+        train.main([*moved, *TINY[:-4], "--out", str(out), "--plot", str(out / "copy.png"),
+                    "--epochs", "2", "--workers", "0", "--resume", "auto"])
+    assert "which changes the data" in str(e.value.code)
+    (tmp_path / "copy" / "train.json").rename(tmp_path / "copy" / "t.json")
+    os.replace(tiny_json, tiny_json + ".orig")
+    try:
+        shutil.copy(tmp_path / "copy" / "t.json", tiny_json)
+        with pytest.raises(SystemExit) as e:
+            run(tiny_json, out, "--epochs", "2", "--workers", "0", "--resume", "auto")
+        message = str(e.value.code)
+        assert "trained on [16] records of" in message and "now hold [15]" in message
+    finally:
+        os.replace(tiny_json + ".orig", tiny_json)
+    # flags left out are taken from the checkpoint, as model flags are
+    assert train.main(["--train-json", tiny_json, *TINY[:-4], "--out", str(out), "--epochs", "2",
+                       "--workers", "0", "--resume", "auto", "--plot", str(out / "copy.png")]) == 0
+    assert torch.load(out / "last.pt", weights_only=True)["args"]["val_size"] == 4
+
+
+def test_outputs_checked_before_training_and_stale_temps_removed(tiny_json, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    for out, plot, flag in [(tmp_path / "r1", blocker / "loss.png", "--plot"),
+                            (tmp_path / "r2", tmp_path, "--plot"),
+                            (blocker / "run", tmp_path / "p.png", "--out")]:
+        with pytest.raises(SystemExit) as e:
+            train.main(["--train-json", tiny_json, *TINY, "--epochs", "1", "--workers", "0",
+                        "--out", str(out), "--plot", str(plot)])
+        message = str(e.value.code)
+        assert message.startswith(f"train.py: error: {flag} ") and "\n" not in message, message
+        assert not os.path.exists(out / "last.pt")  # found before the first epoch, not after it
+    with pytest.raises(SystemExit, match=f"--out {blocker}: exists and is not a folder"):
+        train.main(["--train-json", tiny_json, *TINY, "--out", str(blocker)])
+    # a kill during a save leaves NAME.tmp: the next start removes it
+    out = tmp_path / "run"
+    assert run(tiny_json, out, "--epochs", "1", "--workers", "0") == 0
+    for name in ("last.pt.tmp", "best.pt.tmp", "loss.csv.tmp", "epoch-001.pt.tmp", "copy.png.tmp"):
+        (out / name).write_bytes(b"half a file")
+    (out / "notes.tmp").write_text("the user's own: kept")
+    assert run(tiny_json, out, "--epochs", "2", "--workers", "0", "--resume", "auto") == 0
+    assert [p.name for p in out.glob("*.tmp")] == ["notes.tmp"]

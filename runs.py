@@ -1,0 +1,105 @@
+"""The run folder (train.py --out): what a run leaves there, and the rules that keep it whole.
+
+- A fresh start never overwrites another run: it is an error that says how to continue that run
+  (--resume auto) or to pick a new --out; --overwrite moves the old run into
+  <out>/replaced-<time>/ rather than deleting it.
+- Temp files of a save interrupted by a kill (last.pt.tmp, ...) are removed at the next start:
+  every write is temp-then-rename, so the real files are whole and the temps are only debris.
+- Outputs are checked writable before the first epoch, not after it.
+- best.pt is only ever replaced by a better model than the one it holds.
+"""
+import glob
+import math
+import os
+import time
+import warnings
+
+import torch
+
+# what train.py writes into --out; any of the first four (or an epoch checkpoint) means a run
+RUN_FILES = ("last.pt", "best.pt", "loss.csv", "val.csv")
+EPOCH_FILES = "epoch-*.pt"  # per-epoch checkpoints
+PLOT = "loss.png"
+
+
+def run_files(out):
+    """Names of the files in folder `out` that belong to a training run, in a fixed order."""
+    if not os.path.isdir(out):
+        return []
+    names = [n for n in RUN_FILES if os.path.exists(os.path.join(out, n))]
+    epochs = glob.glob(os.path.join(glob.escape(out), EPOCH_FILES))
+    return names + sorted(os.path.basename(p) for p in epochs)
+
+
+def check_fresh_start(out, overwrite, auto_resume=False):
+    """Before a run that resumes nothing: ValueError if `out` holds another run; with
+    `overwrite`, move that run aside instead and return the folder it went to (else None).
+
+    auto_resume: --resume auto found no last.pt. Logs of a run killed before its first save
+    may then be restarted, but checkpoints (best.pt, epoch-*.pt) still stop it."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out}: exists and is not a folder")
+    names = run_files(out)
+    if auto_resume:
+        names = [n for n in names if n.endswith(".pt")]
+    if not names:
+        return None
+    if not overwrite:
+        hint = "" if auto_resume else "continue it with --resume auto, or "
+        raise ValueError(f"--out {out} already holds a run ({', '.join(names)}); {hint}"
+                         f"pick a new --out (--overwrite moves the old run aside)")
+    aside = os.path.join(out, time.strftime("replaced-%Y%m%d-%H%M%S"))
+    suffix = 2
+    while os.path.exists(aside):  # two overwrites within a second
+        aside = os.path.join(out, time.strftime("replaced-%Y%m%d-%H%M%S") + f"-{suffix}")
+        suffix += 1
+    os.makedirs(aside)
+    for name in run_files(out) + [PLOT]:  # the logs go too: they describe the old run
+        if os.path.exists(os.path.join(out, name)):
+            os.replace(os.path.join(out, name), os.path.join(aside, name))
+    return aside
+
+
+def remove_stale_temps(out, plot):
+    """Delete the temp files an interrupted save left (only names train.py itself writes)."""
+    names = [n + ".tmp" for n in RUN_FILES + (PLOT,)]
+    paths = [os.path.join(out, n) for n in names] + [plot + ".tmp"]
+    paths += glob.glob(os.path.join(glob.escape(out), EPOCH_FILES + ".tmp"))
+    removed = []
+    for path in paths:
+        if os.path.isfile(path):
+            os.remove(path)
+            removed.append(path)
+    return removed
+
+
+def check_writable(outputs):
+    """Make the folder of each (flag, path) and write a probe file beside the path: ValueError
+    naming the flag now, rather than after an epoch of training."""
+    for flag, path in outputs:
+        try:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            if os.path.isdir(path):
+                raise IsADirectoryError(21, "is a folder")
+            with open(path + ".tmp", "w"):
+                pass
+            os.remove(path + ".tmp")
+        except OSError as e:
+            raise ValueError(f"{flag} {path}: cannot write there ({e.strerror or e})") from None
+
+
+def saved_metric(path):
+    """The best_metric a checkpoint file holds; None if there is none or it cannot be read."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # mmap: only the small header is read, not the weights
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # an unreadable best.pt holds nothing worth keeping over a new best
+        return None
+    metric = ckpt.get("best_metric") if isinstance(ckpt, dict) else None
+    if isinstance(metric, bool) or not isinstance(metric, (int, float)) or math.isnan(metric):
+        return None
+    return float(metric)

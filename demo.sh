@@ -32,7 +32,7 @@ else
     MODEL=(--preset cpu --epochs 5 --lr 2e-3 --schedule onecycle)
 fi
 $PY train.py --train-json "$DATA/train.json" --val-size 1000 "${MODEL[@]}" \
-    --out "$RUN" --resume auto
+    --out "$RUN" --resume auto --plot img/loss.png
 
 echo "== 3/4 evaluation on the synthetic test split"
 $PY eval.py --checkpoint "$RUN/best.pt" --json "$DATA/test.json"

@@ -1,9 +1,13 @@
-"""Which device a process runs on, and whether it computes bf16 in hardware.
+"""Which device and how many cores a process uses, whether it computes bf16 in hardware, and
+what the processes of a torchrun job must share.
 
 One place for train.py, eval.py and play.py, so that `torchrun` and the scripts agree on what
 "cuda" means.
 """
+import os
+
 import torch
+import torch.distributed as dist
 
 
 def default_device():
@@ -71,3 +75,40 @@ def native_bf16(device):
         return True
     major, _ = torch.cuda.get_device_capability(device)
     return major >= 8
+
+
+def cpu_cores():
+    """Cores this process may run on: its CPU affinity (taskset, Slurm, containers), not the
+    machine's core count, where the system tells it."""
+    if hasattr(os, "sched_getaffinity"):  # Linux
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def from_rank0(load, ddp, rank):
+    """load() run by rank 0 alone, and its result, or the OSError/ValueError it raised, handed to
+    every rank. Every process then acts on one decision (resume or not, from which checkpoint),
+    whatever files its own node can see; an error stops all of them alike instead of leaving the
+    others waiting in a collective."""
+    result, error = None, None
+    if rank == 0:
+        try:
+            result = load()
+        except (OSError, ValueError) as e:
+            error = e
+    if ddp:  # pickled, and sent to the GPU under NCCL: torch.cuda.set_device must come first
+        box = [(result, error)]
+        dist.broadcast_object_list(box, src=0)
+        result, error = box[0]
+    if error is not None:
+        raise error
+    return result
+
+
+def broadcast_buffers(model):
+    """Rank 0's buffers (BatchNorm running statistics) on every rank. DDP broadcasts them before
+    each training forward, but that forward then updates each rank's copy with its own shard's
+    batch: after an epoch the ranks' statistics differ by one update, and each rank would
+    validate a slightly different model from the one rank 0 saves."""
+    for buffer in model.buffers():
+        dist.broadcast(buffer, src=0)

@@ -63,7 +63,7 @@ def check_fresh_start(out, overwrite, auto_resume=False):
 def remove_stale_temps(out, plot):
     """Delete the temp files an interrupted save left (only names train.py itself writes)."""
     names = [n + ".tmp" for n in RUN_FILES + (PLOT,)]
-    paths = [os.path.join(out, n) for n in names] + [plot + ".tmp"]
+    paths = [os.path.join(out, n) for n in names] + ([plot + ".tmp"] if plot else [])
     paths += glob.glob(os.path.join(glob.escape(out), EPOCH_FILES + ".tmp"))
     removed = []
     for path in paths:

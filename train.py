@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 import build_model
 import data
+import devices
 import runs
 
 # -----------------------------------------------------------------------------
@@ -50,6 +51,7 @@ MILESTONES = [10]
 GAMMA = 0.1
 WARMUP = 0.05         # fraction of all steps spent warming up (cosine and onecycle only)
 CLIP = 5.0            # gradient-norm clipping
+LOG_EVERY = 50        # steps between reads of the loss to the host (each read waits for the GPU)
 # system
 SEED = 0
 VAL_SEED = 0          # fixed, so that --seed never changes which images are held out
@@ -92,7 +94,7 @@ def parse_args(argv=None):
     a("--workers", type=int, default=None, help="DataLoader processes; None: min(8, CPUs) on CUDA, 1 on CPU")
     a("--threads", type=int, default=0, help="torch CPU threads (0: all cores, shared between processes)")
     a("--out", default="runs/svhn", help="run folder: last.pt, best.pt, loss.csv, val.csv, loss.png")
-    a("--plot", default="img/loss.png", help="copy of the loss curve")
+    a("--plot", default=None, help="also write the loss curve here (e.g. img/loss.png)")
     a("--resume", default=None, help="checkpoint to continue from, or 'auto' for <out>/last.pt if present")
     a("--overwrite", action="store_true",
       help="start anew in an --out that holds a run, moving that run into <out>/replaced-<time>/")
@@ -173,6 +175,14 @@ def save_atomic(obj, path):
     os.replace(path + ".tmp", path)
 
 
+def default_workers(device, local_world):
+    """Loader processes for each of the node's local_world training processes: on a GPU up to 8,
+    within this process's share of the cores it may run on; on a CPU one (the cores compute)."""
+    if device.type != "cuda":
+        return 1
+    return max(1, min(8, devices.cpu_cores() // local_world))
+
+
 def make_scheduler(args, optimizer, steps_per_epoch):
     """All schedules step once per batch; --milestones are in epochs."""
     total = args.epochs * steps_per_epoch
@@ -206,6 +216,32 @@ def validate(model, loader, device, autocast, memory_format, ddp, max_batches=No
     if ddp:
         dist.all_reduce(counts)
     return counts[0].item() / max(1, counts[1].item())
+
+
+def read_back(pending, ddp, world):
+    """(step, epoch, lr, loss, gradient norm) rows with their tensors read to the host in one sync.
+    Under DDP the loss is averaged over the ranks (each computed it on its own shard); the norm,
+    taken after the gradients' all-reduce, is the same on every rank."""
+    losses = torch.stack([row[3] for row in pending]).float()  # (N,)
+    norms = torch.stack([row[4] for row in pending]).float()  # (N,)
+    if ddp:
+        dist.all_reduce(losses)
+        losses /= world
+    values = zip(pending, losses.tolist(), norms.tolist())
+    return [(*row[:3], value, norm) for row, value, norm in values]
+
+
+def check_finite(row, check_norm, epoch, last_path):
+    """FloatingPointError for a read-back row with a non-finite loss, or gradient norm (unless
+    fp16's loss scaling is on: it skips those steps itself). Every rank reads the same values,
+    so under DDP all stop together; the check comes before any save, so no checkpoint is hurt."""
+    step, _, _, value, norm = row
+    if math.isfinite(value) and (math.isfinite(norm) or not check_norm):
+        return
+    what = f"loss {value}" if not math.isfinite(value) else f"gradient norm {norm}"
+    kept = f"{last_path} (epoch {epoch}) is the last good checkpoint" if epoch else "none saved"
+    raise FloatingPointError(f"non-finite {what} at step {step} (epoch {epoch + 1}); "
+                             f"stopped without saving; {kept}")
 
 
 def trim_csv(path, header, last_step):
@@ -251,14 +287,10 @@ def main(argv=None):
     args = parse_args(argv)
     ddp = "RANK" in os.environ  # launched by torchrun?
     rank, world, local_rank = [int(os.getenv(k, d)) for k, d in (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0))]
-    found = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    try:
-        device = torch.device(args.device or found)
-        if device.type == "cuda":  # under torchrun, plain "cuda" means this process's GPU
-            device = torch.device("cuda", local_rank if device.index is None else device.index)
-            torch.cuda.set_device(device)
-        torch.empty(0, device=device)  # e.g. mps where there is none: fail here, not in model.to
-    except (RuntimeError, AssertionError) as e:  # an unknown name, no such GPU or driver, no CUDA build
+    local_world = int(os.getenv("LOCAL_WORLD_SIZE", 1))
+    try:  # under torchrun, plain "cuda" means this process's GPU
+        device = devices.check_device(devices.choose_device(args.device, local_rank, local_world))
+    except (RuntimeError, ValueError) as e:  # an unknown name, no such GPU or driver, no CUDA build
         sys.exit(f"train.py: error: --device {args.device}: {str(e).splitlines()[0]}")
     if ddp:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
@@ -280,11 +312,12 @@ def main(argv=None):
 
 def train(args, device, ddp, rank, world, loaders):
     master, cuda = rank == 0, device.type == "cuda"
-    if device.type == "cpu":  # share the cores between torchrun processes
-        torch.set_num_threads(max(1, (args.threads or os.cpu_count()) // int(os.getenv("LOCAL_WORLD_SIZE", 1))))
-    workers = args.workers if args.workers is not None else (min(8, os.cpu_count()) if cuda else 1)
+    local_world = int(os.getenv("LOCAL_WORLD_SIZE", 1))  # processes on this node
+    if device.type == "cpu":  # the node's cores (or --threads) shared between them
+        torch.set_num_threads(max(1, (args.threads or devices.cpu_cores()) // local_world))
+    workers = args.workers if args.workers is not None else default_workers(device, local_world)
     torch.backends.cudnn.benchmark = True
-    amp_dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
+    amp_dtype = torch.bfloat16 if devices.native_bf16(device) else torch.float16  # T4: fp16
     autocast = torch.autocast("cuda", dtype=amp_dtype) if cuda and args.amp else nullcontext()
     scaler = torch.amp.GradScaler("cuda", enabled=cuda and args.amp and amp_dtype == torch.float16)
     # channels_last: faster convolutions on CUDA and on CPU (oneDNN: 1.4x for the CPU preset's compute
@@ -292,10 +325,17 @@ def train(args, device, ddp, rank, world, loaders):
     memory_format = torch.channels_last if device.type in ("cuda", "cpu") else torch.contiguous_format
 
     last_path, best_path, ckpt = os.path.join(args.out, "last.pt"), os.path.join(args.out, "best.pt"), None
-    plots, loss_csv = [os.path.join(args.out, "loss.png"), args.plot], os.path.join(args.out, "loss.csv")
+    plots, loss_csv = [os.path.join(args.out, "loss.png")], os.path.join(args.out, "loss.csv")
+    if args.plot:  # only when asked: a default copy in img/ dirtied the repository's tracked figure
+        plots.append(args.plot)
     resume = last_path if args.resume == "auto" else args.resume
-    if resume and (args.resume != "auto" or os.path.exists(resume)):
-        _, ckpt = build_model.load_checkpoint(resume, map_location="cpu", resume=True)
+
+    def load_resume():  # by rank 0 alone: its files decide for all (other nodes may lack --out)
+        if resume and (args.resume != "auto" or os.path.exists(resume)):
+            return build_model.load_checkpoint(resume, map_location="cpu", resume=True)[1]
+        return None
+    ckpt = devices.from_rank0(load_resume, ddp, rank)
+    if ckpt:
         for key in MODEL_ARGS:  # the model and its input size come from the checkpoint
             if key in args.model_flags and str(getattr(args, key)).split() != str(ckpt["config"][key]).split():
                 raise ValueError(f"{resume}: trained with --{key.replace('_', '-')} {ckpt['config'][key]!r}, "
@@ -314,13 +354,17 @@ def train(args, device, ddp, rank, world, loaders):
         if schedule in ("cosine", "onecycle") and args.epochs > ckpt["epoch"] and args.epochs != planned:
             raise ValueError(f"{resume}: its {schedule} schedule was laid out for --epochs {planned}; "
                              f"resume with that, or start a new --out")
-    in_place = ckpt is not None and os.path.exists(last_path)
-    in_place = in_place and os.path.samefile(resume, last_path)  # continuing the run in --out
-    if not args.dry_run and not in_place and (master or not args.overwrite):
+
+    def check_out():  # rank 0's --out decides for every rank, as for resume
+        in_place = ckpt is not None and os.path.exists(last_path)
+        in_place = in_place and os.path.samefile(resume, last_path)  # continuing the run in --out
+        if args.dry_run or in_place:
+            return None
         # a fresh start, or another run's checkpoint continued here: it must not replace a run
-        aside = runs.check_fresh_start(args.out, master and args.overwrite, args.resume == "auto")
-        if aside:
-            print(f"--overwrite: moved the run that was in {args.out} to {aside}")
+        return runs.check_fresh_start(args.out, args.overwrite, args.resume == "auto")
+    aside = devices.from_rank0(check_out, ddp, rank)
+    if aside and master:
+        print(f"--overwrite: moved the run that was in {args.out} to {aside}")
     tokenizer, train_set, val_set = load_data(args, ckpt and ckpt["vocab"])
     if ckpt and ckpt["args"].get("json_records") not in (None, args.json_records):
         raise ValueError(f"{resume}: trained on {ckpt['args']['json_records']} records of "
@@ -336,28 +380,44 @@ def train(args, device, ddp, rank, world, loaders):
     loader_kw = dict(batch_size=args.batch_size, collate_fn=data.collate, num_workers=workers,
                      pin_memory=cuda, persistent_workers=workers > 0)
     loader = DataLoader(data.SeededSamples(train_set, args.seed), sampler=sampler, **loader_kw)
-    val_loader = DataLoader(Subset(val_set, range(rank, len(val_set), world)), **loader_kw) if val_set else None
+    # validation's workers start for each pass: kept alive, they would double the processes
+    val_kw = {**loader_kw, "persistent_workers": False}
+    val_loader = None
+    if val_set:
+        val_loader = DataLoader(Subset(val_set, range(rank, len(val_set), world)), **val_kw)
     loaders += [loader, val_loader]
     scheduler = make_scheduler(args, optimizer, len(loader))
     epoch, step, best = 0, 0, -1.0
     if ckpt:
+        epoch, step, best = ckpt["epoch"], ckpt["step"], ckpt["best_metric"]
+        kept = runs.saved_metric(best_path) if master else None
+        best = best if kept is None else max(best, kept)  # best.pt is never replaced by a worse one
+        if epoch >= args.epochs:  # say so, rather than list files as written that were not
+            if master:
+                print(f"{resume} already holds epoch {epoch} of --epochs {args.epochs}: "
+                      f"nothing to train")
+            return 0
+        # the schedule counts steps, so it holds only while an epoch takes as many steps: another
+        # number of processes is fine with a --batch-size that keeps the images per step
+        before = ckpt.get("steps_per_epoch", step // max(1, epoch))
+        if before != len(loader):
+            was = (f"{ckpt.get('world', '?')} process(es) x --batch-size "
+                   f"{ckpt['args'].get('batch_size')}")
+            now = f"{world} x {args.batch_size}"
+            raise ValueError(f"{resume}: {was} took {before} steps an epoch, {now} would take "
+                             f"{len(loader)} and shift the lr schedule; resume with as many images "
+                             f"per step, or start a new --out")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         if ckpt.get("scaler"):  # fp16's loss scale ({} when the scaler is off: bf16, CPU)
             scaler.load_state_dict(ckpt["scaler"])
         set_rng_states(ckpt["rng"], device)
-        epoch, step, best = ckpt["epoch"], ckpt["step"], ckpt["best_metric"]
-        kept = runs.saved_metric(best_path) if master else None
-        best = best if kept is None else max(best, kept)  # best.pt is never replaced by a worse one
-        if epoch >= args.epochs:  # say so, rather than list files as written that were not
-            print(f"{resume} already holds epoch {epoch} of --epochs {args.epochs}: nothing to train")
-            return 0
     raw_model, model = model, DDP(model, device_ids=[device.index] if cuda else None) if ddp else model
     if master and not args.dry_run:
         runs.remove_stale_temps(args.out, args.plot)  # left by a kill during a save
         # now, not after an epoch
-        runs.check_writable([("--out", last_path), ("--plot", args.plot)])
+        runs.check_writable([("--out", last_path)] + ([("--plot", args.plot)] if args.plot else []))
         trim_csv(loss_csv, ["step", "epoch", "loss", "lr"], ckpt and step)
         trim_csv(os.path.join(args.out, "val.csv"),
                  ["step", "epoch", "train_loss", "val_acc", "images_per_s", "seconds"], ckpt and step)
@@ -370,6 +430,7 @@ def train(args, device, ddp, rank, world, loaders):
         sampler.set_epoch(epoch)
         model.train()
         t0, seen, total_loss = time.time(), 0, 0.0
+        pending = []  # (step, epoch, lr, loss, gradient norm) of steps not yet read to the host
         log = master and not args.dry_run and open(loss_csv, "a", newline="", buffering=1)  # line-buffered
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=None if master else True)
         for batch, (images, tokens, _) in enumerate(bar):
@@ -379,14 +440,8 @@ def train(args, device, ddp, rank, world, loaders):
                 _, loss = model(images, tokens)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
-            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip).item()
-            value = loss.item()
-            # checked after the all-reduce of the gradients, so under DDP every rank stops together
-            if not math.isfinite(value) or (not scaler.is_enabled() and not math.isfinite(norm)):
-                what = f"loss {value}" if not math.isfinite(value) else f"gradient norm {norm}"
-                kept = f"{last_path} (epoch {epoch}) is the last good checkpoint" if epoch else "none saved"
-                raise FloatingPointError(f"non-finite {what} at step {step + 1} (epoch {epoch + 1}, "
-                                         f"batch {batch + 1}); stopped without saving; {kept}")
+            # a () tensor: reading it here would wait for the GPU every step
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
             lr = optimizer.param_groups[0]["lr"]
             scaler.step(optimizer)
             scaler.update()
@@ -394,16 +449,28 @@ def train(args, device, ddp, rank, world, loaders):
             scheduler.step()
             step += 1
             seen += images.size(0) * world
-            total_loss += value
+            position = epoch + (batch + 1) / len(loader)  # in epochs, for the log
+            pending.append((step, position, lr, loss.detach(), norm.detach()))
+            if len(pending) < LOG_EVERY and batch + 1 < len(loader) and not args.dry_run:
+                continue
+            # read back, checked and logged every LOG_EVERY steps, and always before a save
+            for row in read_back(pending, ddp, world):
+                check_finite(row, not scaler.is_enabled(), epoch, last_path)
+                value = row[3]
+                total_loss += value
+                if log:
+                    fields = [row[0], f"{row[1]:.4f}", f"{value:.6f}", f"{row[2]:.6g}"]
+                    csv.writer(log).writerow(fields)
+            pending = []
             bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}", img_s=f"{seen / (time.time() - t0):.0f}",
                             refresh=False)
-            if log:
-                csv.writer(log).writerow([step, f"{step / len(loader):.4f}", f"{value:.6f}", f"{lr:.6g}"])
             if args.dry_run:
                 break
         if log:
             log.close()
         seconds = time.time() - t0
+        if ddp:  # every rank validates the BatchNorm statistics that rank 0 saves
+            devices.broadcast_buffers(raw_model)
         acc = None if val_loader is None else validate(raw_model, val_loader, device, autocast,
                                                        memory_format, ddp, 1 if args.dry_run else None)
         if args.dry_run:
@@ -417,7 +484,8 @@ def train(args, device, ddp, rank, world, loaders):
         ckpt = {"format": build_model.CHECKPOINT_FORMAT, "config": config, "vocab": list(tokenizer.vocab),
                 "model": to_cpu(raw_model.state_dict()), "optimizer": to_cpu(optimizer.state_dict()),
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch, "step": step,
-                "rng": to_cpu(rng_states(device)), "best_metric": best, "args": vars(args)}
+                "rng": to_cpu(rng_states(device)), "best_metric": best, "args": vars(args),
+                "world": world, "steps_per_epoch": len(loader)}
         if improved:  # best.pt before last.pt: a kill between the two leaves last.pt behind
             save_atomic(ckpt, best_path)  # (resume redoes the epoch), never best.pt behind
         save_atomic(ckpt, last_path)
@@ -429,7 +497,8 @@ def train(args, device, ddp, rank, world, loaders):
               f"(best {best:.4f}), {seen / seconds:.0f} images/s, {seconds:.0f} s")
     if master:
         names = ["last.pt"] + ["best.pt"] * os.path.exists(best_path) + ["loss.csv", "val.csv", "loss.png"]
-        print(f"wrote {', '.join(os.path.join(args.out, n) for n in names)} and {args.plot}")
+        copy = f" and {args.plot}" if args.plot else ""
+        print(f"wrote {', '.join(os.path.join(args.out, n) for n in names)}{copy}")
     return 0
 
 

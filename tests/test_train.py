@@ -216,22 +216,6 @@ def test_defaults_are_the_recipe_and_preset_yields_to_flags(capsys):
     assert "(default: 0.0003)" in capsys.readouterr().out
 
 
-def test_torchrun_two_gloo_processes(tiny_json, tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_addr", "127.0.0.1", "--master_port", str(port), "train.py",
-           "--train-json", tiny_json, *TINY, "--epochs", "1", "--workers", "0", "--device", "cpu",
-           "--out", str(tmp_path), "--plot", str(tmp_path / "copy.png")]
-    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
-    assert ckpt["epoch"] == 1 and ckpt["step"] == 2  # 12 images / 2 ranks / batch 4 -> 2 steps each
-    assert not any(k.startswith("module.") for k in ckpt["model"])
-
-
 def test_sigkill_leaves_last_checkpoint_intact_and_resumable(tiny_json, tmp_path):
     cmd = [sys.executable, "train.py", "--train-json", tiny_json, *TINY, "--epochs", "1000",
            "--workers", "0", "--out", str(tmp_path), "--plot", str(tmp_path / "copy.png")]
@@ -530,3 +514,98 @@ def test_outputs_checked_before_training_and_stale_temps_removed(tiny_json, tmp_
     (out / "notes.tmp").write_text("the user's own: kept")
     assert run(tiny_json, out, "--epochs", "2", "--workers", "0", "--resume", "auto") == 0
     assert [p.name for p in out.glob("*.tmp")] == ["notes.tmp"]
+
+
+def torchrun(tiny_json, nodes, *extra):
+    """train.py in two gloo processes, rank r in folder nodes[r] with --out run (node-local)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for node in nodes:
+        os.makedirs(node, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_addr", "127.0.0.1", "--master_port", str(port),
+           os.path.join(REPO, "tests", "ddp_node.py"), *map(str, nodes), "--",
+           "--train-json", tiny_json, *TINY, "--workers", "0", "--device", "cpu", "--out", "run",
+           *extra]
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return [torch.load(os.path.join(node, "rank.pt"), weights_only=True) for node in nodes]
+
+
+def test_torchrun_resume_on_node_local_disks_and_shared_batchnorm(tiny_json, tmp_path):
+    # --out on node-local disks: only rank 0's node holds last.pt. --resume auto was decided per
+    # rank: rank 1 started afresh, the ranks ran different numbers of steps and hung
+    common = ["--milestones", "1", "--lr", "3e-3"]
+    straight = [tmp_path / "a0", tmp_path / "a1"]
+    split = [tmp_path / "b0", tmp_path / "b1"]
+    ranks = torchrun(tiny_json, straight, *common, "--epochs", "2")
+    torchrun(tiny_json, split, *common, "--epochs", "1")
+    assert not os.path.exists(split[1] / "run")  # rank 1 wrote nothing: its node has no run
+    # one process x 4 images would take 3 steps an epoch, not 2: the lr schedule would drop at
+    # epoch 1.33 instead of 1 (onecycle crashed later); refused, nothing touched
+    with pytest.raises(SystemExit) as e:
+        run(tiny_json, split[0] / "run", *common, "--epochs", "2", "--resume", "auto",
+            "--workers", "0")
+    message = str(e.value.code)
+    assert "2 process(es) x --batch-size 4 took 2 steps an epoch, 1 x 4 would take 3" in message
+    assert "\n" not in message and not os.path.exists(split[0] / "run" / "copy.png")
+    torchrun(tiny_json, split, *common, "--epochs", "2", "--resume", "auto")
+    a = torch.load(straight[0] / "run" / "last.pt", weights_only=True)
+    b = torch.load(split[0] / "run" / "last.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 2 and a["step"] == b["step"] == 4  # 12 images / 2 ranks / 4
+    assert not any(k.startswith("module.") for k in a["model"])
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    # every rank validated with the BatchNorm statistics rank 0 saved (they differed by 0.04)
+    for epoch in range(2):
+        for name, value in ranks[0]["buffers"][epoch].items():
+            assert torch.equal(value, ranks[1]["buffers"][epoch][name]), (epoch, name)
+    assert all(torch.equal(v, a["model"][k]) for k, v in ranks[0]["buffers"][1].items())
+    # the logged training loss is the mean over the ranks, not rank 0's shard
+    with open(straight[0] / "run" / "loss.csv") as f:
+        logged = [float(line.split(",")[2]) for line in f.readlines()[1:]]
+    mean = [(x + y) / 2 for x, y in zip(ranks[0]["losses"], ranks[1]["losses"])]
+    assert logged == pytest.approx(mean, abs=2e-6) and ranks[0]["losses"] != ranks[1]["losses"]
+
+
+def test_resume_keeps_the_steps_per_epoch(tiny_json, tmp_path):
+    # the scheduler counts steps: another --batch-size that changes the steps of an epoch is
+    # refused; one that keeps them (another number of processes with as many images per step) is not
+    assert run(tiny_json, tmp_path, "--epochs", "1", "--workers", "0", "--batch-size", "8") == 0
+    ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert ckpt["steps_per_epoch"] == 2 and ckpt["world"] == 1
+    with pytest.raises(SystemExit) as e:
+        run(tiny_json, tmp_path, "--epochs", "2", "--workers", "0", "--resume", "auto")
+    message = str(e.value.code)
+    assert "1 process(es) x --batch-size 8 took 2 steps an epoch, 1 x 4 would take 3" in message
+    assert "\n" not in message
+    assert run(tiny_json, tmp_path, "--epochs", "3", "--workers", "0", "--milestones", "2",
+               "--resume", "auto", "--batch-size", "7") == 0  # 12 images: still 2 steps
+    ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert ckpt["step"] == 6
+    with open(tmp_path / "loss.csv") as f:  # the epoch column counts on: it ran backwards
+        epochs = [float(line.split(",")[1]) for line in f.readlines()[1:]]
+    assert epochs == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
+
+
+def test_no_copy_of_the_curve_unless_asked(tiny_json, tmp_path, monkeypatch):
+    # --plot defaulted to img/loss.png, a figure the repository tracks: any run dirtied the clone
+    monkeypatch.chdir(tmp_path)
+    assert train.main(["--train-json", tiny_json, *TINY, "--epochs", "1", "--workers", "0",
+                       "--out", "run"]) == 0
+    assert (tmp_path / "run" / "loss.png").stat().st_size > 0
+    assert sorted(os.listdir(tmp_path)) == ["run"]
+
+
+def test_loader_workers_share_the_cores_this_process_may_use(monkeypatch):
+    # were min(8, cpu_count) per process: 8 GPUs x 8 workers (x2 with validation's) on a node,
+    # whatever cores taskset or Slurm granted
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(12)), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 96)
+    gpu = torch.device("cuda", 0)
+    assert train.default_workers(gpu, 1) == 8
+    assert train.default_workers(gpu, 4) == 3
+    assert train.default_workers(gpu, 16) == 1
+    assert train.default_workers(torch.device("cpu"), 1) == 1

@@ -91,7 +91,8 @@ def parse_args(argv=None):
     a("--seed", type=int, default=SEED, help="seed for init, shuffling and augmentation")
     a("--device", default=None, help="cpu, cuda, cuda:1, mps; None: CUDA if present, else MPS, else CPU")
     a("--amp", action=argparse.BooleanOptionalAction, default=True, help="bf16 (or fp16) autocast on CUDA")
-    a("--workers", type=int, default=None, help="DataLoader processes; None: min(8, CPUs) on CUDA, 1 on CPU")
+    a("--workers", type=int, default=None,
+      help="DataLoader processes; None: 1 on CPU, on CUDA min(8, cores / processes on the node)")
     a("--threads", type=int, default=0, help="torch CPU threads (0: all cores, shared between processes)")
     a("--out", default="runs/svhn", help="run folder: last.pt, best.pt, loss.csv, val.csv, loss.png")
     a("--plot", default=None, help="also write the loss curve here (e.g. img/loss.png)")

@@ -609,3 +609,13 @@ def test_loader_workers_share_the_cores_this_process_may_use(monkeypatch):
     assert train.default_workers(gpu, 4) == 3
     assert train.default_workers(gpu, 16) == 1
     assert train.default_workers(torch.device("cpu"), 1) == 1
+
+
+def test_one_gpu_index_for_every_rank_is_one_line(tiny_json, tmp_path, monkeypatch):
+    # torchrun with --device cuda:1 put every process of the node on GPU 1
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    with pytest.raises(SystemExit) as e:
+        run(tiny_json, tmp_path, "--device", "cuda:1", "--dry-run")
+    message = str(e.value.code)
+    assert message.startswith("train.py: error: --device cuda:1: under torchrun all 2 processes")
+    assert "CUDA_VISIBLE_DEVICES" in message and "\n" not in message

@@ -77,6 +77,17 @@ def native_bf16(device):
     return major >= 8
 
 
+def emulated_bf16_note(device, precision):
+    """A one-line note where bf16 was asked for on a GPU that only emulates it (else None): the
+    run is right but slow there, and fp16 (loss-scaled in training) is the fast type."""
+    device = torch.device(device)
+    if precision != "bf16" or device.type != "cuda" or native_bf16(device):
+        return None
+    major, minor = torch.cuda.get_device_capability(device)
+    return (f"note: {device} (compute capability {major}.{minor}) has no bf16 hardware: "
+            f"bf16 is emulated and slow there; fp16 or fp32 is faster")
+
+
 def cpu_cores():
     """Cores this process may run on: its CPU affinity (taskset, Slurm, containers), not the
     machine's core count, where the system tells it."""

@@ -361,6 +361,9 @@ def run(args):
     except (RuntimeError, ValueError) as e:  # RuntimeError: an unknown device name
         raise ValueError(f"--device {args.device}: {str(e).splitlines()[0]}") from None
     precision = resolve_precision(device, args.precision)  # of this GPU, not of cuda:0
+    note = devices.emulated_bf16_note(device, precision)
+    if note:
+        print(f"eval.py: {note}", file=sys.stderr)
     model, ckpt = load_checkpoint(args.checkpoint, map_location="cpu")
     config, vocab = ckpt["config"], list(ckpt["vocab"])
     image_dir, records = load_split(args.json)

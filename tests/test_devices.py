@@ -92,3 +92,11 @@ def test_eval_auto_precision_is_bf16_only_on_native_gpus(gpus):
     assert ev.resolve_precision(torch.device("cuda", 0), "auto") == "fp32"  # was bf16 (emulated)
     assert ev.resolve_precision(torch.device("cpu"), "auto") == "fp32"
     assert ev.resolve_precision(torch.device("cuda", 0), "bf16") == "bf16"  # asked for: honoured
+
+
+def test_bf16_asked_for_on_an_emulating_gpu_gets_a_note(gpus):
+    note = devices.emulated_bf16_note("cuda:0", "bf16")
+    assert note.startswith("note: cuda:0 (compute capability 7.5) has no bf16 hardware")
+    assert devices.emulated_bf16_note("cuda:1", "bf16") is None  # sm80
+    assert devices.emulated_bf16_note("cuda:0", "fp16") is None
+    assert devices.emulated_bf16_note("cpu", "bf16") is None

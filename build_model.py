@@ -340,6 +340,26 @@ def build_model(config=None):
     return AttentionOCR(check_config(config))
 
 
+VOCAB_ROWS = ("decoder.embedding.weight", "decoder.classifier.weight", "decoder.classifier.bias")
+
+
+def load_grown(model, state, old_vocab_size):
+    """Load weights trained with a vocabulary of old_vocab_size tokens into `model`, whose vocabulary
+    extends that one (fine-tuning): every weight, and the old tokens' embedding and classifier rows,
+    are copied exactly; the rows of the added tokens keep `model`'s own initialisation."""
+    state = dict(state)
+    own = model.state_dict()
+    for key in VOCAB_ROWS:
+        if state[key].shape[0] != old_vocab_size or own[key].shape[0] < old_vocab_size:
+            raise ValueError(f"{key}: {state[key].shape[0]} rows, expected {old_vocab_size} "
+                             f"(and at most {own[key].shape[0]})")
+        grown = own[key].clone()
+        grown[:old_vocab_size] = state[key]
+        state[key] = grown
+    model.load_state_dict(state)
+    return model
+
+
 def _load_failure(path, e):
     """torch.load's reason in a few words: its own messages run to paragraphs of advice."""
     if os.path.isdir(path):

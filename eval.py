@@ -194,7 +194,7 @@ def autocast_for(device, precision):
 def evaluate(model, loader, config, beam=BEAM, device="cpu", progress=True, precision="fp32"):
     """Decode every batch; return per-image results and the summed loss (model already prepared)."""
     pad_id = config["pad_id"]
-    res = {"pred": [], "truth": [], "logprob": [], "hits": 0, "steps": 0,
+    res = {"pred": [], "truth": [], "logprob": [], "hits": 0, "steps": 0, "unboxed": 0,
            "loss_sum": 0.0, "loss_count": 0}
     bar = tqdm(loader, desc="eval", unit="batch", disable=None if progress else True)
     for images, tokens, boxes in bar:
@@ -213,19 +213,29 @@ def evaluate(model, loader, config, beam=BEAM, device="cpu", progress=True, prec
         res["logprob"] += logprob.tolist()
         res["hits"] += hits
         res["steps"] += steps
+        res["unboxed"] += sum(len(b) == 0 for b in boxes)  # a labels CSV has no per-character boxes
         res["loss_sum"] += loss
         res["loss_count"] += count
     return res
 
 
-def summarize(res, vocab, target=TARGET_ACCURACY):
-    """The report's numbers from evaluate()'s per-image results."""
-    preds, truths = res["pred"], res["truth"]
+def summarize(res, vocab, target=TARGET_ACCURACY, labels=None, max_len=None):
+    """The report's numbers from evaluate()'s per-image results.
+
+    Sequences are compared as lists of characters: the predicted tokens' characters against
+    `labels` (the images' texts) when given, else against the truth's token ids looked up in
+    `vocab`. A character the vocabulary lacks is encoded as <unk>, which never equals it: such
+    images count as wrong, and the characters are counted and reported."""
+    from data import unknown_chars
+    preds = [[vocab[i] for i in ids] for ids in res["pred"]]
+    if labels is None:
+        labels = ["".join(vocab[i] for i in ids) for ids in res["truth"]]
+    truths = [list(label) for label in labels]
+    unknown = unknown_chars(labels, vocab)
     correct = np.array([p == t for p, t in zip(preds, truths)], dtype=bool)
     confidence = np.exp(np.array(res["logprob"], dtype=np.float64))
     wrong = np.flatnonzero(~correct)
     worst = wrong[np.argsort(-confidence[wrong], kind="stable")][:GALLERY]
-    text = lambda ids: "".join(vocab[i] for i in ids)  # noqa: E731
     return {
         "num_images": len(truths),
         "loss": res["loss_sum"] / res["loss_count"] if res["loss_count"] else None,
@@ -235,8 +245,15 @@ def summarize(res, vocab, target=TARGET_ACCURACY):
         f"coverage_at_{round(target * 100)}": coverage_at(correct, confidence, target),
         "attention_localisation": res["hits"] / res["steps"] if res["steps"] else None,
         "attention_steps": res["steps"],
-        "worst_mistakes": [{"index": int(i), "prediction": text(preds[i]), "truth": text(truths[i]),
-                            "probability": float(confidence[i])} for i in worst],
+        # images without per-character boxes (a labels CSV): left out of attention_localisation
+        "attention_skipped_images": res.get("unboxed", 0),
+        "unknown_characters": dict(sorted(unknown.items())),
+        "images_with_unknown_characters": sum(any(c in unknown for c in t) for t in labels),
+        # longer than the decoding cap: they can never be read, and count as wrong
+        "images_longer_than_max_len": sum(len(t) > max_len for t in labels) if max_len else 0,
+        "worst_mistakes": [{"index": int(i), "prediction": "".join(preds[i]),
+                            "truth": labels[i], "probability": float(confidence[i])}
+                           for i in worst],
     }, correct, confidence
 
 
@@ -296,7 +313,7 @@ def print_table(report, target):
     fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
     rows = [("images", report["num_images"]), ("loss", fmt(report["loss"])),
             ("sequence accuracy", fmt(report["sequence_accuracy"])),
-            ("digit accuracy", fmt(report["digit_accuracy"])),
+            ("character accuracy", fmt(report["digit_accuracy"])),
             (f"coverage at {target:.0%}", fmt(report[f"coverage_at_{round(target * 100)}"])),
             ("attention localisation", fmt(report["attention_localisation"]))]
     rows += [(f"  {n} digit(s), n={row['count']}", fmt(row["accuracy"]))
@@ -304,6 +321,17 @@ def print_table(report, target):
     rows.append(("images/s", f"{report['images_per_second']:.1f}"))
     for name, value in rows:
         print(f"{name:<28}{value}")
+    if report["attention_skipped_images"]:
+        print(f"attention localisation skipped {report['attention_skipped_images']} image(s) "
+              f"without per-character boxes")
+    if report["unknown_characters"]:
+        chars = ", ".join(f"{c!r} x{n}" for c, n in report["unknown_characters"].items())
+        print(f"characters the checkpoint's vocabulary lacks: {chars}, in "
+              f"{report['images_with_unknown_characters']} image(s), counted as wrong "
+              f"(fine-tune with train.py --init to add them)")
+    if report["images_longer_than_max_len"]:
+        print(f"{report['images_longer_than_max_len']} image(s) have a text longer than the "
+              f"model's max_len, counted as wrong")
 
 
 # -----------------------------------------------------------------------------
@@ -387,7 +415,8 @@ def run(args):
     start = time.perf_counter()
     res = evaluate(model, loader, config, beam=args.beam, device=device, precision=precision)
     seconds = time.perf_counter() - start
-    report, correct, confidence = summarize(res, vocab)
+    report, correct, confidence = summarize(res, vocab, labels=dataset.texts,
+                                            max_len=config["max_len"])
     for m in report["worst_mistakes"]:
         m["name"] = records[m["index"]]["name"]
     report = {"checkpoint": os.path.abspath(args.checkpoint), "json": os.path.abspath(args.json),

@@ -3,6 +3,8 @@
 python train.py                           # the seed's recipe on train + extra (a GPU recipe)
 python train.py --preset cpu --train-json data/synth/train.json --epochs 5 --schedule onecycle --lr 2e-3
 python train.py --resume auto             # continue exactly from <out>/last.pt
+python train.py --init runs/demo/best.pt --train-json mine/train.json --val-json mine/val.json
+                                          # fine-tune a checkpoint on your own labelled images
 torchrun --nproc_per_node 4 train.py      # DDP, one process per GPU; --batch-size is per process
 """
 import argparse
@@ -59,6 +61,9 @@ VAL_SEED = 0          # fixed, so that --seed never changes which images are hel
 MODEL_ARGS = ("plan", "hidden", "dropout", "image_size", "crop_size", "max_len", "glimpse")
 DATA_ARGS = ("train_json", "val_size", "seed")  # what decides the data a run sees; kept on resume
 PRESETS = {"cpu": {"plan": "32 M 64 M 128 M 128", "hidden": 128}}  # trains at a useful speed on 2 cores
+# fine-tuning (--init): defaults for a few hundred images, replacing the recipe's where not given
+FINETUNE = {"epochs": 30, "lr": 5e-4, "schedule": "cosine", "warmup": 0.1, "val_size": 0}
+FINETUNE_FLAGS = ("max_len", "dropout")  # model flags --init may change: they shape no weight
 # -----------------------------------------------------------------------------
 
 
@@ -68,6 +73,7 @@ def parse_args(argv=None):
     a = p.add_argument
     a("--train-json", nargs="+", default=TRAIN_JSON, help="training JSON files (prepare_data.py)")
     a("--val-size", type=int, default=VAL_SIZE, help="images held out from the first JSON (0: none)")
+    a("--val-json", default=None, help="validation JSON (prepare_data.py); None: --val-size held out")
     a("--image-size", type=int, default=IMAGE_SIZE, help="side of the resized digit crop")
     a("--crop-size", type=int, default=CROP_SIZE, help="side of the network input")
     a("--max-pixels", type=int, default=data.MAX_PIXELS, help="a larger image is an unreadable one")
@@ -99,11 +105,19 @@ def parse_args(argv=None):
     a("--resume", default=None, help="checkpoint to continue from, or 'auto' for <out>/last.pt if present")
     a("--overwrite", action="store_true",
       help="start anew in an --out that holds a run, moving that run into <out>/replaced-<time>/")
+    a("--init", default=None,
+      help="fine-tune: start from this checkpoint's weights and model config with a fresh optimizer "
+           "and schedule; characters new to its vocabulary get new rows, old ones keep theirs. "
+           f"Defaults then become {FINETUNE} (flags given explicitly win)")
     a("--dry-run", action="store_true", help="one training batch and one validation batch; writes nothing")
     args = p.parse_args(argv)
-    if args.preset:  # preset values replace the defaults; flags given explicitly still win
-        p.set_defaults(**PRESETS[args.preset])
+    if args.preset or args.init or args.val_json:  # new defaults; flags given explicitly win
+        p.set_defaults(**PRESETS.get(args.preset, {}), **(FINETUNE if args.init else {}))
+        if args.val_json:  # validate on it; hold nothing out of the training JSONs
+            p.set_defaults(val_size=0)
         args = p.parse_args(argv)
+        if args.val_json and args.val_size:
+            p.error("--val-json and --val-size > 0: validate on one or the other")
     lowest = {"epochs": 1, "batch_size": 1, "max_pixels": 1, "val_size": 0, "workers": 0}
     for name, low in lowest.items():
         value = getattr(args, name)
@@ -116,15 +130,26 @@ def parse_args(argv=None):
     return args
 
 
-def load_data(args, vocab=None):
-    """(tokenizer, training set of all JSONs minus the held-out images, validation set or None)."""
-    for path in args.train_json:
+def load_data(args, vocab=None, extend=False):
+    """(tokenizer, training set of all JSONs minus the held-out images, validation set or None).
+    vocab: a checkpoint's vocabulary, kept as it is, or with extend the training texts'
+    characters it lacks appended (fine-tuning)."""
+    paths = args.train_json + ([args.val_json] if args.val_json else [])
+    for path in paths:
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path}: no such file; make it with `python prepare_data.py` first")
-    splits = [data.load_split(path) for path in args.train_json]
+    splits = [data.load_split(path) for path in paths]
+    for path, (_, records) in zip(paths, splits):
+        for r in records:  # the model could never read it out
+            if len(data.record_text(r)) > args.max_len:
+                raise ValueError(f"{path}: record {r['name']!r}: text {data.record_text(r)!r} is "
+                                 f"longer than --max-len {args.max_len}; raise --max-len")
+    val_split = splits.pop() if args.val_json else None
     args.json_records = [len(records) for _, records in splits]  # saved: resume checks the JSONs
-    tokenizer = (data.tokenizer_from_vocab(vocab) if vocab else
-                 data.build_tokenizer([r for _, records in splits for r in records]))
+    records = [r for _, records in splits for r in records]
+    if vocab and extend:
+        vocab = data.extend_vocab(vocab, records)
+    tokenizer = data.tokenizer_from_vocab(vocab) if vocab else data.build_tokenizer(records)
     image_dir, first = splits[0]
     if not 0 <= args.val_size < len(first):
         raise ValueError(f"{args.train_json[0]}: holds {len(first)} images; "
@@ -137,7 +162,23 @@ def load_data(args, vocab=None):
                                 crop_size=args.crop_size, max_pixels=args.max_pixels)
     train_set = ConcatDataset([dataset(part, args.augment) for part in parts])
     val_set = dataset((image_dir, [first[i] for i in sorted(held)]), False) if held else None
+    if val_split is not None:
+        val_set = dataset(val_split, False)
     return tokenizer, train_set, val_set
+
+
+def init_from(args, path):
+    """--init: the checkpoint's model (weights, config) for fine-tuning; its model config replaces
+    the flags, which may differ only where they shape no weight (FINETUNE_FLAGS)."""
+    model, ckpt = build_model.load_checkpoint(path, map_location="cpu")
+    for key in MODEL_ARGS:
+        if key in FINETUNE_FLAGS and key in args.model_flags:
+            continue
+        if key in args.model_flags and str(getattr(args, key)).split() != str(model.config[key]).split():
+            raise ValueError(f"{path}: trained with --{key.replace('_', '-')} {model.config[key]!r}, "
+                             f"not {getattr(args, key)!r}; --init keeps the checkpoint's model")
+        setattr(args, key, model.config[key])
+    return model, list(ckpt["vocab"])
 
 
 def rng_states(device):
@@ -366,7 +407,11 @@ def train(args, device, ddp, rank, world, loaders):
     aside = devices.from_rank0(check_out, ddp, rank)
     if aside and master:
         print(f"--overwrite: moved the run that was in {args.out} to {aside}")
-    tokenizer, train_set, val_set = load_data(args, ckpt and ckpt["vocab"])
+    init = None
+    if args.init and not ckpt:  # (resuming a fine-tuning run continues from its own checkpoint)
+        init = init_from(args, args.init)
+    tokenizer, train_set, val_set = load_data(args, ckpt["vocab"] if ckpt else init and init[1],
+                                              extend=init is not None)
     if ckpt and ckpt["args"].get("json_records") not in (None, args.json_records):
         raise ValueError(f"{resume}: trained on {ckpt['args']['json_records']} records of "
                          f"{' '.join(args.train_json)}, which now hold {args.json_records}; "
@@ -375,7 +420,13 @@ def train(args, device, ddp, rank, world, loaders):
               "pad_id": data.PAD, "eos_id": data.EOS, "bos_id": data.BOS}
 
     torch.manual_seed(args.seed)  # the same initial weights on every rank
-    model = build_model.build_model(config).to(device, memory_format=memory_format)
+    model = build_model.build_model(config)
+    if init:  # old rows copied bit for bit; new characters' rows keep the fresh initialisation
+        build_model.load_grown(model, init[0].state_dict(), len(init[1]))
+        added = tokenizer.vocab[len(init[1]):]
+        print(f"fine-tuning {args.init}: {len(init[1])} tokens kept"
+              + (f", {len(added)} added: {''.join(added)!r}" if added else ""))
+    model = model.to(device, memory_format=memory_format)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     sampler = data.EpochTagged(train_set, world, rank, shuffle=True, seed=args.seed)
     loader_kw = dict(batch_size=args.batch_size, collate_fn=data.collate, num_workers=workers,

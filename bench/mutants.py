@@ -75,7 +75,8 @@ MUTANTS = [
      "cnn.py", [("nn.init.kaiming_normal_(", "nn.init.kaiming_uniform_(")],
      ["tests/test_model.py"]),
     ("eval-xy-scale-swapped", "evaluation boxes: x and y resize scales swapped",
-     "data.py", [("sx, sy = s / (x1 - x0), s / (y1 - y0)", "sx, sy = s / (y1 - y0), s / (x1 - x0)")],
+     "data.py", [("sx, sy = s / (x1 - x0), s / (y1 - y0)",
+                  "sx, sy = s / (y1 - y0), s / (x1 - x0)")],
      ["tests/test_data.py"]),
     ("train-xy-scale-swapped", "training boxes: RandomResizedCrop's x and y scales swapped",
      "data.py", [("sx, sy = c / w, c / h", "sx, sy = c / h, c / w")], ["tests/test_data.py"]),
@@ -97,7 +98,8 @@ MUTANTS = [
      "eval.py", [("ok = accuracy >= target - 1e-12", "ok = accuracy > target + 1e-12")],
      ["tests/test_eval.py"]),
     ("coverage-off-by-one", "coverage counts one image fewer than it answers",
-     "eval.py", [("return counts[ends] / correct.size,", "return (counts[ends] - 1) / correct.size,")],
+     "eval.py", [("return counts[ends] / correct.size,",
+                  "return (counts[ends] - 1) / correct.size,")],
      ["tests/test_eval.py"]),
     ("coverage-ties-first", "a tie group is cut at its first image instead of its last",
      "eval.py", [("ends = np.append(sorted_conf[1:] != sorted_conf[:-1], True)",
@@ -106,6 +108,30 @@ MUTANTS = [
     ("loss-count-no-eos", "evaluation loss divides by digits only, not digits + </s>",
      "eval.py", [("count = sum(len(t) + 1 for t, r in", "count = sum(len(t) for t, r in")],
      ["tests/test_eval.py"]),
+    ("by-length-of-prediction", "per-length accuracy grouped by the predicted length",
+     "eval.py", [("if (len(t) == n if n < max_len else len(t) >= n)]",
+                  "if (len(p) == n if n < max_len else len(p) >= n)]")],
+     ["tests/test_eval.py"]),
+    ("digit-accuracy-over-predicted", "digit accuracy divided by predicted, not true, digits",
+     "eval.py", [("total = sum(len(t) for t in truths)", "total = sum(len(p) for p in preds)")],
+     ["tests/test_eval.py"]),
+    ("confidence-not-exponentiated", "the report's probabilities are log-probabilities",
+     "eval.py", [('confidence = np.exp(np.array(res["logprob"], dtype=np.float64))',
+                  'confidence = np.array(res["logprob"], dtype=np.float64)')],
+     ["tests/test_eval.py"]),
+    ("gallery-least-confident", "the mistakes gallery shows the least confident mistakes",
+     "eval.py", [("worst = wrong[np.argsort(-confidence[wrong]",
+                  "worst = wrong[np.argsort(confidence[wrong]")],
+     ["tests/test_eval.py"]),
+    ("validate-keeps-eos", "training's validation compares decoded digits with <s> d.. </s>",
+     "train.py", [("correct += predicted == data.label_ids(target)",
+                   "correct += predicted == [t for t in target if t != data.PAD]")],
+     ["tests/test_data.py",
+      "tests/test_train.py::test_validate_counts_off_the_gpu_and_in_integers"]),
+    ("centre-crop-offset", "evaluation boxes shifted by a centre-crop offset one pixel off",
+     "data.py", [("top = left = int(round((self.image_size - c) / 2.0))",
+                  "top = left = (self.image_size - c) // 2 + 1")],
+     ["tests/test_data.py"]),
     ("milestone-in-steps", "step schedule milestones counted in steps, not epochs",
      "train.py", [("[m * steps_per_epoch for m in args.milestones]", "list(args.milestones)")],
      ["tests/test_train.py::test_learning_rate_at_chosen_steps",
@@ -140,10 +166,13 @@ def copy_tree(dest):
         shutil.copy2(src, os.path.join(dest, rel))
 
 
-def run_tests(repo, tests, timeout):
-    """(passed, names of the failed tests, seconds) of pytest -x on `tests` inside repo."""
+def run_tests(repo, tests, timeout, stop=True):
+    """(passed, names of the failed tests, seconds) of pytest on `tests` inside repo;
+    stop: at the first failure (-x)."""
     env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1"}
-    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-rf", "-p", "no:cacheprovider", *tests]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider", *tests]
+    if stop:
+        cmd.insert(3, "-x")
     start = time.time()
     try:
         result = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True,
@@ -161,8 +190,14 @@ def main(argv=None):
     p.add_argument("--only", nargs="+", default=None, help="names of the mutants to run")
     p.add_argument("--list", action="store_true", help="list the mutants and exit")
     p.add_argument("--timeout", type=float, default=900, help="seconds per pytest run")
+    p.add_argument("--tests", nargs="+", default=None,
+                   help="run these tests (files or node ids) for every mutant instead of its own")
+    p.add_argument("--all", action="store_true",
+                   help="list every failing test, not only the first (slower: no -x)")
     args = p.parse_args(argv)
     mutants = [m for m in MUTANTS if args.only is None or m[0] in args.only]
+    if args.tests:
+        mutants = [(name, what, path, edits, args.tests) for name, what, path, edits, _ in mutants]
     if args.only and len(mutants) != len(args.only):
         p.error(f"unknown mutant(s): {sorted(set(args.only) - {m[0] for m in MUTANTS})}")
     if args.list:
@@ -197,7 +232,7 @@ def main(argv=None):
             with open(target, "w") as f:
                 f.write(text)
             try:
-                ok, failed, seconds = run_tests(repo, tests, args.timeout)
+                ok, failed, seconds = run_tests(repo, tests, args.timeout, not args.all)
             finally:
                 with open(target, "w") as f:
                     f.write(original)

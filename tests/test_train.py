@@ -106,7 +106,8 @@ def lrs_used(args, steps_per_epoch, resume_after=None):
 # from lr/25 at step 0 to lr at step 1, then a cosine down to lr/25/1e4 at step 19.
 EXPECTED_LR = {
     "step": {0: 1e-3, 9: 1e-3, 10: 1e-4, 19: 1e-4},
-    "cosine": {0: 0.5e-3, 1: 1e-3, 2: 1e-3, 11: 0.5e-3, 19: 1e-3 * (0.5 + 0.5 * math.cos(math.pi * 17 / 18))},
+    "cosine": {0: 0.5e-3, 1: 1e-3, 2: 1e-3, 11: 0.5e-3,
+               19: 1e-3 * (0.5 + 0.5 * math.cos(math.pi * 17 / 18))},
     "onecycle": {0: 4e-5, 1: 1e-3, 10: (1e-3 + 4e-9) / 2, 19: 4e-9},
 }
 

@@ -20,8 +20,9 @@ import torch.nn.functional as F
 from cnn import Encoder, parse_plan
 
 CHECKPOINT_FORMAT = "svhn-attention-ocr/2"
-# format 1 had no step -1 glimpse; such files still load, with the glimpse off as they were trained
-OLD_FORMATS = {"svhn-attention-ocr/1": {"glimpse": False}}
+# format 1 had no step -1 glimpse and fed the encoder [-1, 1] pixels; such files still load, with
+# both settings as they were trained
+OLD_FORMATS = {"svhn-attention-ocr/1": {"glimpse": False, "normalize": True}}
 
 DEFAULT_CONFIG = {
     "plan": "64 64 M 128 128 M 256 256 M 512 512",  # encoder channel plan (ints = 3x3 conv, M = pool)
@@ -32,6 +33,7 @@ DEFAULT_CONFIG = {
     "crop_size": 54,     # ... then (random or centre) cropped to this
     "max_len": 8,        # default cap on emitted digits when decoding
     "glimpse": True,     # attend once from h0 before the first step (the seed); False: zeros
+    "normalize": False,  # True: the model maps its [0, 1] input pixels to [-1, 1] (not the seed)
     "pad_id": 0,
     "eos_id": 2,
     "bos_id": 3,
@@ -151,7 +153,9 @@ class AttentionOCR(nn.Module):
                                config["hidden"], config["dropout"], config["glimpse"])
 
     def encode(self, images):
-        """Images (B, 3, S, S) -> features (B, L, C) and the feature-map size (H, W)."""
+        """Images (B, 3, S, S) in [0, 1] -> features (B, L, C) and the feature-map size (H, W)."""
+        if self.config["normalize"]:
+            images = (images - 0.5) / 0.5  # (B, 3, S, S) in [-1, 1], as Normalize(0.5, 0.5)
         fmap = self.encoder(images)  # (B, C, H, W)
         features = fmap.flatten(2).transpose(1, 2)  # (B, L, C)
         return features, tuple(fmap.shape[2:])
@@ -318,8 +322,9 @@ def check_config(config):
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
             raise ValueError(f"model config {key!r} must be an int in 1..{limit}, got {value!r}")
-    if not isinstance(config["glimpse"], bool):
-        raise ValueError(f"model config 'glimpse' must be true or false, got {config['glimpse']!r}")
+    for key in ("glimpse", "normalize"):
+        if not isinstance(config[key], bool):
+            raise ValueError(f"model config {key!r} must be true or false, got {config[key]!r}")
     if (isinstance(config["dropout"], bool) or not isinstance(config["dropout"], (int, float))
             or not 0.0 <= config["dropout"] < 1.0):
         raise ValueError(f"model config 'dropout' must be in [0, 1), got {config['dropout']!r}")
@@ -461,7 +466,7 @@ def load_checkpoint(path, map_location="cpu", resume=False):
         # same weights, other function: run it the way it was trained, and say so once
         ckpt["config"] = {**ckpt["config"], **OLD_FORMATS[ckpt["format"]]}
         print(f"note: {path}: an older checkpoint ({ckpt['format']}): runs without the step -1 "
-              f"glimpse, as it was trained", file=sys.stderr)
+              f"glimpse and with inputs normalised to [-1, 1], as it was trained", file=sys.stderr)
     try:
         config = check_config(ckpt["config"])
     except ValueError as e:

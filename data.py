@@ -1,11 +1,12 @@
 """SVHN format-1 data: JSON records -> cropped, augmented image tensors and token sequences.
 
 prepare_data.py converts digitStruct.mat (or a labels CSV) into one JSON per split once; this file
-only reads and augments. Per image: crop to the union of the digit boxes expanded by 30% (padding
-with black where the crop leaves the image; a CSV's box is used as given, no box means the whole
-image), resize to 64x64, then RandomResizedCrop(54, scale 0.7-1) and
-ColorJitter(0.5 x4) for training or CenterCrop(54) for evaluation, then ToTensor + Normalize
-(mean = std = 0.5, so pixels lie in [-1, 1]).
+only reads and augments. Per image: crop to the union of the digit boxes grown by 30% around its
+centre, in whole pixels truncated toward zero (padding with black where the crop leaves the image;
+a CSV's box is used as given, no box means the whole image), resize to 64x64, then
+RandomResizedCrop(54, scale 0.7-1) and ColorJitter(0.5 x4) for training or CenterCrop(54) for
+evaluation, then ToTensor: pixels in [0, 1]. (A model trained with normalize=True maps them to
+[-1, 1] itself, so the data is the same for every checkpoint.)
 
     python data.py [--json data/synth/train.json] [--n 8] [--out img/aug.png] [--show]
 saves a figure of the 64x64 crops (top row) and random augmentations of each (rows below).
@@ -26,11 +27,10 @@ from torchnlp.encoders.text import StaticTokenizerEncoder
 
 # -----------------------------------------------------------------------------
 # the recipe's constants
-EXPAND = 0.3                  # union box grows by 30% of its width/height around its centre
+GROW = 1.3                    # the union box's width and height x 1.3, around its centre
 SCALE = (0.7, 1.0)            # RandomResizedCrop area range (aspect ratio: torchvision's 3/4-4/3)
 RATIO = (3.0 / 4.0, 4.0 / 3.0)
 JITTER = 0.5                  # ColorJitter brightness = contrast = saturation = hue
-MEAN = STD = (0.5, 0.5, 0.5)  # Normalize: [0, 1] -> [-1, 1]
 # Images (and crop boxes) above this many pixels are refused, read from the header before any
 # decoding (--max-pixels raises it). SVHN's largest image is ~0.6 MP and a phone photo 12-48 MP;
 # a 13,000 x 13,000 image would decode to 0.5 GB (twice that while converting to RGB) in every
@@ -115,44 +115,51 @@ def record_text(r):
 def record_region(r):
     """The region the model sees, (x0, y0, x1, y1) in whole pixels, or None for the whole image.
 
-    SVHN records: the union of the digit boxes grown by EXPAND (the recipe). Records with a
+    SVHN records: the union of the digit boxes grown by GROW (the recipe). Records with a
     'region' (from a labels CSV): that box as given, no growth: a user's box is taken to be the
     crop they want. Neither: the whole image."""
-    if "text" not in r:
-        return pixel_region(crop_region(r["boxes"]))
-    if "region" in r:
-        left, top, width, height = r["region"]
-        return pixel_region((left, top, left + width, top + height))
-    return None
+    if "text" in r and "region" not in r:
+        return None
+    if "text" in r:
+        left, top, width, height = whole_pixels(*r["region"])
+    else:
+        left, top, width, height = crop_box(r["boxes"])
+    return left, top, left + width, top + height
 
 
 # -----------------------------------------------------------------------------
 # image geometry
 
-def crop_region(boxes, expand=EXPAND):
-    """Union of [left, top, width, height] boxes, grown by `expand` around its centre -> (x0, y0, x1, y1)."""
+def whole_pixels(left, top, width, height):
+    """A box in whole pixels, each number truncated toward zero by int() as the recipe does
+    (a left of -3.75 becomes -3, not -4); an empty box is widened to 1 pixel."""
+    return int(left), int(top), max(int(width), 1), max(int(height), 1)
+
+
+def crop_box(boxes, grow=GROW):
+    """[left, top, width, height] digit boxes -> the crop (left, top, width, height) in pixels:
+    the union of the boxes, its width and height times `grow` around its centre, in exactly the
+    recipe's arithmetic (the order of the operations decides the last bit, then int())."""
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     if len(b) == 0:
-        raise ValueError("crop_region: no boxes")
-    x0, y0 = b[:, 0].min(), b[:, 1].min()
-    x1, y1 = (b[:, 0] + b[:, 2]).max(), (b[:, 1] + b[:, 3]).max()
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    hw, hh = (x1 - x0) * (1 + expand) / 2, (y1 - y0) * (1 + expand) / 2
-    return (float(cx - hw), float(cy - hh), float(cx + hw), float(cy + hh))
+        raise ValueError("crop_box: no boxes")
+    x0 = b[:, 0].min()
+    y0 = b[:, 1].min()
+    x1 = (b[:, 0] + b[:, 2]).max()
+    y1 = (b[:, 1] + b[:, 3]).max()
+    w = (x1 - x0) * grow
+    h = (y1 - y0) * grow
+    cx = (x1 + x0) / 2
+    cy = (y1 + y0) / 2
+    return whole_pixels(cx - w / 2, cy - h / 2, w, h)
 
 
-def pixel_region(region):
-    """Round a float region to whole pixels, at least 1x1 (a zero-size box still gives an image)."""
-    x0, y0 = math.floor(region[0] + 0.5), math.floor(region[1] + 0.5)
-    x1, y1 = math.floor(region[2] + 0.5), math.floor(region[3] + 0.5)
-    return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
-
-
-def crop_image(img, region):
-    """Crop a PIL image to `region` (x0, y0, x1, y1); parts outside the image come back black."""
+def crop_image(img, box):
+    """Crop a PIL image to box (left, top, width, height); parts outside the image come back black."""
     # PIL's crop fills outside the image with zeros: no clamping, so digit boxes keep their
     # place relative to the crop and the crop's aspect ratio is the one the recipe asked for.
-    return img.crop(pixel_region(region))
+    left, top, width, height = box
+    return img.crop((left, top, left + width, top + height))
 
 
 def open_image(path, box=None, max_pixels=MAX_PIXELS, draft=None):
@@ -180,7 +187,7 @@ def open_image(path, box=None, max_pixels=MAX_PIXELS, draft=None):
                 img.draft("RGB", draft)
             img = to_rgb(img)
             if box is not None:
-                img = crop_image(img, (box[0], box[1], box[0] + box[2], box[1] + box[3]))
+                img = crop_image(img, box)
             img.load()
             return img
     except Exception as e:  # PIL's decoders raise OSError, SyntaxError, struct.error, EOFError...
@@ -298,7 +305,7 @@ def tokens_to_text(ids, vocab):
 # dataset
 
 class SVHNDataset(torch.utils.data.Dataset):
-    """(image (3, S, S) in [-1, 1], tokens <s> d.. </s>, boxes (K, 4) x0 y0 x1 y1 in input pixels).
+    """(image (3, S, S) in [0, 1], tokens <s> d.. </s>, boxes (K, 4) x0 y0 x1 y1 in input pixels).
 
     Boxes are exact in both modes: evaluation maps them through crop, resize and centre crop;
     training draws RandomResizedCrop's parameters itself and maps them through that crop too.
@@ -366,7 +373,7 @@ class SVHNDataset(torch.utils.data.Dataset):
             top = left = int(round((self.image_size - c) / 2.0))
             img = TF.center_crop(img, [c, c])
             sx = sy = 1.0
-        x = TF.normalize(TF.to_tensor(img), MEAN, STD)  # (3, S, S) in [-1, 1]
+        x = TF.to_tensor(img)  # (3, S, S) in [0, 1]
         boxes = (boxes - [left, top, left, top]) * [sx, sy, sx, sy]
         return x, torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
 
@@ -419,11 +426,6 @@ def collate(batch):
     return torch.stack(images), tokens, list(boxes)
 
 
-def denormalize(images):
-    """Normalised images -> [0, 1] for plotting."""
-    return (images * STD[0] + MEAN[0]).clamp(0, 1)
-
-
 # -----------------------------------------------------------------------------
 # python data.py: a figure of the augmentation
 
@@ -448,7 +450,7 @@ def plot_augmentations(dataset, indices, rows, out, show=False):
         panels = [(np.asarray(img), boxes)]
         for _ in range(rows):
             x, b = dataset.augment(img, boxes)
-            panels.append((denormalize(x).permute(1, 2, 0).numpy(), b.numpy()))
+            panels.append((x.permute(1, 2, 0).numpy(), b.numpy()))
         for row, (pixels, bxs) in enumerate(panels):
             ax = axes[row, col]
             ax.imshow(pixels)

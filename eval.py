@@ -275,13 +275,12 @@ def plot_coverage(coverage, accuracy, target, path):
 
 def plot_mistakes(dataset, mistakes, path, cols=4):
     """Gallery of the most confident wrong answers: model input, prediction (probability), truth."""
-    from data import denormalize
     rows = max(1, -(-len(mistakes) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.8 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, m in zip(axes.flat, mistakes):
-        image = denormalize(dataset[m["index"]][0]).permute(1, 2, 0).clamp(0, 1).numpy()
+        image = dataset[m["index"]][0].permute(1, 2, 0).numpy()  # (S, S, 3) in [0, 1]
         ax.imshow(image)
         ax.set_title(f"pred {m['prediction'] or '(none)'} ({m['probability']:.3g})\n"
                      f"true {m['truth']}", fontsize=9)

@@ -28,7 +28,7 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp",
 
 
 # -----------------------------------------------------------------------------
-# inputs: each becomes {"name", "image" (3, S, S) normalised, "truth" (str or None)}
+# inputs: each becomes {"name", "image" (3, S, S) in [0, 1], "truth" (str or None)}
 
 def parse_crop(text):
     """'left,top,width,height' -> [l, t, w, h] floats (ValueError otherwise)."""
@@ -62,11 +62,10 @@ def load_file(path, crop, image_size, crop_size, max_pixels=MAX_PIXELS):
     region (the whole image, or the --crop box grown by 30% like training crops), resize to
     image_size, centre crop. Any PIL mode; ValueError with a reason when it cannot be read."""
     import torchvision.transforms.functional as TF
-    from data import MEAN, STD, crop_region, open_image, pixel_region
+    from data import crop_box, open_image
     box = None
     if crop is not None:
-        x0, y0, x1, y1 = pixel_region(crop_region([crop]))
-        box = (x0, y0, x1 - x0, y1 - y0)
+        box = crop_box([crop])
     # JPEG decodes at a reduced scale for free; the crop needs a few pixels, not 12 MP
     draft = (4 * image_size, 4 * image_size) if crop is None else None
     try:
@@ -75,7 +74,7 @@ def load_file(path, crop, image_size, crop_size, max_pixels=MAX_PIXELS):
         raise ValueError(str(e).removeprefix(f"{path}: ")) from None
     img = TF.resize(img, [image_size, image_size], antialias=True)
     img = TF.center_crop(img, [crop_size, crop_size])
-    return TF.normalize(TF.to_tensor(img), MEAN, STD)  # (3, S, S)
+    return TF.to_tensor(img)  # (3, S, S) in [0, 1]
 
 
 def inputs_from_files(paths, crop, config, max_pixels=MAX_PIXELS):
@@ -138,8 +137,7 @@ def predict(model, items, vocab, beam=1, device="cpu"):
 
 def draw_row(axes, item):
     """The crop, then one attention panel per predicted digit, on a row of axes."""
-    from data import denormalize
-    image = denormalize(item["image"]).permute(1, 2, 0).numpy()  # (S, S, 3) in [0, 1]
+    image = item["image"].permute(1, 2, 0).numpy()  # (S, S, 3) in [0, 1]
     grey = image.mean(axis=2)
     for ax in axes:
         ax.axis("off")

@@ -37,6 +37,7 @@ VAL_SIZE = 5000       # images held out from the first JSON for validation (a fi
 IMAGE_SIZE = 64       # the expanded digit crop is resized to this square...
 CROP_SIZE = 54        # ...then cropped to this: random resized crop (train) or centre crop (eval)
 AUGMENT = True        # random resized crop (scale 0.7-1) + colour jitter 0.5 on training images
+NORMALIZE = False     # pixels enter the encoder in [0, 1]; True: mapped to [-1, 1] by the model
 # model (build_model.DEFAULT_CONFIG)
 PLAN = build_model.DEFAULT_CONFIG["plan"]  # VGG channel plan, M = max-pool 3/2/1
 HIDDEN = build_model.DEFAULT_CONFIG["hidden"]  # GRU hidden size = embedding size
@@ -58,7 +59,8 @@ LOG_EVERY = 50        # steps between reads of the loss to the host (each read w
 SEED = 0
 VAL_SEED = 0          # fixed, so that --seed never changes which images are held out
 # flags stored in the checkpoint's model config
-MODEL_ARGS = ("plan", "hidden", "dropout", "image_size", "crop_size", "max_len", "glimpse")
+MODEL_ARGS = ("plan", "hidden", "dropout", "image_size", "crop_size", "max_len", "glimpse",
+              "normalize")
 DATA_ARGS = ("train_json", "val_size", "seed")  # what decides the data a run sees; kept on resume
 PRESETS = {"cpu": {"plan": "32 M 64 M 128 M 128", "hidden": 128}}  # trains at a useful speed on 2 cores
 # fine-tuning (--init): defaults for a few hundred images, replacing the recipe's where not given
@@ -78,6 +80,8 @@ def parse_args(argv=None):
     a("--crop-size", type=int, default=CROP_SIZE, help="side of the network input")
     a("--max-pixels", type=int, default=data.MAX_PIXELS, help="a larger image is an unreadable one")
     a("--augment", action=argparse.BooleanOptionalAction, default=AUGMENT, help="training augmentation")
+    a("--normalize", action=argparse.BooleanOptionalAction, default=NORMALIZE,
+      help="map input pixels [0, 1] -> [-1, 1] inside the model (stored in the checkpoint)")
     a("--preset", choices=sorted(PRESETS), help=f"model size preset (explicit flags win): {PRESETS}")
     a("--plan", default=PLAN, help="encoder channel plan")
     a("--hidden", type=int, default=HIDDEN, help="decoder hidden size")

@@ -70,8 +70,7 @@ def compare_v2(dataset, n, repeats):
     import torchvision.transforms.v2 as T2
     c = dataset.crop_size
     v2 = T2.Compose([T2.PILToTensor(), T2.RandomResizedCrop(c, scale=data.SCALE, antialias=True),
-                     T2.ColorJitter(*[data.JITTER] * 4), T2.ToDtype(torch.float32, scale=True),
-                     T2.Normalize(data.MEAN, data.STD)])
+                     T2.ColorJitter(*[data.JITTER] * 4), T2.ToDtype(torch.float32, scale=True)])
     crops = [dataset.load(i % len(dataset)) for i in range(n)]
     times = {"v1 PIL (data.py)": [], "v2 tensor": []}
     for _ in range(repeats):

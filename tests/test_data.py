@@ -34,27 +34,86 @@ def sample_json(sample_dir, tmp_path):
 
 # -- crop geometry -------------------------------------------------------------------------------
 
-def test_crop_region_is_union_grown_30_percent_around_centre():
-    # union x 10..40, y 20..55 -> 30 x 35, centre (25, 37.5) -> 39 x 45.5
-    region = data.crop_region([[10, 20, 10, 30], [30, 25, 10, 30]])
-    assert region == pytest.approx((5.5, 14.75, 44.5, 60.25))
-    assert data.crop_region([[10, 20, 10, 30]], expand=0.0) == pytest.approx((10, 20, 20, 50))
+@pytest.mark.parametrize("boxes, expected", [
+    # union x 10..41, y 20..55: 31 x 35 -> 40.3 x 45.5 around the fractional centre (25.5, 37.5);
+    # left int(5.35) = 5, top int(14.75) = 14 (rounding would give 15), width 40, height 45
+    ([[10, 20, 10, 30], [31, 25, 10, 30]], (5, 14, 40, 45)),
+    # negative offsets: x -3..2 -> 6.5 wide around -0.5: left int(-3.75) = -3 (floor: -4);
+    # y -2..5 -> 9.1 high around 1.5: top int(-3.05) = -3; width 6, height 9
+    ([[-3, -2, 5, 7]], (-3, -3, 6, 9)),
+    # the real sample's 2.png ("23"): x 77..124, y 25..61 -> 61.1 x 46.8 around (100.5, 43):
+    # left int(69.95) = 69, top int(19.6) = 19
+    ([[77, 29, 23, 32], [98, 25, 26, 32]], (69, 19, 61, 46)),
+    # fractional boxes: x 0.5..3.75 -> 4.225 wide around 2.125: left int(0.0125) = 0;
+    # y -7.5..-1.5 -> 7.8 high around -4.5: top int(-8.4) = -8; width 4, height 7
+    ([[0.5, -7.5, 3.25, 6.0]], (0, -8, 4, 7)),
+    # an empty union still gives a 1 x 1 crop
+    ([[10, 10, 0, 0]], (10, 10, 1, 1)),
+])
+def test_crop_box_truncates_like_the_recipe(boxes, expected):
+    box = data.crop_box(boxes)
+    assert box == expected and all(type(v) is int for v in box)
+
+
+def test_crop_box_needs_a_box():
     with pytest.raises(ValueError):
-        data.crop_region([])
+        data.crop_box([])
 
 
-@pytest.mark.parametrize("region", [(-5, -3, 25, 13), (-50, -50, -40, -40), (100, 100, 130, 110),
-                                    (5, 5, 5, 5), (3.4, 2.6, 3.4, 2.6)])
-def test_crop_pads_black_past_every_edge_and_never_fails(region):
+@pytest.mark.parametrize("box", [(-5, -3, 30, 16), (-50, -50, 10, 10), (100, 100, 30, 10),
+                                 (5, 5, 1, 1), (3, 2, 4, 4)])
+def test_crop_pads_black_past_every_edge_and_never_fails(box):
     img = Image.new("RGB", (20, 10), (255, 255, 255))
-    out = data.crop_image(img, region)
-    x0, y0, x1, y1 = data.pixel_region(region)
-    assert out.size == (x1 - x0, y1 - y0) and out.size[0] >= 1 and out.size[1] >= 1
+    out = data.crop_image(img, box)
+    x0, y0, width, height = box
+    assert out.size == (width, height)
     a = np.asarray(out)
     for y in range(a.shape[0]):
         for x in range(a.shape[1]):
             inside = 0 <= x + x0 < 20 and 0 <= y + y0 < 10
             assert (a[y, x] == (255 if inside else 0)).all()
+
+
+def seed_eval_tensor(path, left, top, width, height):
+    """The recipe's evaluation input built from torchvision alone: crop, Resize((64, 64)),
+    CenterCrop((54, 54)), ToTensor, nothing else."""
+    import torchvision.transforms as T
+    pipeline = T.Compose([T.Resize((64, 64)), T.CenterCrop((54, 54)), T.ToTensor()])
+    with Image.open(path) as img:
+        img = img.convert("RGB")
+        return pipeline(img.crop((left, top, left + width, top + height)))
+
+
+def test_eval_tensor_equals_the_torchvision_pipeline(tmp_path):
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(47, 131, 3), dtype=np.uint8)
+    pixels[10:20, 10:20] = 255  # the top of the range is reached ...
+    pixels[25:35, 40:50] = 0    # ... and the bottom
+    Image.fromarray(pixels).save(tmp_path / "noise.png")
+    records = [{"name": "noise.png", "digits": [4, 2], "boxes": [[8.5, 6, 30, 22], [40, 5.5, 25, 30]]},
+               {"name": "noise.png", "digits": [7], "boxes": [[-4, -6, 20, 30]]}]
+    ds = data.SVHNDataset((str(tmp_path), records), train=False)
+    # by hand: union x 8.5..65, y 5.5..35.5: 73.45 x 39 around (36.75, 20.5): left int(0.025) = 0,
+    # top int(1.0) = 1; x -4..16, y -6..24: 26 x 39 around (6, 9): left -7, top int(-10.5) = -10
+    for i, box in enumerate([(0, 1, 73, 39), (-7, -10, 26, 39)]):
+        x = ds[i][0]
+        expected = seed_eval_tensor(tmp_path / "noise.png", *box)
+        assert torch.equal(x, expected), i
+        assert x.dtype == torch.float32 and x.min() >= 0 and x.max() <= 1
+    assert ds[0][0].max() == 1 and ds[0][0].min() == 0  # [0, 1], not normalised to [-1, 1]
+
+
+def test_eval_tensor_of_real_images_equals_the_torchvision_pipeline(sample_json, sample_dir):
+    ds = data.SVHNDataset(sample_json, train=False)
+    # the crops computed by hand with the recipe's arithmetic (2.png: see the crop_box test;
+    # 1.png: x 246..419, y 77..300 -> 224.9 x 289.9 around (332.5, 188.5): left int(220.05),
+    # top int(43.55); 3.png: x 17..34, y 5..20 -> 22.1 x 19.5 around (25.5, 12.5): int(14.45),
+    # int(2.75))
+    boxes = [(220, 43, 224, 289), (69, 19, 61, 46), (14, 2, 22, 19)]
+    for i, box in enumerate(boxes):
+        x = ds[i][0]
+        assert torch.equal(x, seed_eval_tensor(os.path.join(sample_dir, f"{i + 1}.png"), *box))
+        assert 0 <= x.min() and x.max() <= 1
 
 
 def test_dataset_survives_boxes_outside_image_and_zero_size(tmp_path):
@@ -68,7 +127,7 @@ def test_dataset_survives_boxes_outside_image_and_zero_size(tmp_path):
             x, tokens, boxes = ds[i]
             assert x.shape == (3, 54, 54) and torch.isfinite(x).all() and torch.isfinite(boxes).all()
     x, _, _ = data.SVHNDataset((str(tmp_path), records), train=False)[1]
-    assert (x == -1).all()  # fully outside: all padding, black
+    assert (x == 0).all()  # fully outside: all padding, black
 
 
 # -- image modes ---------------------------------------------------------------------------------
@@ -112,7 +171,7 @@ def test_augmentation_shapes_and_range_on_real_sample(sample_json, train):
     for i in range(len(ds)):
         x, tokens, boxes = ds[i]
         assert x.shape == (3, 54, 54) and x.dtype == torch.float32
-        assert x.min() >= -1 and x.max() <= 1
+        assert x.min() >= 0 and x.max() <= 1
         assert tokens.dtype == torch.long and tokens[0] == data.BOS and tokens[-1] == data.EOS
         assert boxes.shape == (2, 4)
     small = data.SVHNDataset(sample_json, train=train, image_size=32, crop_size=28)
@@ -136,7 +195,7 @@ def test_eval_boxes_land_exactly_on_the_digit(tmp_path):
     s = 64 / 52
     expected = [6 * s - 5, 6 * s - 5, 46 * s - 5, 46 * s - 5]
     assert boxes[0].tolist() == pytest.approx(expected, abs=1e-4)
-    img = data.denormalize(x)[0]  # (54, 54)
+    img = x[0]  # (54, 54)
     lo, hi = int(np.ceil(expected[0])) + 1, int(np.floor(expected[2])) - 1
     assert img[lo:hi, lo:hi].min() > 0.95  # inside the box: white
     assert img[:lo - 2, :].max() < 0.05 and img[hi + 2:, :].max() < 0.05  # outside: black
@@ -147,7 +206,7 @@ def test_train_boxes_follow_the_random_crop(tmp_path):
     ds = bright_square_dataset(str(tmp_path), train=True)
     for _ in range(10):
         x, _, boxes = ds[0]
-        img = data.denormalize(x)[0]
+        img = x[0]
         x0, y0, x1, y1 = boxes[0].clamp(0, 54).tolist()  # the crop may cut the square
         inside = img[int(np.ceil(y0)) + 1:int(y1) - 1, int(np.ceil(x0)) + 1:int(x1) - 1]
         mask = torch.ones_like(img, dtype=torch.bool)
@@ -182,7 +241,7 @@ def test_eval_boxes_of_a_wide_number_are_exact(tmp_path):
     expected = np.array(WIDE_BOXES) - 5  # the centre crop 54 of 64 starts at (5, 5)
     # e.g. box A: x 2.385 .. 18.795, y 2.385 .. 51.615; box B: x 27.000 .. 51.615, y 8.538 .. 45.462
     np.testing.assert_allclose(boxes.numpy(), expected, atol=1e-4)
-    img = data.denormalize(x)[0]  # (54, 54), red channel
+    img = x[0]  # (54, 54), red channel
     for x0, y0, x1, y1 in expected:
         assert img[int(y0) + 2:int(y1) - 1, int(x0) + 2:int(x1) - 1].min() > 0.9  # the digit
     gap = img[:, int(expected[0][2]) + 2:int(expected[1][0]) - 1]  # between the digits
@@ -211,7 +270,7 @@ def test_train_boxes_of_a_wide_number_follow_a_known_crop(tmp_path, monkeypatch)
                 for bx0, by0, bx1, by1 in WIDE_BOXES]
     # e.g. box A: x 5.815 .. 23.56, y 4.569 .. 67.27 (past the crop's bottom edge: not clipped)
     np.testing.assert_allclose(boxes.numpy(), expected, atol=1e-4)
-    img = data.denormalize(x).mean(0)  # (54, 54); colour jitter changes values, not places
+    img = x.mean(0)  # (54, 54); colour jitter changes values, not places
     a, b = expected
     digit_a = img[int(a[1]) + 2:, int(a[0]) + 2:int(a[2]) - 1]
     digit_b = img[int(b[1]) + 2:int(b[3]) - 1, int(b[0]) + 2:int(b[2]) - 1]

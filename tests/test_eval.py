@@ -23,6 +23,10 @@ def make_checkpoint(path, config=TINY, seed=0, decoder_scale=1.0):
     tiny model reads every image alike), which comparisons of decoding paths need. The classifier
     is left alone, so that sequence probabilities stay well above float32's smallest."""
     torch.manual_seed(seed)
+    if decoder_scale != 1.0:
+        # inputs centred on 0 too: with [0, 1] pixels a random encoder's features hardly differ
+        # between these images, and the sharpened model read 6 of them alike
+        config = {**config, "normalize": True}
     model = build_model(config)
     with torch.no_grad():
         for name, p in model.decoder.named_parameters():

@@ -438,6 +438,8 @@ def test_dropout_before_the_classifier_only_in_training():
 def test_glimpse_config_and_old_checkpoints(trained, tmp_path, capsys):
     with pytest.raises(ValueError, match="glimpse"):
         build_model({**TINY, "glimpse": 1})
+    with pytest.raises(ValueError, match="normalize"):
+        build_model({**TINY, "normalize": "yes"})
     model, images = trained
     assert model.config["glimpse"] is True  # the decoding tests above run with the glimpse
     vocab = ["<pad>", "<unk>", "</s>", "<s>"] + [str(d) for d in range(10)]
@@ -449,7 +451,8 @@ def test_glimpse_config_and_old_checkpoints(trained, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "older checkpoint" in err and "glimpse" in err
     assert loaded.config["glimpse"] is False and ckpt["config"]["glimpse"] is False
-    without = build_model({**model.config, "glimpse": False}).eval()
+    assert loaded.config["normalize"] is True  # format 1 fed the encoder [-1, 1]
+    without = build_model({**model.config, "glimpse": False, "normalize": True}).eval()
     without.load_state_dict(model.state_dict())
     torch.testing.assert_close(loaded.decode(images)["logprob"], without.decode(images)["logprob"])
     assert CHECKPOINT_FORMAT == "svhn-attention-ocr/2"
@@ -705,3 +708,18 @@ def test_decode_equals_greedy_by_hand():
 
 LOSS_BY_HAND = 3.8732332527899955  # ByHand's, in float64 (it pins the by-hand code too)
 DECODED_BY_HAND = [[4, 5, 5], [5, 5, 5]]
+
+
+def test_normalize_flag_maps_inputs_inside_the_model():
+    plain = randomized()
+    norm = build_model({**TINY, "normalize": True}).eval()
+    norm.load_state_dict(plain.state_dict())
+    images = torch.rand(2, 3, 24, 24)  # [0, 1], as data.py gives every model
+    tokens = make_tokens([[1, 2], [3]])
+    with torch.no_grad():
+        expected, _ = plain((images - 0.5) / 0.5, tokens)
+        logits, _ = norm(images, tokens)
+        unchanged, _ = plain(images, tokens)
+    torch.testing.assert_close(logits, expected)
+    assert not torch.allclose(logits, unchanged)
+    assert DEFAULT_CONFIG["normalize"] is False

@@ -43,7 +43,10 @@ PAD, UNK, EOS, BOS = 0, 1, 2, 3  # <s> is the first token of every text, so it a
 
 
 def load_split(json_path):
-    """Read a prepare_data.py JSON -> (absolute image folder, list of record dicts)."""
+    """Read a prepare_data.py JSON -> (absolute image folder, list of record dicts).
+
+    ValueError naming the file and record for a malformed record, one whose name is absolute or
+    climbs out of image_dir with '..' included."""
     if os.path.isdir(json_path):
         raise ValueError(f"{json_path}: is a folder, not a split JSON file")
     if not os.path.isfile(json_path):
@@ -75,6 +78,20 @@ def _is_box(b):
             and all(type(v) in (int, float) and math.isfinite(v) for v in b))
 
 
+def _name_problem(name):
+    """Why an image name is not a path inside image_dir, or None. Such records are refused, the
+    whole file with them (not skipped): prepare_data.py never writes one, so the file was edited
+    or made elsewhere, and reading ../../anything would draw files that are not the data."""
+    if not name or "\0" in name:
+        return "has an empty 'name', or one holding a NUL character"
+    drive = len(name) > 2 and name[0].isalpha() and name[1] == ":" and name[2] in "/\\"
+    if os.path.isabs(name) or name.startswith("\\") or drive:  # C:/ and \\server too
+        return f"'name' {name!r} is an absolute path; names are relative to image_dir"
+    if ".." in name.replace("\\", "/").split("/"):
+        return f"'name' {name!r} climbs out of image_dir with '..'"
+    return None
+
+
 def record_problem(r):
     """None for a valid record, else what is wrong with it (the caller names file and record).
 
@@ -84,6 +101,9 @@ def record_problem(r):
                 "boxes": [one box per character] (optional)}"""
     if not isinstance(r, dict) or not isinstance(r.get("name"), str):
         return "needs a 'name'"
+    problem = _name_problem(r["name"])
+    if problem:
+        return problem
     if "text" not in r:
         ok = (isinstance(r.get("digits"), list) and isinstance(r.get("boxes"), list)
               and 0 < len(r["digits"]) == len(r["boxes"])

@@ -508,3 +508,17 @@ def test_open_image_modes_and_odd_files(tmp_path):
     for name in ("loop_a.png", "missing.png", "."):
         with pytest.raises(OSError, match="cannot read image"):
             data.open_image(str(tmp_path / name))
+
+
+@pytest.mark.parametrize("name, why", [
+    ("/etc/passwd", "is an absolute path"), ("../../run/loss.png", "climbs out of image_dir"),
+    ("imgs/../../x.png", "climbs out of image_dir"), ("..\\\\x.png", "climbs out of image_dir"),
+    ("C:/x.png", "is an absolute path"), ("", "empty 'name'"), ("a\x00.png", "NUL")])
+def test_record_names_stay_inside_image_dir(tmp_path, name, why):
+    # absolute names and ones climbing out with .. were read (and drawn in eval's gallery)
+    good = {"name": "sub/a.png", "digits": [1], "boxes": [[0, 0, 5, 5]]}
+    path = write_split(str(tmp_path), [good, {**good, "name": name}])
+    with pytest.raises(ValueError) as e:
+        data.load_split(path)
+    assert str(e.value).startswith(f"{path}: record 1 ") and why in str(e.value), str(e.value)
+    assert data.load_split(write_split(str(tmp_path), [good, {**good, "name": "a..b.png"}]))

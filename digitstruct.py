@@ -1,9 +1,11 @@
-"""SVHN `digitStruct.mat` (MATLAB v7.3 = HDF5 behind a 512-byte user block): read and write.
+"""Read SVHN `digitStruct.mat` files (MATLAB v7.3 = HDF5 behind a 512-byte user block).
+The writer, for replicas and tests, is digitstruct_write.py.
 
-Layout (DESIGN.md section 3): /digitStruct/{name,bbox} are (N,1) object references into /#refs#;
-a name is a (len,1) uint16 array of character codes; a bbox is a group with datasets height, label,
-left, top, width: (1,1) float64 values for one digit, else (K,1) references to (1,1) float64s.
-Entries are (name, [[label, left, top, width, height], ...]) with the raw values.
+The layout of the official files, which the code below relies on: /digitStruct/{name,bbox} are
+(N,1) object references into /#refs#; a name is a (len,1) uint16 array of character codes; a bbox
+is a group with datasets height, label, left, top, width: (1,1) float64 values for one digit, else
+(K,1) references to (1,1) float64s. Labels are 1..10 (10 is the digit 0). Entries are
+(name, [[label, left, top, width, height], ...]) with the raw values.
 
 Why a hand-written fast reader: h5py costs tens of microseconds per dereference and SVHN extra has
 ~1.5M referenced objects. An old-style object reference *is* the file address of an object header,
@@ -11,7 +13,6 @@ so we map the file and parse the tiny headers ourselves (v1 headers, compact/con
 symbol-table groups); headers of one shape are parsed once (see _Raw.dataset). Anything
 unrecognised falls back, per entry, to plain h5py (slow but exact).
 """
-import datetime
 import math
 import mmap
 import os
@@ -22,9 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 FIELDS = ("label", "left", "top", "width", "height")  # output order of each digit
-FILE_FIELDS = ("height", "left", "top", "width", "label")  # MATLAB's struct field order
 _unpack = struct.unpack_from
-F64 = h5py.h5t.IEEE_F64LE
 
 
 class DigitStructError(ValueError):
@@ -40,7 +39,8 @@ _PARSE_ERRORS = (_Unsupported, IndexError, KeyError, ValueError, struct.error)
 
 
 def _open(path):
-    """Open with h5py and check the top-level structure; returns (file, name dataset, bbox dataset)."""
+    """Open with h5py and check the top-level structure.
+    Returns (file, name dataset, bbox dataset)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
     if not h5py.is_hdf5(path):
@@ -75,7 +75,8 @@ def _entry(i, name, columns):
     lengths = {len(columns[k]) for k in FIELDS}
     if len(lengths) != 1:
         sizes = ", ".join(f"{k}={len(columns[k])}" for k in FIELDS)
-        raise DigitStructError(f"entry {i + 1} ({name}): bbox fields of different lengths ({sizes})")
+        raise DigitStructError(
+            f"entry {i + 1} ({name}): bbox fields of different lengths ({sizes})")
     if lengths == {0}:
         raise DigitStructError(f"entry {i + 1} ({name}): no digits")
     digits = [list(d) for d in zip(*(columns[k] for k in FIELDS))]
@@ -124,13 +125,36 @@ class _Raw:
         self.buf = mmap.mmap(self.fh.fileno(), 0, access=mmap.ACCESS_READ)
         self.base = userblock
         self.templates = {}  # site -> prefix length -> {prefix bytes: (kind, count)}
+        try:
+            self._check_superblock(userblock)
+        except BaseException:
+            self.close()
+            raise
+
+    def _check_superblock(self, userblock):
         b = self.buf
-        if b[self.base:self.base + 8] != b"\x89HDF\r\n\x1a\n" or b[self.base + 8] not in (0, 1) \
-                or b[self.base + 13] != 8 or b[self.base + 14] != 8:
+        signature = b[self.base:self.base + 8] == b"\x89HDF\r\n\x1a\n"
+        version = b[self.base + 8]
+        sizes = (b[self.base + 13], b[self.base + 14])  # of file offsets and of lengths
+        if not signature or version not in (0, 1) or sizes != (8, 8):
             raise _Unsupported("superblock version 0/1 with 8-byte offsets and lengths expected")
-        base_field = _unpack("<Q", b, self.base + (24 if b[self.base + 8] == 0 else 28))[0]
+        if version == 0:
+            base_field = _unpack("<Q", b, self.base + 24)[0]
+        else:
+            base_field = _unpack("<Q", b, self.base + 28)[0]
         if base_field not in (0, userblock):  # MATLAB writes 0, libhdf5 the user block size
             raise _Unsupported("base address")
+
+    def close(self):
+        """Unmap the file and close it."""
+        self.buf.close()
+        self.fh.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def messages(self, addr):
         """[(type, body position, body size)] of the v1 object header at addr."""
@@ -146,7 +170,8 @@ class _Raw:
             while q + 8 <= end:
                 t, s = _unpack("<HH", b, q)
                 if t == 0x10:  # continuation: more messages elsewhere
-                    blocks.append((self.base + _unpack("<Q", b, q + 8)[0], _unpack("<Q", b, q + 16)[0]))
+                    where, size = _unpack("<QQ", b, q + 8)
+                    blocks.append((self.base + where, size))
                 elif t:
                     out.append((t, q + 8, s))
                 q += 8 + s
@@ -217,11 +242,13 @@ class _Raw:
         while nodes and seen < 100000:  # bounded: a damaged tree must not loop forever
             p, seen = self.base + nodes.pop(), seen + 1
             if b[p:p + 4] == b"TREE" and b[p + 4] == 0:
-                nodes.extend(_unpack("<Q", b, p + 32 + 16 * k)[0] for k in range(_unpack("<H", b, p + 6)[0]))
+                children = _unpack("<H", b, p + 6)[0]
+                nodes.extend(_unpack("<Q", b, p + 32 + 16 * k)[0] for k in range(children))
             elif b[p:p + 4] == b"SNOD":
                 for k in range(_unpack("<H", b, p + 6)[0]):
                     off, obj = _unpack("<QQ", b, p + 8 + 40 * k)
-                    out[b[names + off:b.find(b"\0", names + off)].decode("ascii", "replace")] = obj
+                    name = b[names + off:b.find(b"\0", names + off)]
+                    out[name.decode("ascii", "replace")] = obj
             else:
                 raise _Unsupported("group B-tree")
         return out
@@ -258,141 +285,52 @@ def _ref_addresses(ds):
     return out.ravel()
 
 
+def _fast_path(path, f, names, bboxes):
+    """(parser, name addresses, bbox addresses) over the mapped file, or None when the file has no
+    fast path (then every entry goes through h5py). The caller closes the parser."""
+    try:
+        raw = _Raw(path, f.userblock_size)
+    except _PARSE_ERRORS + (OSError, TypeError):
+        return None
+    try:
+        return raw, _ref_addresses(names), _ref_addresses(bboxes)
+    except _PARSE_ERRORS + (OSError, TypeError):
+        raw.close()
+        return None
+
+
+def _read_entries(f, names, bboxes, fast):
+    """All entries, each through the fast parser when it can, else h5py; and the fallback count."""
+    n = names.size
+    out = []
+    fallback = 0
+    with tqdm(total=n, desc="digitStruct", unit="entry", disable=None) as bar:
+        for i in range(n):
+            try:
+                if fast is None:
+                    raise _Unsupported("no fast path for this file")
+                raw, name_addrs, bbox_addrs = fast
+                name, columns = _fast_entry(raw, int(name_addrs[i]), int(bbox_addrs[i]))
+                out.append(_entry(i, name, columns))
+            except _PARSE_ERRORS:  # includes DigitStructError: h5py then says it again
+                out.append(_naive_entry(f, i, names[i, 0], bboxes[i, 0]))  # slow but exact
+                fallback += 1
+            if i % 4096 == 4095 or i == n - 1:
+                bar.update(i + 1 - bar.n)
+    return out, fallback
+
+
 def read_digitstruct(path, stats=None):
     """Read all entries fast: [(name, [[label, left, top, width, height], ...]), ...].
     `stats` (a dict, optional) receives how many entries took the fast and the fallback path."""
     f, names, bboxes = _open(path)
     with f:
-        n = names.size
+        fast = _fast_path(path, f, names, bboxes)
         try:
-            raw = _Raw(path, f.userblock_size)
-            name_addrs, bbox_addrs = _ref_addresses(names), _ref_addresses(bboxes)
-        except _PARSE_ERRORS + (OSError, TypeError):
-            raw = name_addrs = bbox_addrs = None  # every entry goes through h5py
-        out, fallback = [], 0
-        with tqdm(total=n, desc="digitStruct", unit="entry", disable=None) as bar:
-            for i in range(n):
-                try:
-                    if raw is None:
-                        raise _Unsupported("no fast path for this file")
-                    name, columns = _fast_entry(raw, int(name_addrs[i]), int(bbox_addrs[i]))
-                    out.append(_entry(i, name, columns))
-                except _PARSE_ERRORS:  # includes DigitStructError: h5py then says it again
-                    out.append(_naive_entry(f, i, names[i, 0], bboxes[i, 0]))  # slow but exact
-                    fallback += 1
-                if i % 4096 == 4095 or i == n - 1:
-                    bar.update(i + 1 - bar.n)
-        if raw is not None:
-            raw.buf.close(), raw.fh.close()
+            out, fallback = _read_entries(f, names, bboxes, fast)
+        finally:  # also when an entry is invalid: the map and the file handle are released
+            if fast is not None:
+                fast[0].close()
     if stats is not None:
         stats.update(fast=len(out) - fallback, fallback=fallback)
     return out
-
-
-def _userblock():
-    """The 512-byte MATLAB v7.3 header: text padded with spaces, version 0x0200 and 'IM' at 124."""
-    now = datetime.datetime.now().strftime("%a %b %d %H:%M:%S %Y")
-    text = f"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: {now} HDF5 schema 1.00 ."
-    return text.encode("ascii").ljust(116) + bytes(8) + b"\x00\x02IM" + bytes(384)
-
-
-class _Writer:
-    """Creates /#refs# objects through the low-level h5py API (the high-level one is ~5x slower)."""
-
-    def __init__(self, f):
-        h5p, h5s = h5py.h5p, h5py.h5s
-        self.refs = f.create_group("#refs#").id
-        self.count = 0
-        self.compact = h5p.create(h5p.DATASET_CREATE)
-        self.compact.set_layout(h5py.h5d.COMPACT)
-        self.scalar_space, self.one = h5s.create(h5s.SCALAR), h5s.create_simple((1, 1))
-        self.strtypes = {}
-
-    def attr(self, obj, key, value):
-        """A fixed-length string attribute, as MATLAB writes them (or int32 for int values)."""
-        if isinstance(value, bytes):
-            t = self.strtypes.get(len(value))
-            if t is None:
-                t = self.strtypes[len(value)] = h5py.h5t.C_S1.copy()
-                t.set_size(len(value))
-                t.set_strpad(h5py.h5t.STR_NULLTERM)
-            data = np.array(value, dtype=f"S{len(value)}")
-        else:
-            t, data = h5py.h5t.STD_I32LE, np.array(value, dtype=np.int32)
-        h5py.h5a.create(obj, key, t, self.scalar_space).write(data, mtype=t)
-
-    def new_name(self):  # short unique names, like MATLAB's
-        self.count += 1
-        return np.base_repr(self.count, 36).lower()
-
-    def dataset(self, loc, name, tid, data, path, mclass, int_decode=False):
-        """A compact dataset; returns its object address (= its old-style reference)."""
-        space = self.one if data.shape == (1, 1) else h5py.h5s.create_simple(data.shape)
-        ds = h5py.h5d.create(loc, name.encode(), tid, space, dcpl=self.compact)
-        mtype = h5py.h5t.STD_REF_OBJ if tid == h5py.h5t.STD_REF_OBJ else None
-        ds.write(h5py.h5s.ALL, h5py.h5s.ALL, data, mtype=mtype)
-        if mclass is not None:
-            self.attr(ds, b"MATLAB_class", mclass)
-            self.attr(ds, b"H5PATH", path.encode())
-        if int_decode:
-            self.attr(ds, b"MATLAB_int_decode", 2)
-        return h5py.h5o.get_info(ds).addr
-
-    def scalar(self, value):
-        n = self.new_name()
-        return self.dataset(self.refs, n, F64, np.array([[value]], "<f8"), f"/#refs#/{n}", b"double")
-
-    def name(self, text):
-        n, codes = self.new_name(), np.array([[ord(c)] for c in text], "<u2")
-        return self.dataset(self.refs, n, h5py.h5t.STD_U16LE, codes, f"/#refs#/{n}", b"char", True)
-
-    def bbox(self, digits):
-        name = self.new_name()
-        g = h5py.h5g.create(self.refs, name.encode())
-        self.attr(g, b"H5PATH", f"/#refs#/{name}".encode())
-        self.attr(g, b"MATLAB_class", b"struct")
-        for key in FILE_FIELDS:
-            column = [d[FIELDS.index(key)] for d in digits]
-            if len(column) == 1:  # one digit: the value itself
-                self.dataset(g, key, F64, np.array([column], dtype=np.float64),
-                             f"/#refs#/{name}/{key}", b"double")
-            else:  # K digits: K references, each to a (1,1) double
-                addrs = np.array([[self.scalar(v)] for v in column], dtype=np.uint64)
-                self.dataset(g, key, h5py.h5t.STD_REF_OBJ, addrs, None, None)
-        return h5py.h5o.get_info(g).addr
-
-
-def _check_write(i, name, digits):
-    """The writer refuses what the readers would reject."""
-    if not isinstance(name, str) or not name or not all(0 < ord(c) < 65536 for c in name):
-        raise DigitStructError(f"entry {i + 1}: bad name {name!r}")
-    if not digits or any(len(d) != 5 for d in digits):
-        raise DigitStructError(f"entry {i + 1} ({name}): digits must be [label, left, top, width, height]")
-    _entry(i, name, {k: [float(d[j]) for d in digits] for j, k in enumerate(FIELDS)})
-
-
-def write_digitstruct(path, entries):
-    """Write entries [(name, [[label, left, top, width, height], ...]), ...] as a MATLAB v7.3
-    digitStruct.mat in the real SVHN layout. Atomic: a temporary file, then os.replace."""
-    entries = list(entries)
-    for i, (name, digits) in enumerate(entries):
-        _check_write(i, name, digits)
-    tmp = f"{path}.tmp"
-    try:
-        with h5py.File(tmp, "w", userblock_size=512, libver="earliest") as f:
-            w, n = _Writer(f), len(entries)
-            names, boxes = np.zeros((n, 1), np.uint64), np.zeros((n, 1), np.uint64)
-            for i, (name, digits) in enumerate(tqdm(entries, desc="write digitStruct",
-                                                    unit="entry", disable=None)):
-                names[i, 0], boxes[i, 0] = w.name(name), w.bbox(digits)
-            group = f.create_group("digitStruct")
-            w.attr(group.id, b"MATLAB_class", b"struct")
-            for key, addrs in (("name", names), ("bbox", boxes)):
-                ds = group.create_dataset(key, shape=(n, 1), dtype=h5py.ref_dtype)
-                ds.id.write(h5py.h5s.ALL, h5py.h5s.ALL, addrs, mtype=h5py.h5t.STD_REF_OBJ)
-        with open(tmp, "r+b") as fh:
-            fh.write(_userblock())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

@@ -5,8 +5,9 @@ import h5py
 import numpy as np
 import pytest
 
-from digitstruct import (DigitStructError, read_digitstruct, read_digitstruct_naive,
-                         write_digitstruct)
+import digitstruct
+from digitstruct import DigitStructError, read_digitstruct, read_digitstruct_naive
+from digitstruct_write import write_digitstruct
 
 ENTRIES = [
     ("1.png", [[1, 246, 77, 81, 219], [9, 323, 81, 96, 219]]),
@@ -131,3 +132,34 @@ def test_not_hdf5_and_matlab_v5(tmp_path):
     v5.write_bytes(b"MATLAB 5.0 MAT-file, Platform: GLNXA64".ljust(116) + bytes(12) + b"\x00" * 64)
     with pytest.raises(DigitStructError, match="MATLAB v5 file"):
         read_digitstruct_naive(str(v5))
+
+
+def test_fast_reader_released_when_an_entry_is_invalid(tmp_path, monkeypatch):
+    """An invalid entry raises out of read_digitstruct; the memory map and the file handle of the
+    fast parser must still be closed (they were leaked when the close was skipped)."""
+    path = str(tmp_path / "d.mat")
+    write_digitstruct(path, ENTRIES)
+    parsers = []
+
+    class Recorded(digitstruct._Raw):
+        def __init__(self, *args):
+            super().__init__(*args)
+            parsers.append(self)
+
+    check = digitstruct._entry
+
+    def third_is_bad(i, name, columns):
+        if i == 2:
+            raise DigitStructError(f"entry {i + 1} ({name}): planted")
+        return check(i, name, columns)
+
+    monkeypatch.setattr(digitstruct, "_Raw", Recorded)
+    monkeypatch.setattr(digitstruct, "_entry", third_is_bad)
+    with pytest.raises(DigitStructError, match="planted"):
+        read_digitstruct(path)
+    assert len(parsers) == 1
+    assert parsers[0].buf.closed and parsers[0].fh.closed
+    # and on success too
+    monkeypatch.setattr(digitstruct, "_entry", check)
+    assert read_digitstruct(path) == as_float(ENTRIES)
+    assert len(parsers) == 2 and parsers[1].buf.closed and parsers[1].fh.closed

@@ -25,6 +25,8 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torchnlp.encoders.text import StaticTokenizerEncoder
 
+from atomic import save_figure
+
 # -----------------------------------------------------------------------------
 # the recipe's constants
 GROW = 1.3                    # the union box's width and height x 1.3, around its centre
@@ -485,13 +487,7 @@ def plot_augmentations(dataset, indices, rows, out, show=False):
         axes[row, 0].set_ylabel(f"train {dataset.crop_size}", fontsize=8)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    tmp = out + ".tmp"
-    try:
-        fig.savefig(tmp, dpi=120, format=os.path.splitext(out)[1][1:] or "png")
-        os.replace(tmp, out)
-    finally:  # e.g. --out is a folder: no stray .tmp next to it
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    save_figure(fig, out, dpi=120)  # e.g. --out is a folder: an error, and no stray .tmp
     if show:
         plt.show()
     plt.close(fig)

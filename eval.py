@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import devices
+from atomic import atomic_open, save_figure
 from data import MAX_PIXELS, label_ids
 
 matplotlib.use("Agg")  # files only: this script never opens a window
@@ -270,7 +271,7 @@ def plot_coverage(coverage, accuracy, target, path):
     ax.set_xlim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left")
-    save_figure(fig, path)
+    close_figure(fig, path)
 
 
 def plot_mistakes(dataset, mistakes, path, cols=4):
@@ -287,25 +288,20 @@ def plot_mistakes(dataset, mistakes, path, cols=4):
     if not mistakes:
         axes.flat[0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
     fig.suptitle("most confident mistakes")
-    save_figure(fig, path)
+    close_figure(fig, path)
 
 
-def save_figure(fig, path):
-    """Save atomically; the temp name keeps the extension so matplotlib knows the format."""
-    root, ext = os.path.splitext(path)
-    tmp = f"{root}.tmp{ext}"
+def close_figure(fig, path):
+    """Lay out, save atomically (the format from the extension), close."""
     fig.tight_layout()
-    fig.savefig(tmp, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def write_json(obj, path):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with atomic_open(path, "w") as f:
         json.dump(obj, f, indent=2)
         f.write("\n")
-    os.replace(tmp, path)
 
 
 def print_table(report, target):

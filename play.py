@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from atomic import save_figure
 from data import MAX_PIXELS, label_ids
 
 # -----------------------------------------------------------------------------
@@ -161,10 +162,7 @@ def figure(items, path, show=False):
     for row, item in zip(axes, items):
         draw_row(row, item)
     fig.tight_layout()
-    root, ext = os.path.splitext(path)
-    tmp = f"{root}.tmp{ext}"
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=110)
     if not show:
         plt.close(fig)
 

@@ -29,6 +29,7 @@ import os
 import sys
 import time
 
+from atomic import atomic_open
 from digitstruct import DigitStructError, read_digitstruct
 from labels_csv import LabelsError, read_labels
 
@@ -101,15 +102,8 @@ def build_csv(csv_path, out_dir, max_len):
 def write_json(path, obj):
     """Atomic: a half-written JSON never replaces a good one."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp"
-    try:
-        with open(tmp, "w") as fh:
-            json.dump(obj, fh, separators=(",", ":"))
-        os.replace(tmp, path)
-    except BaseException:  # full disk, Ctrl-C: leave no half-written .tmp behind
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_open(path, "w") as fh:  # full disk, Ctrl-C: no half-written .tmp left behind
+        json.dump(obj, fh, separators=(",", ":"))
 
 
 def convert_split(root, split, out_dir):

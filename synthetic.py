@@ -4,9 +4,10 @@
     python synthetic.py --preview img/synthetic.png
 
 Writes <root>/<split>/1.png ... N.png and <root>/<split>/digitStruct.mat (the real MATLAB v7.3
-layout, through digitstruct.write_digitstruct), so prepare_data.py converts it with the same code
-as the official files. The sampling statistics follow DESIGN.md section 3 (digits per image, image
-and box sizes, digit frequencies, rare boxes past the image edge). Every image is drawn from its
+layout, through digitstruct_write.write_digitstruct), so prepare_data.py converts it with the
+same code as the official files. The sampling statistics are those of the official train and test
+annotations (digits per image, image and box sizes, digit frequencies, rare boxes past the image
+edge), written out in STATS and below. Every image is drawn from its
 own generator seeded by (seed, split, index): byte-identical output for any number of workers.
 """
 import argparse
@@ -21,7 +22,10 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from tqdm import tqdm
 
-# Statistics of the official annotations (DESIGN.md section 3). "extra" follows train.
+from atomic import replacing, save_figure
+
+# Statistics counted on the official annotations (train: 33,402 images, test: 13,068; box height
+# as median, 5th and 95th percentile in pixels). "extra" follows train.
 # digits per image: counts for 1..6 digits. Sizes: log-normal with a different spread on each
 # side of the median, fitted to the median and the 5th/95th percentiles.
 STATS = {
@@ -294,15 +298,16 @@ def _make_one(job):
     folder, split, seed, index, difficulty, long_boost = job
     img, digits = render(image_rng(seed, split, index), split, difficulty, long_boost)
     name = f"{index + 1}.png"
-    tmp = os.path.join(folder, name + ".tmp")
-    img.save(tmp, format="PNG", compress_level=1)  # 3x faster than 6, files ~equal
-    os.replace(tmp, os.path.join(folder, name))
+    # No fsync per image (thousands of small files): the digitStruct.mat, written last and
+    # synced, is what makes the folder a replica; a rerun regenerates the images.
+    with replacing(os.path.join(folder, name), fsync=False) as tmp:
+        img.save(tmp, format="PNG", compress_level=1)  # 3x faster than 6, files ~equal
     return name, digits
 
 
 def generate_split(root, split, n, seed=0, workers=2, difficulty=1.0, long_boost=1.0):
     """Write <root>/<split>/1.png..n.png and, last, its digitStruct.mat; return the entries."""
-    from digitstruct import write_digitstruct
+    from digitstruct_write import write_digitstruct
     folder = os.path.join(root, split)
     mat = os.path.join(folder, "digitStruct.mat")
     marker = os.path.join(folder, "SYNTHETIC")
@@ -353,9 +358,8 @@ def preview(path, n=32, seed=0, split="train", difficulty=1.0, long_boost=1.0):
                  "and the 64x64 crops a model sees")
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path + ".tmp.png", dpi=80)
+    save_figure(fig, path, format="png", dpi=80)
     plt.close(fig)
-    os.replace(path + ".tmp.png", path)
 
 
 def main(argv=None):

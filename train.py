@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 import build_model
 import data
+from atomic import atomic_open, save_figure
 import devices
 import runs
 
@@ -213,12 +214,9 @@ def to_cpu(obj):
 
 
 def save_atomic(obj, path):
-    """Write to path.tmp, fsync, rename: a kill at any moment leaves the old file or the new one."""
-    with open(path + ".tmp", "wb") as f:
+    """torch.save through atomic_open: a kill at any moment leaves the old file or the new one."""
+    with atomic_open(path, "wb") as f:
         torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(path + ".tmp", path)
 
 
 def default_workers(device, local_world):
@@ -299,9 +297,8 @@ def trim_csv(path, header, last_step):
     if last_step is not None and os.path.exists(path):
         with open(path, newline="") as f:
             rows = [r for r in list(csv.reader(f))[1:] if r and int(r[0]) <= last_step]
-    with open(path + ".tmp", "w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         csv.writer(f).writerows([header] + rows)
-    os.replace(path + ".tmp", path)
 
 
 def plot_curves(out, copies):
@@ -325,9 +322,8 @@ def plot_curves(out, copies):
         ax2.plot(*zip(*val), marker="o")
     ax2.set(xlabel="epoch", ylabel="validation whole-sequence accuracy")
     fig.tight_layout()
-    for path in copies:  # atomically, like everything else
-        fig.savefig(path + ".tmp", format="png", dpi=100)
-        os.replace(path + ".tmp", path)
+    for path in copies:  # atomically, like everything else; PNG whatever the name's extension
+        save_figure(fig, path, format="png", dpi=100)
     plt.close(fig)
 
 

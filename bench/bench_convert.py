@@ -19,10 +19,11 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from digitstruct import read_digitstruct, read_digitstruct_naive, write_digitstruct  # noqa: E402
+from digitstruct import read_digitstruct, read_digitstruct_naive  # noqa: E402
+from digitstruct_write import write_digitstruct  # noqa: E402
 from prepare_data import to_records  # noqa: E402
 
-# digits per image in SVHN train (DESIGN.md section 3): 1..6 digits
+# digits per image in the official SVHN train annotations (33,402 images): 1..6 digits
 LENGTH_COUNTS = np.array([5137, 18130, 8691, 1434, 9, 1], dtype=np.float64)
 
 
@@ -48,10 +49,12 @@ def make_entries(n, seed):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--entries", type=int, default=202353, help="entries in the test file (extra: 202,353)")
+    ap.add_argument("--entries", type=int, default=202353,
+                    help="entries in the test file (extra: 202,353)")
     ap.add_argument("--naive-entries", type=int, default=5000,
                     help="entries read by the naive reader (its rate is extrapolated)")
-    ap.add_argument("--cache-dir", default=tempfile.gettempdir(), help="where the test file is kept and reused")
+    ap.add_argument("--cache-dir", default=tempfile.gettempdir(),
+                    help="where the test file is kept and reused")
     ap.add_argument("--seed", type=int, default=0, help="seed of the synthetic labels and boxes")
     args = ap.parse_args(argv)
 
@@ -84,9 +87,10 @@ def main(argv=None):
     fast_rate, naive_rate = n / t_fast, m / t_naive
     print(f"entries: {n:,}, digits: {sum(len(d) for _, d in fast):,}, fast-path entries: "
           f"{stats['fast']:,}, fallback: {stats['fallback']:,}")
-    print(f"fast  read_digitstruct      : {n:,} entries in {t_fast:.1f} s = {fast_rate:,.0f} entries/s")
-    print(f"naive read_digitstruct_naive: first {m:,} entries in {t_naive:.1f} s = {naive_rate:,.0f} "
-          f"entries/s (extrapolated to {n:,}: {n / naive_rate / 60:.1f} min)")
+    print(f"fast  read_digitstruct      : {n:,} entries in {t_fast:.1f} s = "
+          f"{fast_rate:,.0f} entries/s")
+    print(f"naive read_digitstruct_naive: first {m:,} entries in {t_naive:.1f} s = "
+          f"{naive_rate:,.0f} entries/s (extrapolated to {n:,}: {n / naive_rate / 60:.1f} min)")
     print(f"ratio fast/naive: {fast_rate / naive_rate:.1f}x")
     print(f"identical output on the first {m:,} entries: {same}")
     print(f"full conversion (fast read + JSON records + write): {t_fast + t_json:.1f} s")

@@ -21,37 +21,18 @@ import sys
 import tempfile
 import time
 
-import numpy as np
 import torch
-from PIL import Image, ImageDraw
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
 import eval as ev  # noqa: E402
+from atomic import atomic_open  # noqa: E402
 from build_model import DEFAULT_CONFIG, build_model  # noqa: E402
 from data import SVHNDataset, build_tokenizer, collate  # noqa: E402
 
-
-def write_images(root, n, seed=0):
-    """n PNGs about the size of SVHN test images (130x55) with 1-3 light digits on clutter."""
-    rng = np.random.default_rng(seed)
-    records = []
-    for i in range(n):
-        k = int(rng.integers(1, 4))
-        w, h = 90 + 14 * k, 55
-        base = rng.integers(0, 100, 3)
-        pixels = np.clip(base + rng.normal(0, 25, (h, w, 3)), 0, 255).astype(np.uint8)
-        img = Image.fromarray(pixels)
-        draw = ImageDraw.Draw(img)
-        digits, boxes = [], []
-        for j in range(k):
-            d = int(rng.integers(0, 10))
-            left = 40 + 14 * j
-            draw.text((left + 3, 20), str(d), fill=(230, 230, 200))
-            digits.append(d)
-            boxes.append([left, 12, 13, 28])
-        img.save(os.path.join(root, f"{i + 1}.png"))
-        records.append({"name": f"{i + 1}.png", "digits": digits, "boxes": boxes})
-    return records
+# the tests' image sets: about the size of SVHN test images (130x55) with 1-3 light digits
+sys.path.insert(0, os.path.join(REPO, "tests"))
+from helpers import write_images  # noqa: E402
 
 
 def one_at_a_time(model, dataset, indices):
@@ -99,7 +80,7 @@ def main():
     fast = ev.prepare_model(copy.deepcopy(model), "cpu")
     config = model.config
     with tempfile.TemporaryDirectory() as root:
-        records = write_images(root, args.images)
+        records = write_images(root, args.images, margin=40, height=55)
         dataset = SVHNDataset((root, records), build_tokenizer(records), train=False)
         preloaded = torch.stack([dataset[i][0] for i in range(len(dataset))])
         # warm-up: first calls pick oneDNN kernels
@@ -108,7 +89,8 @@ def main():
         batched(fast, dataset, config, args.batch_size, args.workers, "bf16")  # warm-up
         single, batch, dec, bf16 = [], [], [], []
         for r in range(args.rounds):
-            idx = range((r * args.single) % len(dataset), (r * args.single) % len(dataset) + args.single)
+            first = (r * args.single) % len(dataset)
+            idx = range(first, first + args.single)
             single.append(one_at_a_time(model, dataset, [i % len(dataset) for i in idx]))
             batch.append(batched(fast, dataset, config, args.batch_size, args.workers))
             dec.append(decode_only(fast, preloaded, args.batch_size))
@@ -134,9 +116,8 @@ def main():
           f"eval batched in bf16 {result['eval_batched_bf16_img_s']:.1f} img/s, ratio "
           f"{result['ratio_bf16_median']:.1f}x (CPU: {result['cpu_capability']})")
     if args.json:
-        with open(args.json + ".tmp", "w") as f:
+        with atomic_open(args.json, "w") as f:
             json.dump(result, f, indent=2)
-        os.replace(args.json + ".tmp", args.json)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,11 @@ import os
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
 
 import eval as ev
 from build_model import CHECKPOINT_FORMAT, build_model, load_checkpoint
 from data import SVHNDataset, tokenizer_from_vocab
+from helpers import write_split
 
 TINY = {"plan": "8 M 16 M", "hidden": 16, "max_len": 5}
 VOCAB = ["<pad>", "<unk>", "</s>", "<s>"] + list("1234567890")
@@ -37,33 +37,6 @@ def make_checkpoint(path, config=TINY, seed=0, decoder_scale=1.0):
     torch.save({"format": CHECKPOINT_FORMAT, "config": model.config, "vocab": VOCAB,
                 "model": model.state_dict(), "optimizer": {}, "scheduler": {}, "epoch": 0,
                 "step": 0, "rng": {}, "best_metric": 0.0, "args": {}}, path)
-    return str(path)
-
-
-def make_split(root, n=6, seed=0, numbers=None):
-    """n small house-number-like PNGs and their split JSON (prepare_data.py's format).
-    numbers: the digits of each image (then n = len(numbers)); None: random 1-3 digits."""
-    rng = np.random.default_rng(seed)
-    os.makedirs(root / "imgs", exist_ok=True)
-    records = []
-    n = n if numbers is None else len(numbers)
-    for i in range(n):
-        k = int(rng.integers(1, 4)) if numbers is None else len(numbers[i])
-        w, h = 30 + 14 * k, 40
-        img = Image.fromarray(rng.integers(0, 120, (h, w, 3), dtype=np.uint8))
-        draw = ImageDraw.Draw(img)
-        digits, boxes = [], []
-        for j in range(k):
-            d = int(rng.integers(0, 10)) if numbers is None else numbers[i][j]
-            left, top = 12 + 14 * j, 8
-            draw.text((left + 2, top + 6), str(d), fill=(255, 255, 255))
-            digits.append(d)
-            boxes.append([left, top, 12, 24])
-        img.save(root / "imgs" / f"{i + 1}.png")
-        records.append({"name": f"{i + 1}.png", "digits": digits, "boxes": boxes})
-    path = root / "test.json"
-    path.write_text(json.dumps({"split": "test", "image_dir": "imgs", "num_entries": n,
-                                "num_missing_images": 0, "records": records}))
     return str(path)
 
 
@@ -245,7 +218,7 @@ class Oracle:
 
 def run_with_oracle(tmp_path, monkeypatch, answers, misses=()):
     """eval.py's main on a split of NUMBERS, its decoder replaced by an Oracle of answers."""
-    split = make_split(tmp_path, numbers=NUMBERS)
+    split = write_split(tmp_path, numbers=NUMBERS)
     ckpt = make_checkpoint(tmp_path / "m.pt")
     dataset = SVHNDataset(split, tokenizer_from_vocab(VOCAB), train=False)
     boxes = [dataset[i][2].tolist() for i in range(len(dataset))]  # in network-input pixels
@@ -306,7 +279,7 @@ def test_report_of_a_model_right_on_half_any_batch_size_and_beam(tmp_path):
     # find exactly the images where each decoding path agrees with them: right and wrong answers
     # both, which an untrained model (all wrong, every path alike) could not show.
     ckpt = make_checkpoint(tmp_path / "m.pt", decoder_scale=30.0)
-    split = make_split(tmp_path, n=8)
+    split = write_split(tmp_path, n=8)
     model = ev.prepare_model(load_checkpoint(ckpt)[0], "cpu")
     dataset = SVHNDataset(split, tokenizer_from_vocab(VOCAB), train=False)
     images = torch.stack([dataset[i][0] for i in range(8)])  # (8, 3, 54, 54)
@@ -363,14 +336,14 @@ def test_batched_decode_equals_single_greedy_and_beam(tmp_path):
 
 def test_limit_and_beam(tmp_path):
     ckpt = make_checkpoint(tmp_path / "m.pt")
-    split = make_split(tmp_path, n=6)
+    split = write_split(tmp_path, n=6)
     report = run_eval(tmp_path, ckpt, split, "--limit", "2", "--beam", "3")
     assert report["num_images"] == 2 and report["beam"] == 3
 
 
 def test_bf16_precision_runs_and_is_recorded(tmp_path):
     ckpt = make_checkpoint(tmp_path / "m.pt")
-    split = make_split(tmp_path, n=4)
+    split = write_split(tmp_path, n=4)
     fp32 = run_eval(tmp_path, ckpt, split, "--precision", "fp32")
     bf16 = run_eval(tmp_path, ckpt, split, "--precision", "bf16")
     assert fp32["precision"] == "fp32" and bf16["precision"] == "bf16"
@@ -387,7 +360,7 @@ def test_refuses_foreign_checkpoint(tmp_path, capsys, kind):
         path.write_text("hello, I am not a checkpoint\n")
     elif kind == "foreign":
         torch.save({"state_dict": {"w": torch.zeros(2)}}, path)
-    split = make_split(tmp_path, n=1)
+    split = write_split(tmp_path, n=1)
     with pytest.raises(SystemExit) as exc:
         run_eval(tmp_path, str(path), split)
     message = str(exc.value.code)
@@ -406,7 +379,7 @@ def test_missing_json(tmp_path):
 @pytest.mark.parametrize("workers", [0, 1])
 def test_corrupt_image_mid_split_is_one_line_naming_it(tmp_path, workers):
     ckpt = make_checkpoint(tmp_path / "m.pt")
-    split = make_split(tmp_path, n=6)
+    split = write_split(tmp_path, n=6)
     png = tmp_path / "imgs" / "4.png"
     png.write_bytes(png.read_bytes()[: len(png.read_bytes()) // 2])  # truncated mid-file
     with pytest.raises(SystemExit) as exc:
@@ -420,7 +393,7 @@ def test_corrupt_image_mid_split_is_one_line_naming_it(tmp_path, workers):
 @pytest.mark.parametrize("where", ["report", "figures"])
 def test_unwritable_output_paths_are_one_line(tmp_path, where):
     ckpt = make_checkpoint(tmp_path / "m.pt")
-    split = make_split(tmp_path, n=2)
+    split = write_split(tmp_path, n=2)
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
     args = ["--checkpoint", ckpt, "--json", split, "--workers", "0"]
@@ -433,7 +406,7 @@ def test_unwritable_output_paths_are_one_line(tmp_path, where):
 
 
 def test_folder_as_checkpoint_says_so(tmp_path):
-    split = make_split(tmp_path, n=1)
+    split = write_split(tmp_path, n=1)
     with pytest.raises(SystemExit) as exc:
         run_eval(tmp_path, str(tmp_path), split)
     assert "folder" in str(exc.value.code) and "\n" not in str(exc.value.code)
@@ -443,7 +416,7 @@ def test_folder_as_checkpoint_says_so(tmp_path):
 def test_missing_device_is_one_line(tmp_path, device):
     ckpt = make_checkpoint(tmp_path / "m.pt")
     with pytest.raises(SystemExit) as exc:
-        run_eval(tmp_path, ckpt, make_split(tmp_path, n=1), "--device", device)
+        run_eval(tmp_path, ckpt, write_split(tmp_path, n=1), "--device", device)
     message = str(exc.value.code)
     assert message.startswith(f"eval.py: error: --device {device}:") and "\n" not in message
 
@@ -452,7 +425,7 @@ def test_bomb_image_is_one_line(tmp_path):
     # a 50,000 x 50,000 PNG raised PIL's DecompressionBombError as a traceback
     from test_data import png_header
     ckpt = make_checkpoint(tmp_path / "m.pt")
-    split = make_split(tmp_path, n=3)
+    split = write_split(tmp_path, n=3)
     png_header(tmp_path / "imgs" / "2.png", 50_000, 50_000)
     with pytest.raises(SystemExit) as exc:
         run_eval(tmp_path, ckpt, split)

@@ -9,7 +9,8 @@ from PIL import Image
 
 import build_model
 import play
-from test_eval import VOCAB, make_checkpoint, make_split
+from helpers import write_split
+from test_eval import VOCAB, make_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def assert_probabilities_are_the_models(ckpt, items):
 def test_digits_and_probabilities_are_the_models(tmp_path):
     # a sharpened model, so that images differ in digits and probabilities: a row mix-up shows
     sharp = make_checkpoint(tmp_path / "sharp.pt", decoder_scale=30.0)
-    split = make_split(tmp_path, n=6)
+    split = write_split(tmp_path, n=6)
     items, failed = run(sharp, tmp_path / "out", "--json", split, "-n", "6")
     assert len(items) == 6 and not failed
     assert len({it["prob"] for it in items}) > 2
@@ -61,7 +62,7 @@ def test_digits_and_probabilities_are_the_models(tmp_path):
 
 
 def test_split_images_with_truth(ckpt, tmp_path):
-    split = make_split(tmp_path, n=4)
+    split = write_split(tmp_path, n=4)
     items, failed = run(ckpt, tmp_path / "out", "--json", split, "-n", "3")
     assert len(items) == 3 and not failed
     assert all(it["truth"] for it in items)
@@ -133,7 +134,7 @@ def test_bad_out_folder_and_non_finite_crop(ckpt, tmp_path, capsys):
 def test_beam_search_on_several_images_matches_one_at_a_time(ckpt, tmp_path):
     # beam_search's attention is a slice of a gathered tensor (not contiguous): with two or more
     # images a .view() of it raised a RuntimeError; one image happened to be contiguous
-    split = make_split(tmp_path, n=5)
+    split = write_split(tmp_path, n=5)
     items, failed = run(ckpt, tmp_path / "out", "--json", split, "-n", "5", "--beam", "3")
     assert len(items) == 5 and not failed
     model, _ = build_model.load_checkpoint(ckpt)

@@ -12,10 +12,10 @@ import time
 
 import pytest
 import torch
-from PIL import Image, ImageDraw
 
 import build_model
 import train
+from helpers import write_split
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--plan", "8 M 16", "--hidden", "16", "--image-size", "32", "--crop-size", "28",
@@ -25,23 +25,9 @@ TINY = ["--plan", "8 M 16", "--hidden", "16", "--image-size", "32", "--crop-size
 @pytest.fixture(scope="module")
 def tiny_json(tmp_path_factory):
     """16 small PNGs of 1-3 drawn digits and their JSON, in prepare_data.py's format."""
+    numbers = [[(i * 7 + k * 3) % 10 for k in range(1 + i % 3)] for i in range(16)]
     root = tmp_path_factory.mktemp("tiny")
-    os.makedirs(root / "train")
-    records = []
-    for i in range(16):
-        digits = [(i * 7 + k * 3) % 10 for k in range(1 + i % 3)]
-        img = Image.new("RGB", (16 + 10 * len(digits), 24), (30 + 10 * i, 60, 90))
-        draw = ImageDraw.Draw(img)
-        boxes = []
-        for k, d in enumerate(digits):
-            draw.text((8 + 10 * k, 6), str(d), fill=(255, 255, 200))
-            boxes.append([7 + 10 * k, 5, 9, 13])
-        img.save(root / "train" / f"{i + 1}.png")
-        records.append({"name": f"{i + 1}.png", "digits": digits, "boxes": boxes})
-    path = root / "train.json"
-    path.write_text(json.dumps({"split": "train", "image_dir": "train", "num_entries": 16,
-                                "num_missing_images": 0, "records": records}))
-    return str(path)
+    return write_split(str(root), numbers=numbers, split="train", image_dir="train")
 
 
 def run(tiny_json, out, *extra):

@@ -29,7 +29,8 @@ def parse_plan(plan):
         try:
             channels = int(item)
         except ValueError:
-            raise ValueError(f"channel plan item {item!r} is neither a channel count nor 'M'") from None
+            message = f"channel plan item {item!r} is neither a channel count nor 'M'"
+            raise ValueError(message) from None
         if channels <= 0:
             raise ValueError(f"channel plan item {item!r}: channel counts must be positive")
         parsed.append(channels)
@@ -39,7 +40,8 @@ def parse_plan(plan):
 
 
 def pooled_size(size, plan):
-    """Side length of the feature map for an input side `size` (conv pad 1 keeps it; M halves it)."""
+    """Side length of the feature map for an input side `size`
+    (a conv with padding 1 keeps it; M halves it)."""
     for item in parse_plan(plan):
         if item == "M":
             size = (size + 2 * 1 - 3) // 2 + 1

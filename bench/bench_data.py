@@ -66,7 +66,8 @@ def images_per_second(dataset, workers, batch_size, batches):
 
 
 def compare_v2(dataset, n, repeats):
-    """Train transform: data.py (torchvision v1 on PIL) vs the same recipe in v2 on uint8 tensors."""
+    """Train transform: data.py (torchvision v1 on PIL) vs the same recipe in v2 on uint8
+    tensors."""
     import torchvision.transforms.v2 as T2
     c = dataset.crop_size
     v2 = T2.Compose([T2.PILToTensor(), T2.RandomResizedCrop(c, scale=data.SCALE, antialias=True),
@@ -113,7 +114,8 @@ def main(argv=None):
         except (OSError, ValueError) as e:
             sys.exit(f"bench_data.py: error: {e}")
         print(f"{json_path}: {len(sets['train'])} images, batch {args.batch_size}, "
-              f"{args.batches} batches x {args.repeats} rounds, torch threads 1, {os.cpu_count()} CPUs")
+              f"{args.batches} batches x {args.repeats} rounds, torch threads 1, "
+              f"{os.cpu_count()} CPUs")
         results = {(m, w): [] for m in sets for w in args.workers}
         for _ in range(args.repeats):
             for (mode, w) in results:

@@ -41,8 +41,8 @@ def forever(loader):
 
 def make_loader(json_path, batch_size, workers, size):
     """train.py's training DataLoader (one process, epoch 0) and its tokenizer."""
-    args = train.parse_args(["--train-json", json_path, "--val-size", "0", "--batch-size", str(batch_size),
-                             "--crop-size", str(size)])
+    args = train.parse_args(["--train-json", json_path, "--val-size", "0",
+                             "--batch-size", str(batch_size), "--crop-size", str(size)])
     tokenizer, train_set, _ = train.load_data(args)
     sampler = data.EpochTagged(train_set, 1, 0, shuffle=True, seed=0)
     loader = torch.utils.data.DataLoader(data.SeededSamples(train_set, 0), sampler=sampler,
@@ -124,18 +124,21 @@ def bench_config(name, cfg, tokenizer, loader, args):
     compute = sum(parts.values())
 
     params = sum(p.numel() for p in model.parameters())
-    print(f"\n== {name}: plan '{cfg['plan']}', hidden {cfg['hidden']}, {params / 1e6:.2f} M parameters, "
-          f"batch {B}, {S}x{S}, {torch.get_num_threads()} threads, {args.workers} loader workers")
+    print(f"\n== {name}: plan '{cfg['plan']}', hidden {cfg['hidden']}, "
+          f"{params / 1e6:.2f} M parameters, batch {B}, {S}x{S}, "
+          f"{torch.get_num_threads()} threads, {args.workers} loader workers")
     print(f"training (real loader): {B / step:7.1f} images/s   ({step:.3f} s/step, of which "
-          f"{wait:.3f} s waiting for data = {wait / step:.0%}); fastest step {B / fastest:.1f} images/s")
+          f"{wait:.3f} s waiting for data = {wait / step:.0%}); "
+          f"fastest step {B / fastest:.1f} images/s")
     print(f"compute only (synthetic): {B / compute:5.1f} images/s   ({compute:.3f} s/step)")
-    print(f"data pipeline alone:     {B / data_alone:7.1f} images/s   ({data_alone:.3f} s/batch, one process)")
+    print(f"data pipeline alone:     {B / data_alone:7.1f} images/s   "
+          f"({data_alone:.3f} s/batch, one process)")
     print(f"{'part':<20}{'s/step':>9}{'share':>8}")
     for part, sec in parts.items():
         print(f"{part:<20}{sec:9.3f}{sec / compute:8.1%}")
     encoder, decoder = t["enc_fb"], t["dec_fb"]
-    print(f"encoder : decoder (forward + backward) = {encoder / decoder:.2f} : 1; loading a batch alone "
-          f"takes {data_alone / step:.0%} of a real step")
+    print(f"encoder : decoder (forward + backward) = {encoder / decoder:.2f} : 1; "
+          f"loading a batch alone takes {data_alone / step:.0%} of a real step")
     return B / step
 
 
@@ -148,9 +151,11 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=64, help="images per step")
     p.add_argument("--size", type=int, default=54, help="crop size (network input side)")
     p.add_argument("--steps", type=int, default=5, help="timed rounds (after one warm-up round)")
-    p.add_argument("--workers", type=int, default=1, help="DataLoader workers (train.py's CPU default: 1)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="DataLoader workers (train.py's CPU default: 1)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--images", type=int, default=512, help="size of the temporary split (without --json)")
+    p.add_argument("--images", type=int, default=512,
+                   help="size of the temporary split (without --json)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -160,7 +165,9 @@ def main(argv=None):
         if not os.path.exists(json_path):
             sys.exit(f"bench_train.py: error: {json_path}: no such file")
         tokenizer, loader = make_loader(json_path, args.batch_size, args.workers, args.size)
-        rates = {name: bench_config(name, CONFIGS[name], tokenizer, loader, args) for name in args.configs}
+        rates = {}
+        for name in args.configs:
+            rates[name] = bench_config(name, CONFIGS[name], tokenizer, loader, args)
     if len(rates) > 1:
         print("\n" + ", ".join(f"{n}: {r:.1f} images/s" for n, r in rates.items()))
 

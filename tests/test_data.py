@@ -11,8 +11,8 @@ from PIL import Image, ImageDraw
 
 import data
 
-# the real sample's three images ("19", "23", "25"); boxes of 1.png and 2.png from the contract
-# and DESIGN.md, 3.png's read from its digitStruct.mat
+# the real sample's three images ("19", "23", "25"); boxes of 1.png and 2.png as published with
+# the sample, 3.png's read from its digitStruct.mat
 SAMPLE_RECORDS = [
     {"name": "1.png", "digits": [1, 9], "boxes": [[246, 77, 81, 219], [323, 81, 96, 219]]},
     {"name": "2.png", "digits": [2, 3], "boxes": [[77, 29, 23, 32], [98, 25, 26, 32]]},

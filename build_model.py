@@ -7,22 +7,12 @@ Dimension letters used in the shape comments:
     V  vocabulary size             D     decoder hidden size
     A  attention size (= D)
 """
-import os
-import re
-import sys
-import warnings
-import zipfile
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from cnn import Encoder, parse_plan
-
-CHECKPOINT_FORMAT = "svhn-attention-ocr/2"
-# format 1 had no step -1 glimpse and fed the encoder [-1, 1] pixels; such files still load, with
-# both settings as they were trained
-OLD_FORMATS = {"svhn-attention-ocr/1": {"glimpse": False, "normalize": True}}
 
 DEFAULT_CONFIG = {
     "plan": "64 64 M 128 128 M 256 256 M 512 512",  # encoder channel plan (ints = 3x3 conv, M = pool)
@@ -299,13 +289,6 @@ CONFIG_LIMITS = {"hidden": 8192, "vocab_size": 1024, "image_size": 2048, "crop_s
 MAX_CHANNELS = 8192  # per convolution of the plan
 MAX_CONVS = 64  # convolutions in the plan
 
-# What a checkpoint must hold. Evaluating needs the model; resuming training needs the rest of
-# train.py's state too (a weights-only checkpoint can be evaluated but not resumed).
-EVAL_KEYS = {"config": dict, "vocab": list, "model": dict}
-RESUME_KEYS = {"optimizer": dict, "scheduler": dict, "rng": dict, "args": dict, "epoch": int,
-               "step": int, "best_metric": (int, float)}
-
-
 def check_config(config):
     """The full config (DEFAULT_CONFIG filled in) of a valid model; ValueError naming the key."""
     config = dict(config or {})
@@ -365,123 +348,16 @@ def load_grown(model, state, old_vocab_size):
     return model
 
 
-def _load_failure(path, e):
-    """torch.load's reason in a few words: its own messages run to paragraphs of advice."""
-    if os.path.isdir(path):
-        return "a folder"
-    with open(path, "rb") as f:
-        head = f.read(2)
-    if not zipfile.is_zipfile(path):  # torch.save writes zip archives; a cut-off one has no index
-        if not head:
-            return "empty file"
-        if head == b"PK":  # a zip's first entry is there, its index (at the end) is not
-            return "truncated zip archive: a partial copy or an interrupted save"
-        if head[:1] == b"\x80":  # pickle protocol 2+: pickle.dump, or an old torch.save
-            return ("a plain pickle, not a torch.save zip archive; loading it safely "
-                    "(weights_only) failed: " + _first_sentence(str(e).split("error:")[-1]))
-        return "not a zip archive: another kind of file"
-    text = str(e)
-    if "WeightsUnpickler error:" in text:  # objects weights_only=True refuses to unpickle
-        why = _first_sentence(text.split("WeightsUnpickler error:")[1])
-        found = re.search(r"GLOBAL (\S+)", why)
-        if found:  # torch's sentence is long and does not say why the global is refused
-            why = f"it holds {found.group(1)}, a pickled object that could run code when loaded"
-        return f"weights_only load refused it: {why}"
-    return _first_sentence(text) or type(e).__name__
-
-
-def _first_sentence(text):
-    """The first sentence of a message's first non-blank line, whole ("" for none)."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    first = " ".join(lines[0].split()) if lines else ""
-    end = first.find(". ")
-    return first if end < 0 else first[:end]
-
-
-def _weights_mismatch(model, state):
-    """How a state_dict differs from the model's own ("" if it fits), named in full."""
-    own = model.state_dict()
-    problems = []
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    if missing:
-        problems.append(f"{len(missing)} missing (first {missing[0]})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected (first {unexpected[0]})")
-    for key, value in state.items():
-        if key not in own:
-            continue
-        if not torch.is_tensor(value):
-            problems.append(f"{key} is a {type(value).__name__}, not a tensor")
-        elif value.shape != own[key].shape:
-            problems.append(f"{key} has shape {tuple(value.shape)}, the config makes "
-                            f"{tuple(own[key].shape)}")
-        if len(problems) >= 3:
-            break
-    return "; ".join(problems)
-
-
-def check_checkpoint(ckpt, path, resume=False):
-    """ValueError naming what a loaded checkpoint lacks for evaluation (or, resume=True, for
-    resuming training); a checkpoint train.py wrote passes both."""
-    if not isinstance(ckpt, dict) or ckpt.get("format") not in (CHECKPOINT_FORMAT, *OLD_FORMATS):
-        raise ValueError(f"{path}: not an svhn-attention-ocr checkpoint "
-                         f"(expected format {CHECKPOINT_FORMAT!r})")
-    for key, kind in EVAL_KEYS.items():
-        if not isinstance(ckpt.get(key), kind):
-            raise ValueError(f"{path}: checkpoint has no {key!r} {kind.__name__}")
-    if not all(isinstance(token, str) for token in ckpt["vocab"]):
-        raise ValueError(f"{path}: checkpoint 'vocab' must be a list of strings")
-    if not resume:
-        return
-    for key, kind in RESUME_KEYS.items():
-        value = ckpt.get(key)
-        if isinstance(value, bool) or not isinstance(value, kind):
-            kinds = kind if isinstance(kind, tuple) else (kind,)
-            names = " or ".join(k.__name__ for k in kinds)
-            found = "missing" if key not in ckpt else f"a {type(value).__name__}"
-            raise ValueError(f"{path}: cannot resume from it: {key!r} must be a {names}, it is "
-                             f"{found} (a weights-only checkpoint can be evaluated, not resumed)")
-    if ckpt["epoch"] < 0 or ckpt["step"] < 0:
-        raise ValueError(f"{path}: cannot resume from it: negative epoch or step")
-
-
-def load_checkpoint(path, map_location="cpu", resume=False):
-    """(model in eval mode, checkpoint dict) from a train.py checkpoint; ValueError otherwise.
-
-    Everything is checked before the model is built: keys and types (resume=True: also those
-    train.py --resume needs), the config within CONFIG_LIMITS, the weights' names and shapes
-    against a model built on the meta device (no memory), so no file can make this allocate
-    more than the weights it holds."""
-    try:
-        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error says enough
-            warnings.simplefilter("ignore", UserWarning)
-            ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file") from None
-    except Exception as e:  # pickle, zip and torch errors all mean "not a checkpoint we can read"
-        raise ValueError(f"{path}: not a PyTorch checkpoint ({_load_failure(path, e)})") from None
-    check_checkpoint(ckpt, path, resume)
-    if ckpt["format"] in OLD_FORMATS:
-        # same weights, other function: run it the way it was trained, and say so once
-        ckpt["config"] = {**ckpt["config"], **OLD_FORMATS[ckpt["format"]]}
-        print(f"note: {path}: an older checkpoint ({ckpt['format']}): runs without the step -1 "
-              f"glimpse and with inputs normalised to [-1, 1], as it was trained", file=sys.stderr)
-    try:
-        config = check_config(ckpt["config"])
-    except ValueError as e:
-        raise ValueError(f"{path}: bad model config in checkpoint: {e}") from None
-    if len(ckpt["vocab"]) != config["vocab_size"]:
-        raise ValueError(f"{path}: vocabulary has {len(ckpt['vocab'])} tokens but the config "
-                         f"says vocab_size={config['vocab_size']}")
-    # tolerate weights saved from a DDP- or torch.compile-wrapped model
-    state = {str(k).replace("_orig_mod.", "").removeprefix("module."): v
-             for k, v in ckpt["model"].items()}
-    with torch.device("meta"):  # shapes only: a config that does not fit the weights costs nothing
-        mismatch = _weights_mismatch(AttentionOCR(config), state)
-    if mismatch:
-        raise ValueError(f"{path}: weights do not match the model config: {mismatch}")
-    model = AttentionOCR(config)
-    model.load_state_dict(state)
-    model.to(next(iter(state.values())).device if state else "cpu")
-    return model.eval(), ckpt
+def fold_batchnorm(module):
+    """Fold every BatchNorm2d that directly follows a Conv2d (in an nn.Sequential) into the conv.
+    Exact in eval mode up to rounding and saves a full pass over each feature map."""
+    for child in module.children():
+        fold_batchnorm(child)
+    if isinstance(module, nn.Sequential):
+        layers = list(module)
+        for i in range(len(layers) - 1):
+            conv, bn = layers[i], layers[i + 1]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                module[i] = nn.utils.fusion.fuse_conv_bn_eval(conv, bn)
+                module[i + 1] = nn.Identity()
+    return module

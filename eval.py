@@ -14,12 +14,12 @@ import time
 import matplotlib
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
 import devices
 from atomic import atomic_open, save_figure
+from build_model import fold_batchnorm
 from data import MAX_PIXELS, label_ids
 
 matplotlib.use("Agg")  # files only: this script never opens a window
@@ -120,21 +120,6 @@ def attention_hits(peaks, pred_lens, boxes):
 
 # -----------------------------------------------------------------------------
 # running the model
-
-def fold_batchnorm(module):
-    """Fold every BatchNorm2d that directly follows a Conv2d (in an nn.Sequential) into the conv.
-    Exact in eval mode up to rounding and saves a full pass over each feature map."""
-    for child in module.children():
-        fold_batchnorm(child)
-    if isinstance(module, nn.Sequential):
-        layers = list(module)
-        for i in range(len(layers) - 1):
-            conv, bn = layers[i], layers[i + 1]
-            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-                module[i] = nn.utils.fusion.fuse_conv_bn_eval(conv, bn)
-                module[i + 1] = nn.Identity()
-    return module
-
 
 def prepare_model(model, device):
     """Eval mode, BN folded, channels_last (oneDNN's fast layout on CPU, tensor cores on GPU)."""
@@ -377,7 +362,7 @@ def main(argv=None):
 
 def run(args):
     """Evaluate args.checkpoint on args.json; writes the report and figures, returns the report."""
-    from build_model import load_checkpoint
+    from checkpoint import load_checkpoint
     from data import SVHNDataset, collate, load_split, tokenizer_from_vocab
     try:  # a device this machine lacks (no GPU, driver or MPS) fails here, not as a traceback later
         device = devices.check_device(devices.choose_device(args.device))

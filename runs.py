@@ -6,15 +6,12 @@
 - Temp files of a save interrupted by a kill (last.pt.tmp, ...) are removed at the next start:
   every write is temp-then-rename, so the real files are whole and the temps are only debris.
 - Outputs are checked writable before the first epoch, not after it.
-- best.pt is only ever replaced by a better model than the one it holds.
+- best.pt is only ever replaced by a better model than the one it holds (checkpoint.saved_metric
+  reads the metric it holds).
 """
 import glob
-import math
 import os
 import time
-import warnings
-
-import torch
 
 # what train.py writes into --out; any of the first four (or an epoch checkpoint) means a run
 RUN_FILES = ("last.pt", "best.pt", "loss.csv", "val.csv")
@@ -86,20 +83,3 @@ def check_writable(outputs):
             os.remove(path + ".tmp")
         except OSError as e:
             raise ValueError(f"{flag} {path}: cannot write there ({e.strerror or e})") from None
-
-
-def saved_metric(path):
-    """The best_metric a checkpoint file holds; None if there is none or it cannot be read."""
-    if not os.path.isfile(path):
-        return None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            # mmap: only the small header is read, not the weights
-            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # an unreadable best.pt holds nothing worth keeping over a new best
-        return None
-    metric = ckpt.get("best_metric") if isinstance(ckpt, dict) else None
-    if isinstance(metric, bool) or not isinstance(metric, (int, float)) or math.isnan(metric):
-        return None
-    return float(metric)

@@ -25,10 +25,11 @@ from torch.utils.data import ConcatDataset, DataLoader, Subset
 from tqdm import tqdm
 
 import build_model
+import checkpoint
 import data
-from atomic import atomic_open, save_figure
 import devices
 import runs
+from atomic import atomic_open, save_figure
 
 # -----------------------------------------------------------------------------
 # defaults: the seed's recipe. `python train.py` with no flags trains exactly this.
@@ -175,7 +176,7 @@ def load_data(args, vocab=None, extend=False):
 def init_from(args, path):
     """--init: the checkpoint's model (weights, config) for fine-tuning; its model config replaces
     the flags, which may differ only where they shape no weight (FINETUNE_FLAGS)."""
-    model, ckpt = build_model.load_checkpoint(path, map_location="cpu")
+    model, ckpt = checkpoint.load_checkpoint(path, map_location="cpu")
     for key in MODEL_ARGS:
         if key in FINETUNE_FLAGS and key in args.model_flags:
             continue
@@ -202,21 +203,6 @@ def set_rng_states(states, device):
     random.setstate((states["python"][0], tuple(states["python"][1]), states["python"][2]))
     if device.type == "cuda" and states["cuda"]:  # not _all: the resuming machine may have fewer GPUs
         torch.cuda.set_rng_state(states["cuda"][0], device)
-
-
-def to_cpu(obj):
-    """Nested dicts/lists/tuples with every tensor copied to the CPU (loads on machines without GPU)."""
-    if isinstance(obj, dict):
-        return {k: to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(to_cpu(v) for v in obj)
-    return obj.detach().cpu() if torch.is_tensor(obj) else obj
-
-
-def save_atomic(obj, path):
-    """torch.save through atomic_open: a kill at any moment leaves the old file or the new one."""
-    with atomic_open(path, "wb") as f:
-        torch.save(obj, f)
 
 
 def default_workers(device, local_world):
@@ -376,7 +362,7 @@ def train(args, device, ddp, rank, world, loaders):
 
     def load_resume():  # by rank 0 alone: its files decide for all (other nodes may lack --out)
         if resume and (args.resume != "auto" or os.path.exists(resume)):
-            return build_model.load_checkpoint(resume, map_location="cpu", resume=True)[1]
+            return checkpoint.load_checkpoint(resume, map_location="cpu", resume=True)[1]
         return None
     ckpt = devices.from_rank0(load_resume, ddp, rank)
     if ckpt:
@@ -444,7 +430,7 @@ def train(args, device, ddp, rank, world, loaders):
     epoch, step, best = 0, 0, -1.0
     if ckpt:
         epoch, step, best = ckpt["epoch"], ckpt["step"], ckpt["best_metric"]
-        kept = runs.saved_metric(best_path) if master else None
+        kept = checkpoint.saved_metric(best_path) if master else None
         best = best if kept is None else max(best, kept)  # best.pt is never replaced by a worse one
         if epoch >= args.epochs:  # say so, rather than list files as written that were not
             if master:
@@ -535,14 +521,13 @@ def train(args, device, ddp, rank, world, loaders):
             continue
         improved = acc is not None and acc > best
         best = acc if improved else best
-        ckpt = {"format": build_model.CHECKPOINT_FORMAT, "config": config, "vocab": list(tokenizer.vocab),
-                "model": to_cpu(raw_model.state_dict()), "optimizer": to_cpu(optimizer.state_dict()),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch, "step": step,
-                "rng": to_cpu(rng_states(device)), "best_metric": best, "args": vars(args),
-                "world": world, "steps_per_epoch": len(loader)}
+        ckpt = checkpoint.make_checkpoint(
+            raw_model, tokenizer.vocab, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+            epoch=epoch, step=step, rng=rng_states(device), best_metric=best, args=vars(args),
+            world=world, steps_per_epoch=len(loader))
         if improved:  # best.pt before last.pt: a kill between the two leaves last.pt behind
-            save_atomic(ckpt, best_path)  # (resume redoes the epoch), never best.pt behind
-        save_atomic(ckpt, last_path)
+            checkpoint.save_checkpoint(ckpt, best_path)  # (resume redoes the epoch), never best.pt behind
+        checkpoint.save_checkpoint(ckpt, last_path)
         with open(os.path.join(args.out, "val.csv"), "a", newline="") as f:
             row = [step, epoch, round(total_loss / (batch + 1), 6), "" if acc is None else round(acc, 6)]
             csv.writer(f).writerow(row + [round(seen / seconds, 1), round(seconds, 1)])

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import eval as ev
-from build_model import CHECKPOINT_FORMAT, build_model, load_checkpoint
+from build_model import build_model
+from checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from data import SVHNDataset, tokenizer_from_vocab
 from helpers import write_split
 
@@ -16,7 +17,7 @@ TINY = {"plan": "8 M 16 M", "hidden": 16, "max_len": 5}
 VOCAB = ["<pad>", "<unk>", "</s>", "<s>"] + list("1234567890")
 
 
-def make_checkpoint(path, config=TINY, seed=0, decoder_scale=1.0):
+def write_checkpoint(path, config=TINY, seed=0, decoder_scale=1.0):
     """A checkpoint in train.py's format around a random tiny model.
 
     decoder_scale > 1 sharpens the decoder so that its answers depend on the image (at 1 a random
@@ -34,9 +35,7 @@ def make_checkpoint(path, config=TINY, seed=0, decoder_scale=1.0):
                 p.mul_(decoder_scale)
         if decoder_scale != 1.0:  # nor <unk>: such a model's answers can be labels
             model.decoder.classifier.bias[VOCAB.index("<unk>")] = -30.0
-    torch.save({"format": CHECKPOINT_FORMAT, "config": model.config, "vocab": VOCAB,
-                "model": model.state_dict(), "optimizer": {}, "scheduler": {}, "epoch": 0,
-                "step": 0, "rng": {}, "best_metric": 0.0, "args": {}}, path)
+    save_checkpoint(make_checkpoint(model, VOCAB), str(path))
     return str(path)
 
 
@@ -219,7 +218,7 @@ class Oracle:
 def run_with_oracle(tmp_path, monkeypatch, answers, misses=()):
     """eval.py's main on a split of NUMBERS, its decoder replaced by an Oracle of answers."""
     split = write_split(tmp_path, numbers=NUMBERS)
-    ckpt = make_checkpoint(tmp_path / "m.pt")
+    ckpt = write_checkpoint(tmp_path / "m.pt")
     dataset = SVHNDataset(split, tokenizer_from_vocab(VOCAB), train=False)
     boxes = [dataset[i][2].tolist() for i in range(len(dataset))]  # in network-input pixels
     real_prepare = ev.prepare_model
@@ -278,7 +277,7 @@ def test_report_of_a_model_right_on_half_any_batch_size_and_beam(tmp_path):
     # images 0-4 are set to its greedy answer, those of 5-7 to its beam-3 answer, so eval.py must
     # find exactly the images where each decoding path agrees with them: right and wrong answers
     # both, which an untrained model (all wrong, every path alike) could not show.
-    ckpt = make_checkpoint(tmp_path / "m.pt", decoder_scale=30.0)
+    ckpt = write_checkpoint(tmp_path / "m.pt", decoder_scale=30.0)
     split = write_split(tmp_path, n=8)
     model = ev.prepare_model(load_checkpoint(ckpt)[0], "cpu")
     dataset = SVHNDataset(split, tokenizer_from_vocab(VOCAB), train=False)
@@ -335,14 +334,14 @@ def test_batched_decode_equals_single_greedy_and_beam(tmp_path):
 
 
 def test_limit_and_beam(tmp_path):
-    ckpt = make_checkpoint(tmp_path / "m.pt")
+    ckpt = write_checkpoint(tmp_path / "m.pt")
     split = write_split(tmp_path, n=6)
     report = run_eval(tmp_path, ckpt, split, "--limit", "2", "--beam", "3")
     assert report["num_images"] == 2 and report["beam"] == 3
 
 
 def test_bf16_precision_runs_and_is_recorded(tmp_path):
-    ckpt = make_checkpoint(tmp_path / "m.pt")
+    ckpt = write_checkpoint(tmp_path / "m.pt")
     split = write_split(tmp_path, n=4)
     fp32 = run_eval(tmp_path, ckpt, split, "--precision", "fp32")
     bf16 = run_eval(tmp_path, ckpt, split, "--precision", "bf16")
@@ -370,7 +369,7 @@ def test_refuses_foreign_checkpoint(tmp_path, capsys, kind):
 
 
 def test_missing_json(tmp_path):
-    ckpt = make_checkpoint(tmp_path / "m.pt")
+    ckpt = write_checkpoint(tmp_path / "m.pt")
     with pytest.raises(SystemExit) as exc:
         run_eval(tmp_path, ckpt, str(tmp_path / "nope.json"))
     assert "nope.json" in str(exc.value.code)
@@ -378,7 +377,7 @@ def test_missing_json(tmp_path):
 
 @pytest.mark.parametrize("workers", [0, 1])
 def test_corrupt_image_mid_split_is_one_line_naming_it(tmp_path, workers):
-    ckpt = make_checkpoint(tmp_path / "m.pt")
+    ckpt = write_checkpoint(tmp_path / "m.pt")
     split = write_split(tmp_path, n=6)
     png = tmp_path / "imgs" / "4.png"
     png.write_bytes(png.read_bytes()[: len(png.read_bytes()) // 2])  # truncated mid-file
@@ -392,7 +391,7 @@ def test_corrupt_image_mid_split_is_one_line_naming_it(tmp_path, workers):
 
 @pytest.mark.parametrize("where", ["report", "figures"])
 def test_unwritable_output_paths_are_one_line(tmp_path, where):
-    ckpt = make_checkpoint(tmp_path / "m.pt")
+    ckpt = write_checkpoint(tmp_path / "m.pt")
     split = write_split(tmp_path, n=2)
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
@@ -414,7 +413,7 @@ def test_folder_as_checkpoint_says_so(tmp_path):
 
 @pytest.mark.parametrize("device", ["cuda:99"])  # no such GPU here, nor (ordinal 99) anywhere
 def test_missing_device_is_one_line(tmp_path, device):
-    ckpt = make_checkpoint(tmp_path / "m.pt")
+    ckpt = write_checkpoint(tmp_path / "m.pt")
     with pytest.raises(SystemExit) as exc:
         run_eval(tmp_path, ckpt, write_split(tmp_path, n=1), "--device", device)
     message = str(exc.value.code)
@@ -424,7 +423,7 @@ def test_missing_device_is_one_line(tmp_path, device):
 def test_bomb_image_is_one_line(tmp_path):
     # a 50,000 x 50,000 PNG raised PIL's DecompressionBombError as a traceback
     from test_data import png_header
-    ckpt = make_checkpoint(tmp_path / "m.pt")
+    ckpt = write_checkpoint(tmp_path / "m.pt")
     split = write_split(tmp_path, n=3)
     png_header(tmp_path / "imgs" / "2.png", 50_000, 50_000)
     with pytest.raises(SystemExit) as exc:

@@ -9,6 +9,7 @@ import torch
 from PIL import Image, ImageDraw
 
 import build_model
+import checkpoint
 import data
 import eval as ev
 import prepare_data
@@ -95,8 +96,7 @@ def test_tiny_model_overfits_letters_and_the_report_reads_them(lettered, tmp_pat
     out = model.eval().decode(images)
     assert [data.tokens_to_text(t, vocab) for t in out["tokens"]] == LETTERED
     ckpt = tmp_path / "letters.pt"
-    torch.save({"format": build_model.CHECKPOINT_FORMAT, "config": model.config, "vocab": vocab,
-                "model": model.state_dict(), "epoch": 1}, ckpt)
+    checkpoint.save_checkpoint(checkpoint.make_checkpoint(model, vocab, epoch=1), str(ckpt))
     report = ev.run(ev.parse_args(["--checkpoint", str(ckpt), "--json", lettered, "--workers", "0",
                                    "--report", str(tmp_path / "r.json")]))
     assert report["sequence_accuracy"] == 1.0 and report["worst_mistakes"] == []

@@ -1,11 +1,14 @@
 """Invariants of cnn.py and build_model.py: shapes, attention, loss masking, decoding, checkpoints."""
 import math
+import os
+
 import numpy as np
 import pytest
 import torch
 
-from build_model import (CHECKPOINT_FORMAT, DEFAULT_CONFIG, Attention, AttentionOCR, build_model,
-                         load_checkpoint, masked_cross_entropy)
+from build_model import (DEFAULT_CONFIG, Attention, AttentionOCR, build_model,
+                         masked_cross_entropy)
+from checkpoint import CHECKPOINT_FORMAT, load_checkpoint, make_checkpoint, save_checkpoint
 from cnn import Encoder, parse_plan, pooled_size
 
 TINY = {"plan": "8 M 16 M 16", "hidden": 32}
@@ -268,6 +271,31 @@ def test_checkpoint_round_trip(trained, tmp_path):
     torch.save({"format": CHECKPOINT_FORMAT, "config": model.config, "vocab": vocab,
                 "model": wrapped}, path)
     assert load_checkpoint(str(path))[0].decode(images)["tokens"] == a["tokens"]
+
+
+def test_make_checkpoint_round_trip_resumes(trained, tmp_path):
+    # the dict train.py saves, made by checkpoint.make_checkpoint: loads for resuming, exactly
+    model, images = trained
+    vocab = ["<pad>", "<unk>", "</s>", "<s>"] + [str(d) for d in range(10)]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, [3])
+    rng = torch.get_rng_state()
+    ckpt = make_checkpoint(model, vocab, optimizer=optimizer, scheduler=scheduler, epoch=2,
+                           step=6, rng={"torch": rng}, best_metric=0.25,
+                           args={"epochs": 3}, steps_per_epoch=3)
+    path = str(tmp_path / "m.pt")
+    save_checkpoint(ckpt, path)
+    assert os.listdir(tmp_path) == ["m.pt"]
+    loaded, back = load_checkpoint(path, resume=True)
+    assert back["format"] == CHECKPOINT_FORMAT and back["vocab"] == vocab
+    assert (back["epoch"], back["step"], back["best_metric"]) == (2, 6, 0.25)
+    assert back["args"] == {"epochs": 3} and back["steps_per_epoch"] == 3 and back["world"] == 1
+    assert back["config"] == model.config and back["scheduler"]["milestones"] == {3: 1}
+    assert back["optimizer"]["param_groups"][0]["lr"] == 1e-3
+    assert torch.equal(back["rng"]["torch"], rng)
+    for key, value in model.state_dict().items():
+        assert torch.equal(back["model"][key], value), key
+    assert loaded.decode(images)["tokens"] == model.decode(images)["tokens"]
 
 
 def test_checkpoint_refuses_foreign_files(trained, tmp_path):

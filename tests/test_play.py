@@ -8,14 +8,15 @@ import torch
 from PIL import Image
 
 import build_model
+import checkpoint
 import play
 from helpers import write_split
-from test_eval import VOCAB, make_checkpoint
+from test_eval import VOCAB, write_checkpoint
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "m.pt")
+    return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "m.pt")
 
 
 def run(ckpt, out, *args):
@@ -36,11 +37,17 @@ def test_real_sample_image(ckpt, sample_dir, tmp_path):
 
 
 def assert_probabilities_are_the_models(ckpt, items):
-    """play.py's digits and probabilities equal the model's own decode of the same inputs."""
-    model, _ = build_model.load_checkpoint(ckpt)
-    out = model.decode(torch.stack([it["image"] for it in items]))
+    """play.py's digits and probabilities equal the model's own decode of the same inputs (with
+    BatchNorm folded, as play.py and eval.py decode; unfolded, the same digits and
+    probabilities within rounding)."""
+    model, _ = checkpoint.load_checkpoint(ckpt)
+    images = torch.stack([it["image"] for it in items])
+    unfolded = model.decode(images)
+    out = build_model.fold_batchnorm(model).decode(images)
     for b, item in enumerate(items):
         ids = out["tokens"][b]
+        assert unfolded["tokens"][b] == ids
+        assert item["probs"] == pytest.approx(unfolded["probs"][b, :len(ids)].tolist(), rel=1e-3)
         assert item["digits"] == [VOCAB[t] for t in ids]
         assert item["probs"] == pytest.approx(out["probs"][b, :len(ids)].tolist(), rel=1e-5)
         # the sequence's probability: its own row's, the product of its digits' and its </s>'s
@@ -51,7 +58,7 @@ def assert_probabilities_are_the_models(ckpt, items):
 
 def test_digits_and_probabilities_are_the_models(tmp_path):
     # a sharpened model, so that images differ in digits and probabilities: a row mix-up shows
-    sharp = make_checkpoint(tmp_path / "sharp.pt", decoder_scale=30.0)
+    sharp = write_checkpoint(tmp_path / "sharp.pt", decoder_scale=30.0)
     split = write_split(tmp_path, n=6)
     items, failed = run(sharp, tmp_path / "out", "--json", split, "-n", "6")
     assert len(items) == 6 and not failed
@@ -137,7 +144,7 @@ def test_beam_search_on_several_images_matches_one_at_a_time(ckpt, tmp_path):
     split = write_split(tmp_path, n=5)
     items, failed = run(ckpt, tmp_path / "out", "--json", split, "-n", "5", "--beam", "3")
     assert len(items) == 5 and not failed
-    model, _ = build_model.load_checkpoint(ckpt)
+    model, _ = checkpoint.load_checkpoint(ckpt)
     for item in items:
         assert item["maps"].shape == (len(item["digits"]), 54, 54)
         alone = play.predict(model, [{"image": item["image"]}], VOCAB, beam=3)[0]

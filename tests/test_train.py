@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import build_model
+import checkpoint
 import train
 from helpers import write_split
 
@@ -126,12 +127,12 @@ def test_checkpoint_contents_and_outputs(tiny_json, tmp_path):
     for key in ("format", "config", "vocab", "model", "optimizer", "scheduler", "epoch", "step",
                 "rng", "best_metric", "args"):
         assert key in ckpt, key
-    assert ckpt["format"] == build_model.CHECKPOINT_FORMAT
+    assert ckpt["format"] == checkpoint.CHECKPOINT_FORMAT
     assert ckpt["config"]["plan"] == "8 M 16" and ckpt["config"]["crop_size"] == 28
     assert ckpt["vocab"][:3] == ["<pad>", "<unk>", "</s>"]
     assert ckpt["args"]["weight_decay"] == 0.01 and 0.0 <= ckpt["best_metric"] <= 1.0
     assert set(ckpt["rng"]) >= {"torch", "numpy", "python"}
-    model, _ = build_model.load_checkpoint(str(tmp_path / "best.pt"))
+    model, _ = checkpoint.load_checkpoint(str(tmp_path / "best.pt"))
     assert model.config["hidden"] == 16
     for name in ("loss.csv", "val.csv", "loss.png", "copy.png"):
         assert (tmp_path / name).stat().st_size > 0, name

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from cnn import Encoder, parse_plan
 
 DEFAULT_CONFIG = {
-    "plan": "64 64 M 128 128 M 256 256 M 512 512",  # encoder channel plan (ints = 3x3 conv, M = pool)
+    # encoder channel plan: ints = 3x3 conv with that many channels, M = max-pool
+    "plan": "64 64 M 128 128 M 256 256 M 512 512",
     "hidden": 256,       # GRU hidden size = embedding size = attention size
     "dropout": 0.0,      # dropout between the two GRU layers and before the classifier
     "vocab_size": 14,    # <pad> <unk> </s> <s> + 10 digits
@@ -174,7 +175,8 @@ class AttentionOCR(nn.Module):
         return logp, choice, state, alpha
 
     def _result(self, steps, attention, probs, logprob, feature_hw):
-        """Turn per-step tensors (B, T) into the decode() dict; token lists built once at the end."""
+        """Turn per-step tensors (B, T) into the decode() dict; token lists are built once, at
+        the end."""
         pad, eos = self.config["pad_id"], self.config["eos_id"]
         lengths = ((steps != pad) & (steps != eos)).sum(dim=1)  # (B,)
         rows = steps.tolist()
@@ -269,8 +271,9 @@ class AttentionOCR(nn.Module):
             attention = torch.cat([
                 attention.gather(1, origin[:, :, None, None].expand_as(attention)),
                 alpha.masked_fill(was_done.unsqueeze(2), 0.0).unsqueeze(2)], dim=2)  # (B, K, T, L)
+            new_probs = lp.exp().masked_fill(was_done, 0.0).unsqueeze(2)  # (B, K, 1)
             probs = torch.cat([probs.gather(1, origin.unsqueeze(2).expand_as(probs)),
-                               lp.exp().masked_fill(was_done, 0.0).unsqueeze(2)], dim=2)  # (B, K, T)
+                               new_probs], dim=2)  # (B, K, T)
             done = was_done | (tokens == eos)  # (B, K)
             flat = (rows + origin).view(-1)  # (B*K,) rows to carry forward
             h, out = h[:, flat], out[flat]  # (2, B*K, D), (B*K, D)
@@ -332,9 +335,10 @@ VOCAB_ROWS = ("decoder.embedding.weight", "decoder.classifier.weight", "decoder.
 
 
 def load_grown(model, state, old_vocab_size):
-    """Load weights trained with a vocabulary of old_vocab_size tokens into `model`, whose vocabulary
-    extends that one (fine-tuning): every weight, and the old tokens' embedding and classifier rows,
-    are copied exactly; the rows of the added tokens keep `model`'s own initialisation."""
+    """Load weights trained with a vocabulary of old_vocab_size tokens into `model`, whose
+    vocabulary extends that one (fine-tuning): every weight, and the old tokens' embedding and
+    classifier rows, are copied exactly; the rows of the added tokens keep `model`'s own
+    initialisation."""
     state = dict(state)
     own = model.state_dict()
     for key in VOCAB_ROWS:

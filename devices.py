@@ -59,6 +59,16 @@ def check_device(device):
     return device
 
 
+def device_from_flag(requested=None, local_rank=0, local_world=1):
+    """The device of a script's --device flag (None: default_device()), chosen and checked:
+    train.py, eval.py and play.py all go through here. ValueError "--device X: reason" (one
+    line) for an unknown name or a device this machine lacks."""
+    try:
+        return check_device(choose_device(requested, local_rank, local_world))
+    except (RuntimeError, ValueError) as e:  # RuntimeError: an unknown device name
+        raise ValueError(f"--device {requested}: {str(e).splitlines()[0]}") from None
+
+
 def native_bf16(device):
     """Whether `device` is a GPU that computes bf16 in hardware: CUDA compute capability 8.0 on
     (A100, RTX 30xx, H100...), or any ROCm GPU.

@@ -327,8 +327,8 @@ def parse_args(argv=None):
     # loading (~1.3 ms an image) needs a fraction of a core; more would steal the convolutions' cores
     p.add_argument("--workers", type=int, default=min(8, max(1, (os.cpu_count() or 2) // 2)),
                    help="DataLoader worker processes (0 = load in the main process)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                   help="torch device")
+    p.add_argument("--device", default=None,
+                   help="cpu, cuda, cuda:1, mps; None: CUDA if present, else MPS, else CPU")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="auto: bf16 autocast on a GPU with bf16 hardware (compute capability "
                         ">= 8: A100, RTX 30xx, H100), fp32 elsewhere; bf16 on a "
@@ -364,10 +364,8 @@ def run(args):
     """Evaluate args.checkpoint on args.json; writes the report and figures, returns the report."""
     from checkpoint import load_checkpoint
     from data import SVHNDataset, collate, load_split, tokenizer_from_vocab
-    try:  # a device this machine lacks (no GPU, driver or MPS) fails here, not as a traceback later
-        device = devices.check_device(devices.choose_device(args.device))
-    except (RuntimeError, ValueError) as e:  # RuntimeError: an unknown device name
-        raise ValueError(f"--device {args.device}: {str(e).splitlines()[0]}") from None
+    # a device this machine lacks (no GPU, driver or MPS) fails here, not as a traceback later
+    device = devices.device_from_flag(args.device)
     precision = resolve_precision(device, args.precision)  # of this GPU, not of cuda:0
     note = devices.emulated_bf16_note(device, precision)
     if note:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import devices
 from atomic import save_figure
 from data import MAX_PIXELS, label_ids
 
@@ -192,8 +193,8 @@ def parse_args(argv=None):
                         "(grown by 30%% like training crops); None: the whole image")
     p.add_argument("--beam", type=int, default=1, help="beam width; 1 = greedy decoding")
     p.add_argument("--out", default=OUT_DIR, help="folder for the PNGs")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                   help="torch device")
+    p.add_argument("--device", default=None,
+                   help="cpu, cuda, cuda:1, mps; None: CUDA if present, else MPS, else CPU")
     p.add_argument("--show", action="store_true", help="also open a window with the figures")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
                    help="larger images (width x height) are skipped as unreadable")
@@ -216,9 +217,10 @@ def main(argv=None):
     from build_model import fold_batchnorm
     from checkpoint import load_checkpoint
     try:
+        device = devices.device_from_flag(args.device)
         model, ckpt = load_checkpoint(args.checkpoint, map_location="cpu")
         # BatchNorm folded into the convolutions, as eval.py decodes: the same answers, faster
-        model = fold_batchnorm(model.eval()).to(args.device)
+        model = fold_batchnorm(model.eval()).to(device)
     except (ValueError, OSError, RuntimeError) as e:
         sys.exit(f"play.py: error: {e}")
     config, vocab = model.config, list(ckpt["vocab"])
@@ -235,7 +237,7 @@ def main(argv=None):
         os.makedirs(args.out, exist_ok=True)
     except OSError as e:
         sys.exit(f"play.py: error: --out {args.out}: cannot make the folder ({e.strerror or e})")
-    predict(model, items, vocab, args.beam, args.device)
+    predict(model, items, vocab, args.beam, device)
     taken, grid = set(), os.path.join(args.out, "attention.png")
     try:
         for item in items:

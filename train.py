@@ -319,9 +319,9 @@ def main(argv=None):
     rank, world, local_rank = [int(os.getenv(k, d)) for k, d in (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0))]
     local_world = int(os.getenv("LOCAL_WORLD_SIZE", 1))
     try:  # under torchrun, plain "cuda" means this process's GPU
-        device = devices.check_device(devices.choose_device(args.device, local_rank, local_world))
-    except (RuntimeError, ValueError) as e:  # an unknown name, no such GPU or driver, no CUDA build
-        sys.exit(f"train.py: error: --device {args.device}: {str(e).splitlines()[0]}")
+        device = devices.device_from_flag(args.device, local_rank, local_world)
+    except ValueError as e:  # an unknown name, no such GPU or driver, no CUDA build
+        sys.exit(f"train.py: error: {e}")
     if ddp:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     loaders = []  # filled by train(); their workers are stopped here whatever happens

@@ -174,3 +174,11 @@ def test_max_pixels_flag(ckpt, tmp_path, capsys):
     assert "40 x 20 pixels, above the limit of 799" in capsys.readouterr().err
     items, _ = run(ckpt, tmp_path / "out", str(tmp_path / "small.png"), "--max-pixels", "800")
     assert len(items) == 1
+
+
+def test_missing_device_is_one_line(ckpt, tmp_path):
+    # play.py's --device goes through devices.device_from_flag, like train.py's and eval.py's
+    with pytest.raises(SystemExit) as exc:
+        play.main(["--checkpoint", ckpt, "--out", str(tmp_path), "--device", "cuda:99"])
+    message = str(exc.value.code)
+    assert message.startswith("play.py: error: --device cuda:99:") and "\n" not in message

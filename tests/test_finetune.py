@@ -203,3 +203,16 @@ def test_init_defaults_and_refusals(digits, lettered, tmp_path):
     assert run_train(long_json, tmp_path / "c", "--init", base, "--epochs", "1",
                      "--max-len", "9") == 0
     assert torch.load(tmp_path / "c" / "last.pt", weights_only=True)["config"]["max_len"] == 9
+
+
+def test_validation_never_counts_an_unknown_character_as_read():
+    class Model:
+        def eval(self):
+            return self
+
+        def decode(self, images):
+            return {"tokens": [[4, data.UNK], [4]]}  # <unk> "predicted" where the truth has one
+    tokens = torch.tensor([[3, 4, data.UNK, 2], [3, 4, 2, 0]])
+    acc = train.validate(Model(), [(torch.zeros(2, 3, 4, 4), tokens, None)], torch.device("cpu"),
+                         train.nullcontext(), torch.contiguous_format, ddp=False)
+    assert acc == 0.5

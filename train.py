@@ -77,7 +77,8 @@ def parse_args(argv=None):
     a = p.add_argument
     a("--train-json", nargs="+", default=TRAIN_JSON, help="training JSON files (prepare_data.py)")
     a("--val-size", type=int, default=VAL_SIZE, help="images held out from the first JSON (0: none)")
-    a("--val-json", default=None, help="validation JSON (prepare_data.py); None: --val-size held out")
+    a("--val-json", default=None,
+      help="validation JSON (prepare_data.py); None: --val-size images held out")
     a("--image-size", type=int, default=IMAGE_SIZE, help="side of the resized digit crop")
     a("--crop-size", type=int, default=CROP_SIZE, help="side of the network input")
     a("--max-pixels", type=int, default=data.MAX_PIXELS, help="a larger image is an unreadable one")
@@ -112,8 +113,9 @@ def parse_args(argv=None):
     a("--overwrite", action="store_true",
       help="start anew in an --out that holds a run, moving that run into <out>/replaced-<time>/")
     a("--init", default=None,
-      help="fine-tune: start from this checkpoint's weights and model config with a fresh optimizer "
-           "and schedule; characters new to its vocabulary get new rows, old ones keep theirs. "
+      help="fine-tune: start from this checkpoint's weights and model config with a fresh "
+           "optimizer and schedule; characters new to its vocabulary get new rows, old ones "
+           "keep theirs. "
            f"Defaults then become {FINETUNE} (flags given explicitly win)")
     a("--dry-run", action="store_true", help="one training batch and one validation batch; writes nothing")
     args = p.parse_args(argv)
@@ -180,9 +182,11 @@ def init_from(args, path):
     for key in MODEL_ARGS:
         if key in FINETUNE_FLAGS and key in args.model_flags:
             continue
-        if key in args.model_flags and str(getattr(args, key)).split() != str(model.config[key]).split():
-            raise ValueError(f"{path}: trained with --{key.replace('_', '-')} {model.config[key]!r}, "
-                             f"not {getattr(args, key)!r}; --init keeps the checkpoint's model")
+        differs = str(getattr(args, key)).split() != str(model.config[key]).split()
+        if key in args.model_flags and differs:
+            raise ValueError(f"{path}: trained with --{key.replace('_', '-')} "
+                             f"{model.config[key]!r}, not {getattr(args, key)!r}; --init keeps "
+                             f"the checkpoint's model")
         setattr(args, key, model.config[key])
     return model, list(ckpt["vocab"])
 

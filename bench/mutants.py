@@ -121,6 +121,10 @@ MUTANTS = [
      "eval.py", [("if (len(t) == n if n < max_len else len(t) >= n)]",
                   "if (len(p) == n if n < max_len else len(p) >= n)]")],
      ["tests/test_eval.py"]),
+    ("by-length-drops-longest", "per-length accuracy loses numbers longer than its last row",
+     "eval.py", [("if (len(t) == n if n < max_len else len(t) >= n)]",
+                  "if len(t) == n]")],
+     ["tests/test_eval.py"]),
     ("digit-accuracy-over-predicted", "digit accuracy divided by predicted, not true, digits",
      "eval.py", [("total = sum(len(t) for t in truths)", "total = sum(len(p) for p in preds)")],
      ["tests/test_eval.py"]),
@@ -211,7 +215,7 @@ def main(argv=None):
         p.error(f"unknown mutant(s): {sorted(set(args.only) - {m[0] for m in MUTANTS})}")
     if args.list:
         for name, what, path, _, tests in mutants:
-            print(f"{name:<26} {path:<15} {what}")
+            print(f"{name:<30} {path:<15} {what}")
         return 0
     with tempfile.TemporaryDirectory(prefix="mutants-") as tmp:
         repo = os.path.join(tmp, "repo")
@@ -249,10 +253,10 @@ def main(argv=None):
             rows.append((name, verdict, ", ".join(failed) if failed else what))
             print(f"{name}: {verdict} ({seconds:.0f} s) {', '.join(failed)}", flush=True)
     print()
-    print(f"| {'bug':<26} | {'result':<8} | caught by |")
-    print(f"|{'-' * 28}|{'-' * 10}|-----------|")
+    print(f"| {'bug':<30} | {'result':<8} | caught by |")
+    print(f"|{'-' * 32}|{'-' * 10}|-----------|")
     for name, verdict, detail in rows:
-        print(f"| {name:<26} | {verdict:<8} | {detail} |")
+        print(f"| {name:<30} | {verdict:<8} | {detail} |")
     missed = [r for r in rows if r[1] != "CAUGHT"]
     print(f"\n{len(rows) - len(missed)} of {len(rows)} caught")
     return 1 if missed else 0

@@ -55,6 +55,17 @@ def test_sequence_and_digit_accuracy():
     assert table["4"] == {"accuracy": None, "count": 0}
 
 
+def test_accuracy_by_length_groups_the_longest():
+    # the last row holds every number of max_len digits or more (SVHN's 6, and any longer)
+    truths = [[1] * 6, [2] * 7, [3] * 9, [4] * 5]
+    preds = [[1] * 6, [2] * 6, [3] * 9, [4] * 5]
+    table = ev.accuracy_by_length(preds, truths)
+    assert table["6"] == {"accuracy": 2 / 3, "count": 3}
+    assert table["5"] == {"accuracy": 1.0, "count": 1}
+    assert sorted(table) == ["1", "2", "3", "4", "5", "6"]
+    assert ev.accuracy_by_length(preds, truths, max_len=8)["8"] == {"accuracy": 1.0, "count": 1}
+
+
 def test_coverage_known_answer():
     # 100 images ranked by confidence; mistakes at ranks 10, 60, 61, 70 (1-based). Accuracy of
     # the top k: 9/10 = 0.90 at k = 10 (below 98%), recovers to 58/59 = 0.983 at k = 59, then

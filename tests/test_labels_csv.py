@@ -110,6 +110,8 @@ BAD = [  # (CSV text, the line its error names, words in the error)
     ("name,text\nphotos/a.png,ABCDEFGHI\n", 2, "9 characters, more than --max-len 8"),
     ("name,text\nphotos/a.png,1,2\n", 2, "3 fields, the header has 2"),
     ("name,text\n,12\n", 2, "empty name"),
+    ("name,text\n../c.png,12\n", 2, "must be a path inside the CSV's folder"),
+    ("name,text\n/etc/hosts,12\n", 2, "must be a path inside the CSV's folder"),
     (b"name,text\nphotos/a.png,12\nc.png,\xe9t\xe9\n", 3, "not UTF-8"),
 ]
 

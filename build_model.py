@@ -77,7 +77,9 @@ class Decoder(nn.Module):
         super().__init__()
         self.hidden = hidden
         self.glimpse = glimpse
-        self.h0 = nn.Parameter(torch.zeros(2, hidden))  # learned initial state of both layers
+        # learned initial state of both layers, drawn from N(0, 1) as the seed's is: from zeros the
+        # glimpse would start from the same query for every run
+        self.h0 = nn.Parameter(torch.randn(2, hidden))
         self.embedding = nn.Embedding(vocab_size, hidden)
         self.rnn = StackedGRU(2 * hidden, hidden, dropout)
         self.attention = Attention(feature_dim, hidden, hidden)

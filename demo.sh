@@ -43,6 +43,6 @@ $PY play.py --checkpoint "$RUN/best.pt" --json "$DATA/test.json" -n 8 --out img
 
 echo "done in $(( $(date +%s) - start )) s:"
 echo "  data        $DATA/{train,test}/ and $DATA/{train,test}.json"
-echo "  checkpoints $RUN/last.pt, $RUN/best.pt (loss history $RUN/loss.csv, curve img/loss.png)"
+echo "  checkpoints $RUN/last.pt, $RUN/best.pt, $RUN/epoch-*.pt (loss history $RUN/loss.csv, curve img/loss.png)"
 echo "  evaluation  $RUN/eval_test.json and its figures in $RUN/"
 echo "  figures     img/attention.png (attention grid), img/attention_*.png, img/aug.png"

@@ -1,6 +1,6 @@
 """Evaluate a checkpoint on a prepared split: accuracy, coverage at 98%, attention localisation.
 
-    python eval.py --checkpoint runs/svhn/best.pt [--json data/svhn/test.json] [--beam 1]
+    python eval.py [--checkpoint runs/svhn/last.pt] [--json data/svhn/test.json] [--beam 1]
 
 Everything about the model (config, vocabulary, image and crop sizes) comes from the checkpoint.
 Writes a JSON report, an accuracy-coverage curve and a gallery of the most confident mistakes.
@@ -27,6 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 # -----------------------------------------------------------------------------
 # defaults (the seed's evaluation: test split, greedy decoding, exact-match metric)
+CHECKPOINT = "runs/svhn/last.pt"  # the final epoch of train.py's default run, as the seed reports
 JSON_PATH = "data/svhn/test.json"  # prepared split to evaluate
 BATCH_SIZE = 256  # images per decoding batch
 BEAM = 1  # 1 = greedy decoding
@@ -319,7 +320,8 @@ def print_table(report, target):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="checkpoint written by train.py")
+    p.add_argument("--checkpoint", default=CHECKPOINT,
+                   help="checkpoint written by train.py (last.pt, epoch-NNN.pt or best.pt)")
     p.add_argument("--json", default=JSON_PATH, help="prepared split to evaluate (prepare_data.py)")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images per decoding batch")
     p.add_argument("--beam", type=int, default=BEAM, help="beam width; 1 = greedy decoding")
@@ -329,11 +331,11 @@ def parse_args(argv=None):
                    help="DataLoader worker processes (0 = load in the main process)")
     p.add_argument("--device", default=None,
                    help="cpu, cuda, cuda:1, mps; None: CUDA if present, else MPS, else CPU")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                   help="auto: bf16 autocast on a GPU with bf16 hardware (compute capability "
-                        ">= 8: A100, RTX 30xx, H100), fp32 elsewhere; bf16 on a "
-                        "CPU is fast only where it has native bf16 (AMX), and may change a few "
-                        "answers")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="fp32",
+                   help="fp32 (the seed); auto: bf16 autocast on a GPU with bf16 hardware "
+                        "(compute capability >= 8: A100, RTX 30xx, H100), fp32 elsewhere; "
+                        "bf16 on a CPU is fast only where it has native bf16 (AMX), and may "
+                        "change a few answers")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
                    help="an image (width x height) above this is an error, like an unreadable one")
     p.add_argument("--report", default=None,

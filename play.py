@@ -1,7 +1,7 @@
 """Attention figures: where the model looks for each digit it reads.
 
-    python play.py --checkpoint runs/svhn/best.pt                 # 8 images of the test split
-    python play.py --checkpoint runs/svhn/best.pt photo.jpg my_folder/ [--crop 40,10,90,60]
+    python play.py                                   # runs/svhn/last.pt on 8 test images
+    python play.py --checkpoint runs/svhn/epoch-010.pt photo.jpg my_folder/ [--crop 40,10,90,60]
 
 For every image: the network's input crop, then one panel per predicted digit with that step's
 attention upsampled (bilinear) over the crop, titled with the digit and its probability. Also a
@@ -21,6 +21,7 @@ from data import MAX_PIXELS, label_ids
 
 # -----------------------------------------------------------------------------
 # defaults
+CHECKPOINT = "runs/svhn/last.pt"  # the final epoch of train.py's default run
 JSON_PATH = "data/svhn/test.json"  # prepared split to draw images from (when no files are given)
 N_IMAGES = 8  # images taken from the split
 OUT_DIR = "img"  # where the PNGs go
@@ -185,7 +186,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("images", nargs="*", help="image files or folders; none given: -n images of --json")
-    p.add_argument("--checkpoint", required=True, help="checkpoint written by train.py")
+    p.add_argument("--checkpoint", default=CHECKPOINT,
+                   help="checkpoint written by train.py (last.pt, epoch-NNN.pt or best.pt)")
     p.add_argument("--json", default=JSON_PATH, help="prepared split used when no images are given")
     p.add_argument("-n", type=int, default=N_IMAGES, help="images taken from the split")
     p.add_argument("--crop", default=None,

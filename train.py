@@ -1,6 +1,6 @@
 """Train the attention OCR (CNN encoder + attention GRU decoder) on SVHN digit crops.
 
-python train.py                           # the seed's recipe on train + extra (a GPU recipe)
+python train.py                           # the seed's recipe: train + extra, 16 epochs, fp32 (GPU)
 python train.py --preset cpu --train-json data/synth/train.json --epochs 5 --schedule onecycle --lr 2e-3
 python train.py --resume auto             # continue exactly from <out>/last.pt
 python train.py --init runs/demo/best.pt --train-json mine/train.json --val-json mine/val.json
@@ -35,7 +35,7 @@ from atomic import atomic_open, save_figure
 # defaults: the seed's recipe. `python train.py` with no flags trains exactly this.
 # data
 TRAIN_JSON = ["data/svhn/train.json", "data/svhn/extra.json"]  # written by prepare_data.py
-VAL_SIZE = 5000       # images held out from the first JSON for validation (a fixed choice, seed 0)
+VAL_SIZE = 0          # images held out from the first JSON for validation and best.pt (0: none)
 IMAGE_SIZE = 64       # the expanded digit crop is resized to this square...
 CROP_SIZE = 54        # ...then cropped to this: random resized crop (train) or centre crop (eval)
 AUGMENT = True        # random resized crop (scale 0.7-1) + colour jitter 0.5 on training images
@@ -47,15 +47,16 @@ DROPOUT = 0.0         # between the two GRU layers and before the classifier
 GLIMPSE = True        # attend once from h0 before the first step; its output feeds step 0
 MAX_LEN = build_model.DEFAULT_CONFIG["max_len"]  # longest number greedy decoding will emit
 # optimisation
-EPOCHS = 15
+EPOCHS = 16           # the seed's loop is range(15 + 1): 10 epochs at LR, then 6 at LR x GAMMA
 BATCH_SIZE = 64       # per process under torchrun
 LR = 3e-4             # AdamW
 WEIGHT_DECAY = 0.01   # torch's AdamW default; the seed never set it
 SCHEDULE = "step"     # step: lr x GAMMA at each milestone epoch (recipe); cosine/onecycle: warm-up, anneal
-MILESTONES = [10]
+MILESTONES = [10]     # epochs after which the step schedule multiplies lr by GAMMA
 GAMMA = 0.1
 WARMUP = 0.05         # fraction of all steps spent warming up (cosine and onecycle only)
 CLIP = 5.0            # gradient-norm clipping
+PRECISION = "fp32"    # bf16 / fp16: autocast (fp16 with a loss scaler on CUDA)
 LOG_EVERY = 50        # steps between reads of the loss to the host (each read waits for the GPU)
 # system
 SEED = 0
@@ -76,7 +77,8 @@ def parse_args(argv=None):
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     a = p.add_argument
     a("--train-json", nargs="+", default=TRAIN_JSON, help="training JSON files (prepare_data.py)")
-    a("--val-size", type=int, default=VAL_SIZE, help="images held out from the first JSON (0: none)")
+    a("--val-size", type=int, default=VAL_SIZE,
+      help="images held out from the first JSON for validation and best.pt (0: none, the seed)")
     a("--val-json", default=None,
       help="validation JSON (prepare_data.py); None: --val-size images held out")
     a("--image-size", type=int, default=IMAGE_SIZE, help="side of the resized digit crop")
@@ -103,11 +105,14 @@ def parse_args(argv=None):
     a("--clip", type=float, default=CLIP, help="gradient-norm clipping threshold")
     a("--seed", type=int, default=SEED, help="seed for init, shuffling and augmentation")
     a("--device", default=None, help="cpu, cuda, cuda:1, mps; None: CUDA if present, else MPS, else CPU")
-    a("--amp", action=argparse.BooleanOptionalAction, default=True, help="bf16 (or fp16) autocast on CUDA")
+    a("--precision", choices=["fp32", "bf16", "fp16"], default=PRECISION,
+      help="fp32 (the seed), or autocast to bf16 / fp16 (fp16 with a loss scaler on CUDA); bf16 is "
+           "fast only with bf16 hardware (GPU compute capability >= 8, a CPU with AMX)")
     a("--workers", type=int, default=None,
       help="DataLoader processes; None: 1 on CPU, on CUDA min(8, cores / processes on the node)")
     a("--threads", type=int, default=0, help="torch CPU threads (0: all cores, shared between processes)")
-    a("--out", default="runs/svhn", help="run folder: last.pt, best.pt, loss.csv, val.csv, loss.png")
+    a("--out", default="runs/svhn",
+      help="run folder: last.pt (resumable), epoch-NNN.pt (weights), best.pt, loss.csv, val.csv")
     a("--plot", default=None, help="also write the loss curve here (e.g. img/loss.png)")
     a("--resume", default=None, help="checkpoint to continue from, or 'auto' for <out>/last.pt if present")
     a("--overwrite", action="store_true",
@@ -215,6 +220,11 @@ def default_workers(device, local_world):
     if device.type != "cuda":
         return 1
     return max(1, min(8, devices.cpu_cores() // local_world))
+
+
+def epoch_name(epoch):
+    """epoch-001.pt for the weights after the first epoch."""
+    return f"epoch-{epoch:03d}.pt"
 
 
 def make_scheduler(args, optimizer, steps_per_epoch):
@@ -351,9 +361,12 @@ def train(args, device, ddp, rank, world, loaders):
         torch.set_num_threads(max(1, (args.threads or devices.cpu_cores()) // local_world))
     workers = args.workers if args.workers is not None else default_workers(device, local_world)
     torch.backends.cudnn.benchmark = True
-    amp_dtype = torch.bfloat16 if devices.native_bf16(device) else torch.float16  # T4: fp16
-    autocast = torch.autocast("cuda", dtype=amp_dtype) if cuda and args.amp else nullcontext()
-    scaler = torch.amp.GradScaler("cuda", enabled=cuda and args.amp and amp_dtype == torch.float16)
+    autocast = nullcontext()  # fp32
+    if args.precision != "fp32":
+        dtype = torch.bfloat16 if args.precision == "bf16" else torch.float16
+        autocast = torch.autocast(device.type, dtype=dtype)
+    # fp16's narrow range needs loss scaling; bf16 has fp32's range
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda and args.precision == "fp16")
     # channels_last: faster convolutions on CUDA and on CPU (oneDNN: 1.4x for the CPU preset's compute
     # alone here, ~1.05x for a whole step, where data loading shares the two cores)
     memory_format = torch.channels_last if device.type in ("cuda", "cpu") else torch.contiguous_format
@@ -529,9 +542,13 @@ def train(args, device, ddp, rank, world, loaders):
             raw_model, tokenizer.vocab, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
             epoch=epoch, step=step, rng=rng_states(device), best_metric=best, args=vars(args),
             world=world, steps_per_epoch=len(loader))
-        if improved:  # best.pt before last.pt: a kill between the two leaves last.pt behind
-            checkpoint.save_checkpoint(ckpt, best_path)  # (resume redoes the epoch), never best.pt behind
-        checkpoint.save_checkpoint(ckpt, last_path)
+        # the epoch's weights, as the seed keeps a file per epoch: enough to evaluate, not to resume
+        kept_keys = ("format", "config", "vocab", "model", "epoch", "step")
+        weights = {key: ckpt[key] for key in kept_keys}
+        checkpoint.save_checkpoint(weights, os.path.join(args.out, epoch_name(epoch)))
+        if improved:  # epoch-N.pt and best.pt before last.pt: a kill between them leaves last.pt
+            checkpoint.save_checkpoint(ckpt, best_path)  # behind (resume redoes the epoch), never
+        checkpoint.save_checkpoint(ckpt, last_path)  # the others
         with open(os.path.join(args.out, "val.csv"), "a", newline="") as f:
             row = [step, epoch, round(total_loss / (batch + 1), 6), "" if acc is None else round(acc, 6)]
             csv.writer(f).writerow(row + [round(seen / seconds, 1), round(seconds, 1)])
@@ -539,7 +556,10 @@ def train(args, device, ddp, rank, world, loaders):
         print(f"epoch {epoch}: train loss {total_loss / (batch + 1):.4f}, val acc {acc or 0:.4f} "
               f"(best {best:.4f}), {seen / seconds:.0f} images/s, {seconds:.0f} s")
     if master:
-        names = ["last.pt"] + ["best.pt"] * os.path.exists(best_path) + ["loss.csv", "val.csv", "loss.png"]
+        names = ["last.pt", f"{epoch_name(1)} .. {epoch_name(epoch)}"]
+        if os.path.exists(best_path):
+            names.append("best.pt")
+        names += ["loss.csv", "val.csv", "loss.png"]
         copy = f" and {args.plot}" if args.plot else ""
         print(f"wrote {', '.join(os.path.join(args.out, n) for n in names)}{copy}")
     return 0

@@ -24,14 +24,10 @@ def write_checkpoint(path, config=TINY, seed=0, decoder_scale=1.0):
     tiny model reads every image alike), which comparisons of decoding paths need. The classifier
     is left alone, so that sequence probabilities stay well above float32's smallest."""
     torch.manual_seed(seed)
-    if decoder_scale != 1.0:
-        # inputs centred on 0 too: with [0, 1] pixels a random encoder's features hardly differ
-        # between these images, and the sharpened model read 6 of them alike
-        config = {**config, "normalize": True}
     model = build_model(config)
     with torch.no_grad():
         for name, p in model.decoder.named_parameters():
-            if not name.startswith("classifier"):
+            if not name.startswith("classifier") and name != "h0":  # h0 is N(0, 1) already
                 p.mul_(decoder_scale)
         if decoder_scale != 1.0:  # nor <unk>: such a model's answers can be labels
             model.decoder.classifier.bias[VOCAB.index("<unk>")] = -30.0
@@ -443,3 +439,9 @@ def test_bomb_image_is_one_line(tmp_path):
     assert message.startswith("eval.py: error:") and "\n" not in message, message
     assert message.endswith("2.png: cannot read image (50000 x 50000 pixels, above the limit of "
                             "50,000,000 (--max-pixels))"), message
+
+
+def test_defaults_are_the_seeds_evaluation():
+    # the seed evaluates its last checkpoint in fp32; train.py's default run ends in last.pt
+    args = ev.parse_args([])
+    assert (args.checkpoint, args.precision, args.beam) == ("runs/svhn/last.pt", "fp32", 1)

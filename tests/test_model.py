@@ -751,3 +751,12 @@ def test_normalize_flag_maps_inputs_inside_the_model():
     torch.testing.assert_close(logits, expected)
     assert not torch.allclose(logits, unchanged)
     assert DEFAULT_CONFIG["normalize"] is False
+
+
+def test_h0_starts_from_a_standard_normal():
+    # the seed draws its initial state with torch.randn; from zeros the glimpse would query the
+    # image with the same (zero) state in every run
+    torch.manual_seed(0)
+    h0 = build_model().decoder.h0.detach()  # (2, 256)
+    assert h0.shape == (2, 256)
+    assert abs(h0.mean().item()) < 0.15 and 0.85 < h0.std().item() < 1.15

@@ -182,3 +182,7 @@ def test_missing_device_is_one_line(ckpt, tmp_path):
         play.main(["--checkpoint", ckpt, "--out", str(tmp_path), "--device", "cuda:99"])
     message = str(exc.value.code)
     assert message.startswith("play.py: error: --device cuda:99:") and "\n" not in message
+
+
+def test_default_checkpoint_is_the_final_one():
+    assert play.parse_args([]).checkpoint == "runs/svhn/last.pt"

@@ -1,5 +1,6 @@
 """train.py on a tiny generated dataset: exact resume, checkpoints, non-finite stop, DDP smoke run."""
 import argparse
+import csv
 import json
 import math
 import os
@@ -134,6 +135,11 @@ def test_checkpoint_contents_and_outputs(tiny_json, tmp_path):
     assert set(ckpt["rng"]) >= {"torch", "numpy", "python"}
     model, _ = checkpoint.load_checkpoint(str(tmp_path / "best.pt"))
     assert model.config["hidden"] == 16
+    weights = torch.load(tmp_path / "epoch-001.pt", weights_only=True)  # the epoch's weights only
+    assert sorted(weights) == ["config", "epoch", "format", "model", "step", "vocab"]
+    assert weights["epoch"] == 1 and weights["config"] == ckpt["config"]
+    for name, tensor in ckpt["model"].items():
+        assert torch.equal(weights["model"][name], tensor), name
     for name in ("loss.csv", "val.csv", "loss.png", "copy.png"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert not list(tmp_path.glob("*.tmp"))
@@ -194,7 +200,9 @@ def test_bad_inputs_are_one_line_errors(tiny_json, tmp_path):
 def test_defaults_are_the_recipe_and_preset_yields_to_flags(capsys):
     args = train.parse_args([])
     assert (args.lr, args.batch_size, args.epochs, args.milestones, args.clip, args.dropout,
-            args.schedule, args.augment) == (3e-4, 64, 15, [10], 5.0, 0.0, "step", True)
+            args.schedule, args.augment) == (3e-4, 64, 16, [10], 5.0, 0.0, "step", True)
+    # the seed holds nothing out, runs in fp32, feeds [0, 1] pixels and takes the glimpse
+    assert (args.val_size, args.precision, args.normalize, args.glimpse) == (0, "fp32", False, True)
     assert args.train_json == ["data/svhn/train.json", "data/svhn/extra.json"]
     assert args.plan == "64 64 M 128 128 M 256 256 M 512 512" and args.hidden == 256
     cpu = train.parse_args(["--preset", "cpu", "--hidden", "64"])
@@ -394,7 +402,8 @@ def test_a_fresh_start_never_overwrites_a_run(tiny_json, tmp_path, capsys):
         run(tiny_json, out, "--epochs", "1", "--workers", "0")
     message = str(e.value.code)
     assert message == (f"train.py: error: --out {out} already holds a run (last.pt, best.pt, "
-                       f"loss.csv, val.csv); continue it with --resume auto, or pick a new --out "
+                       f"loss.csv, val.csv, epoch-001.pt); continue it with --resume auto, or pick "
+                       f"a new --out "
                        f"(--overwrite moves the old run aside)")
     assert snapshot(out) == before
     # another run's checkpoint continued here would replace this run just the same
@@ -423,7 +432,7 @@ def test_resume_auto_without_last_pt(tiny_json, tmp_path):
     os.remove(out / "last.pt")
     with pytest.raises(SystemExit) as e:
         run(tiny_json, out, "--epochs", "1", "--workers", "0", "--resume", "auto")
-    assert "already holds a run (best.pt); pick a new --out" in str(e.value.code)
+    assert "already holds a run (best.pt, epoch-001.pt); pick a new --out" in str(e.value.code)
 
 
 def test_best_pt_is_never_replaced_by_a_worse_one(tiny_json, tmp_path):
@@ -607,3 +616,42 @@ def test_one_gpu_index_for_every_rank_is_one_line(tiny_json, tmp_path, monkeypat
     message = str(e.value.code)
     assert message.startswith("train.py: error: --device cuda:1: under torchrun all 2 processes")
     assert "CUDA_VISIBLE_DEVICES" in message and "\n" not in message
+
+
+def test_default_recipe_epochs_lr_and_epoch_checkpoints(tiny_json, tmp_path, capsys):
+    # no recipe flag at all: only the model's size (tiny) and the data
+    out = tmp_path / "run"
+    sizes = ["--plan", "8 M 16", "--hidden", "16", "--image-size", "32", "--crop-size", "28",
+             "--batch-size", "4", "--threads", "1", "--workers", "0"]
+    assert train.main(["--train-json", tiny_json, *sizes, "--out", str(out)]) == 0
+    assert "16 training images, 0 validation" in capsys.readouterr().out  # nothing held out
+    with open(out / "loss.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 16 * 4  # 16 epochs of 16 images in batches of 4
+    for row in rows:
+        epoch = math.ceil(float(row["epoch"]) - 1e-9)  # 0.25 .. 1.0 is epoch 1
+        expected = 3e-4 if epoch <= 10 else 3e-5  # x0.1 after the 10th epoch
+        assert float(row["lr"]) == pytest.approx(expected, rel=1e-5), (row, epoch)
+    last = torch.load(out / "last.pt", weights_only=True)
+    assert last["epoch"] == 16 and last["step"] == 64
+    assert last["config"]["glimpse"] is True and last["config"]["normalize"] is False
+    assert last["args"]["precision"] == "fp32" and last["scaler"] == {}  # no loss scaling
+    assert not (out / "best.pt").exists()  # no validation, so no best
+    names = sorted(p.name for p in out.glob("epoch-*.pt"))
+    assert names == [f"epoch-{e:03d}.pt" for e in range(1, 17)]
+    for e in (1, 10, 16):
+        weights = torch.load(out / f"epoch-{e:03d}.pt", weights_only=True)
+        assert weights["epoch"] == e and "optimizer" not in weights
+        model, _ = checkpoint.load_checkpoint(str(out / f"epoch-{e:03d}.pt"))
+    for name, tensor in last["model"].items():  # the last epoch's file is last.pt's weights
+        assert torch.equal(model.state_dict()[name], tensor), name
+
+
+def test_precision_flag(tiny_json, tmp_path, capsys):
+    for precision in ("bf16", "fp16"):  # autocast on the CPU too; a loss scaler only on CUDA
+        assert run(tiny_json, tmp_path, "--epochs", "1", "--workers", "0", "--dry-run",
+                   "--precision", precision) == 0
+        assert "dry run ok" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        train.parse_args(["--amp"])  # replaced by --precision: fp32 unless asked
+    assert e.value.code == 2

@@ -367,6 +367,9 @@ def train(args, device, ddp, rank, world, loaders):
         autocast = torch.autocast(device.type, dtype=dtype)
     # fp16's narrow range needs loss scaling; bf16 has fp32's range
     scaler = torch.amp.GradScaler("cuda", enabled=cuda and args.precision == "fp16")
+    note = devices.emulated_bf16_note(device, args.precision)  # e.g. a T4: right, but slow
+    if note and master:
+        print(f"train.py: {note}")
     # channels_last: faster convolutions on CUDA and on CPU (oneDNN: 1.4x for the CPU preset's compute
     # alone here, ~1.05x for a whole step, where data loading shares the two cores)
     memory_format = torch.channels_last if device.type in ("cuda", "cpu") else torch.contiguous_format

@@ -655,3 +655,12 @@ def test_precision_flag(tiny_json, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         train.parse_args(["--amp"])  # replaced by --precision: fp32 unless asked
     assert e.value.code == 2
+
+
+def test_bf16_on_an_emulating_gpu_is_noted(tiny_json, tmp_path, monkeypatch, capsys):
+    # --precision bf16 on a T4 (sm75) runs, emulated: say so (devices' test covers the check)
+    asked = []
+    monkeypatch.setattr(train.devices, "emulated_bf16_note",
+                        lambda device, precision: asked.append(precision) or "note: emulated")
+    assert run(tiny_json, tmp_path, "--precision", "bf16", "--workers", "0", "--dry-run") == 0
+    assert asked == ["bf16"] and "train.py: note: emulated" in capsys.readouterr().out

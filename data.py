@@ -75,9 +75,15 @@ def load_split(json_path):
     return image_dir, records
 
 
+# box coordinates beyond this many pixels are refused: float32 (the dataset's boxes) holds every
+# integer up to it exactly, and no image is that large (1e300 overflowed to inf, with warnings)
+MAX_COORD = 2 ** 24
+
+
 def _is_box(b):
     return (isinstance(b, list) and len(b) == 4
-            and all(type(v) in (int, float) and math.isfinite(v) for v in b))
+            and all(type(v) in (int, float) and math.isfinite(v) and abs(v) <= MAX_COORD
+                    for v in b))
 
 
 def _name_problem(name):
@@ -114,7 +120,7 @@ def record_problem(r):
               and all(_is_box(b) for b in r["boxes"]))
         if not ok:
             return ("needs 'name', digits 0..9 and as many boxes [left, top, width, height] of "
-                    "finite numbers (at least one), or a 'text'")
+                    f"finite numbers within +-{MAX_COORD:,} (at least one), or a 'text'")
         return None
     if not isinstance(r["text"], str) or not r["text"]:
         return "needs a non-empty 'text' string"
@@ -198,7 +204,7 @@ def open_image(path, box=None, max_pixels=MAX_PIXELS, draft=None):
     Image.MAX_IMAGE_PIXELS = None
     try:
         if box is not None and box[2] * box[3] > max_pixels:
-            raise ValueError(f"its crop box is {box[2]} x {box[3]} pixels, above the limit of "
+            raise ValueError(f"its crop box is {box[2]:,} x {box[3]:,} pixels, above the limit of "
                              f"{max_pixels:,} (--max-pixels)")
         with Image.open(path) as img:  # reads the header only
             width, height = img.size

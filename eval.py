@@ -33,6 +33,8 @@ BATCH_SIZE = 256  # images per decoding batch
 BEAM = 1  # 1 = greedy decoding
 TARGET_ACCURACY = 0.98  # Goodfellow et al. report coverage at 98% accuracy
 GALLERY = 16  # most confident mistakes shown in the gallery
+MAX_BEAM = 64  # wider beams find nothing greedy-plus-a-few cannot, and cost K x the memory
+BEAM_ROWS = 4096  # beam search carries batch x beam rows: batches shrink to keep under this
 MAX_LENGTH_ROW = 6  # SVHN numbers have 1..6 digits
 
 
@@ -347,6 +349,8 @@ def parse_args(argv=None):
     for name in ("batch_size", "beam", "max_pixels"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.beam > MAX_BEAM:  # --beam 100000 was killed for memory
+        p.error(f"--beam must be at most {MAX_BEAM}, got {args.beam}")
     if args.limit is not None and args.limit < 1:
         p.error("--limit must be >= 1")
     return args
@@ -388,7 +392,8 @@ def run(args):
     dataset = SVHNDataset((image_dir, records), tokenizer_from_vocab(vocab), train=False,
                           image_size=config["image_size"], crop_size=config["crop_size"],
                           max_pixels=args.max_pixels)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=False,
+    batch_size = min(args.batch_size, max(1, BEAM_ROWS // args.beam))  # same answers, any batch
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
                                          num_workers=args.workers, collate_fn=collate,
                                          pin_memory=device.type == "cuda")
     model = prepare_model(model, device)

@@ -27,6 +27,7 @@ N_IMAGES = 8  # images taken from the split
 OUT_DIR = "img"  # where the PNGs go
 GRID_ROWS = 8  # images in the grid figure
 BATCH = 64  # images per decoding batch
+MAX_BEAM = 64  # as eval.py
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
@@ -201,8 +202,11 @@ def parse_args(argv=None):
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
                    help="larger images (width x height) are skipped as unreadable")
     args = p.parse_args(argv)
-    if args.n < 1 or args.beam < 1 or args.max_pixels < 1:
-        p.error("-n, --beam and --max-pixels must be >= 1")
+    for flag, value in (("-n", args.n), ("--beam", args.beam), ("--max-pixels", args.max_pixels)):
+        if value < 1:
+            p.error(f"{flag} must be >= 1, got {value}")
+    if args.beam > MAX_BEAM:  # batch x beam rows: --beam 100000 was killed for memory
+        p.error(f"--beam must be at most {MAX_BEAM}, got {args.beam}")
     try:
         args.crop = parse_crop(args.crop) if args.crop is not None else None
     except ValueError as e:

@@ -174,6 +174,11 @@ def main(argv=None):
     root = args.root or ("data/synth" if args.synthetic else "data/svhn")
     out_dir = args.out_dir or root
     splits = list(dict.fromkeys(args.splits))
+    for split in splits:  # a folder name under --root: "../../x" wrote outside it
+        if split in ("", ".", "..") or "/" in split or os.sep in split:
+            ap.error(f"--splits: {split!r} is not a plain folder name")
+    if args.seed < 0:
+        ap.error(f"--seed must be >= 0, got {args.seed}")
     try:
         if os.path.exists(out_dir) and not os.path.isdir(out_dir):
             raise ValueError(f"--out-dir {out_dir}: exists and is not a folder")

@@ -381,6 +381,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if min(args.train, args.extra, args.test) < 0 or args.difficulty < 0 or args.long_boost < 0:
         ap.error("sizes, --difficulty and --long-boost must be >= 0")
+    if args.seed < 0:  # was numpy's "expected non-negative integer", naming no flag
+        ap.error(f"--seed must be >= 0, got {args.seed}")
     try:
         if args.preview:
             preview(args.preview, seed=args.seed, split=args.preview_split,

@@ -136,6 +136,17 @@ def parse_args(argv=None):
         value = getattr(args, name)
         if value is not None and value < low:
             p.error(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
+    # nonsense that trained silently: --clip -1 turned every step into gradient ascent, --gamma
+    # nan and --warmup 5 made a schedule no one meant
+    for name, value, ok, want in [
+            ("lr", args.lr, args.lr > 0, "> 0"), ("clip", args.clip, args.clip > 0, "> 0"),
+            ("gamma", args.gamma, args.gamma > 0, "> 0"),
+            ("weight-decay", args.weight_decay, args.weight_decay >= 0, ">= 0"),
+            ("warmup", args.warmup, 0 <= args.warmup < 1, "in [0, 1)")]:
+        if not (math.isfinite(value) and ok):
+            p.error(f"--{name} must be a finite number {want}, got {value}")
+    if any(m < 1 for m in args.milestones):
+        p.error(f"--milestones must be epochs >= 1, got {args.milestones}")
     unset = argparse.Namespace(**dict.fromkeys(MODEL_ARGS + DATA_ARGS))
     given = vars(p.parse_args(argv, unset))  # None: not given
     args.model_flags = [k for k in MODEL_ARGS if given[k] is not None or k in PRESETS.get(args.preset, {})]

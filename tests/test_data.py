@@ -468,13 +468,17 @@ def test_huge_images_are_unreadable_images_not_tracebacks(tmp_path, side):
 
 
 def test_absurd_box_and_the_limit_flag(tmp_path):
-    # a JSON box of 1e12 made PIL allocate (DecompressionBombError) for a crop of 10^24 pixels
+    # a JSON box of 1e12 made PIL allocate (DecompressionBombError) for a crop of 10^24 pixels:
+    # beyond 2^24 it is a bad record; below, a crop above the pixel limit is an unreadable image
     Image.new("RGB", (20, 10), (200, 100, 50)).save(tmp_path / "a.png")
-    records = [{"name": "a.png", "digits": [1], "boxes": [[0, 0, 1e12, 1e12]]},
+    records = [{"name": "a.png", "digits": [1], "boxes": [[0, 0, 1e7, 1e7]]},
                {"name": "a.png", "digits": [1], "boxes": [[2, 2, 5, 5]]}]
+    huge = [{"name": "a.png", "digits": [1], "boxes": [[0, 0, 1e12, 1e12]]}]
+    with pytest.raises(ValueError, match=r"split.json: record 0 .* within \+-16,777,216"):
+        data.load_split(write_split(str(tmp_path), huge))
     ds = data.SVHNDataset((str(tmp_path), records))
-    refused = (r"a.png: cannot read image \(its crop box is \d+ x \d+ pixels, above the limit of "
-               r"50,000,000 \(--max-pixels\)\)")
+    refused = (r"a.png: cannot read image \(its crop box is 13,000,000 x 13,000,000 pixels, above "
+               r"the limit of 50,000,000 \(--max-pixels\)\)")
     with pytest.raises(OSError, match=refused):
         ds[0]
     assert ds[1][0].shape == (3, 54, 54)

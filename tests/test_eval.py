@@ -445,3 +445,21 @@ def test_defaults_are_the_seeds_evaluation():
     # the seed evaluates its last checkpoint in fp32; train.py's default run ends in last.pt
     args = ev.parse_args([])
     assert (args.checkpoint, args.precision, args.beam) == ("runs/svhn/last.pt", "fp32", 1)
+
+
+def test_beam_is_capped_and_batches_shrink_with_it(tmp_path, capsys, monkeypatch):
+    # --beam 100000 carried batch x beam hypotheses and was killed for memory
+    with pytest.raises(SystemExit):
+        ev.parse_args(["--checkpoint", "x.pt", "--beam", "100000"])
+    assert "--beam must be at most 64, got 100000" in capsys.readouterr().err
+    ckpt = write_checkpoint(tmp_path / "m.pt")
+    split = write_split(tmp_path, n=3)
+    sizes = []
+    real = torch.utils.data.DataLoader
+
+    def spy(dataset, batch_size, **kwargs):
+        sizes.append(batch_size)
+        return real(dataset, batch_size=batch_size, **kwargs)
+    monkeypatch.setattr(torch.utils.data, "DataLoader", spy)
+    run_eval(tmp_path, ckpt, split, "--beam", "64", "--batch-size", "256")
+    assert sizes == [ev.BEAM_ROWS // 64]

@@ -182,3 +182,16 @@ def test_synthetic_flag_round_trip(tmp_path, capsys):
     assert [(r["name"], r["digits"], r["boxes"]) for r in data["records"]] == [
         (name, [int(d[0]) % 10 for d in digits], [[prepare_data._half_up(v) for v in d[1:]] for d in digits])
         for name, digits in drawn]
+
+
+def test_split_names_and_seed_are_checked(tmp_path, capsys):
+    # --splits ../../x with --synthetic wrote images and x.json outside --root
+    root = tmp_path / "deep" / "root"
+    for argv, why in [(["--splits", "../../x"], "--splits: '../../x' is not a plain folder name"),
+                      (["--splits", "a/b"], "is not a plain folder name"),
+                      (["--seed", "-1"], "--seed must be >= 0, got -1")]:
+        with pytest.raises(SystemExit) as e:
+            prepare_data.main(["--synthetic", "--root", str(root), "--synthetic-sizes",
+                               "../../x=2,a/b=2,train=2", "--workers", "1", *argv])
+        assert e.value.code == 2 and why in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "x") and not os.path.exists(tmp_path / "x.json")

@@ -377,7 +377,7 @@ def test_absurd_box_is_one_line(tiny_json, tmp_path):
     root = tmp_path / "copy"
     shutil.copytree(os.path.dirname(tiny_json), root)
     split = json.loads((root / "train.json").read_text())
-    split["records"][5]["boxes"][0] = [0, 0, 1e12, 1e12]
+    split["records"][5]["boxes"][0] = [0, 0, 1e7, 1e7]
     (root / "train.json").write_text(json.dumps(split))
     with pytest.raises(SystemExit) as e:
         train.main(["--train-json", str(root / "train.json"), *TINY, "--val-size", "0",
@@ -664,3 +664,18 @@ def test_bf16_on_an_emulating_gpu_is_noted(tiny_json, tmp_path, monkeypatch, cap
                         lambda device, precision: asked.append(precision) or "note: emulated")
     assert run(tiny_json, tmp_path, "--precision", "bf16", "--workers", "0", "--dry-run") == 0
     assert asked == ["bf16"] and "train.py: note: emulated" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flag, value, why", [
+    ("--clip", "-1", "--clip must be a finite number > 0, got -1.0"),
+    ("--clip", "nan", "--clip must be a finite number > 0, got nan"),
+    ("--gamma", "nan", "--gamma must be a finite number > 0"),
+    ("--lr", "inf", "--lr must be a finite number > 0"),
+    ("--weight-decay", "-0.1", "--weight-decay must be a finite number >= 0"),
+    ("--warmup", "5", "--warmup must be a finite number in [0, 1), got 5.0"),
+    ("--milestones", "-3", "--milestones must be epochs >= 1, got [-3]")])
+def test_nonsense_optimiser_flags_are_refused(capsys, flag, value, why):
+    # these trained silently: --clip -1 scaled every gradient by a negative factor (ascent)
+    with pytest.raises(SystemExit) as e:
+        train.parse_args([flag, value])
+    assert e.value.code == 2 and why in capsys.readouterr().err

@@ -180,9 +180,16 @@ def load_checkpoint(path, map_location="cpu", resume=False):
         config = check_config(ckpt["config"])
     except ValueError as e:
         raise ValueError(f"{path}: bad model config in checkpoint: {e}") from None
+    ckpt["config"] = config  # complete: callers may read any key (train.py --resume does)
     if len(ckpt["vocab"]) != config["vocab_size"]:
         raise ValueError(f"{path}: vocabulary has {len(ckpt['vocab'])} tokens but the config "
                          f"says vocab_size={config['vocab_size']}")
+    if len(set(ckpt["vocab"])) != len(ckpt["vocab"]):
+        raise ValueError(f"{path}: vocabulary repeats a token")
+    for key, token in (("pad_id", "<pad>"), ("eos_id", "</s>"), ("bos_id", "<s>")):
+        if ckpt["vocab"][config[key]] != token:  # decoding relies on these ids
+            raise ValueError(f"{path}: vocabulary token {config[key]} is "
+                             f"{ckpt['vocab'][config[key]]!r}, but config {key!r} says {token}")
     # tolerate weights saved from a DDP- or torch.compile-wrapped model
     state = {str(k).replace("_orig_mod.", "").removeprefix("module."): v
              for k, v in ckpt["model"].items()}

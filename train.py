@@ -64,7 +64,7 @@ VAL_SEED = 0          # fixed, so that --seed never changes which images are hel
 # flags stored in the checkpoint's model config
 MODEL_ARGS = ("plan", "hidden", "dropout", "image_size", "crop_size", "max_len", "glimpse",
               "normalize")
-DATA_ARGS = ("train_json", "val_size", "seed")  # what decides the data a run sees; kept on resume
+DATA_ARGS = ("train_json", "val_size", "val_json", "seed")  # the data a run sees; kept on resume
 PRESETS = {"cpu": {"plan": "32 M 64 M 128 M 128", "hidden": 128}}  # trains at a useful speed on 2 cores
 # fine-tuning (--init): defaults for a few hundred images, replacing the recipe's where not given
 FINETUNE = {"epochs": 30, "lr": 5e-4, "schedule": "cosine", "warmup": 0.1, "val_size": 0}
@@ -139,7 +139,7 @@ def parse_args(argv=None):
     # nonsense that trained silently: --clip -1 turned every step into gradient ascent, --gamma
     # nan and --warmup 5 made a schedule no one meant
     for name, value, ok, want in [
-            ("lr", args.lr, args.lr > 0, "> 0"), ("clip", args.clip, args.clip > 0, "> 0"),
+            ("lr", args.lr, args.lr >= 0, ">= 0"), ("clip", args.clip, args.clip > 0, "> 0"),
             ("gamma", args.gamma, args.gamma > 0, "> 0"),
             ("weight-decay", args.weight_decay, args.weight_decay >= 0, ">= 0"),
             ("warmup", args.warmup, 0 <= args.warmup < 1, "in [0, 1)")]:
@@ -173,6 +173,10 @@ def load_data(args, vocab=None, extend=False):
     records = [r for _, records in splits for r in records]
     if vocab and extend:
         vocab = data.extend_vocab(vocab, records)
+    unknown = data.unknown_chars((data.record_text(r) for r in records), vocab) if vocab else {}
+    if unknown:  # resuming on data the vocabulary lacks would train those characters as <unk>
+        raise ValueError(f"{' '.join(args.train_json)}: characters {''.join(sorted(unknown))!r} "
+                         f"are not in the checkpoint's vocabulary; start a new --out")
     tokenizer = data.tokenizer_from_vocab(vocab) if vocab else data.build_tokenizer(records)
     image_dir, first = splits[0]
     if not 0 <= args.val_size < len(first):
@@ -478,12 +482,16 @@ def train(args, device, ddp, rank, world, loaders):
             raise ValueError(f"{resume}: {was} took {before} steps an epoch, {now} would take "
                              f"{len(loader)} and shift the lr schedule; resume with as many images "
                              f"per step, or start a new --out")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        if ckpt.get("scaler"):  # fp16's loss scale ({} when the scaler is off: bf16, CPU)
-            scaler.load_state_dict(ckpt["scaler"])
-        set_rng_states(ckpt["rng"], device)
+        try:  # the dicts are checked for type only: their insides may still not fit
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            if ckpt.get("scaler"):  # fp16's loss scale ({} when the scaler is off: bf16, CPU)
+                scaler.load_state_dict(ckpt["scaler"])
+            set_rng_states(ckpt["rng"], device)
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(f"{resume}: cannot restore its training state ({why})") from None
     raw_model, model = model, DDP(model, device_ids=[device.index] if cuda else None) if ddp else model
     if master and not args.dry_run:
         runs.remove_stale_temps(args.out, args.plot)  # left by a kill during a save

@@ -760,3 +760,22 @@ def test_h0_starts_from_a_standard_normal():
     h0 = build_model().decoder.h0.detach()  # (2, 256)
     assert h0.shape == (2, 256)
     assert abs(h0.mean().item()) < 0.15 and 0.85 < h0.std().item() < 1.15
+
+
+def test_loaded_config_is_complete(trained, tmp_path):
+    # a checkpoint whose config predates a key (here: max_len) gave train.py --resume a KeyError
+    model, _ = trained
+    config = {k: v for k, v in model.config.items() if k != "max_len"}
+    _, ckpt = load_checkpoint(_save(tmp_path / "old.pt", model, config=config))
+    assert ckpt["config"]["max_len"] == DEFAULT_CONFIG["max_len"]
+
+
+def test_vocabulary_must_fit_the_special_ids(trained, tmp_path):
+    # decoding relies on vocab[eos_id] == "</s>": a shuffled vocabulary decoded garbage
+    model, _ = trained
+    vocab = ["<pad>", "<unk>", "</s>", "<s>"] + [str(d) for d in range(10)]
+    swapped = [vocab[2], vocab[1], vocab[0]] + vocab[3:]
+    with pytest.raises(ValueError, match="vocabulary token 0 is '</s>', but config 'pad_id'"):
+        load_checkpoint(_save(tmp_path / "a.pt", model, vocab=swapped))
+    with pytest.raises(ValueError, match="vocabulary repeats a token"):
+        load_checkpoint(_save(tmp_path / "b.pt", model, vocab=vocab[:-1] + ["8"]))

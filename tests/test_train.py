@@ -670,7 +670,7 @@ def test_bf16_on_an_emulating_gpu_is_noted(tiny_json, tmp_path, monkeypatch, cap
     ("--clip", "-1", "--clip must be a finite number > 0, got -1.0"),
     ("--clip", "nan", "--clip must be a finite number > 0, got nan"),
     ("--gamma", "nan", "--gamma must be a finite number > 0"),
-    ("--lr", "inf", "--lr must be a finite number > 0"),
+    ("--lr", "inf", "--lr must be a finite number >= 0"),
     ("--weight-decay", "-0.1", "--weight-decay must be a finite number >= 0"),
     ("--warmup", "5", "--warmup must be a finite number in [0, 1), got 5.0"),
     ("--milestones", "-3", "--milestones must be epochs >= 1, got [-3]")])
@@ -679,3 +679,23 @@ def test_nonsense_optimiser_flags_are_refused(capsys, flag, value, why):
     with pytest.raises(SystemExit) as e:
         train.parse_args([flag, value])
     assert e.value.code == 2 and why in capsys.readouterr().err
+
+
+def test_resume_with_state_or_vocabulary_that_does_not_fit(tiny_json, tmp_path):
+    # a malformed rng state was a TypeError traceback; a vocabulary lacking the data's digits
+    # trained every one of them as <unk>
+    assert run(tiny_json, tmp_path / "a", "--epochs", "1", "--workers", "0") == 0
+    full = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    vocab = full["vocab"][:4] + list("abcdefghijklmnop")[:len(full["vocab"]) - 4]
+    torch.save({**full, "rng": {"torch": 5}}, tmp_path / "rng.pt")
+    torch.save({**full, "optimizer": {"state": {}, "param_groups": []}}, tmp_path / "opt.pt")
+    torch.save({**full, "vocab": vocab}, tmp_path / "letters.pt")
+    for name, why in [("rng.pt", "rng.pt: cannot restore its training state (expected"),
+                      ("opt.pt", "opt.pt: cannot restore its training state (loaded state dict"),
+                      ("letters.pt", "are not in the checkpoint's vocabulary; start a new --out")]:
+        with pytest.raises(SystemExit) as e:
+            run(tiny_json, tmp_path / "b", "--epochs", "2", "--workers", "0",
+                "--resume", str(tmp_path / name))
+        message = str(e.value.code)
+        assert message.startswith("train.py: error: ") and "\n" not in message, message
+        assert why in message, message

@@ -184,12 +184,6 @@ def load_checkpoint(path, map_location="cpu", resume=False):
     if len(ckpt["vocab"]) != config["vocab_size"]:
         raise ValueError(f"{path}: vocabulary has {len(ckpt['vocab'])} tokens but the config "
                          f"says vocab_size={config['vocab_size']}")
-    if len(set(ckpt["vocab"])) != len(ckpt["vocab"]):
-        raise ValueError(f"{path}: vocabulary repeats a token")
-    for key, token in (("pad_id", "<pad>"), ("eos_id", "</s>"), ("bos_id", "<s>")):
-        if ckpt["vocab"][config[key]] != token:  # decoding relies on these ids
-            raise ValueError(f"{path}: vocabulary token {config[key]} is "
-                             f"{ckpt['vocab'][config[key]]!r}, but config {key!r} says {token}")
     # tolerate weights saved from a DDP- or torch.compile-wrapped model
     state = {str(k).replace("_orig_mod.", "").removeprefix("module."): v
              for k, v in ckpt["model"].items()}
@@ -197,6 +191,12 @@ def load_checkpoint(path, map_location="cpu", resume=False):
         mismatch = _weights_mismatch(AttentionOCR(config), state)
     if mismatch:
         raise ValueError(f"{path}: weights do not match the model config: {mismatch}")
+    if len(set(ckpt["vocab"])) != len(ckpt["vocab"]):
+        raise ValueError(f"{path}: vocabulary repeats a token")
+    for key, token in (("pad_id", "<pad>"), ("eos_id", "</s>"), ("bos_id", "<s>")):
+        if ckpt["vocab"][config[key]] != token:  # decoding relies on these ids
+            raise ValueError(f"{path}: vocabulary token {config[key]} is "
+                             f"{ckpt['vocab'][config[key]]!r}, but config {key!r} says {token}")
     model = AttentionOCR(config)
     model.load_state_dict(state)
     model.to(next(iter(state.values())).device if state else "cpu")

@@ -198,7 +198,9 @@ class AttentionOCR(nn.Module):
         Call model.eval() first: in train mode BatchNorm and dropout make rows depend on the batch.
         """
         max_len = self.config["max_len"] if max_len is None else max_len
-        pad, eos, bos = self.config["pad_id"], self.config["eos_id"], self.config["bos_id"]
+        pad = self.config["pad_id"]
+        eos = self.config["eos_id"]
+        bos = self.config["bos_id"]
         features, feature_hw = encoded or self.encode(images)  # (B, L, C)
         projected = self.decoder.attention.project(features)  # (B, L, A)
         state = self.decoder.init_state(features, projected)  # after the glimpse
@@ -206,7 +208,9 @@ class AttentionOCR(nn.Module):
         tokens = torch.full((B,), bos, dtype=torch.long, device=features.device)  # (B,)
         done = torch.zeros(B, dtype=torch.bool, device=features.device)  # (B,)
         logprob = torch.zeros(B, device=features.device)  # (B,)
-        steps, attention, probs = [], [], []
+        steps = []
+        attention = []
+        probs = []
         for t in range(max_len + 1):
             logp, choice, state, alpha = self._next_logprobs(tokens, state, features, projected,
                                                               t == max_len)
@@ -238,7 +242,9 @@ class AttentionOCR(nn.Module):
         if beam < 1:
             raise ValueError(f"beam size must be >= 1, got {beam}")
         max_len = self.config["max_len"] if max_len is None else max_len
-        pad, eos, bos = self.config["pad_id"], self.config["eos_id"], self.config["bos_id"]
+        pad = self.config["pad_id"]
+        eos = self.config["eos_id"]
+        bos = self.config["bos_id"]
         K = beam
         features, feature_hw = encoded or self.encode(images)  # (B, L, C), see decode()
         B, L, _ = features.shape

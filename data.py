@@ -183,11 +183,31 @@ def crop_box(boxes, grow=GROW):
 
 
 def crop_image(img, box):
-    """Crop a PIL image to box (left, top, width, height); parts outside the image come back black."""
+    """Crop a PIL image to box (left, top, width, height); parts outside the image come back
+    black."""
     # PIL's crop fills outside the image with zeros: no clamping, so digit boxes keep their
     # place relative to the crop and the crop's aspect ratio is the one the recipe asked for.
     left, top, width, height = box
     return img.crop((left, top, left + width, top + height))
+
+
+def resize_region(img, image_size):
+    """A region (PIL) resized to the image_size square that training and evaluation both start
+    from (training then crops it at random, evaluation at the centre)."""
+    return TF.resize(img, [image_size, image_size], antialias=True)
+
+
+def centre_input(img, crop_size):
+    """Evaluation's network input from a resized region: its centre crop_size square, as a
+    tensor (3, crop_size, crop_size) in [0, 1]."""
+    img = TF.center_crop(img, [crop_size, crop_size])
+    return TF.to_tensor(img)
+
+
+def eval_input(img, image_size, crop_size):
+    """The network input of one image region (PIL) at evaluation: resized, then centre-cropped.
+    SVHNDataset in evaluation mode and play.py's image files both go through these steps."""
+    return centre_input(resize_region(img, image_size), crop_size)
 
 
 def open_image(path, box=None, max_pixels=MAX_PIXELS, draft=None):
@@ -348,7 +368,9 @@ class SVHNDataset(torch.utils.data.Dataset):
         if not 0 < crop_size <= image_size:
             raise ValueError(f"crop_size {crop_size} must be in 1..image_size ({image_size})")
         self.tokenizer = tokenizer if tokenizer is not None else build_tokenizer(records)
-        self.train, self.image_size, self.crop_size = train, image_size, crop_size
+        self.train = train
+        self.image_size = image_size
+        self.crop_size = crop_size
         self.max_pixels = max_pixels
         # compact arrays instead of a list of dicts: cheap to pickle to workers (spawn)
         self.names = [r["name"] for r in records]
@@ -382,10 +404,12 @@ class SVHNDataset(torch.utils.data.Dataset):
             x0, y0, x1, y1 = (int(v) for v in self.regions[i])
             img = open_image(path, (x0, y0, x1 - x0, y1 - y0), self.max_pixels)
         s = self.image_size
-        img = TF.resize(img, [s, s], antialias=True)
+        img = resize_region(img, s)
         sx, sy = s / (x1 - x0), s / (y1 - y0)
+        right = ltwh[:, 0] + ltwh[:, 2]
+        bottom = ltwh[:, 1] + ltwh[:, 3]
         boxes = np.stack([(ltwh[:, 0] - x0) * sx, (ltwh[:, 1] - y0) * sy,
-                          (ltwh[:, 0] + ltwh[:, 2] - x0) * sx, (ltwh[:, 1] + ltwh[:, 3] - y0) * sy], 1)
+                          (right - x0) * sx, (bottom - y0) * sy], 1)  # (K, 4)
         return img, boxes
 
     def augment(self, img, boxes):
@@ -396,12 +420,12 @@ class SVHNDataset(torch.utils.data.Dataset):
             img = TF.resized_crop(img, top, left, h, w, [c, c], antialias=True)
             img = self.jitter(img)
             sx, sy = c / w, c / h
+            x = TF.to_tensor(img)  # (3, S, S) in [0, 1]
         else:
             # CenterCrop's own offset rule (torchvision rounds half the margin)
             top = left = int(round((self.image_size - c) / 2.0))
-            img = TF.center_crop(img, [c, c])
             sx = sy = 1.0
-        x = TF.to_tensor(img)  # (3, S, S) in [0, 1]
+            x = centre_input(img, c)  # (3, S, S) in [0, 1]
         boxes = (boxes - [left, top, left, top]) * [sx, sy, sx, sy]
         return x, torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
 
@@ -417,7 +441,8 @@ class SVHNDataset(torch.utils.data.Dataset):
 
 class EpochTagged(torch.utils.data.DistributedSampler):
     """DistributedSampler that yields (epoch, index) pairs, for SeededSamples. It serves a single
-    process too (num_replicas=1): its shuffle depends only on (seed, epoch), not on a running RNG."""
+    process too (num_replicas=1): its shuffle depends only on (seed, epoch), not on a running
+    RNG."""
 
     def __iter__(self):
         return ((self.epoch, i) for i in super().__iter__())
@@ -434,7 +459,9 @@ class SeededSamples(torch.utils.data.Dataset):
     def __getitem__(self, key):
         epoch, i = key
         s = ((self.seed * 1_000_003 + epoch) * 1_000_000_007 + i) % 2**63
-        saved = torch.utils.data.get_worker_info() is None and (torch.get_rng_state(), np.random.get_state(), random.getstate())
+        saved = None
+        if torch.utils.data.get_worker_info() is None:  # the main process: keep its RNG states
+            saved = (torch.get_rng_state(), np.random.get_state(), random.getstate())
         torch.default_generator.manual_seed(s)
         np.random.seed(s % 2**32)
         random.seed(s)

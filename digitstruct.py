@@ -161,7 +161,9 @@ class _Raw:
         b, p = self.buf, self.base + addr
         if p + 16 > len(b) or b[p] != 1:
             raise _Unsupported("object header version")
-        blocks, out, seen = [(p + 16, _unpack("<I", b, p + 8)[0])], [], 0
+        blocks = [(p + 16, _unpack("<I", b, p + 8)[0])]  # (position, size) of message blocks
+        out = []
+        seen = 0
         while blocks:
             q, n = blocks.pop()
             end, seen = q + n, seen + 1
@@ -181,7 +183,9 @@ class _Raw:
         """('f8' | 'u2' | 'ref', data position, element count). Headers written by one program
         repeat a few shapes: one whose bytes up to its compact data are known is a table lookup,
         in a table per call site (`site`: names, fields, leaves) so that one or two lookups do."""
-        b, p, templates = self.buf, self.base + addr, self.templates.setdefault(site, {})
+        b = self.buf
+        p = self.base + addr
+        templates = self.templates.setdefault(site, {})
         for end, table in templates.items():
             hit = table.get(b[p + 16:p + end])
             if hit is not None and b[p] == 1 and _unpack("<I", b, p + 8)[0] + 16 >= end:
@@ -194,7 +198,11 @@ class _Raw:
         return kind, data, count
 
     def _parse_dataset(self, addr):
-        b, kind, count, data, compact = self.buf, None, None, None, False
+        b = self.buf
+        kind = None
+        count = None
+        data = None
+        compact = False
         for t, q, s in self.messages(addr):
             if t == 0x1:  # dataspace
                 nd = b[q + 1]
@@ -238,7 +246,9 @@ class _Raw:
         if b[heap:heap + 4] != b"HEAP":
             raise _Unsupported("local heap")
         names = self.base + _unpack("<Q", b, heap + 24)[0]
-        out, nodes, seen = {}, [table[0]], 0
+        out = {}
+        nodes = [table[0]]
+        seen = 0
         while nodes and seen < 100000:  # bounded: a damaged tree must not loop forever
             p, seen = self.base + nodes.pop(), seen + 1
             if b[p:p + 4] == b"TREE" and b[p + 4] == 0:

@@ -327,8 +327,10 @@ def parse_args(argv=None):
     p.add_argument("--json", default=JSON_PATH, help="prepared split to evaluate (prepare_data.py)")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images per decoding batch")
     p.add_argument("--beam", type=int, default=BEAM, help="beam width; 1 = greedy decoding")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images; None: all")
-    # loading (~1.3 ms an image) needs a fraction of a core; more would steal the convolutions' cores
+    p.add_argument("--limit", type=int, default=None,
+                   help="evaluate only the first N images; None: all")
+    # loading (~1.3 ms an image) needs a fraction of a core; more would steal the convolutions'
+    # cores
     p.add_argument("--workers", type=int, default=min(8, max(1, (os.cpu_count() or 2) // 2)),
                    help="DataLoader worker processes (0 = load in the main process)")
     p.add_argument("--device", default=None,

@@ -153,7 +153,9 @@ def read_labels(path, max_len=None):
         raise LabelsError(f"{path} line {reader.line_num}: not a valid CSV ({e})") from None
     columns, n_fields = _header(path, rows)
     folder = os.path.dirname(os.path.abspath(path))
-    records, problems, first_line = [], [], {}
+    records = []
+    problems = []
+    first_line = {}
     for line, row in rows[1:]:
         try:
             record = _record(row, columns, n_fields, folder, max_len)

@@ -65,8 +65,7 @@ def load_file(path, crop, image_size, crop_size, max_pixels=MAX_PIXELS):
     """One image file -> network input (3, crop_size, crop_size), as data.py prepares eval crops:
     region (the whole image, or the --crop box grown by 30% like training crops), resize to
     image_size, centre crop. Any PIL mode; ValueError with a reason when it cannot be read."""
-    import torchvision.transforms.functional as TF
-    from data import crop_box, open_image
+    from data import crop_box, eval_input, open_image
     box = None
     if crop is not None:
         box = crop_box([crop])
@@ -76,9 +75,7 @@ def load_file(path, crop, image_size, crop_size, max_pixels=MAX_PIXELS):
         img = open_image(path, box, max_pixels, draft)
     except OSError as e:  # "<path>: cannot read image (...)": the caller names the path
         raise ValueError(str(e).removeprefix(f"{path}: ")) from None
-    img = TF.resize(img, [image_size, image_size], antialias=True)
-    img = TF.center_crop(img, [crop_size, crop_size])
-    return TF.to_tensor(img)  # (3, S, S) in [0, 1]
+    return eval_input(img, image_size, crop_size)  # (3, S, S) in [0, 1]
 
 
 def inputs_from_files(paths, crop, config, max_pixels=MAX_PIXELS):
@@ -186,7 +183,8 @@ def figure_name(name, taken):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("images", nargs="*", help="image files or folders; none given: -n images of --json")
+    p.add_argument("images", nargs="*",
+                   help="image files or folders; none given: -n images of --json")
     p.add_argument("--checkpoint", default=CHECKPOINT,
                    help="checkpoint written by train.py (last.pt, epoch-NNN.pt or best.pt)")
     p.add_argument("--json", default=JSON_PATH, help="prepared split used when no images are given")

@@ -1,6 +1,7 @@
 """Convert SVHN format-1 `<root>/<split>/digitStruct.mat` files to one JSON file per split.
 
-    python prepare_data.py                      # data/svhn/{train,extra,test}/ -> data/svhn/{split}.json
+    python prepare_data.py                      # data/svhn/{train,extra,test}/ ->
+                                                # data/svhn/{split}.json
     python prepare_data.py --synthetic          # first write the offline replica into data/synth/
     python prepare_data.py --csv DIR/train.csv  # your own labelled images -> DIR/train.json
 

@@ -16,12 +16,14 @@ RUN=${RUN:-runs/demo}
 TRAIN_N=${TRAIN_N:-20000}
 TEST_N=${TEST_N:-2000}
 
-if [ ! -f "$DATA/train.json" ] || [ ! -f "$DATA/test.json" ]; then
-    echo "== 1/4 synthetic SVHN replica ($TRAIN_N train, $TEST_N test) and conversion to JSON"
-    $PY prepare_data.py --synthetic --root "$DATA" --splits train test \
-        --synthetic-sizes "train=$TRAIN_N,extra=0,test=$TEST_N"
+# test_ood: typefaces and materials that training never sees (held out by construction)
+if [ ! -f "$DATA/train.json" ] || [ ! -f "$DATA/test.json" ] || [ ! -f "$DATA/test_ood.json" ]; then
+    echo "== 1/4 synthetic SVHN replica ($TRAIN_N train, $TEST_N test, $TEST_N test_ood)" \
+        "and conversion to JSON"
+    $PY prepare_data.py --synthetic --root "$DATA" --splits train test test_ood \
+        --synthetic-sizes "train=$TRAIN_N,extra=0,test=$TEST_N,test_ood=$TEST_N"
 else
-    echo "== 1/4 reusing $DATA/train.json and $DATA/test.json"
+    echo "== 1/4 reusing $DATA/{train,test,test_ood}.json"
 fi
 
 if $PY -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
@@ -34,15 +36,16 @@ fi
 $PY train.py --train-json "$DATA/train.json" --val-size 1000 "${MODEL[@]}" \
     --out "$RUN" --resume auto --plot img/loss.png
 
-echo "== 3/4 evaluation on the synthetic test split"
+echo "== 3/4 evaluation on the synthetic test split, then on test_ood (held-out typefaces)"
 $PY eval.py --checkpoint "$RUN/best.pt" --json "$DATA/test.json"
+$PY eval.py --checkpoint "$RUN/best.pt" --json "$DATA/test_ood.json"
 
 echo "== 4/4 attention and augmentation figures"
 $PY data.py --json "$DATA/train.json" --out img/aug.png
 $PY play.py --checkpoint "$RUN/best.pt" --json "$DATA/test.json" -n 8 --out img
 
 echo "done in $(( $(date +%s) - start )) s:"
-echo "  data        $DATA/{train,test}/ and $DATA/{train,test}.json"
+echo "  data        $DATA/{train,test,test_ood}/ and $DATA/{train,test,test_ood}.json"
 echo "  checkpoints $RUN/last.pt, $RUN/best.pt, $RUN/epoch-*.pt (loss history $RUN/loss.csv, curve img/loss.png)"
-echo "  evaluation  $RUN/eval_test.json and its figures in $RUN/"
+echo "  evaluation  $RUN/eval_test.json, $RUN/eval_test_ood.json and their figures in $RUN/"
 echo "  figures     img/attention.png (attention grid), img/attention_*.png, img/aug.png"

@@ -3,6 +3,7 @@
     python prepare_data.py                      # data/svhn/{train,extra,test}/ ->
                                                 # data/svhn/{split}.json
     python prepare_data.py --synthetic          # first write the offline replica into data/synth/
+                                                # (train, test and test_ood: held-out typefaces)
     python prepare_data.py --csv DIR/train.csv  # your own labelled images -> DIR/train.json
 
 Each JSON holds one record per image that exists on disk:
@@ -36,7 +37,9 @@ from labels_csv import LabelsError, read_labels
 
 PROG = "prepare_data.py"
 LABEL_NOTE = "SVHN label 10 is stored as digit 0"
-SYNTH_SIZES = "train=10000,extra=0,test=2000"  # same defaults as synthetic.py
+SYNTH_SIZES = "train=10000,extra=0,test=2000,test_ood=2000"
+REAL_SPLITS = ["train", "extra", "test"]
+SYNTH_SPLITS = REAL_SPLITS + ["test_ood"]  # test_ood: typefaces and materials train never has
 MAX_LEN = 8  # build_model.DEFAULT_CONFIG["max_len"] (not imported: converting needs no torch)
 
 
@@ -152,8 +155,9 @@ def main(argv=None):
     ap.add_argument("--root", default=None,
                     help="folder holding <split>/digitStruct.mat and the images; "
                          "None means data/svhn, or data/synth with --synthetic")
-    ap.add_argument("--splits", nargs="+", default=["train", "extra", "test"],
-                    help="splits to convert")
+    ap.add_argument("--splits", nargs="+", default=None,
+                    help=f"splits to convert; None means {' '.join(REAL_SPLITS)}, "
+                         f"and also test_ood with --synthetic")
     ap.add_argument("--out-dir", default=None,
                     help="where <split>.json go; None means --root (with --csv: the CSV's folder)")
     ap.add_argument("--csv", nargs="+", default=None, metavar="CSV",
@@ -174,7 +178,7 @@ def main(argv=None):
         return main_csv(ap, args)
     root = args.root or ("data/synth" if args.synthetic else "data/svhn")
     out_dir = args.out_dir or root
-    splits = list(dict.fromkeys(args.splits))
+    splits = list(dict.fromkeys(args.splits or (SYNTH_SPLITS if args.synthetic else REAL_SPLITS)))
     for split in splits:  # a folder name under --root: "../../x" wrote outside it
         if split in ("", ".", "..") or "/" in split or os.sep in split:
             ap.error(f"--splits: {split!r} is not a plain folder name")

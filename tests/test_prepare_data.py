@@ -195,3 +195,19 @@ def test_split_names_and_seed_are_checked(tmp_path, capsys):
                                "../../x=2,a/b=2,train=2", "--workers", "1", *argv])
         assert e.value.code == 2 and why in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "x") and not os.path.exists(tmp_path / "x.json")
+
+
+def test_synthetic_default_splits_include_test_ood(tmp_path, capsys):
+    """--synthetic with no --splits writes the held-out-typeface split beside train and test."""
+    pytest.importorskip("synthetic")
+    root = tmp_path / "synth"
+    code, out, err = run_main(["--synthetic", "--root", str(root), "--workers", "1",
+                               "--synthetic-sizes", "train=2,extra=0,test=2,test_ood=3"], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in root.glob("*.json")) == ["test.json", "test_ood.json",
+                                                           "train.json"]
+    data = json.loads((root / "test_ood.json").read_text())
+    assert data["split"] == "test_ood" and len(data["records"]) == 3
+    # real data: the official splits only (there is no test_ood to look for)
+    code, _, err = run_main(["--root", str(tmp_path / "none")], capsys)
+    assert code != 0 and "train" in err and "test_ood" not in err

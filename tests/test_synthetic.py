@@ -1,4 +1,5 @@
-"""synthetic.py: determinism, SVHN statistics, box invariants, the .mat/JSON round trip, the CLI."""
+"""synthetic.py: determinism, SVHN statistics, box invariants, held-out typefaces, the round trip
+through digitStruct.mat and JSON, the CLI."""
 import json
 import os
 
@@ -9,25 +10,120 @@ import synthetic
 from digitstruct import read_digitstruct
 
 
-def _sample(split, n, seed=0, **kw):
-    return [synthetic.render(synthetic.image_rng(seed, split, i), split, **kw) for i in range(n)]
+def _sample(split, n, seed=0, metas=None, **kw):
+    """n renders of a split; metas (a list) receives each one's family, material and ink."""
+    out = []
+    for i in range(n):
+        meta = {}
+        out.append(synthetic.render(synthetic.image_rng(seed, split, i), split, meta=meta, **kw))
+        if metas is not None:
+            metas.append(meta)
+    return out
 
 
 @pytest.fixture(scope="module")
-def train_samples():
-    return _sample("train", 400)
+def train_draws():
+    metas = []
+    return _sample("train", 400, metas=metas), metas
+
+
+@pytest.fixture(scope="module")
+def train_samples(train_draws):
+    return train_draws[0]
+
+
+def _check_pools(metas, held_out):
+    """Every draw's family and material is held out (test_ood) or never held out (the rest)."""
+    for i, meta in enumerate(metas):
+        assert (meta["family"] in synthetic.HELD_OUT) == held_out, (i, meta["family"])
+        if not held_out:  # (test_ood also puts held-out glyphs on the training materials)
+            assert meta["material"] not in synthetic.HELD_OUT, (i, meta["material"])
 
 
 def test_fonts_render_ten_distinct_digits():
     fonts = synthetic.fonts()
-    assert len(fonts) >= 12  # DejaVu x12, STIX x4, cm x4 on a stock matplotlib
-    assert not any("LastResort" in f or "Display" in f for f in fonts)
+    assert len(fonts) >= 12  # DejaVu x12, STIX x4, cm x4 on a stock matplotlib alone
+    assert not any("LastResort" in p or "Display" in p for p, _ in fonts)
+    for face in fonts:
+        masks = [synthetic._glyph(face, ch) for ch in "0123456789"]
+        assert len({m.tobytes() for m in masks}) == 10
+
+
+def test_held_out_families_are_disjoint_and_cover_every_kind():
+    train, ood = set(synthetic.families(False)), set(synthetic.families(True))
+    assert train and ood and not train & ood
+    assert ood <= synthetic.HELD_OUT and not train & synthetic.HELD_OUT
+    for pool in (train, ood):  # both draw procedural and TrueType digits
+        assert pool & set(synthetic.PROC_FAMILIES) and pool - set(synthetic.PROC_FAMILIES)
+    assert {"stencil", "dotmatrix", "dejavu-serif"} <= ood
+    assert {"stroke", "segment7", "brush", "dejavu-sans"} <= train
+
+
+def test_train_never_draws_held_out_styles(train_draws):
+    metas = train_draws[1]
+    _check_pools(metas, held_out=False)
+    seen = {m["family"] for m in metas} | {m["material"] for m in metas}
+    assert len(seen & set(synthetic.PROC_FAMILIES)) == 5  # the whole training mix is drawn
+    assert len(seen & set(synthetic.MATERIALS)) == 4
+    assert len(seen - set(synthetic.PROC_FAMILIES) - set(synthetic.MATERIALS)) >= 4  # TrueType
+
+
+def test_procedural_glyphs_and_variants_differ():
+    rng = np.random.default_rng(0)
+    for family in synthetic.PROC_FAMILIES:
+        style = synthetic.proc_style(rng, family)
+        style.update(wobble=0.0, slant=0.0)
+        masks = [np.asarray(synthetic.proc_glyph(style, k, rng)) for k in range(10)]
+        assert all(m.max() == 255 for m in masks), family  # every digit has ink
+        assert len({m.tobytes() for m in masks}) == 10, family
+    style = synthetic.proc_style(rng, "stroke")
+    style.update(wobble=0.0, slant=0.0)
+
+    def glyph(digit, **variant):
+        return np.asarray(synthetic.proc_glyph(dict(style, **variant), digit, rng)).tobytes()
+    assert glyph(1, flag1="none", foot1=False) != glyph(1, flag1="long", foot1=False)
+    assert glyph(1, flag1="short", foot1=False) != glyph(1, flag1="short", foot1=True)
+    assert glyph(7, bar7=False) != glyph(7, bar7=True)
+    assert glyph(4, four="closed") != glyph(4, four="open")
+    assert glyph(6, tail6=True) != glyph(6, tail6=False)
+    assert glyph(9, tail9=True) != glyph(9, tail9=False)
+
+
+@pytest.mark.parametrize("split", ["train", "test_ood"])
+def test_boxes_cover_each_digits_ink(split):
+    # Each digit's ink (before walls, blur and noise) lies inside its own box, and fills it
+    # edge to edge up to the annotator's margin; one clear pixel outside a box would mean the
+    # label teaches the model to look in the wrong place.
+    for i in range(60):
+        meta = {}
+        family = synthetic.PROC_FAMILIES[i % 7] if i < 14 else None
+        img, digits = synthetic.render(synthetic.image_rng(1, split, i), split, meta=meta,
+                                       family=family)
+        assert len(meta["ink"]) == len(digits)
+        for ink, (_, left, top, width, height) in zip(meta["ink"], digits):
+            ys, xs = np.nonzero(ink > 60)
+            assert len(xs), (i, meta["family"])
+            assert xs.min() >= left and xs.max() < left + width, (i, meta["family"])
+            assert ys.min() >= top and ys.max() < top + height, (i, meta["family"])
+            # and the box is not much larger than the ink: margins are a fraction of the height
+            assert width <= (xs.max() - xs.min() + 1) + 0.25 * height
+        rows = np.nonzero(np.max(meta["ink"], axis=0).max(axis=1) > 60)[0]
+        assert digits[0][4] <= (rows.max() - rows.min() + 1) * 1.3 + 2  # one shared height
 
 
 def test_render_is_deterministic_and_splits_differ():
     a, b = _sample("train", 5, seed=3), _sample("train", 5, seed=3)
     for (ia, da), (ib, db) in zip(a, b):
         assert ia.tobytes() == ib.tobytes() and da == db
+    # every family draws from the image's own generator only (no global random state)
+    for family in synthetic.PROC_FAMILIES + synthetic.families(False)[:3]:
+        one, two = [synthetic.render(synthetic.image_rng(5, "train", 0), family=family)
+                    for _ in range(2)]
+        assert one[0].tobytes() == two[0].tobytes() and one[1] == two[1], family
+    # and in another order (no state carried between images: caches, fonts)
+    for i, (img, digits) in reversed(list(enumerate(_sample("test_ood", 8, seed=3)))):
+        again = synthetic.render(synthetic.image_rng(3, "test_ood", i), "test_ood")
+        assert again[0].tobytes() == img.tobytes() and again[1] == digits
     other = _sample("test", 5, seed=3)
     assert [d for _, d in other] != [d for _, d in a]
     assert [d for _, d in _sample("train", 5, seed=4)] != [d for _, d in a]
@@ -68,8 +164,14 @@ def test_train_statistics_follow_design(train_samples):
     assert 0.5 < counts[0] / counts[9] < 2.0  # 0 about as common as 9
 
 
-def test_test_split_has_its_own_statistics():
-    samples = _sample("test", 250)
+@pytest.mark.parametrize("split", ["test", "test_ood"])
+def test_test_split_has_its_own_statistics(split):
+    metas = []
+    samples = _sample(split, 250, metas=metas)
+    _check_pools(metas, held_out=split == "test_ood")
+    if split == "test_ood":
+        seen = {m["family"] for m in metas} | {m["material"] for m in metas}
+        assert {"stencil", "dotmatrix", "engraved", "tiles"} <= seen and len(seen) >= 8
     box_h = [d[4] for _, ds in samples for d in ds]
     widths = [img.size[0] for img, _ in samples]
     assert 20 <= np.median(box_h) <= 28

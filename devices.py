@@ -87,11 +87,48 @@ def native_bf16(device):
     return major >= 8
 
 
+def cpu_flags(path="/proc/cpuinfo"):
+    """The instruction-set flags the kernel lists for this CPU (an empty set where it does not:
+    no /proc, as on macOS and Windows)."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):  # x86, ARM
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_bf16_isa(flags=None):
+    """The bf16 instructions of this CPU that oneDNN computes with: 'amx' (AMX tile units: the
+    large win), 'avx512_bf16' (bf16 dot products in AVX-512 registers), 'arm_bf16' (ARMv8.6
+    BF16), or None. Without them torch emulates bf16 through fp32 and only adds conversions.
+    Not torch.backends.cpu.get_cpu_capability() ('AVX512' on CPUs with and without bf16) nor
+    torch.ops.mkldnn._is_mkldnn_bf16_supported() (true on any AVX-512 CPU, emulation included)."""
+    flags = cpu_flags() if flags is None else set(flags)
+    if "amx_bf16" in flags:
+        return "amx"
+    if "avx512_bf16" in flags:
+        return "avx512_bf16"
+    if "bf16" in flags:  # ARM's Features line
+        return "arm_bf16"
+    return None
+
+
 def emulated_bf16_note(device, precision):
-    """A one-line note where bf16 was asked for on a GPU that only emulates it (else None): the
-    run is right but slow there, and fp16 (loss-scaled in training) is the fast type."""
+    """A one-line note where bf16 was asked for on a device that only emulates it (else None):
+    a GPU before compute capability 8.0, or a CPU without bf16 instructions. The run is right
+    but slow there: fp32 (or fp16, loss-scaled in training, on such a GPU) is the fast type."""
     device = torch.device(device)
-    if precision != "bf16" or device.type != "cuda" or native_bf16(device):
+    if precision != "bf16":
+        return None
+    if device.type == "cpu":
+        if cpu_bf16_isa() is not None:
+            return None
+        return ("note: this CPU has no bf16 instructions (AMX, AVX512_BF16 or ARM BF16): bf16 is "
+                "emulated through fp32 and slower than fp32 here")
+    if device.type != "cuda" or native_bf16(device):
         return None
     major, minor = torch.cuda.get_device_capability(device)
     return (f"note: {device} (compute capability {major}.{minor}) has no bf16 hardware: "

@@ -99,4 +99,27 @@ def test_bf16_asked_for_on_an_emulating_gpu_gets_a_note(gpus):
     assert note.startswith("note: cuda:0 (compute capability 7.5) has no bf16 hardware")
     assert devices.emulated_bf16_note("cuda:1", "bf16") is None  # sm80
     assert devices.emulated_bf16_note("cuda:0", "fp16") is None
-    assert devices.emulated_bf16_note("cpu", "bf16") is None
+
+
+# /proc/cpuinfo flags lines, cut to what matters, of three real CPUs
+EPYC_GENOA = "fpu avx2 avx512f avx512bw avx512_vnni avx512_bf16 avx512_vpopcntdq"
+SAPPHIRE_RAPIDS = "fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8"
+ICE_LAKE = "fpu avx2 avx512f avx512bw avx512_vnni avx512_vbmi2"  # AVX-512 without bf16
+
+
+def test_cpu_bf16_from_the_flags_not_from_avx512(tmp_path, monkeypatch):
+    assert devices.cpu_bf16_isa(SAPPHIRE_RAPIDS.split()) == "amx"
+    assert devices.cpu_bf16_isa(EPYC_GENOA.split()) == "avx512_bf16"
+    assert devices.cpu_bf16_isa(ICE_LAKE.split()) is None
+    assert devices.cpu_bf16_isa("fp asimd bf16 i8mm".split()) == "arm_bf16"
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\nmodel name\t: x\nflags\t\t: {EPYC_GENOA}\n\n")
+    assert "avx512_bf16" in devices.cpu_flags(str(info))
+    assert devices.cpu_flags(str(tmp_path / "absent")) == set()
+    for flags, noted in ((ICE_LAKE, True), (EPYC_GENOA, False), (SAPPHIRE_RAPIDS, False)):
+        monkeypatch.setattr(devices, "cpu_flags", lambda flags=flags: set(flags.split()))
+        note = devices.emulated_bf16_note("cpu", "bf16")
+        assert (note is not None) == noted, flags
+        assert devices.emulated_bf16_note("cpu", "fp32") is None
+    monkeypatch.setattr(devices, "cpu_flags", lambda: set(ICE_LAKE.split()))
+    assert "no bf16 instructions" in devices.emulated_bf16_note("cpu", "bf16")

@@ -49,13 +49,15 @@ OOD_SPLIT = "test_ood"
 LEAD_P = np.log10(1 + 1 / np.arange(1, 10))  # sums to 1
 REST_P = np.array([1.2, 1.25, 1.15, 1.08, 1.02, 0.97, 0.92, 0.87, 0.82, 0.78])
 REST_P = REST_P / REST_P.sum()
+LEAD_CDF, REST_CDF = np.cumsum(LEAD_P), np.cumsum(REST_P)
+FLAG1_CDF, FOUR_CDF = np.cumsum([0.25, 0.5, 0.25]), np.cumsum([0.5, 0.3, 0.2])
 # Per-image rates of boxes leaving the image (train: 29 negative, 158 past-the-edge boxes).
 EDGE_P = {"left": 0.0004, "top": 0.0002, "right": 0.0025, "bottom": 0.0008}
 CLUTTER_CHARS = "ABCDEFGHKLMNPRSTUWabdehnrst0123456789#-"
 LUMA = np.array([0.299, 0.587, 0.114])
 GLYPH_REF = 96  # TrueType size at which glyph masks are rendered once and cached
 PROC_REF = 64  # height at which procedural glyphs are drawn
-INK_LUT = [255 if v > 60 else 0 for v in range(256)]  # where a glyph's ink counts for its box
+INK_LEVEL = 60  # where a glyph's ink counts for its box (of 255)
 SAT_LEVELS = np.array([0.0, 0.15, 0.35, 0.7])
 SAT_CDF = np.cumsum([0.25, 0.35, 0.25, 0.15])
 
@@ -281,10 +283,10 @@ def proc_style(rng, family):
         slant=rng.normal(0, 0.12) if rng.random() < 0.35 else 0.0,
         round_caps=bool(rng.random() < 0.6) and family != "angular",
         wobble=rng.uniform(0.01, 0.035) if family == "brush" else 0.0,
-        flag1=str(rng.choice(["none", "short", "long"], p=[0.25, 0.5, 0.25])),
+        flag1=("none", "short", "long")[_choice(rng, FLAG1_CDF)],
         foot1=bool(rng.random() < 0.35), bar7=bool(rng.random() < 0.2),
         curve7=bool(rng.random() < 0.3), nose7=bool(rng.random() < 0.15),
-        four=str(rng.choice(["closed", "open", "opentop"], p=[0.5, 0.3, 0.2])),
+        four=("closed", "open", "opentop")[_choice(rng, FOUR_CDF)],
         tail6=bool(rng.random() < 0.4), tail9=bool(rng.random() < 0.4),
         flat3=bool(rng.random() < 0.25), curve2=bool(rng.random() < 0.5),
         boxy=family == "angular" and rng.random() < 0.6,
@@ -446,10 +448,30 @@ def _layout_number(rng, digits, family, ink_h, d):
             x0, y0 = int(np.floor(u.min())) - 2, int(np.floor(v.min())) - 2
             out = (int(np.ceil(u.max())) + 2 - x0, int(np.ceil(v.max())) + 2 - y0)
             g = g.transform(out, Image.PERSPECTIVE, _window(back, x0, y0, gx, gy), Image.BILINEAR)
-        box = g.point(INK_LUT).getbbox() or g.getbbox() or (0, 0, 1, 1)
-        masks.append((np.asarray(g), x0, y0))
+        a = np.asarray(g)
+        box = _ink_box(a > INK_LEVEL) or _ink_box(a > 0) or (0, 0, 1, 1)
+        masks.append((a, x0, y0))
         boxes.append((box[0] + x0, box[1] + y0, box[2] + x0, box[3] + y0))
     return masks, boxes
+
+
+def _ink_box(mask):
+    """(left, top, right, bottom) of the True pixels of a 2-D mask, or None."""
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    if not len(rows):
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def _cdf(p):
+    p = np.asarray(p, float)
+    return np.cumsum(p / p.sum())
+
+
+def _choice(rng, cdf, size=None):
+    """Index drawn with the probabilities whose cumulative sums are cdf (rng.choice(p=) is
+    ~20x slower for one draw)."""
+    return np.minimum(np.searchsorted(cdf, rng.random(size), side="right"), len(cdf) - 1)
 
 
 def _project(c, x, y):
@@ -473,9 +495,9 @@ def _window(c, x0, y0, gx, gy):
 def _sample_digits(rng, split, long_boost):
     counts = np.array(STATS[_stats_key(split)]["counts"], dtype=float)
     counts[4:] *= long_boost
-    k = 1 + rng.choice(6, p=counts / counts.sum())
-    rest = rng.choice(10, size=k - 1, p=REST_P)
-    return [1 + int(rng.choice(9, p=LEAD_P))] + [int(d) for d in rest]
+    k = 1 + int(_choice(rng, _cdf(counts)))
+    lead = 1 + int(_choice(rng, LEAD_CDF))
+    return [lead] + [int(d) for d in _choice(rng, REST_CDF, k - 1)]
 
 
 def _stats_key(split):
@@ -516,7 +538,7 @@ def _background(rng, w, h, d, unit):
     """A wall: plain, brick, wood, siding or stucco, with gradient and grain. unit ~ box height."""
     d = min(d, 1.5)  # stronger walls would hide the digits rather than make reading harder
     base = _colour(rng)
-    kind = BACKGROUNDS[rng.choice(len(BACKGROUNDS), p=BACKGROUND_P)]
+    kind = BACKGROUNDS[_choice(rng, _cdf(BACKGROUND_P))]
     yy, xx = np.ogrid[0:h, 0:w]  # (h, 1) and (1, w): broadcast, never materialised
     yy, xx = yy.astype(np.float32), xx.astype(np.float32)
     t = np.deg2rad(rng.uniform(0, 360))
@@ -612,25 +634,30 @@ def _plate(rng, img, union, bh, rounded):
     H, W = img.shape[:2]
     grow = rng.uniform(0.15, 0.6, 4) * bh * [-1, -1, 1, 1]
     px0, py0, px1, py1 = (np.array(union) + grow).astype(int).tolist()
-    plate = Image.new("L", (W, H))
-    draw = ImageDraw.Draw(plate)
     radius = int(rng.uniform(0, 0.4) * bh) if rounded else 0
-    draw.rounded_rectangle([px0, py0, px1, py1], radius=radius, fill=255)
-    _blend(img, np.asarray(plate, np.float32) / 255, _colour(rng))
+    wx0, wy0, wx1, wy1 = max(px0, 0), max(py0, 0), min(px1 + 1, W), min(py1 + 1, H)
+    if wx1 <= wx0 or wy1 <= wy0:
+        return
+    win = img[wy0:wy1, wx0:wx1]  # everything below lies on the plate: draw on its window
+    size = (wx1 - wx0, wy1 - wy0)
+    px0, py0, px1, py1 = px0 - wx0, py0 - wy0, px1 - wx0, py1 - wy0
+    plate = Image.new("L", size)
+    ImageDraw.Draw(plate).rounded_rectangle([px0, py0, px1, py1], radius=radius, fill=255)
+    _blend(win, np.asarray(plate, np.float32) / 255, _colour(rng))
     if rng.random() < 0.4:
-        line = Image.new("L", (W, H))
+        line = Image.new("L", size)
         inset = max(2, int(bh / 10))
         ImageDraw.Draw(line).rounded_rectangle(
             [px0 + inset, py0 + inset, px1 - inset, py1 - inset], radius=radius,
             outline=255, width=max(1, int(bh / 14)))
-        _blend(img, np.asarray(line, np.float32) / 255, _colour(rng))
+        _blend(win, np.asarray(line, np.float32) / 255, _colour(rng))
     if rng.random() < 0.3:  # screws in the corners
-        screw = Image.new("L", (W, H))
+        screw = Image.new("L", size)
         r, dr = max(1, bh / 16), bh / 6
         for x, y in ((px0 + dr, py0 + dr), (px1 - dr, py0 + dr), (px0 + dr, py1 - dr),
                      (px1 - dr, py1 - dr)):
             ImageDraw.Draw(screw).ellipse([x - r, y - r, x + r, y + r], fill=255)
-        _blend(img, np.asarray(screw, np.float32) / 255, _colour(rng, 180))
+        _blend(win, np.asarray(screw, np.float32) / 255, _colour(rng, 180))
 
 
 def _tiles(rng, img, boxes, bh):
@@ -652,13 +679,13 @@ def _tiles(rng, img, boxes, bh):
 
 
 def _metal_colour(rng, H, W):
-    """Brass, steel or bronze with a vertical gradient and a specular band: (H, W, 3)."""
+    """Brass, steel or bronze with a vertical gradient and a specular band: (H, 1, 3)."""
     tone = [np.array([200, 170, 90]), np.array([185, 190, 195]), np.array([140, 100, 60]),
             np.array([60, 60, 65])][rng.integers(4)]
     yy = np.linspace(0, 1, H, dtype=np.float32)[:, None, None]
     band = np.exp(-((yy - rng.uniform(0.2, 0.8)) / rng.uniform(0.08, 0.25)) ** 2)
     shade = 0.7 + 0.5 * yy * rng.choice([-1, 1]) + rng.uniform(0.2, 0.6) * band
-    return np.clip(tone * shade, 0, 255) * np.ones((1, W, 1), np.float32)
+    return np.clip(tone * shade, 0, 255).astype(np.float32)  # (H, 1, 3): same along a row
 
 
 def _apply_material(rng, img, alpha, material, fg, bh, d):
@@ -731,7 +758,7 @@ def render(rng, split="train", difficulty=1.0, long_boost=1.0, digits=None, edge
     if material is None:
         names = [m for m in MATERIALS if (m in HELD_OUT) == ood]
         p = np.array([MATERIAL_P[m] for m in names])
-        material = names[rng.choice(len(names), p=p / p.sum())]
+        material = names[_choice(rng, _cdf(p))]
         if ood and rng.random() < 0.5:  # held-out glyphs also on the training materials
             material = _pick(rng, [m for m in MATERIALS if m not in HELD_OUT and m != "plate"])
     if meta is not None:

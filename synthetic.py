@@ -5,10 +5,10 @@
 
 Writes <root>/<split>/1.png ... N.png and <root>/<split>/digitStruct.mat (the real MATLAB v7.3
 layout, through digitstruct_write.write_digitstruct), so prepare_data.py converts it with the
-same code as the official files. The sampling statistics follow the official annotations (digits per image,
-image and box sizes, digit frequencies, rare boxes past the image edge). Every image is drawn
-from its own generator seeded by (seed, split, index): byte-identical output for any number of
-workers.
+same code as the official files. The sampling statistics follow the official annotations
+(digits per image, image and box sizes, digit frequencies, rare boxes past the image edge), as
+written out in STATS and below. Every image is drawn from its own generator seeded by
+(seed, split, index): byte-identical output for any number of workers.
 
 Glyphs come from TrueType families (matplotlib's own fonts and the openly licensed fontpkg-*
 packages of requirements.txt, where installed) and from procedurally drawn digit families

@@ -9,14 +9,22 @@
 - best.pt is only ever replaced by a better model than the one it holds (checkpoint.saved_metric
   reads the metric it holds).
 """
+import csv
 import glob
 import os
 import time
+
+import numpy as np
+
+from atomic import atomic_open, save_figure
 
 # what train.py writes into --out; any of the first four (or an epoch checkpoint) means a run
 RUN_FILES = ("last.pt", "best.pt", "loss.csv", "val.csv")
 EPOCH_FILES = "epoch-*.pt"  # per-epoch checkpoints
 PLOT = "loss.png"
+LOSS_HEADER = ["step", "epoch", "loss", "lr"]  # loss.csv: one row per training step
+# val.csv: one row per epoch
+VAL_HEADER = ["step", "epoch", "train_loss", "val_acc", "images_per_s", "seconds"]
 
 
 def run_files(out):
@@ -83,3 +91,40 @@ def check_writable(outputs):
             os.remove(path + ".tmp")
         except OSError as e:
             raise ValueError(f"{flag} {path}: cannot write there ({e.strerror or e})") from None
+
+
+def trim_csv(path, header, last_step):
+    """Start a log, or on resume keep only the rows up to the checkpoint's step (a kill mid-epoch
+    leaves rows past it)."""
+    rows = []
+    if last_step is not None and os.path.exists(path):
+        with open(path, newline="") as f:
+            rows = [r for r in list(csv.reader(f))[1:] if r and int(r[0]) <= last_step]
+    with atomic_open(path, "w", newline="") as f:
+        csv.writer(f).writerows([header] + rows)
+
+
+def plot_curves(out, copies):
+    """loss.png: training loss per batch (and its moving mean), validation accuracy per epoch."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    with open(os.path.join(out, "loss.csv"), newline="") as f:
+        loss = [(float(r["epoch"]), float(r["loss"])) for r in csv.DictReader(f)]
+    with open(os.path.join(out, "val.csv"), newline="") as f:
+        val = [(int(r["epoch"]), float(r["val_acc"])) for r in csv.DictReader(f) if r["val_acc"]]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    if loss:
+        x, y = zip(*loss)
+        k = max(1, len(y) // 100)  # moving average over ~1% of the run
+        ax1.plot(x, y, lw=0.5, alpha=0.4, label="batch")
+        ax1.plot(x[k - 1:], np.convolve(y, np.ones(k) / k, mode="valid"), label=f"mean of {k}")
+        ax1.legend()
+    ax1.set(xlabel="epoch", ylabel="training loss (cross-entropy)", yscale="log")
+    if val:
+        ax2.plot(*zip(*val), marker="o")
+    ax2.set(xlabel="epoch", ylabel="validation whole-sequence accuracy")
+    fig.tight_layout()
+    for path in copies:  # atomically, like everything else; PNG whatever the name's extension
+        save_figure(fig, path, format="png", dpi=100)
+    plt.close(fig)

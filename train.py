@@ -1,7 +1,8 @@
 """Train the attention OCR (CNN encoder + attention GRU decoder) on SVHN digit crops.
 
 python train.py                           # the seed's recipe: train + extra, 16 epochs, fp32 (GPU)
-python train.py --preset cpu --train-json data/synth/train.json --epochs 5 --schedule onecycle --lr 2e-3
+python train.py --preset cpu --train-json data/synth/train.json --epochs 5 \
+    --schedule onecycle --lr 2e-3               # a small model on a CPU
 python train.py --resume auto             # continue exactly from <out>/last.pt
 python train.py --init runs/demo/best.pt --train-json mine/train.json --val-json mine/val.json
                                           # fine-tune a checkpoint on your own labelled images
@@ -9,27 +10,25 @@ torchrun --nproc_per_node 4 train.py      # DDP, one process per GPU; --batch-si
 """
 import argparse
 import csv
-import itertools
 import math
 import os
 import random
 import sys
-import time
 from contextlib import nullcontext
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import ConcatDataset, DataLoader, Subset
-from tqdm import tqdm
 
 import build_model
 import checkpoint
 import data
 import devices
+import engine
 import runs
-from atomic import atomic_open, save_figure
 
 # -----------------------------------------------------------------------------
 # defaults: the seed's recipe. `python train.py` with no flags trains exactly this.
@@ -51,13 +50,13 @@ EPOCHS = 16           # the seed's loop is range(15 + 1): 10 epochs at LR, then 
 BATCH_SIZE = 64       # per process under torchrun
 LR = 3e-4             # AdamW
 WEIGHT_DECAY = 0.01   # torch's AdamW default; the seed never set it
-SCHEDULE = "step"     # step: lr x GAMMA at each milestone epoch (recipe); cosine/onecycle: warm-up, anneal
+SCHEDULE = "step"     # step: lr x GAMMA at each milestone epoch (recipe); cosine/onecycle:
+                      # warm-up, then anneal
 MILESTONES = [10]     # epochs after which the step schedule multiplies lr by GAMMA
 GAMMA = 0.1
 WARMUP = 0.05         # fraction of all steps spent warming up (cosine and onecycle only)
 CLIP = 5.0            # gradient-norm clipping
 PRECISION = "fp32"    # bf16 / fp16: autocast (fp16 with a loss scaler on CUDA)
-LOG_EVERY = 50        # steps between reads of the loss to the host (each read waits for the GPU)
 # system
 SEED = 0
 VAL_SEED = 0          # fixed, so that --seed never changes which images are held out
@@ -65,7 +64,8 @@ VAL_SEED = 0          # fixed, so that --seed never changes which images are hel
 MODEL_ARGS = ("plan", "hidden", "dropout", "image_size", "crop_size", "max_len", "glimpse",
               "normalize")
 DATA_ARGS = ("train_json", "val_size", "val_json", "seed")  # the data a run sees; kept on resume
-PRESETS = {"cpu": {"plan": "32 M 64 M 128 M 128", "hidden": 128}}  # trains at a useful speed on 2 cores
+# model sizes; "cpu" trains at a useful speed on 2 cores
+PRESETS = {"cpu": {"plan": "32 M 64 M 128 M 128", "hidden": 128}}
 # fine-tuning (--init): defaults for a few hundred images, replacing the recipe's where not given
 FINETUNE = {"epochs": 30, "lr": 5e-4, "schedule": "cosine", "warmup": 0.1, "val_size": 0}
 FINETUNE_FLAGS = ("max_len", "dropout")  # model flags --init may change: they shape no weight
@@ -84,10 +84,12 @@ def parse_args(argv=None):
     a("--image-size", type=int, default=IMAGE_SIZE, help="side of the resized digit crop")
     a("--crop-size", type=int, default=CROP_SIZE, help="side of the network input")
     a("--max-pixels", type=int, default=data.MAX_PIXELS, help="a larger image is an unreadable one")
-    a("--augment", action=argparse.BooleanOptionalAction, default=AUGMENT, help="training augmentation")
+    a("--augment", action=argparse.BooleanOptionalAction, default=AUGMENT,
+      help="training augmentation")
     a("--normalize", action=argparse.BooleanOptionalAction, default=NORMALIZE,
       help="map input pixels [0, 1] -> [-1, 1] inside the model (stored in the checkpoint)")
-    a("--preset", choices=sorted(PRESETS), help=f"model size preset (explicit flags win): {PRESETS}")
+    a("--preset", choices=sorted(PRESETS),
+      help=f"model size preset (explicit flags win): {PRESETS}")
     a("--plan", default=PLAN, help="encoder channel plan")
     a("--hidden", type=int, default=HIDDEN, help="decoder hidden size")
     a("--dropout", type=float, default=DROPOUT, help="dropout between the GRU layers and on y")
@@ -97,24 +99,30 @@ def parse_args(argv=None):
     a("--epochs", type=int, default=EPOCHS, help="epochs to train (in all, counting resumed ones)")
     a("--batch-size", type=int, default=BATCH_SIZE, help="images per step (per process)")
     a("--lr", type=float, default=LR, help="AdamW learning rate (peak lr for cosine/onecycle)")
-    a("--weight-decay", type=float, default=WEIGHT_DECAY, help="AdamW weight decay (torch's default)")
+    a("--weight-decay", type=float, default=WEIGHT_DECAY,
+      help="AdamW weight decay (torch's default)")
     a("--schedule", choices=["step", "cosine", "onecycle"], default=SCHEDULE, help="lr schedule")
-    a("--milestones", type=int, nargs="*", default=MILESTONES, help="epochs at which step multiplies lr")
+    a("--milestones", type=int, nargs="*", default=MILESTONES,
+      help="epochs at which step multiplies lr")
     a("--gamma", type=float, default=GAMMA, help="lr factor at each milestone (step)")
-    a("--warmup", type=float, default=WARMUP, help="warm-up fraction of all steps (cosine, onecycle)")
+    a("--warmup", type=float, default=WARMUP,
+      help="warm-up fraction of all steps (cosine, onecycle)")
     a("--clip", type=float, default=CLIP, help="gradient-norm clipping threshold")
     a("--seed", type=int, default=SEED, help="seed for init, shuffling and augmentation")
-    a("--device", default=None, help="cpu, cuda, cuda:1, mps; None: CUDA if present, else MPS, else CPU")
+    a("--device", default=None,
+      help="cpu, cuda, cuda:1, mps; None: CUDA if present, else MPS, else CPU")
     a("--precision", choices=["fp32", "bf16", "fp16"], default=PRECISION,
       help="fp32 (the seed), or autocast to bf16 / fp16 (fp16 with a loss scaler on CUDA); bf16 is "
            "fast only with bf16 hardware (GPU compute capability >= 8, a CPU with AMX)")
     a("--workers", type=int, default=None,
       help="DataLoader processes; None: 1 on CPU, on CUDA min(8, cores / processes on the node)")
-    a("--threads", type=int, default=0, help="torch CPU threads (0: all cores, shared between processes)")
+    a("--threads", type=int, default=0,
+      help="torch CPU threads (0: all cores, shared between processes)")
     a("--out", default="runs/svhn",
       help="run folder: last.pt (resumable), epoch-NNN.pt (weights), best.pt, loss.csv, val.csv")
     a("--plot", default=None, help="also write the loss curve here (e.g. img/loss.png)")
-    a("--resume", default=None, help="checkpoint to continue from, or 'auto' for <out>/last.pt if present")
+    a("--resume", default=None,
+      help="checkpoint to continue from, or 'auto' for <out>/last.pt if present")
     a("--overwrite", action="store_true",
       help="start anew in an --out that holds a run, moving that run into <out>/replaced-<time>/")
     a("--init", default=None,
@@ -122,7 +130,8 @@ def parse_args(argv=None):
            "optimizer and schedule; characters new to its vocabulary get new rows, old ones "
            "keep theirs. "
            f"Defaults then become {FINETUNE} (flags given explicitly win)")
-    a("--dry-run", action="store_true", help="one training batch and one validation batch; writes nothing")
+    a("--dry-run", action="store_true",
+      help="one training batch and one validation batch; writes nothing")
     args = p.parse_args(argv)
     if args.preset or args.init or args.val_json:  # new defaults; flags given explicitly win
         p.set_defaults(**PRESETS.get(args.preset, {}), **(FINETUNE if args.init else {}))
@@ -149,7 +158,8 @@ def parse_args(argv=None):
         p.error(f"--milestones must be epochs >= 1, got {args.milestones}")
     unset = argparse.Namespace(**dict.fromkeys(MODEL_ARGS + DATA_ARGS))
     given = vars(p.parse_args(argv, unset))  # None: not given
-    args.model_flags = [k for k in MODEL_ARGS if given[k] is not None or k in PRESETS.get(args.preset, {})]
+    preset = PRESETS.get(args.preset, {})
+    args.model_flags = [k for k in MODEL_ARGS if given[k] is not None or k in preset]
     args.data_flags = [k for k in DATA_ARGS if given[k] is not None]
     return args
 
@@ -158,10 +168,13 @@ def load_data(args, vocab=None, extend=False):
     """(tokenizer, training set of all JSONs minus the held-out images, validation set or None).
     vocab: a checkpoint's vocabulary, kept as it is, or with extend the training texts'
     characters it lacks appended (fine-tuning)."""
-    paths = args.train_json + ([args.val_json] if args.val_json else [])
+    paths = list(args.train_json)
+    if args.val_json:
+        paths.append(args.val_json)
     for path in paths:
         if not os.path.exists(path):
-            raise FileNotFoundError(f"{path}: no such file; make it with `python prepare_data.py` first")
+            raise FileNotFoundError(f"{path}: no such file; "
+                                    f"make it with `python prepare_data.py` first")
     splits = [data.load_split(path) for path in paths]
     for path, (_, records) in zip(paths, splits):
         for r in records:  # the model could never read it out
@@ -177,7 +190,10 @@ def load_data(args, vocab=None, extend=False):
     if unknown:  # resuming on data the vocabulary lacks would train those characters as <unk>
         raise ValueError(f"{' '.join(args.train_json)}: characters {''.join(sorted(unknown))!r} "
                          f"are not in the checkpoint's vocabulary; start a new --out")
-    tokenizer = data.tokenizer_from_vocab(vocab) if vocab else data.build_tokenizer(records)
+    if vocab:
+        tokenizer = data.tokenizer_from_vocab(vocab)
+    else:
+        tokenizer = data.build_tokenizer(records)
     image_dir, first = splits[0]
     if not 0 <= args.val_size < len(first):
         raise ValueError(f"{args.train_json[0]}: holds {len(first)} images; "
@@ -189,7 +205,9 @@ def load_data(args, vocab=None, extend=False):
         return data.SVHNDataset(source, tokenizer, train=train, image_size=args.image_size,
                                 crop_size=args.crop_size, max_pixels=args.max_pixels)
     train_set = ConcatDataset([dataset(part, args.augment) for part in parts])
-    val_set = dataset((image_dir, [first[i] for i in sorted(held)]), False) if held else None
+    val_set = None
+    if held:
+        val_set = dataset((image_dir, [first[i] for i in sorted(held)]), False)
     if val_split is not None:
         val_set = dataset(val_split, False)
     return tokenizer, train_set, val_set
@@ -215,17 +233,24 @@ def rng_states(device):
     """Every RNG as tensors, lists and ints, so the checkpoint loads with weights_only=True."""
     kind, keys, *rest = np.random.get_state()
     version, mt, gauss = random.getstate()
-    return {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), *rest],
+    cuda = []
+    if device.type == "cuda":  # this GPU's only
+        cuda = [torch.cuda.get_rng_state(device)]
+    return {"torch": torch.get_rng_state(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), *rest],
             "python": [version, list(mt), gauss],
-            "cuda": [torch.cuda.get_rng_state(device)] if device.type == "cuda" else []}  # this GPU's only
+            "cuda": cuda}
 
 
 def set_rng_states(states, device):
+    """Restore what rng_states saved."""
     torch.set_rng_state(states["torch"])
     name, keys, *rest = states["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-    random.setstate((states["python"][0], tuple(states["python"][1]), states["python"][2]))
-    if device.type == "cuda" and states["cuda"]:  # not _all: the resuming machine may have fewer GPUs
+    version, mt, gauss = states["python"]
+    random.setstate((version, tuple(mt), gauss))
+    # not _all: the resuming machine may have fewer GPUs
+    if device.type == "cuda" and states["cuda"]:
         torch.cuda.set_rng_state(states["cuda"][0], device)
 
 
@@ -250,102 +275,23 @@ def make_scheduler(args, optimizer, steps_per_epoch):
             optimizer, [m * steps_per_epoch for m in args.milestones], gamma=args.gamma)
     warm = max(2, int(args.warmup * total))  # OneCycleLR divides by (warm-up steps - 1)
     if args.schedule == "onecycle":  # (a short run gets a longer cycle than it will step through)
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=max(total, warm + 1),
-                                                   pct_start=warm / max(total, warm + 1))
+        steps = max(total, warm + 1)
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=steps,
+                                                   pct_start=warm / steps)
 
     def cosine(s):
-        return (s + 1) / warm if s < warm else 0.5 + 0.5 * math.cos(math.pi * (s - warm) / max(1, total - warm))
+        if s < warm:
+            return (s + 1) / warm
+        return 0.5 + 0.5 * math.cos(math.pi * (s - warm) / max(1, total - warm))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
-
-
-@torch.no_grad()
-def validate(model, loader, device, autocast, memory_format, ddp, max_batches=None):
-    """Whole-sequence accuracy with greedy decoding (sharded over ranks under DDP)."""
-    model.eval()
-    correct = total = 0
-    for images, tokens, _ in itertools.islice(loader, max_batches):
-        images = images.to(device, non_blocking=True, memory_format=memory_format)
-        with autocast:
-            predictions = model.decode(images)["tokens"]
-        for predicted, target in zip(predictions, tokens.tolist()):
-            target = data.label_ids(target)
-            # a character the vocabulary lacks (<unk>, from --val-json) is never read right
-            correct += data.UNK not in target and predicted == target
-            total += 1
-    # int64 (MPS has no float64), on the GPU only for NCCL (gloo and a lone process want the CPU)
-    counts = torch.tensor([correct, total], device=device if device.type == "cuda" else "cpu")
-    if ddp:
-        dist.all_reduce(counts)
-    return counts[0].item() / max(1, counts[1].item())
-
-
-def read_back(pending, ddp, world):
-    """(step, epoch, lr, loss, gradient norm) rows with their tensors read to the host in one sync.
-    Under DDP the loss is averaged over the ranks (each computed it on its own shard); the norm,
-    taken after the gradients' all-reduce, is the same on every rank."""
-    losses = torch.stack([row[3] for row in pending]).float()  # (N,)
-    norms = torch.stack([row[4] for row in pending]).float()  # (N,)
-    if ddp:
-        dist.all_reduce(losses)
-        losses /= world
-    values = zip(pending, losses.tolist(), norms.tolist())
-    return [(*row[:3], value, norm) for row, value, norm in values]
-
-
-def check_finite(row, check_norm, epoch, last_path):
-    """FloatingPointError for a read-back row with a non-finite loss, or gradient norm (unless
-    fp16's loss scaling is on: it skips those steps itself). Every rank reads the same values,
-    so under DDP all stop together; the check comes before any save, so no checkpoint is hurt."""
-    step, _, _, value, norm = row
-    if math.isfinite(value) and (math.isfinite(norm) or not check_norm):
-        return
-    what = f"loss {value}" if not math.isfinite(value) else f"gradient norm {norm}"
-    kept = f"{last_path} (epoch {epoch}) is the last good checkpoint" if epoch else "none saved"
-    raise FloatingPointError(f"non-finite {what} at step {step} (epoch {epoch + 1}); "
-                             f"stopped without saving; {kept}")
-
-
-def trim_csv(path, header, last_step):
-    """Start a log, or on resume keep only the rows up to the checkpoint's step (a kill mid-epoch
-    leaves rows past it)."""
-    rows = []
-    if last_step is not None and os.path.exists(path):
-        with open(path, newline="") as f:
-            rows = [r for r in list(csv.reader(f))[1:] if r and int(r[0]) <= last_step]
-    with atomic_open(path, "w", newline="") as f:
-        csv.writer(f).writerows([header] + rows)
-
-
-def plot_curves(out, copies):
-    """loss.png: training loss per batch (and its moving mean), validation accuracy per epoch."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    with open(os.path.join(out, "loss.csv"), newline="") as f:
-        loss = [(float(r["epoch"]), float(r["loss"])) for r in csv.DictReader(f)]
-    with open(os.path.join(out, "val.csv"), newline="") as f:
-        val = [(int(r["epoch"]), float(r["val_acc"])) for r in csv.DictReader(f) if r["val_acc"]]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    if loss:
-        x, y = zip(*loss)
-        k = max(1, len(y) // 100)  # moving average over ~1% of the run
-        ax1.plot(x, y, lw=0.5, alpha=0.4, label="batch")
-        ax1.plot(x[k - 1:], np.convolve(y, np.ones(k) / k, mode="valid"), label=f"mean of {k}")
-        ax1.legend()
-    ax1.set(xlabel="epoch", ylabel="training loss (cross-entropy)", yscale="log")
-    if val:
-        ax2.plot(*zip(*val), marker="o")
-    ax2.set(xlabel="epoch", ylabel="validation whole-sequence accuracy")
-    fig.tight_layout()
-    for path in copies:  # atomically, like everything else; PNG whatever the name's extension
-        save_figure(fig, path, format="png", dpi=100)
-    plt.close(fig)
 
 
 def main(argv=None):
     args = parse_args(argv)
     ddp = "RANK" in os.environ  # launched by torchrun?
-    rank, world, local_rank = [int(os.getenv(k, d)) for k, d in (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0))]
+    rank = int(os.getenv("RANK", 0))
+    world = int(os.getenv("WORLD_SIZE", 1))
+    local_rank = int(os.getenv("LOCAL_RANK", 0))
     local_world = int(os.getenv("LOCAL_WORLD_SIZE", 1))
     try:  # under torchrun, plain "cuda" means this process's GPU
         device = devices.device_from_flag(args.device, local_rank, local_world)
@@ -356,8 +302,9 @@ def main(argv=None):
     loaders = []  # filled by train(); their workers are stopped here whatever happens
     try:
         return train(args, device, ddp, rank, world, loaders)
-    except (OSError, ValueError, FloatingPointError) as e:  # e.g. an unreadable image, from a worker
-        last = str(e).strip().splitlines()[-1]  # a worker's error holds its traceback: keep the last line
+    except (OSError, ValueError, FloatingPointError) as e:  # e.g. an unreadable image in a worker
+        # a worker's error holds its traceback: keep the last line
+        last = str(e).strip().splitlines()[-1]
         sys.exit(f"train.py: error: {last.removeprefix(type(e).__name__ + ': ')}")
     except KeyboardInterrupt:  # Ctrl-C: checkpoints are written atomically, so last.pt is whole
         sys.exit(f"\ntrain.py: interrupted; continue with --resume auto --out {args.out}")
@@ -369,31 +316,90 @@ def main(argv=None):
             dist.destroy_process_group()
 
 
-def train(args, device, ddp, rank, world, loaders):
-    master, cuda = rank == 0, device.type == "cuda"
-    local_world = int(os.getenv("LOCAL_WORLD_SIZE", 1))  # processes on this node
-    if device.type == "cpu":  # the node's cores (or --threads) shared between them
-        torch.set_num_threads(max(1, (args.threads or devices.cpu_cores()) // local_world))
-    workers = args.workers if args.workers is not None else default_workers(device, local_world)
-    torch.backends.cudnn.benchmark = True
+def precision(args, device):
+    """(autocast context, GradScaler, memory format) of this run on `device`."""
+    cuda = device.type == "cuda"
     autocast = nullcontext()  # fp32
     if args.precision != "fp32":
         dtype = torch.bfloat16 if args.precision == "bf16" else torch.float16
         autocast = torch.autocast(device.type, dtype=dtype)
     # fp16's narrow range needs loss scaling; bf16 has fp32's range
     scaler = torch.amp.GradScaler("cuda", enabled=cuda and args.precision == "fp16")
+    # channels_last: faster convolutions on CUDA and on CPU (oneDNN: 1.4x for the CPU preset's
+    # compute alone here, ~1.05x for a whole step, where data loading shares the two cores)
+    memory_format = torch.contiguous_format
+    if device.type in ("cuda", "cpu"):
+        memory_format = torch.channels_last
+    return autocast, scaler, memory_format
+
+
+def adopt_resumed(args, ckpt, resume):
+    """The model flags and the data flags of the checkpoint to resume from become the run's;
+    ValueError for an explicit flag that differs, or an --epochs its schedule was not made for."""
+    for key in MODEL_ARGS:  # the model and its input size come from the checkpoint
+        saved = ckpt["config"][key]
+        if key in args.model_flags and str(getattr(args, key)).split() != str(saved).split():
+            raise ValueError(f"{resume}: trained with --{key.replace('_', '-')} {saved!r}, "
+                             f"not {getattr(args, key)!r}; drop the flag to resume, "
+                             f"or use a new --out")
+        setattr(args, key, saved)
+    for key in DATA_ARGS:  # and so does the data it sees: held-out images, order, augmentation
+        saved = ckpt["args"].get(key)
+        if saved is None:  # a checkpoint that did not record it
+            continue
+        if key in args.data_flags and getattr(args, key) != saved:
+            raise ValueError(f"{resume}: trained with --{key.replace('_', '-')} {saved!r}, "
+                             f"not {getattr(args, key)!r}, which changes the data it sees; "
+                             f"drop the flag to resume, or use a new --out")
+        setattr(args, key, saved)
+    planned = ckpt["args"].get("epochs")
+    schedule = ckpt["args"].get("schedule")
+    annealing = schedule in ("cosine", "onecycle")
+    if annealing and args.epochs > ckpt["epoch"] and args.epochs != planned:
+        raise ValueError(f"{resume}: its {schedule} schedule was laid out for --epochs {planned}; "
+                         f"resume with that, or start a new --out")
+
+
+def check_steps_per_epoch(ckpt, resume, world, args, steps):
+    """The schedule counts steps, so it holds only while an epoch takes as many steps: another
+    number of processes is fine with a --batch-size that keeps the images per step."""
+    before = ckpt.get("steps_per_epoch", ckpt["step"] // max(1, ckpt["epoch"]))
+    if before == steps:
+        return
+    was = f"{ckpt.get('world', '?')} process(es) x --batch-size {ckpt['args'].get('batch_size')}"
+    now = f"{world} x {args.batch_size}"
+    raise ValueError(f"{resume}: {was} took {before} steps an epoch, {now} would take "
+                     f"{steps} and shift the lr schedule; resume with as many images "
+                     f"per step, or start a new --out")
+
+
+def train(args, device, ddp, rank, world, loaders):
+    """Set up (resume or fresh start, data, model, optimizer, loaders), then train epoch by epoch:
+    engine.train_one_epoch, engine.validate, and the checkpoints and logs after each epoch."""
+    master = rank == 0
+    cuda = device.type == "cuda"
+    local_world = int(os.getenv("LOCAL_WORLD_SIZE", 1))  # processes on this node
+    if device.type == "cpu":  # the node's cores (or --threads) shared between them
+        torch.set_num_threads(max(1, (args.threads or devices.cpu_cores()) // local_world))
+    workers = args.workers
+    if workers is None:
+        workers = default_workers(device, local_world)
+    torch.backends.cudnn.benchmark = True
+    autocast, scaler, memory_format = precision(args, device)
     note = devices.emulated_bf16_note(device, args.precision)  # e.g. a T4: right, but slow
     if note and master:
         print(f"train.py: {note}")
-    # channels_last: faster convolutions on CUDA and on CPU (oneDNN: 1.4x for the CPU preset's compute
-    # alone here, ~1.05x for a whole step, where data loading shares the two cores)
-    memory_format = torch.channels_last if device.type in ("cuda", "cpu") else torch.contiguous_format
 
-    last_path, best_path, ckpt = os.path.join(args.out, "last.pt"), os.path.join(args.out, "best.pt"), None
-    plots, loss_csv = [os.path.join(args.out, "loss.png")], os.path.join(args.out, "loss.csv")
+    last_path = os.path.join(args.out, "last.pt")
+    best_path = os.path.join(args.out, "best.pt")
+    loss_csv = os.path.join(args.out, "loss.csv")
+    val_csv = os.path.join(args.out, "val.csv")
+    plots = [os.path.join(args.out, runs.PLOT)]
     if args.plot:  # only when asked: a default copy in img/ dirtied the repository's tracked figure
         plots.append(args.plot)
-    resume = last_path if args.resume == "auto" else args.resume
+    resume = args.resume
+    if args.resume == "auto":
+        resume = last_path
 
     def load_resume():  # by rank 0 alone: its files decide for all (other nodes may lack --out)
         if resume and (args.resume != "auto" or os.path.exists(resume)):
@@ -401,24 +407,7 @@ def train(args, device, ddp, rank, world, loaders):
         return None
     ckpt = devices.from_rank0(load_resume, ddp, rank)
     if ckpt:
-        for key in MODEL_ARGS:  # the model and its input size come from the checkpoint
-            if key in args.model_flags and str(getattr(args, key)).split() != str(ckpt["config"][key]).split():
-                raise ValueError(f"{resume}: trained with --{key.replace('_', '-')} {ckpt['config'][key]!r}, "
-                                 f"not {getattr(args, key)!r}; drop the flag to resume, or use a new --out")
-            setattr(args, key, ckpt["config"][key])
-        for key in DATA_ARGS:  # and so does the data it sees: held-out images, order, augmentation
-            saved = ckpt["args"].get(key)
-            if saved is None:  # a checkpoint that did not record it
-                continue
-            if key in args.data_flags and getattr(args, key) != saved:
-                raise ValueError(f"{resume}: trained with --{key.replace('_', '-')} {saved!r}, "
-                                 f"not {getattr(args, key)!r}, which changes the data it sees; "
-                                 f"drop the flag to resume, or use a new --out")
-            setattr(args, key, saved)
-        planned, schedule = ckpt["args"].get("epochs"), ckpt["args"].get("schedule")
-        if schedule in ("cosine", "onecycle") and args.epochs > ckpt["epoch"] and args.epochs != planned:
-            raise ValueError(f"{resume}: its {schedule} schedule was laid out for --epochs {planned}; "
-                             f"resume with that, or start a new --out")
+        adopt_resumed(args, ckpt, resume)
 
     def check_out():  # rank 0's --out decides for every rank, as for resume
         in_place = ckpt is not None and os.path.exists(last_path)
@@ -433,22 +422,29 @@ def train(args, device, ddp, rank, world, loaders):
     init = None
     if args.init and not ckpt:  # (resuming a fine-tuning run continues from its own checkpoint)
         init = init_from(args, args.init)
-    tokenizer, train_set, val_set = load_data(args, ckpt["vocab"] if ckpt else init and init[1],
-                                              extend=init is not None)
+    vocab = None
+    if ckpt:
+        vocab = ckpt["vocab"]
+    elif init:
+        vocab = init[1]
+    tokenizer, train_set, val_set = load_data(args, vocab, extend=init is not None)
     if ckpt and ckpt["args"].get("json_records") not in (None, args.json_records):
         raise ValueError(f"{resume}: trained on {ckpt['args']['json_records']} records of "
                          f"{' '.join(args.train_json)}, which now hold {args.json_records}; "
                          f"the data changed: use a new --out")
-    config = {**{key: getattr(args, key) for key in MODEL_ARGS}, "vocab_size": len(tokenizer.vocab),
-              "pad_id": data.PAD, "eos_id": data.EOS, "bos_id": data.BOS}
+    config = {key: getattr(args, key) for key in MODEL_ARGS}
+    config["vocab_size"] = len(tokenizer.vocab)
+    config["pad_id"] = data.PAD
+    config["eos_id"] = data.EOS
+    config["bos_id"] = data.BOS
 
     torch.manual_seed(args.seed)  # the same initial weights on every rank
     model = build_model.build_model(config)
     if init:  # old rows copied bit for bit; new characters' rows keep the fresh initialisation
         build_model.load_grown(model, init[0].state_dict(), len(init[1]))
         added = tokenizer.vocab[len(init[1]):]
-        print(f"fine-tuning {args.init}: {len(init[1])} tokens kept"
-              + (f", {len(added)} added: {''.join(added)!r}" if added else ""))
+        note = f", {len(added)} added: {''.join(added)!r}" if added else ""
+        print(f"fine-tuning {args.init}: {len(init[1])} tokens kept{note}")
     model = model.to(device, memory_format=memory_format)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     sampler = data.EpochTagged(train_set, world, rank, shuffle=True, seed=args.seed)
@@ -462,26 +458,22 @@ def train(args, device, ddp, rank, world, loaders):
         val_loader = DataLoader(Subset(val_set, range(rank, len(val_set), world)), **val_kw)
     loaders += [loader, val_loader]
     scheduler = make_scheduler(args, optimizer, len(loader))
-    epoch, step, best = 0, 0, -1.0
+    epoch = 0
+    step = 0
+    best = -1.0
     if ckpt:
-        epoch, step, best = ckpt["epoch"], ckpt["step"], ckpt["best_metric"]
+        epoch = ckpt["epoch"]
+        step = ckpt["step"]
+        best = ckpt["best_metric"]
         kept = checkpoint.saved_metric(best_path) if master else None
-        best = best if kept is None else max(best, kept)  # best.pt is never replaced by a worse one
+        if kept is not None:  # best.pt is never replaced by a worse one
+            best = max(best, kept)
         if epoch >= args.epochs:  # say so, rather than list files as written that were not
             if master:
                 print(f"{resume} already holds epoch {epoch} of --epochs {args.epochs}: "
                       f"nothing to train")
             return 0
-        # the schedule counts steps, so it holds only while an epoch takes as many steps: another
-        # number of processes is fine with a --batch-size that keeps the images per step
-        before = ckpt.get("steps_per_epoch", step // max(1, epoch))
-        if before != len(loader):
-            was = (f"{ckpt.get('world', '?')} process(es) x --batch-size "
-                   f"{ckpt['args'].get('batch_size')}")
-            now = f"{world} x {args.batch_size}"
-            raise ValueError(f"{resume}: {was} took {before} steps an epoch, {now} would take "
-                             f"{len(loader)} and shift the lr schedule; resume with as many images "
-                             f"per step, or start a new --out")
+        check_steps_per_epoch(ckpt, resume, world, args, len(loader))
         try:  # the dicts are checked for type only: their insides may still not fit
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
@@ -492,74 +484,58 @@ def train(args, device, ddp, rank, world, loaders):
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
             why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ValueError(f"{resume}: cannot restore its training state ({why})") from None
-    raw_model, model = model, DDP(model, device_ids=[device.index] if cuda else None) if ddp else model
+    raw_model = model
+    if ddp:
+        model = DDP(model, device_ids=[device.index] if cuda else None)
     if master and not args.dry_run:
         runs.remove_stale_temps(args.out, args.plot)  # left by a kill during a save
-        # now, not after an epoch
-        runs.check_writable([("--out", last_path)] + ([("--plot", args.plot)] if args.plot else []))
-        trim_csv(loss_csv, ["step", "epoch", "loss", "lr"], ckpt and step)
-        trim_csv(os.path.join(args.out, "val.csv"),
-                 ["step", "epoch", "train_loss", "val_acc", "images_per_s", "seconds"], ckpt and step)
-        print(f"{len(train_set)} training images, {len(val_set or [])} validation, {world} process(es) on "
-              f"{device}, {workers} loader workers, {sum(p.numel() for p in model.parameters()):,} parameters, "
-              + (f"resuming {resume} after epoch {epoch} (step {step})" if ckpt else "from scratch"))
+        outputs = [("--out", last_path)]
+        if args.plot:
+            outputs.append(("--plot", args.plot))
+        runs.check_writable(outputs)  # now, not after an epoch
+        last_step = step if ckpt else None
+        runs.trim_csv(loss_csv, runs.LOSS_HEADER, last_step)
+        runs.trim_csv(val_csv, runs.VAL_HEADER, last_step)
+        parameters = sum(p.numel() for p in model.parameters())
+        start = f"resuming {resume} after epoch {epoch} (step {step})" if ckpt else "from scratch"
+        print(f"{len(train_set)} training images, {len(val_set or [])} validation, "
+              f"{world} process(es) on {device}, {workers} loader workers, "
+              f"{parameters:,} parameters, {start}")
+    settings = SimpleNamespace(device=device, autocast=autocast, memory_format=memory_format,
+                               clip=args.clip, world=world, ddp=ddp, epochs=args.epochs,
+                               dry_run=args.dry_run, last_path=last_path, show_bar=master)
     while epoch < args.epochs:
-        # every source of randomness in an epoch is derived from (seed, epoch, rank): resume is exact
+        # every source of randomness in an epoch is derived from (seed, epoch, rank):
+        # resume is exact
         torch.manual_seed((args.seed * 1000 + epoch) * 1000 + rank)
         sampler.set_epoch(epoch)
-        model.train()
-        t0, seen, total_loss = time.time(), 0, 0.0
-        pending = []  # (step, epoch, lr, loss, gradient norm) of steps not yet read to the host
-        log = master and not args.dry_run and open(loss_csv, "a", newline="", buffering=1)  # line-buffered
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=None if master else True)
-        for batch, (images, tokens, _) in enumerate(bar):
-            images = images.to(device, non_blocking=True, memory_format=memory_format)  # (B, 3, S, S)
-            tokens = tokens.to(device, non_blocking=True)  # (B, T)
-            with autocast:
-                _, loss = model(images, tokens)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            # a () tensor: reading it here would wait for the GPU every step
-            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
-            lr = optimizer.param_groups[0]["lr"]
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
-            step += 1
-            seen += images.size(0) * world
-            position = epoch + (batch + 1) / len(loader)  # in epochs, for the log
-            pending.append((step, position, lr, loss.detach(), norm.detach()))
-            if len(pending) < LOG_EVERY and batch + 1 < len(loader) and not args.dry_run:
-                continue
-            # read back, checked and logged every LOG_EVERY steps, and always before a save
-            for row in read_back(pending, ddp, world):
-                check_finite(row, not scaler.is_enabled(), epoch, last_path)
-                value = row[3]
-                total_loss += value
-                if log:
-                    fields = [row[0], f"{row[1]:.4f}", f"{value:.6f}", f"{row[2]:.6g}"]
-                    csv.writer(log).writerow(fields)
-            pending = []
-            bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}", img_s=f"{seen / (time.time() - t0):.0f}",
-                            refresh=False)
-            if args.dry_run:
-                break
-        if log:
-            log.close()
-        seconds = time.time() - t0
+        log = None
+        if master and not args.dry_run:
+            log = open(loss_csv, "a", newline="", buffering=1)  # line-buffered
+        try:
+            trained = engine.train_one_epoch(model, loader, optimizer, scheduler, scaler, settings,
+                                             epoch, step, log)
+        finally:
+            if log is not None:
+                log.close()
+        step = trained.step
         if ddp:  # every rank validates the BatchNorm statistics that rank 0 saves
             devices.broadcast_buffers(raw_model)
-        acc = None if val_loader is None else validate(raw_model, val_loader, device, autocast,
-                                                       memory_format, ddp, 1 if args.dry_run else None)
+        acc = None
+        if val_loader is not None:
+            max_batches = 1 if args.dry_run else None
+            acc = engine.validate(raw_model, val_loader, device, autocast, memory_format, ddp,
+                                  max_batches)
         if args.dry_run:
-            print(f"rank {rank}: dry run ok: one batch, loss {value:.4f}, val acc {acc or 0:.4f}")
+            print(f"rank {rank}: dry run ok: one batch, loss {trained.last_loss:.4f}, "
+                  f"val acc {acc or 0:.4f}")
             return 0
         epoch += 1
         if not master:
             continue
         improved = acc is not None and acc > best
-        best = acc if improved else best
+        if improved:
+            best = acc
         ckpt = checkpoint.make_checkpoint(
             raw_model, tokenizer.vocab, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
             epoch=epoch, step=step, rng=rng_states(device), best_metric=best, args=vars(args),
@@ -568,20 +544,25 @@ def train(args, device, ddp, rank, world, loaders):
         kept_keys = ("format", "config", "vocab", "model", "epoch", "step")
         weights = {key: ckpt[key] for key in kept_keys}
         checkpoint.save_checkpoint(weights, os.path.join(args.out, epoch_name(epoch)))
-        if improved:  # epoch-N.pt and best.pt before last.pt: a kill between them leaves last.pt
-            checkpoint.save_checkpoint(ckpt, best_path)  # behind (resume redoes the epoch), never
-        checkpoint.save_checkpoint(ckpt, last_path)  # the others
-        with open(os.path.join(args.out, "val.csv"), "a", newline="") as f:
-            row = [step, epoch, round(total_loss / (batch + 1), 6), "" if acc is None else round(acc, 6)]
-            csv.writer(f).writerow(row + [round(seen / seconds, 1), round(seconds, 1)])
-        plot_curves(args.out, plots)  # redrawn after every epoch
-        print(f"epoch {epoch}: train loss {total_loss / (batch + 1):.4f}, val acc {acc or 0:.4f} "
-              f"(best {best:.4f}), {seen / seconds:.0f} images/s, {seconds:.0f} s")
+        # epoch-N.pt and best.pt before last.pt: a kill between them leaves last.pt behind
+        # (resume redoes the epoch), never the others
+        if improved:
+            checkpoint.save_checkpoint(ckpt, best_path)
+        checkpoint.save_checkpoint(ckpt, last_path)
+        images_per_s = trained.seen / trained.seconds
+        val_acc = "" if acc is None else round(acc, 6)
+        with open(val_csv, "a", newline="") as f:
+            row = [step, epoch, round(trained.mean_loss, 6), val_acc, round(images_per_s, 1),
+                   round(trained.seconds, 1)]
+            csv.writer(f).writerow(row)
+        runs.plot_curves(args.out, plots)  # redrawn after every epoch
+        print(f"epoch {epoch}: train loss {trained.mean_loss:.4f}, val acc {acc or 0:.4f} "
+              f"(best {best:.4f}), {images_per_s:.0f} images/s, {trained.seconds:.0f} s")
     if master:
         names = ["last.pt", f"{epoch_name(1)} .. {epoch_name(epoch)}"]
         if os.path.exists(best_path):
             names.append("best.pt")
-        names += ["loss.csv", "val.csv", "loss.png"]
+        names += ["loss.csv", "val.csv", runs.PLOT]
         copy = f" and {args.plot}" if args.plot else ""
         print(f"wrote {', '.join(os.path.join(args.out, n) for n in names)}{copy}")
     return 0

@@ -12,6 +12,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import engine  # noqa: E402
 import train  # noqa: E402
 
 rank = int(os.environ["RANK"])
@@ -25,7 +26,8 @@ def save():
     os.replace("rank.pt.tmp", "rank.pt")
 
 
-real_validate, real_read_back = train.validate, train.read_back
+real_validate = engine.validate
+real_read_back = engine.read_back
 
 
 def validate(model, *args, **kwargs):
@@ -40,5 +42,6 @@ def read_back(pending, *args):
     return real_read_back(pending, *args)
 
 
-train.validate, train.read_back = validate, read_back
+engine.validate = validate
+engine.read_back = read_back
 sys.exit(train.main(sys.argv[split + 1:]))

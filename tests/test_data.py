@@ -319,7 +319,9 @@ def test_label_ids_strips_start_stops_at_end():
 
 def test_validation_and_evaluation_read_targets_alike():
     import eval as ev
-    import train
+    import contextlib
+
+    import engine
     tokens = torch.tensor([[3, 4, 2, 0], [3, 5, 6, 2], [3, 8, 2, 0], [3, 9, 9, 2]])
     config = {"pad_id": data.PAD, "eos_id": data.EOS, "bos_id": data.BOS}
     assert ev.truth_ids(tokens, config) == [[4], [5, 6], [8], [9, 9]]
@@ -330,8 +332,8 @@ def test_validation_and_evaluation_read_targets_alike():
 
         def decode(self, images):
             return {"tokens": [[4], [5, 6], [], [9, 9, 9]]}
-    acc = train.validate(Model(), [(torch.zeros(4, 3, 2, 2), tokens, None)], torch.device("cpu"),
-                         train.nullcontext(), torch.contiguous_format, ddp=False)
+    acc = engine.validate(Model(), [(torch.zeros(4, 3, 2, 2), tokens, None)], torch.device("cpu"),
+                          contextlib.nullcontext(), torch.contiguous_format, ddp=False)
     assert acc == 0.5
 
 

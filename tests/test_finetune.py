@@ -1,5 +1,6 @@
 """Letters end to end (labels CSV -> tokenizer -> training -> decoding -> eval report) and
 train.py --init: fine-tuning keeps the old characters' rows bit for bit and adds new ones."""
+import contextlib
 import json
 import os
 
@@ -11,6 +12,7 @@ from PIL import Image, ImageDraw
 import build_model
 import checkpoint
 import data
+import engine
 import eval as ev
 import prepare_data
 import train
@@ -213,6 +215,6 @@ def test_validation_never_counts_an_unknown_character_as_read():
         def decode(self, images):
             return {"tokens": [[4, data.UNK], [4]]}  # <unk> "predicted" where the truth has one
     tokens = torch.tensor([[3, 4, data.UNK, 2], [3, 4, 2, 0]])
-    acc = train.validate(Model(), [(torch.zeros(2, 3, 4, 4), tokens, None)], torch.device("cpu"),
-                         train.nullcontext(), torch.contiguous_format, ddp=False)
+    acc = engine.validate(Model(), [(torch.zeros(2, 3, 4, 4), tokens, None)], torch.device("cpu"),
+                          contextlib.nullcontext(), torch.contiguous_format, ddp=False)
     assert acc == 0.5

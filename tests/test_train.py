@@ -1,5 +1,6 @@
 """train.py on a tiny generated dataset: exact resume, checkpoints, non-finite stop, DDP smoke run."""
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -16,6 +17,7 @@ import torch
 
 import build_model
 import checkpoint
+import engine
 import train
 from helpers import write_split
 
@@ -317,8 +319,8 @@ def test_validate_counts_off_the_gpu_and_in_integers(monkeypatch):
     made = []
     real_tensor = torch.tensor
     monkeypatch.setattr(torch, "tensor", lambda *a, **k: made.append(k) or real_tensor(*a, **k))
-    acc = train.validate(Model(), [(Images(), tokens, None)], torch.device("mps"), train.nullcontext(),
-                         torch.contiguous_format, ddp=False)
+    acc = engine.validate(Model(), [(Images(), tokens, None)], torch.device("mps"),
+                          contextlib.nullcontext(), torch.contiguous_format, ddp=False)
     assert acc == 2 / 3 and made and all(k.get("device") == "cpu" and "dtype" not in k for k in made)
 
 

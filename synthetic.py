@@ -910,6 +910,8 @@ def preview(path, n=40, seed=0, split="train", difficulty=1.0, long_boost=1.0, o
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
+
+    import data  # torch and torchvision: only the figure needs them, not the generator
     cols, rows = 8, (n + 7) // 8
     fig, axes = plt.subplots(2 * rows, cols, figsize=(2.2 * cols, 2.7 * rows))
     for i in range(rows * cols):
@@ -929,12 +931,10 @@ def preview(path, n=40, seed=0, split="train", difficulty=1.0, long_boost=1.0, o
         tag = "OOD " if held else ""
         top.set_title(f"{text}  {img.size[0]}x{img.size[1]}\n{tag}{meta['family']}, "
                       f"{meta['material']}", fontsize=7, color="crimson" if held else "black")
-        # The crop the model sees: union of boxes expanded 30% around its centre, 64x64.
-        x0, y0 = min(b[1] for b in digits), min(b[2] for b in digits)
-        x1, y1 = max(b[1] + b[3] for b in digits), max(b[2] + b[4] for b in digits)
-        cx, cy, hw, hh = (x0 + x1) / 2, (y0 + y1) / 2, 0.65 * (x1 - x0), 0.65 * (y1 - y0)
-        crop = img.crop((round(cx - hw), round(cy - hh), round(cx + hw), round(cy + hh)))
-        bottom.imshow(crop.resize((64, 64), Image.BILINEAR))
+        # The region the model sees, through data.py's own crop and resize (not a copy of them)
+        boxes = [box for _, *box in digits]
+        region = data.crop_image(img, data.crop_box(boxes))
+        bottom.imshow(data.resize_region(region, 64))
     fig.suptitle(f"synthetic SVHN ({split}, last {ood_rows} row(s) {OOD_SPLIT}, difficulty "
                  f"{difficulty}): images with boxes, and the 64x64 crops a model sees")
     fig.tight_layout()

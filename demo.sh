@@ -30,7 +30,7 @@ if $PY -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; 
     echo "== 2/4 training the seed's architecture on the GPU"
     MODEL=(--epochs 8 --lr 1e-3 --schedule onecycle)
 else
-    echo "== 2/4 training the CPU preset on the CPU (about 6 minutes on 2 cores)"
+    echo "== 2/4 training the CPU preset on the CPU (about 10-12 minutes on 2 cores)"
     MODEL=(--preset cpu --epochs 5 --lr 2e-3 --schedule onecycle)
 fi
 $PY train.py --train-json "$DATA/train.json" --val-size 1000 "${MODEL[@]}" \

@@ -50,3 +50,16 @@ def write_split(root, n=6, seed=0, numbers=None, split="test", image_dir="imgs")
         json.dump({"split": split, "image_dir": image_dir, "num_entries": len(records),
                    "num_missing_images": 0, "records": records}, f)
     return str(path)
+
+
+def overfit(model, images, tokens, steps, lr=1e-2):
+    """Train `model` on one fixed batch with Adam for `steps` steps (the tiny-overfit tests)."""
+    import torch
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(steps):
+        _, loss = model(images, tokens)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return loss

@@ -16,6 +16,7 @@ import engine
 import eval as ev
 import prepare_data
 import train
+from helpers import overfit
 
 TINY = ["--plan", "8 M 16", "--hidden", "16", "--image-size", "32", "--crop-size", "28",
         "--batch-size", "4", "--threads", "1", "--workers", "0"]
@@ -85,13 +86,7 @@ def test_tiny_model_overfits_letters_and_the_report_reads_them(lettered, tmp_pat
     config = {"plan": "8 M 16", "hidden": 32, "image_size": 32, "crop_size": 28,
               "vocab_size": len(vocab)}
     model = build_model.build_model(config)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    model.train()
-    for _ in range(150):
-        _, loss = model(images, tokens)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    overfit(model, images, tokens, 150)
     with torch.no_grad():  # BatchNorm's running statistics settle on this batch
         for _ in range(20):
             model(images, tokens)

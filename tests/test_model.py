@@ -10,6 +10,7 @@ from build_model import (DEFAULT_CONFIG, Attention, AttentionOCR, build_model,
                          masked_cross_entropy)
 from checkpoint import CHECKPOINT_FORMAT, load_checkpoint, make_checkpoint, save_checkpoint
 from cnn import Encoder, parse_plan, pooled_size
+from helpers import overfit
 
 TINY = {"plan": "8 M 16 M 16", "hidden": 32}
 PAD, EOS, BOS = 0, 2, 3
@@ -45,13 +46,7 @@ def trained(one_thread):
     model = build_model(TINY)
     images = torch.randn(len(NUMBERS), 3, 24, 24)
     tokens = make_tokens(NUMBERS)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    model.train()
-    for _ in range(60):
-        _, loss = model(images, tokens)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    overfit(model, images, tokens, 60)
     # a few forwards without updates so the BatchNorm running statistics settle on this batch
     with torch.no_grad():
         for _ in range(20):

@@ -356,6 +356,16 @@ def test_resume_refuses_to_stretch_a_planned_schedule(tiny_json, tmp_path):
     assert "onecycle schedule was laid out for --epochs 1" in message and "\n" not in message
 
 
+def refused_resume(tiny_json, tmp_path, name):
+    """train.py --resume tmp_path/name into a new --out must stop with one line; returns it."""
+    with pytest.raises(SystemExit) as e:
+        run(tiny_json, tmp_path / "b", "--epochs", "2", "--workers", "0",
+            "--resume", str(tmp_path / name))
+    message = str(e.value.code)
+    assert message.startswith("train.py: error: ") and "\n" not in message, message
+    return message
+
+
 def test_resume_from_an_evaluation_only_checkpoint_is_one_line(tiny_json, tmp_path):
     # eval.py accepts format + config + vocab + model; --resume gave KeyError: 'args' on it,
     # and AttributeError on a string 'args'
@@ -366,11 +376,7 @@ def test_resume_from_an_evaluation_only_checkpoint_is_one_line(tiny_json, tmp_pa
     torch.save({**full, "args": "--epochs 1"}, tmp_path / "string_args.pt")
     for name, why in [("weights.pt", "'optimizer' must be a dict, it is missing"),
                       ("string_args.pt", "'args' must be a dict, it is a str")]:
-        with pytest.raises(SystemExit) as e:
-            run(tiny_json, tmp_path / "b", "--epochs", "2", "--workers", "0",
-                "--resume", str(tmp_path / name))
-        message = str(e.value.code)
-        assert message.startswith("train.py: error: ") and "\n" not in message, message
+        message = refused_resume(tiny_json, tmp_path, name)
         assert f"{name}: cannot resume from it: {why}" in message, message
 
 
@@ -695,9 +701,5 @@ def test_resume_with_state_or_vocabulary_that_does_not_fit(tiny_json, tmp_path):
     for name, why in [("rng.pt", "rng.pt: cannot restore its training state (expected"),
                       ("opt.pt", "opt.pt: cannot restore its training state (loaded state dict"),
                       ("letters.pt", "are not in the checkpoint's vocabulary; start a new --out")]:
-        with pytest.raises(SystemExit) as e:
-            run(tiny_json, tmp_path / "b", "--epochs", "2", "--workers", "0",
-                "--resume", str(tmp_path / name))
-        message = str(e.value.code)
-        assert message.startswith("train.py: error: ") and "\n" not in message, message
+        message = refused_resume(tiny_json, tmp_path, name)
         assert why in message, message

@@ -63,7 +63,8 @@ VAL_SEED = 0          # fixed, so that --seed never changes which images are hel
 # flags stored in the checkpoint's model config
 MODEL_ARGS = ("plan", "hidden", "dropout", "image_size", "crop_size", "max_len", "glimpse",
               "normalize")
-DATA_ARGS = ("train_json", "val_size", "val_json", "seed")  # the data a run sees; kept on resume
+# the data a run sees; kept on resume
+DATA_ARGS = ("train_json", "val_size", "val_json", "seed", "style_augment")
 # model sizes; "cpu" trains at a useful speed on 2 cores
 PRESETS = {"cpu": {"plan": "32 M 64 M 128 M 128", "hidden": 128}}
 # fine-tuning (--init): defaults for a few hundred images, replacing the recipe's where not given
@@ -86,6 +87,9 @@ def parse_args(argv=None):
     a("--max-pixels", type=int, default=data.MAX_PIXELS, help="a larger image is an unreadable one")
     a("--augment", action=argparse.BooleanOptionalAction, default=AUGMENT,
       help="training augmentation")
+    a("--style-augment", action=argparse.BooleanOptionalAction, default=False,
+      help="training augmentation also restyles crops (stroke weight, resolution, blur, colour "
+           "channels, grey, polarity) for typefaces and cameras the data lacks; not the seed's")
     a("--normalize", action=argparse.BooleanOptionalAction, default=NORMALIZE,
       help="map input pixels [0, 1] -> [-1, 1] inside the model (stored in the checkpoint)")
     a("--preset", choices=sorted(PRESETS),
@@ -203,7 +207,8 @@ def load_data(args, vocab=None, extend=False):
 
     def dataset(source, train):
         return data.SVHNDataset(source, tokenizer, train=train, image_size=args.image_size,
-                                crop_size=args.crop_size, max_pixels=args.max_pixels)
+                                crop_size=args.crop_size, max_pixels=args.max_pixels,
+                                style=train and args.style_augment)
     train_set = ConcatDataset([dataset(part, args.augment) for part in parts])
     val_set = None
     if held:
@@ -556,8 +561,9 @@ def train(args, device, ddp, rank, world, loaders):
                    round(trained.seconds, 1)]
             csv.writer(f).writerow(row)
         runs.plot_curves(args.out, plots)  # redrawn after every epoch
-        print(f"epoch {epoch}: train loss {trained.mean_loss:.4f}, val acc {acc or 0:.4f} "
-              f"(best {best:.4f}), {images_per_s:.0f} images/s, {trained.seconds:.0f} s")
+        val = "" if acc is None else f", val acc {acc:.4f} (best {best:.4f})"
+        print(f"epoch {epoch}: train loss {trained.mean_loss:.4f}{val}, "
+              f"{images_per_s:.0f} images/s, {trained.seconds:.0f} s")
     if master:
         names = ["last.pt", f"{epoch_name(1)} .. {epoch_name(epoch)}"]
         if os.path.exists(best_path):

@@ -1,6 +1,7 @@
 """Training throughput on this machine, and where the time of a training step goes.
 
     python bench/bench_train.py [--json data/synth/train.json] [--configs default cpu] [--steps 3]
+                                [--precision fp32 bf16] [--device cuda]
 
 For each model size (default = the seed's architecture, cpu = train.py --preset cpu), batch 64,
 54x54 crops:
@@ -11,7 +12,8 @@ For each model size (default = the seed's architecture, cpu = train.py --preset 
      and backward, decoder forward and backward (on fixed encoder features), clip + AdamW step;
   3. the data pipeline alone: the same dataset and sampler loaded in this process (one core).
 All of them run interleaved, one call each per round; medians over --steps rounds after a warm-up
-round. The machine may be shared: absolute
+round. Each --precision is measured as train.py runs it (its autocast and channels_last), and
+the last lines give each precision's images/s over fp32's. The machine may be shared: absolute
 numbers are noisy, compare the ratios from one run. Never part of the test suite. Without --json
 it draws a temporary SVHN-like split (bench_data.make_temp_split) so it runs on a fresh clone.
 """
@@ -28,6 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), HERE]
 import build_model  # noqa: E402
 import data  # noqa: E402
+import devices  # noqa: E402
 import train  # noqa: E402
 from bench_data import make_temp_split  # noqa: E402
 
@@ -51,31 +54,37 @@ def make_loader(json_path, batch_size, workers, size):
     return tokenizer, loader
 
 
-def bench_config(name, cfg, tokenizer, loader, args):
+def bench_config(name, cfg, precision, tokenizer, loader, args):
+    device = torch.device(args.device)
+    run = argparse.Namespace(precision=precision)
+    autocast, _, memory_format = train.precision(run, device)  # as train.py runs it
     config = {**cfg, "vocab_size": len(tokenizer.vocab), "crop_size": args.size}
-    model = build_model.build_model(config).train()
+    model = build_model.build_model(config).to(device, memory_format=memory_format).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
     B, S = args.batch_size, args.size
     images, tokens, _ = next(iter(loader))  # real token lengths; images replaced by noise below
-    images = torch.randn(B, 3, S, S)
-    tokens = tokens[:B]
+    images = torch.randn(B, 3, S, S).to(device, memory_format=memory_format)
+    tokens = tokens[:B].to(device)
 
-    with torch.no_grad():
+    with torch.no_grad(), autocast:
         features, _ = model.encode(images)  # (B, L, C): the decoder's input, timed on its own
+    features = features.float()
     features.requires_grad_(True)  # so the decoder's backward reaches the features, as in training
     pad = model.config["pad_id"]
 
     def encoder_forward():
-        with torch.no_grad():
+        with torch.no_grad(), autocast:
             model.encoder(images)
 
     def encoder_forward_backward():
-        out = model.encoder(images)
+        with autocast:
+            out = model.encoder(images)
         out.backward(torch.ones_like(out))
 
     def decoder_loss():
-        logits, _ = model.decoder(features, tokens[:, :-1])
-        return build_model.masked_cross_entropy(logits, tokens[:, 1:], pad)
+        with autocast:
+            logits, _ = model.decoder(features, tokens[:, :-1])
+            return build_model.masked_cross_entropy(logits, tokens[:, 1:], pad)
 
     def decoder_forward():
         with torch.no_grad():
@@ -88,6 +97,10 @@ def bench_config(name, cfg, tokenizer, loader, args):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         optimizer.step()
 
+    def sync():  # CUDA runs asynchronously: a timer must wait for the GPU
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     real_batches = forever(loader)  # train.py's loader: worker processes prefetch
     serial_batches = forever(torch.utils.data.DataLoader(  # the same pipeline in this process alone
         loader.dataset, sampler=loader.sampler, batch_size=B, collate_fn=data.collate))
@@ -97,7 +110,10 @@ def bench_config(name, cfg, tokenizer, loader, args):
         t0 = time.perf_counter()
         imgs, toks, _ = next(real_batches)
         waits.append(time.perf_counter() - t0)
-        _, loss = model(imgs, toks)
+        imgs = imgs.to(device, non_blocking=True, memory_format=memory_format)
+        toks = toks.to(device, non_blocking=True)
+        with autocast:
+            _, loss = model(imgs, toks)
         loss.backward()
         optimiser_step()
         optimizer.zero_grad(set_to_none=True)
@@ -112,6 +128,7 @@ def bench_config(name, cfg, tokenizer, loader, args):
         for k, f in fns.items():
             t0 = time.perf_counter()
             f()
+            sync()
             if r:  # round 0 is a warm-up (workers start, allocator settles)
                 t[k].append(time.perf_counter() - t0)
         optimizer.zero_grad(set_to_none=True)
@@ -124,7 +141,7 @@ def bench_config(name, cfg, tokenizer, loader, args):
     compute = sum(parts.values())
 
     params = sum(p.numel() for p in model.parameters())
-    print(f"\n== {name}: plan '{cfg['plan']}', hidden {cfg['hidden']}, "
+    print(f"\n== {name}, {precision} on {device}: plan '{cfg['plan']}', hidden {cfg['hidden']}, "
           f"{params / 1e6:.2f} M parameters, batch {B}, {S}x{S}, "
           f"{torch.get_num_threads()} threads, {args.workers} loader workers")
     print(f"training (real loader): {B / step:7.1f} images/s   ({step:.3f} s/step, of which "
@@ -142,12 +159,23 @@ def bench_config(name, cfg, tokenizer, loader, args):
     return B / step
 
 
+def machine(device):
+    """One line naming what was measured: the GPU, or the CPU's cores and bf16 instructions."""
+    if device.type == "cuda":
+        return f"GPU: {torch.cuda.get_device_name(device)}"
+    isa = devices.cpu_bf16_isa() or "none (bf16 emulated)"
+    return f"CPU: {os.cpu_count()} cores, {torch.get_num_threads()} threads, bf16 ISA: {isa}"
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--json", default=None, help="a split JSON; None: a temporary generated split")
     p.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=["default", "cpu"],
                    help="model sizes to measure")
+    p.add_argument("--precision", nargs="+", choices=["fp32", "bf16", "fp16"], default=["fp32"],
+                   help="train.py --precision values to measure (ratios against the first)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--batch-size", type=int, default=64, help="images per step")
     p.add_argument("--size", type=int, default=54, help="crop size (network input side)")
     p.add_argument("--steps", type=int, default=5, help="timed rounds (after one warm-up round)")
@@ -167,9 +195,16 @@ def main(argv=None):
         tokenizer, loader = make_loader(json_path, args.batch_size, args.workers, args.size)
         rates = {}
         for name in args.configs:
-            rates[name] = bench_config(name, CONFIGS[name], tokenizer, loader, args)
-    if len(rates) > 1:
-        print("\n" + ", ".join(f"{n}: {r:.1f} images/s" for n, r in rates.items()))
+            for precision in args.precision:
+                rates[name, precision] = bench_config(name, CONFIGS[name], precision, tokenizer,
+                                                      loader, args)
+    print(f"\n{machine(torch.device(args.device))}")
+    for name in args.configs:
+        first = args.precision[0]
+        line = ", ".join(f"{prec} {rates[name, prec]:.1f} images/s "
+                         f"({rates[name, prec] / rates[name, first]:.2f}x {first})"
+                         for prec in args.precision)
+        print(f"{name}: {line}")
 
 
 if __name__ == "__main__":

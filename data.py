@@ -6,9 +6,7 @@ centre, in whole pixels truncated toward zero (padding with black where the crop
 a CSV's box is used as given, no box means the whole image), resize to 64x64, then
 RandomResizedCrop(54, scale 0.7-1) and ColorJitter(0.5 x4) for training or CenterCrop(54) for
 evaluation, then ToTensor: pixels in [0, 1]. (A model trained with normalize=True maps them to
-[-1, 1] itself, so the data is the same for every checkpoint.) With style=True (train.py
---style-augment, not the seed's) training also changes the style of the crop: stroke weight,
-resolution, blur, colour channels, grey and polarity (restyle()).
+[-1, 1] itself, so the data is the same for every checkpoint.)
 
     python data.py [--json data/synth/train.json] [--n 8] [--out img/aug.png] [--show]
 saves a figure of the 64x64 crops (top row) and random augmentations of each (rows below).
@@ -24,7 +22,7 @@ import numpy as np
 import torch
 import torchvision.transforms as T
 import torchvision.transforms.functional as TF
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image
 from torchnlp.encoders.text import StaticTokenizerEncoder
 
 from atomic import save_figure
@@ -40,7 +38,6 @@ JITTER = 0.5                  # ColorJitter brightness = contrast = saturation =
 # a 13,000 x 13,000 image would decode to 0.5 GB (twice that while converting to RGB) in every
 # loader worker, and a 50,000 x 50,000 PNG of a few KB to 7.5 GB.
 MAX_PIXELS = 50_000_000
-STYLE_P = 0.3                 # restyle(): probability of each of its changes
 RESERVED = ["<pad>", "<unk>", "</s>"]
 PAD, UNK, EOS, BOS = 0, 1, 2, 3  # <s> is the first token of every text, so it always lands at 3
 # Transforms are torchvision v1 on PIL images: measured 1.6x faster than v2 on uint8 tensors for
@@ -266,33 +263,6 @@ def to_rgb(img):
 # -----------------------------------------------------------------------------
 # tokenizer: one token per character
 
-def restyle(img):
-    """Changes of a crop's style that its characters survive, each with probability STYLE_P,
-    drawn from `random` (seeded per sample): stroke weight (a 3x3 minimum or maximum filter makes
-    the strokes of either polarity bolder or lighter), resolution (down to 40-80% and back up, as
-    a distant or poor camera), Gaussian blur, a permutation of the colour channels, grey, and
-    inverted polarity. They imitate typefaces and cameras the renderer does not draw.
-    PIL RGB image -> PIL RGB image of the same size."""
-    if random.random() < STYLE_P:
-        thicker = random.random() < 0.5
-        img = img.filter(ImageFilter.MinFilter(3) if thicker else ImageFilter.MaxFilter(3))
-    if random.random() < STYLE_P:
-        w, h = img.size
-        f = random.uniform(0.4, 0.8)
-        small = img.resize((max(1, round(w * f)), max(1, round(h * f))), Image.BILINEAR)
-        img = small.resize((w, h), Image.BILINEAR)
-    if random.random() < STYLE_P:
-        img = img.filter(ImageFilter.GaussianBlur(random.uniform(0.3, 1.0)))
-    if random.random() < STYLE_P:
-        order = random.sample(range(3), 3)
-        img = Image.merge("RGB", [img.getchannel(c) for c in order])
-    if random.random() < STYLE_P:
-        img = ImageOps.grayscale(img).convert("RGB")
-    if random.random() < STYLE_P:
-        img = ImageOps.invert(img)
-    return img
-
-
 def char_tokens(text):
     """'<s>AB1' -> ['<s>', 'A', 'B', '1']: a leading <s> is one token, every other character is
     one (spaces and letters included). Module level, so the encoder pickles into workers."""
@@ -390,7 +360,7 @@ class SVHNDataset(torch.utils.data.Dataset):
     They are not clipped, so a box may reach past the network input."""
 
     def __init__(self, source, tokenizer=None, train=False, image_size=64, crop_size=54,
-                 max_pixels=MAX_PIXELS, style=False):
+                 max_pixels=MAX_PIXELS):
         if isinstance(source, (str, os.PathLike)):
             self.image_dir, records = load_split(source)
         else:
@@ -399,7 +369,6 @@ class SVHNDataset(torch.utils.data.Dataset):
             raise ValueError(f"crop_size {crop_size} must be in 1..image_size ({image_size})")
         self.tokenizer = tokenizer if tokenizer is not None else build_tokenizer(records)
         self.train = train
-        self.style = style  # restyle() in training
         self.image_size = image_size
         self.crop_size = crop_size
         self.max_pixels = max_pixels
@@ -449,8 +418,6 @@ class SVHNDataset(torch.utils.data.Dataset):
         if self.train:
             top, left, h, w = T.RandomResizedCrop.get_params(img, SCALE, RATIO)
             img = TF.resized_crop(img, top, left, h, w, [c, c], antialias=True)
-            if self.style:
-                img = restyle(img)
             img = self.jitter(img)
             sx, sy = c / w, c / h
             x = TF.to_tensor(img)  # (3, S, S) in [0, 1]
@@ -570,8 +537,6 @@ def main(argv=None):
     p.add_argument("--image-size", type=int, default=64, help="resize of the crop")
     p.add_argument("--crop-size", type=int, default=54, help="random/centre crop size")
     p.add_argument("--seed", type=int, default=0, help="random seed for picks and augmentations")
-    p.add_argument("--style-augment", action="store_true",
-                   help="also restyle the crops, as train.py --style-augment")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
                    help="larger images (width x height) are refused as unreadable")
     p.add_argument("--out", default="img/aug.png", help="output figure")
@@ -585,12 +550,10 @@ def main(argv=None):
                  "prepare_data.py (or prepare_data.py --synthetic) first, or pass --json")
     try:
         ds = SVHNDataset(args.json, train=True, image_size=args.image_size,
-                         crop_size=args.crop_size, max_pixels=args.max_pixels,
-                         style=args.style_augment)
+                         crop_size=args.crop_size, max_pixels=args.max_pixels)
         if len(ds) == 0:
             raise ValueError(f"{args.json}: no records")
         torch.manual_seed(args.seed)
-        random.seed(args.seed)
         rng = np.random.default_rng(args.seed)
         indices = sorted(rng.choice(len(ds), size=min(args.n, len(ds)), replace=False).tolist())
         plot_augmentations(ds, indices, args.rows, args.out, args.show)

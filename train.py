@@ -63,13 +63,12 @@ VAL_SEED = 0          # fixed, so that --seed never changes which images are hel
 # flags stored in the checkpoint's model config
 MODEL_ARGS = ("plan", "hidden", "dropout", "image_size", "crop_size", "max_len", "glimpse",
               "normalize")
-# the data a run sees; kept on resume
-DATA_ARGS = ("train_json", "val_size", "val_json", "seed", "style_augment")
+DATA_ARGS = ("train_json", "val_size", "val_json", "seed")  # the data a run sees; kept on resume
 # model sizes; "cpu" trains at a useful speed on 2 cores
 PRESETS = {"cpu": {"plan": "32 M 64 M 128 M 128", "hidden": 128}}
 # fine-tuning (--init): defaults for a few hundred images, replacing the recipe's where not given
 FINETUNE = {"epochs": 30, "lr": 5e-4, "schedule": "cosine", "warmup": 0.1, "val_size": 0}
-FINETUNE_FLAGS = ("max_len", "dropout")  # model flags --init may change: they shape no weight
+FINETUNE_FLAGS = ("max_len", "dropout", "image_size", "crop_size")  # --init may change: no weight
 # -----------------------------------------------------------------------------
 
 
@@ -87,9 +86,6 @@ def parse_args(argv=None):
     a("--max-pixels", type=int, default=data.MAX_PIXELS, help="a larger image is an unreadable one")
     a("--augment", action=argparse.BooleanOptionalAction, default=AUGMENT,
       help="training augmentation")
-    a("--style-augment", action=argparse.BooleanOptionalAction, default=False,
-      help="training augmentation also restyles crops (stroke weight, resolution, blur, colour "
-           "channels, grey, polarity) for typefaces and cameras the data lacks; not the seed's")
     a("--normalize", action=argparse.BooleanOptionalAction, default=NORMALIZE,
       help="map input pixels [0, 1] -> [-1, 1] inside the model (stored in the checkpoint)")
     a("--preset", choices=sorted(PRESETS),
@@ -207,8 +203,7 @@ def load_data(args, vocab=None, extend=False):
 
     def dataset(source, train):
         return data.SVHNDataset(source, tokenizer, train=train, image_size=args.image_size,
-                                crop_size=args.crop_size, max_pixels=args.max_pixels,
-                                style=train and args.style_augment)
+                                crop_size=args.crop_size, max_pixels=args.max_pixels)
     train_set = ConcatDataset([dataset(part, args.augment) for part in parts])
     val_set = None
     if held:
@@ -502,7 +497,11 @@ def train(args, device, ddp, rank, world, loaders):
         runs.trim_csv(loss_csv, runs.LOSS_HEADER, last_step)
         runs.trim_csv(val_csv, runs.VAL_HEADER, last_step)
         parameters = sum(p.numel() for p in model.parameters())
-        start = f"resuming {resume} after epoch {epoch} (step {step})" if ckpt else "from scratch"
+        start = "from scratch"
+        if ckpt:
+            start = f"resuming {resume} after epoch {epoch} (step {step})"
+        elif init:
+            start = f"fine-tuning {args.init}"
         print(f"{len(train_set)} training images, {len(val_set or [])} validation, "
               f"{world} process(es) on {device}, {workers} loader workers, "
               f"{parameters:,} parameters, {start}")

@@ -1,7 +1,7 @@
 """What each change to the demo's recipe buys on test_ood, the split of held-out typefaces.
 
     python bench/ablate.py --data data/abl --make 25000 [--device cuda] [--parallel 3]
-                           [--only base style ...] [--deadline 420] [--out runs/ablate]
+                           [--only base noaug ...] [--deadline 420] [--out runs/ablate]
 
 Every config trains with train.py (a subprocess, as a user runs it) for a fixed number of images
 seen, then eval.py reads test and test_ood with its last.pt. The budget is counted in images, not
@@ -34,8 +34,6 @@ BASE = ["--preset", "cpu", "--lr", "2e-3", "--schedule", "onecycle", "--val-size
 # Epochs of --make images: 4 = 100,000 images seen with the default --make 25000.
 CONFIGS = {
     "base": ("the demo's recipe", ["train"], 4, []),
-    "style": ("+ --style-augment (stroke weight, resolution, blur, colour, polarity)",
-              ["train"], 4, ["--style-augment"]),
     "seen1.5x": ("1.5x images seen (6 epochs): what bf16 buys on a 2-core AVX512_BF16 CPU",
                  ["train"], 6, []),
     "data2x": ("2x distinct images (train + extra, 2 epochs); same images seen",
@@ -61,7 +59,7 @@ CONFIGS = {
                        ["--plan", "64 64 M 128 128 M 256 256 M 512 512", "--hidden", "256",
                         "--no-augment"]),
 }
-COMBINABLE = {"style", "data2x", "hidden256", "lr1e-3", "lr4e-3", "dropout", "batch32", "noaug"}
+COMBINABLE = {"data2x", "hidden256", "lr1e-3", "lr4e-3", "dropout", "batch32", "noaug"}
 
 
 def run_config(name, spec, args):

@@ -217,55 +217,6 @@ def test_train_boxes_follow_the_random_crop(tmp_path):
         assert inside.min() > img[mask].max()  # jitter changes values, not where the digit is
 
 
-def test_restyle_each_change_by_hand(monkeypatch):
-    """A 20x20 white image with a dark vertical bar at x 8..11: each change checked by hand."""
-    img = Image.new("RGB", (20, 20), (250, 240, 230))
-    ImageDraw.Draw(img).rectangle([8, 0, 11, 19], fill=(10, 60, 110))
-    monkeypatch.setattr(data, "STYLE_P", 0.0)  # nothing changes
-    assert np.array_equal(np.array(data.restyle(img)), np.array(img))
-
-    # stroke weight only (draws below STYLE_P pass): the 3x3 minimum widens the dark bar by one
-    # pixel on each side, the maximum narrows it by one
-    monkeypatch.setattr(data, "STYLE_P", 0.5)
-    for thicker, dark in ((True, range(7, 13)), (False, range(9, 11))):
-        seq = iter([0.0, 0.0 if thicker else 0.9] + [0.9] * 5)
-        monkeypatch.setattr(data.random, "random", lambda: next(seq))
-        out = np.array(data.restyle(img))
-        assert out.shape == (20, 20, 3)
-        assert [x for x in range(20) if out[10, x, 0] < 128] == list(dark)
-
-    # channel order, polarity, grey: one at a time
-    seq = iter([0.9, 0.9, 0.9, 0.0, 0.9, 0.9])
-    monkeypatch.setattr(data.random, "random", lambda: next(seq))
-    monkeypatch.setattr(data.random, "sample", lambda items, k: [2, 0, 1])
-    assert np.array(data.restyle(img))[0, 0].tolist() == [230, 250, 240]  # (B, R, G)
-    seq = iter([0.9, 0.9, 0.9, 0.9, 0.9, 0.0])
-    monkeypatch.setattr(data.random, "random", lambda: next(seq))
-    assert np.array(data.restyle(img))[0, 9].tolist() == [245, 195, 145]  # 255 - (10, 60, 110)
-    seq = iter([0.9, 0.9, 0.9, 0.9, 0.0, 0.9])
-    monkeypatch.setattr(data.random, "random", lambda: next(seq))
-    grey = np.array(data.restyle(img))
-    assert (grey[..., 0] == grey[..., 1]).all() and (grey[..., 1] == grey[..., 2]).all()
-
-
-def test_style_only_in_training(tmp_path):
-    """style=True restyles training crops (so they differ from style=False under the same seed),
-    never evaluation crops."""
-    ds = bright_square_dataset(str(tmp_path), train=False)
-    plain = ds[0][0]
-    ds.style = True
-    assert torch.equal(ds[0][0], plain)
-    ds.train = True
-    styled, unstyled = [], []
-    for seed in range(8):
-        for style, out in ((True, styled), (False, unstyled)):
-            ds.style = style
-            torch.manual_seed(seed)
-            data.random.seed(seed)
-            out.append(ds[0][0])
-    assert sum(not torch.equal(a, b) for a, b in zip(styled, unstyled)) >= 4
-
-
 def wide_number_dataset(folder, train):
     """A 300x100 black image with two white 'digits' of a wide number, as SVHN's are: box A at
     x 100-120, y 30-70 and box B at x 130-160, y 35-65 (left, top, width, height below)."""

@@ -200,6 +200,13 @@ def test_init_defaults_and_refusals(digits, lettered, tmp_path):
     assert run_train(long_json, tmp_path / "c", "--init", base, "--epochs", "1",
                      "--max-len", "9") == 0
     assert torch.load(tmp_path / "c" / "last.pt", weights_only=True)["config"]["max_len"] == 9
+    # nor does the input size (a wide text may want more columns): the weights carry over
+    assert run_train(digits, tmp_path / "d", "--init", base, "--epochs", "1", "--lr", "0",
+                     "--image-size", "40", "--crop-size", "36") == 0
+    grown = torch.load(tmp_path / "d" / "last.pt", weights_only=True)
+    assert (grown["config"]["image_size"], grown["config"]["crop_size"]) == (40, 36)
+    weight = "encoder.features.0.weight"
+    assert torch.equal(grown["model"][weight], torch.load(base, weights_only=True)["model"][weight])
 
 
 def test_validation_never_counts_an_unknown_character_as_read():

@@ -67,7 +67,10 @@ DATA_ARGS = ("train_json", "val_size", "val_json", "seed")  # the data a run see
 # model sizes; "cpu" trains at a useful speed on 2 cores
 PRESETS = {"cpu": {"plan": "32 M 64 M 128 M 128", "hidden": 128}}
 # fine-tuning (--init): defaults for a few hundred images, replacing the recipe's where not given
-FINETUNE = {"epochs": 30, "lr": 5e-4, "schedule": "cosine", "warmup": 0.1, "val_size": 0}
+# (measured on 300 plates from the demo's checkpoint, README "Your own data": more epochs overfit,
+# fewer or batch 64 underfit, dropout helps)
+FINETUNE = {"epochs": 80, "batch_size": 16, "lr": 2e-3, "schedule": "cosine", "warmup": 0.1,
+            "dropout": 0.2, "val_size": 0}
 FINETUNE_FLAGS = ("max_len", "dropout", "image_size", "crop_size")  # --init may change: no weight
 # -----------------------------------------------------------------------------
 
@@ -129,7 +132,9 @@ def parse_args(argv=None):
       help="fine-tune: start from this checkpoint's weights and model config with a fresh "
            "optimizer and schedule; characters new to its vocabulary get new rows, old ones "
            "keep theirs. "
-           f"Defaults then become {FINETUNE} (flags given explicitly win)")
+           f"Defaults then become {FINETUNE} (flags given explicitly win), meant for a few "
+           "hundred images. Of the model flags only --max-len, --dropout, --image-size and "
+           "--crop-size may change (wide text reads better larger: --image-size 96 --crop-size 86)")
     a("--dry-run", action="store_true",
       help="one training batch and one validation batch; writes nothing")
     args = p.parse_args(argv)
@@ -158,8 +163,8 @@ def parse_args(argv=None):
         p.error(f"--milestones must be epochs >= 1, got {args.milestones}")
     unset = argparse.Namespace(**dict.fromkeys(MODEL_ARGS + DATA_ARGS))
     given = vars(p.parse_args(argv, unset))  # None: not given
-    preset = PRESETS.get(args.preset, {})
-    args.model_flags = [k for k in MODEL_ARGS if given[k] is not None or k in preset]
+    chosen = {**PRESETS.get(args.preset, {}), **(FINETUNE if args.init else {})}  # as if given
+    args.model_flags = [k for k in MODEL_ARGS if given[k] is not None or k in chosen]
     args.data_flags = [k for k in DATA_ARGS if given[k] is not None]
     return args
 

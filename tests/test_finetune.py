@@ -181,6 +181,7 @@ def test_init_defaults_and_refusals(digits, lettered, tmp_path):
     args = train.parse_args(["--init", "x.pt"])
     assert (args.epochs, args.lr, args.schedule, args.val_size) == (
         train.FINETUNE["epochs"], train.FINETUNE["lr"], train.FINETUNE["schedule"], 0)
+    assert args.dropout == train.FINETUNE["dropout"] and "dropout" in args.model_flags
     args = train.parse_args(["--init", "x.pt", "--epochs", "3", "--lr", "1e-3"])
     assert (args.epochs, args.lr) == (3, 1e-3)
     assert train.parse_args([]).epochs != train.FINETUNE["epochs"]  # the recipe is untouched
@@ -199,7 +200,9 @@ def test_init_defaults_and_refusals(digits, lettered, tmp_path):
     # max_len shapes no weight: --init may raise it
     assert run_train(long_json, tmp_path / "c", "--init", base, "--epochs", "1",
                      "--max-len", "9") == 0
-    assert torch.load(tmp_path / "c" / "last.pt", weights_only=True)["config"]["max_len"] == 9
+    tuned = torch.load(tmp_path / "c" / "last.pt", weights_only=True)["config"]
+    assert tuned["max_len"] == 9
+    assert tuned["dropout"] == train.FINETUNE["dropout"] != build_model.DEFAULT_CONFIG["dropout"]
     # nor does the input size (a wide text may want more columns): the weights carry over
     assert run_train(digits, tmp_path / "d", "--init", base, "--epochs", "1", "--lr", "0",
                      "--image-size", "40", "--crop-size", "36") == 0

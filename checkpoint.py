@@ -4,15 +4,18 @@
 A checkpoint is a dict of plain values and state_dicts (no pickled objects, so it loads with
 torch.load(weights_only=True)): the model config (build_model.build_model makes the model from it
 alone), the vocabulary, the weights, and for resuming the optimizer, scheduler, scaler and RNG
-states, epoch, step, best metric and the run's arguments.
+states (rng_states: every RNG as plain tensors, lists and ints), epoch, step, best metric and the
+run's arguments.
 """
 import math
 import os
+import random
 import re
 import sys
 import warnings
 import zipfile
 
+import numpy as np
 import torch
 
 from atomic import atomic_open
@@ -30,6 +33,29 @@ RESUME_KEYS = {"optimizer": dict, "scheduler": dict, "rng": dict, "args": dict, 
                "step": int, "best_metric": (int, float)}
 
 
+def rng_states(device):
+    """Every RNG as tensors, lists and ints, so the checkpoint loads with weights_only=True."""
+    kind, keys, *rest = np.random.get_state()
+    version, mt, gauss = random.getstate()
+    cuda = []
+    if device.type == "cuda":  # this GPU's only
+        cuda = [torch.cuda.get_rng_state(device)]
+    return {"torch": torch.get_rng_state(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), *rest],
+            "python": [version, list(mt), gauss],
+            "cuda": cuda}
+
+
+def set_rng_states(states, device):
+    """Restore what rng_states saved."""
+    torch.set_rng_state(states["torch"])
+    name, keys, *rest = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    version, mt, gauss = states["python"]
+    random.setstate((version, tuple(mt), gauss))
+    # not _all: the resuming machine may have fewer GPUs
+    if device.type == "cuda" and states["cuda"]:
+        torch.cuda.set_rng_state(states["cuda"][0], device)
 
 
 def to_cpu(obj):

@@ -23,6 +23,7 @@ import torch
 import torchvision.transforms as T
 import torchvision.transforms.functional as TF
 from PIL import Image
+from torch.utils.data import ConcatDataset
 from torchnlp.encoders.text import StaticTokenizerEncoder
 
 from atomic import save_figure
@@ -479,6 +480,63 @@ def collate(batch):
     images, tokens, boxes = zip(*batch)
     tokens = torch.nn.utils.rnn.pad_sequence(tokens, batch_first=True, padding_value=PAD)
     return torch.stack(images), tokens, list(boxes)
+
+
+# -----------------------------------------------------------------------------
+# train.py's data: its JSON flags -> tokenizer, training set, validation set
+
+VAL_SEED = 0  # fixed, so that --seed never changes which images are held out
+
+
+def load_data(args, vocab=None, extend=False):
+    """(tokenizer, training set of all JSONs minus the held-out images, validation set or None)
+    from train.py's flags (--train-json, --val-json, --val-size, --max-len, --image-size,
+    --crop-size, --max-pixels, --augment); sets args.json_records, which the checkpoint keeps.
+    vocab: a checkpoint's vocabulary, kept as it is, or with extend the training texts'
+    characters it lacks appended (fine-tuning)."""
+    paths = list(args.train_json)
+    if args.val_json:
+        paths.append(args.val_json)
+    for path in paths:
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path}: no such file; "
+                                    f"make it with `python prepare_data.py` first")
+    splits = [load_split(path) for path in paths]
+    for path, (_, records) in zip(paths, splits):
+        for r in records:  # the model could never read it out
+            if len(record_text(r)) > args.max_len:
+                raise ValueError(f"{path}: record {r['name']!r}: text {record_text(r)!r} is "
+                                 f"longer than --max-len {args.max_len}; raise --max-len")
+    val_split = splits.pop() if args.val_json else None
+    args.json_records = [len(records) for _, records in splits]  # saved: resume checks the JSONs
+    records = [r for _, records in splits for r in records]
+    if vocab and extend:
+        vocab = extend_vocab(vocab, records)
+    unknown = unknown_chars((record_text(r) for r in records), vocab) if vocab else {}
+    if unknown:  # resuming on data the vocabulary lacks would train those characters as <unk>
+        raise ValueError(f"{' '.join(args.train_json)}: characters {''.join(sorted(unknown))!r} "
+                         f"are not in the checkpoint's vocabulary; start a new --out")
+    if vocab:
+        tokenizer = tokenizer_from_vocab(vocab)
+    else:
+        tokenizer = build_tokenizer(records)
+    image_dir, first = splits[0]
+    if not 0 <= args.val_size < len(first):
+        raise ValueError(f"{args.train_json[0]}: holds {len(first)} images; "
+                         f"--val-size {args.val_size} must be >= 0 and leave one to train on")
+    held = set(random.Random(VAL_SEED).sample(range(len(first)), args.val_size))
+    parts = [(image_dir, [r for i, r in enumerate(first) if i not in held])] + splits[1:]
+
+    def dataset(source, train):
+        return SVHNDataset(source, tokenizer, train=train, image_size=args.image_size,
+                           crop_size=args.crop_size, max_pixels=args.max_pixels)
+    train_set = ConcatDataset([dataset(part, args.augment) for part in parts])
+    val_set = None
+    if held:
+        val_set = dataset((image_dir, [first[i] for i in sorted(held)]), False)
+    if val_split is not None:
+        val_set = dataset(val_split, False)
+    return tokenizer, train_set, val_set
 
 
 # -----------------------------------------------------------------------------

@@ -12,16 +12,14 @@ import argparse
 import csv
 import math
 import os
-import random
 import sys
 from contextlib import nullcontext
 from types import SimpleNamespace
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.utils.data import ConcatDataset, DataLoader, Subset
+from torch.utils.data import DataLoader, Subset
 
 import build_model
 import checkpoint
@@ -59,7 +57,6 @@ CLIP = 5.0            # gradient-norm clipping
 PRECISION = "fp32"    # bf16 / fp16: autocast (fp16 with a loss scaler on CUDA)
 # system
 SEED = 0
-VAL_SEED = 0          # fixed, so that --seed never changes which images are held out
 # flags stored in the checkpoint's model config
 MODEL_ARGS = ("plan", "hidden", "dropout", "image_size", "crop_size", "max_len", "glimpse",
               "normalize")
@@ -169,55 +166,6 @@ def parse_args(argv=None):
     return args
 
 
-def load_data(args, vocab=None, extend=False):
-    """(tokenizer, training set of all JSONs minus the held-out images, validation set or None).
-    vocab: a checkpoint's vocabulary, kept as it is, or with extend the training texts'
-    characters it lacks appended (fine-tuning)."""
-    paths = list(args.train_json)
-    if args.val_json:
-        paths.append(args.val_json)
-    for path in paths:
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{path}: no such file; "
-                                    f"make it with `python prepare_data.py` first")
-    splits = [data.load_split(path) for path in paths]
-    for path, (_, records) in zip(paths, splits):
-        for r in records:  # the model could never read it out
-            if len(data.record_text(r)) > args.max_len:
-                raise ValueError(f"{path}: record {r['name']!r}: text {data.record_text(r)!r} is "
-                                 f"longer than --max-len {args.max_len}; raise --max-len")
-    val_split = splits.pop() if args.val_json else None
-    args.json_records = [len(records) for _, records in splits]  # saved: resume checks the JSONs
-    records = [r for _, records in splits for r in records]
-    if vocab and extend:
-        vocab = data.extend_vocab(vocab, records)
-    unknown = data.unknown_chars((data.record_text(r) for r in records), vocab) if vocab else {}
-    if unknown:  # resuming on data the vocabulary lacks would train those characters as <unk>
-        raise ValueError(f"{' '.join(args.train_json)}: characters {''.join(sorted(unknown))!r} "
-                         f"are not in the checkpoint's vocabulary; start a new --out")
-    if vocab:
-        tokenizer = data.tokenizer_from_vocab(vocab)
-    else:
-        tokenizer = data.build_tokenizer(records)
-    image_dir, first = splits[0]
-    if not 0 <= args.val_size < len(first):
-        raise ValueError(f"{args.train_json[0]}: holds {len(first)} images; "
-                         f"--val-size {args.val_size} must be >= 0 and leave one to train on")
-    held = set(random.Random(VAL_SEED).sample(range(len(first)), args.val_size))
-    parts = [(image_dir, [r for i, r in enumerate(first) if i not in held])] + splits[1:]
-
-    def dataset(source, train):
-        return data.SVHNDataset(source, tokenizer, train=train, image_size=args.image_size,
-                                crop_size=args.crop_size, max_pixels=args.max_pixels)
-    train_set = ConcatDataset([dataset(part, args.augment) for part in parts])
-    val_set = None
-    if held:
-        val_set = dataset((image_dir, [first[i] for i in sorted(held)]), False)
-    if val_split is not None:
-        val_set = dataset(val_split, False)
-    return tokenizer, train_set, val_set
-
-
 def init_from(args, path):
     """--init: the checkpoint's model (weights, config) for fine-tuning; its model config replaces
     the flags, which may differ only where they shape no weight (FINETUNE_FLAGS)."""
@@ -232,31 +180,6 @@ def init_from(args, path):
                              f"the checkpoint's model")
         setattr(args, key, model.config[key])
     return model, list(ckpt["vocab"])
-
-
-def rng_states(device):
-    """Every RNG as tensors, lists and ints, so the checkpoint loads with weights_only=True."""
-    kind, keys, *rest = np.random.get_state()
-    version, mt, gauss = random.getstate()
-    cuda = []
-    if device.type == "cuda":  # this GPU's only
-        cuda = [torch.cuda.get_rng_state(device)]
-    return {"torch": torch.get_rng_state(),
-            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), *rest],
-            "python": [version, list(mt), gauss],
-            "cuda": cuda}
-
-
-def set_rng_states(states, device):
-    """Restore what rng_states saved."""
-    torch.set_rng_state(states["torch"])
-    name, keys, *rest = states["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-    version, mt, gauss = states["python"]
-    random.setstate((version, tuple(mt), gauss))
-    # not _all: the resuming machine may have fewer GPUs
-    if device.type == "cuda" and states["cuda"]:
-        torch.cuda.set_rng_state(states["cuda"][0], device)
 
 
 def default_workers(device, local_world):
@@ -432,7 +355,7 @@ def train(args, device, ddp, rank, world, loaders):
         vocab = ckpt["vocab"]
     elif init:
         vocab = init[1]
-    tokenizer, train_set, val_set = load_data(args, vocab, extend=init is not None)
+    tokenizer, train_set, val_set = data.load_data(args, vocab, extend=init is not None)
     if ckpt and ckpt["args"].get("json_records") not in (None, args.json_records):
         raise ValueError(f"{resume}: trained on {ckpt['args']['json_records']} records of "
                          f"{' '.join(args.train_json)}, which now hold {args.json_records}; "
@@ -485,7 +408,7 @@ def train(args, device, ddp, rank, world, loaders):
             scheduler.load_state_dict(ckpt["scheduler"])
             if ckpt.get("scaler"):  # fp16's loss scale ({} when the scaler is off: bf16, CPU)
                 scaler.load_state_dict(ckpt["scaler"])
-            set_rng_states(ckpt["rng"], device)
+            checkpoint.set_rng_states(ckpt["rng"], device)
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
             why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ValueError(f"{resume}: cannot restore its training state ({why})") from None
@@ -547,8 +470,8 @@ def train(args, device, ddp, rank, world, loaders):
             best = acc
         ckpt = checkpoint.make_checkpoint(
             raw_model, tokenizer.vocab, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-            epoch=epoch, step=step, rng=rng_states(device), best_metric=best, args=vars(args),
-            world=world, steps_per_epoch=len(loader))
+            epoch=epoch, step=step, rng=checkpoint.rng_states(device), best_metric=best,
+            args=vars(args), world=world, steps_per_epoch=len(loader))
         # the epoch's weights, as the seed keeps a file per epoch: enough to evaluate, not to resume
         kept_keys = ("format", "config", "vocab", "model", "epoch", "step")
         weights = {key: ckpt[key] for key in kept_keys}

@@ -46,7 +46,7 @@ def make_loader(json_path, batch_size, workers, size):
     """train.py's training DataLoader (one process, epoch 0) and its tokenizer."""
     args = train.parse_args(["--train-json", json_path, "--val-size", "0",
                              "--batch-size", str(batch_size), "--crop-size", str(size)])
-    tokenizer, train_set, _ = train.load_data(args)
+    tokenizer, train_set, _ = data.load_data(args)
     sampler = data.EpochTagged(train_set, 1, 0, shuffle=True, seed=0)
     loader = torch.utils.data.DataLoader(data.SeededSamples(train_set, 0), sampler=sampler,
                                          batch_size=batch_size, collate_fn=data.collate,

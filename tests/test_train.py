@@ -1,4 +1,5 @@
-"""train.py on a tiny generated dataset: exact resume, checkpoints, non-finite stop, DDP smoke run."""
+"""train.py on a tiny generated dataset: exact resume, checkpoints, non-finite stop, DDP smoke
+run."""
 import argparse
 import contextlib
 import csv
@@ -179,7 +180,8 @@ def test_huge_lr_stops_with_message(tiny_json, tmp_path):
 
 @pytest.mark.parametrize("schedule", ["step", "cosine", "onecycle"])
 def test_dry_run_writes_nothing(tiny_json, tmp_path, capsys, schedule):
-    assert run(tiny_json, tmp_path / "run", "--dry-run", "--workers", "0", "--schedule", schedule) == 0
+    assert run(tiny_json, tmp_path / "run", "--dry-run", "--workers", "0",
+               "--schedule", schedule) == 0
     assert "dry run ok" in capsys.readouterr().out
     assert not (tmp_path / "run").exists()
 
@@ -221,7 +223,8 @@ def test_sigkill_leaves_last_checkpoint_intact_and_resumable(tiny_json, tmp_path
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 60
-        while not (tmp_path / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
+        while (not (tmp_path / "last.pt").exists() and time.time() < deadline
+               and proc.poll() is None):
             time.sleep(0.05)
         time.sleep(0.7)  # a few more epochs: the kill lands anywhere, a save included
     finally:
@@ -230,9 +233,11 @@ def test_sigkill_leaves_last_checkpoint_intact_and_resumable(tiny_json, tmp_path
     ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
     assert ckpt["epoch"] >= 1 and ckpt["step"] == 3 * ckpt["epoch"]
     done = ckpt["epoch"]
-    assert run(tiny_json, tmp_path, "--epochs", str(done + 1), "--workers", "0", "--resume", "auto") == 0
+    assert run(tiny_json, tmp_path, "--epochs", str(done + 1), "--workers", "0",
+               "--resume", "auto") == 0
     with open(tmp_path / "loss.csv") as f:  # rows past the checkpoint were dropped, none repeated
-        assert [int(line.split(",")[0]) for line in f.readlines()[1:]] == list(range(1, 3 * done + 4))
+        steps = [int(line.split(",")[0]) for line in f.readlines()[1:]]
+        assert steps == list(range(1, 3 * done + 4))
 
 
 @pytest.mark.parametrize("workers", ["0", "1"])
@@ -244,8 +249,9 @@ def test_corrupt_image_mid_split_names_it_in_one_line(tiny_json, tmp_path, worke
     good = (root / "train" / "9.png").read_bytes()
     (root / "train" / "9.png").write_bytes(good[: len(good) // 2])
     with pytest.raises(SystemExit) as e:
-        train.main(["--train-json", str(root / "train.json"), *TINY, "--val-size", "0", "--epochs", "1",
-                    "--workers", workers, "--out", str(tmp_path / "run"), "--plot", str(tmp_path / "p.png")])
+        train.main(["--train-json", str(root / "train.json"), *TINY, "--val-size", "0",
+                    "--epochs", "1", "--workers", workers, "--out", str(tmp_path / "run"),
+                    "--plot", str(tmp_path / "p.png")])
     message = str(e.value.code)
     assert message.startswith("train.py: error: ") and "\n" not in message, message
     assert message.endswith("9.png: cannot read image (image file is truncated)"), message
@@ -254,7 +260,8 @@ def test_corrupt_image_mid_split_names_it_in_one_line(tiny_json, tmp_path, worke
 def test_bad_numbers_and_device_are_one_line_errors(tiny_json, tmp_path, capsys):
     for flag in (["--epochs", "0"], ["--batch-size", "0"], ["--val-size", "-1"],
                  ["--workers", "-1"], ["--max-pixels", "0"]):
-        with pytest.raises(SystemExit) as e:  # --epochs 0 used to print "wrote last.pt" and write none
+        # --epochs 0 used to print "wrote last.pt" and write none
+        with pytest.raises(SystemExit) as e:
             train.parse_args(flag)
         assert e.value.code == 2, flag
         # the message names the flag given and its value (--workers -1 named every flag but it)
@@ -276,7 +283,8 @@ def test_resume_refuses_a_different_model_and_says_when_done(tiny_json, tmp_path
                     "--resume", "auto", "--preset", "cpu"])
     assert "trained with --plan '8 M 16', not '32 M 64 M 128 M 128'" in str(e.value.code)
     capsys.readouterr()
-    # the same flags (spacing aside) resume; a finished run says so instead of listing files it never wrote
+    # the same flags (spacing aside) resume; a finished run says so instead of listing files it
+    # never wrote
     assert run(tiny_json, tmp_path, "--epochs", "1", "--resume", "auto", "--plan", "8  M 16") == 0
     assert "already holds epoch 1 of --epochs 1: nothing to train" in capsys.readouterr().out
 
@@ -321,20 +329,25 @@ def test_validate_counts_off_the_gpu_and_in_integers(monkeypatch):
     monkeypatch.setattr(torch, "tensor", lambda *a, **k: made.append(k) or real_tensor(*a, **k))
     acc = engine.validate(Model(), [(Images(), tokens, None)], torch.device("mps"),
                           contextlib.nullcontext(), torch.contiguous_format, ddp=False)
-    assert acc == 2 / 3 and made and all(k.get("device") == "cpu" and "dtype" not in k for k in made)
+    assert acc == 2 / 3 and made
+    assert all(k.get("device") == "cpu" and "dtype" not in k for k in made)
 
 
 def test_cuda_rng_state_is_this_gpus_only(monkeypatch):
     # a checkpoint from a many-GPU node must resume on a machine with one GPU
     calls = []
-    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: calls.append(("get", device)) or torch.zeros(4))
-    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: calls.append(("set", device)))
-    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: pytest.fail("saved every GPU's state"))
-    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda s: pytest.fail("restored every GPU's state"))
+    monkeypatch.setattr(torch.cuda, "get_rng_state",
+                        lambda device: calls.append(("get", device)) or torch.zeros(4))
+    monkeypatch.setattr(torch.cuda, "set_rng_state",
+                        lambda state, device: calls.append(("set", device)))
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all",
+                        lambda: pytest.fail("saved every GPU's state"))
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all",
+                        lambda s: pytest.fail("restored every GPU's state"))
     device = torch.device("cuda", 1)
-    states = train.rng_states(device)
+    states = checkpoint.rng_states(device)
     assert len(states["cuda"]) == 1
-    train.set_rng_states(states, device)
+    checkpoint.set_rng_states(states, device)
     assert calls == [("get", device), ("set", device)]
 
 
@@ -342,13 +355,15 @@ def test_cuda_rng_state_is_this_gpus_only(monkeypatch):
 def test_missing_mps_is_one_line(tiny_json, tmp_path):
     with pytest.raises(SystemExit) as e:  # was a RuntimeError traceback from model.to
         run(tiny_json, tmp_path, "--device", "mps", "--dry-run")
-    assert str(e.value.code).startswith("train.py: error: --device mps: ") and "\n" not in str(e.value.code)
+    message = str(e.value.code)
+    assert message.startswith("train.py: error: --device mps: ") and "\n" not in message
 
 
 def test_resume_refuses_to_stretch_a_planned_schedule(tiny_json, tmp_path):
     # onecycle/cosine are laid out for --epochs; resuming with more used to crash mid-run
     # (onecycle: "Tried to step ...") or silently reshape the schedule (cosine)
-    assert run(tiny_json, tmp_path, "--epochs", "1", "--schedule", "onecycle", "--workers", "0") == 0
+    assert run(tiny_json, tmp_path, "--epochs", "1", "--schedule", "onecycle",
+               "--workers", "0") == 0
     with pytest.raises(SystemExit) as e:
         run(tiny_json, tmp_path, "--epochs", "3", "--schedule", "onecycle", "--workers", "0",
             "--resume", "auto")

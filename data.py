@@ -1,18 +1,18 @@
-"""SVHN format-1 data: JSON records -> cropped, augmented image tensors and token sequences.
+"""SVHN format-1 data for torch: JSON records -> cropped, augmented image tensors and token
+sequences, the datasets and samplers train.py, eval.py and play.py load them with, and the batches.
 
 prepare_data.py converts digitStruct.mat (or a labels CSV) into one JSON per split once; this file
-only reads and augments. Per image: crop to the union of the digit boxes grown by 30% around its
-centre, in whole pixels truncated toward zero (padding with black where the crop leaves the image;
-a CSV's box is used as given, no box means the whole image), resize to 64x64, then
-RandomResizedCrop(54, scale 0.7-1) and ColorJitter(0.5 x4) for training or CenterCrop(54) for
-evaluation, then ToTensor: pixels in [0, 1]. (A model trained with normalize=True maps them to
-[-1, 1] itself, so the data is the same for every checkpoint.)
+only reads and augments. Per image: crop to the region its record names (records.py; crops.py:
+the union of the digit boxes grown by 30% around its centre, in whole pixels, black where the crop
+leaves the image), resize to 64x64, then RandomResizedCrop(54, scale 0.7-1) and ColorJitter(0.5 x4)
+for training or CenterCrop(54) for evaluation, then ToTensor: pixels in [0, 1]. (A model trained
+with normalize=True maps them to [-1, 1] itself, so the data is the same for every checkpoint.)
+The text becomes <s> characters </s> (tokenizer.py).
 
     python data.py [--json data/synth/train.json] [--n 8] [--out img/aug.png] [--show]
 saves a figure of the 64x64 crops (top row) and random augmentations of each (rows below).
 """
 import argparse
-import json
 import math
 import os
 import random
@@ -22,332 +22,21 @@ import numpy as np
 import torch
 import torchvision.transforms as T
 import torchvision.transforms.functional as TF
-from PIL import Image
 from torch.utils.data import ConcatDataset
-from torchnlp.encoders.text import StaticTokenizerEncoder
 
 from atomic import save_figure
+from crops import MAX_PIXELS, centre_input, open_image, resize_region
+from records import load_split, record_region, record_text
+from tokenizer import (PAD, build_tokenizer, extend_vocab, token_text, tokenizer_from_vocab,
+                       unknown_chars)
 
 # -----------------------------------------------------------------------------
-# the recipe's constants
-GROW = 1.3                    # the union box's width and height x 1.3, around its centre
+# the recipe's augmentation
 SCALE = (0.7, 1.0)            # RandomResizedCrop area range (aspect ratio: torchvision's 3/4-4/3)
 RATIO = (3.0 / 4.0, 4.0 / 3.0)
 JITTER = 0.5                  # ColorJitter brightness = contrast = saturation = hue
-# Images (and crop boxes) above this many pixels are refused, read from the header before any
-# decoding (--max-pixels raises it). SVHN's largest image is ~0.6 MP and a phone photo 12-48 MP;
-# a 13,000 x 13,000 image would decode to 0.5 GB (twice that while converting to RGB) in every
-# loader worker, and a 50,000 x 50,000 PNG of a few KB to 7.5 GB.
-MAX_PIXELS = 50_000_000
-RESERVED = ["<pad>", "<unk>", "</s>"]
-PAD, UNK, EOS, BOS = 0, 1, 2, 3  # <s> is the first token of every text, so it always lands at 3
 # Transforms are torchvision v1 on PIL images: measured 1.6x faster than v2 on uint8 tensors for
 # this pipeline (bench/bench_data.py --compare-v2) and as fast as v2 on PIL.
-
-
-def load_split(json_path):
-    """Read a prepare_data.py JSON -> (absolute image folder, list of record dicts).
-
-    ValueError naming the file and record for a malformed record, one whose name is absolute or
-    climbs out of image_dir with '..' included."""
-    if os.path.isdir(json_path):
-        raise ValueError(f"{json_path}: is a folder, not a split JSON file")
-    if not os.path.isfile(json_path):
-        raise FileNotFoundError(f"{json_path}: no such file (run prepare_data.py first)")
-    try:
-        with open(json_path) as f:
-            split = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{json_path}: not valid JSON ({e})") from None
-    if (not isinstance(split, dict) or not isinstance(split.get("image_dir"), str)
-            or not isinstance(split.get("records"), list)):
-        raise ValueError(f"{json_path}: not a split file (needs 'image_dir', a path, and "
-                         f"'records', a list)")
-    records = split["records"]
-    for k, r in enumerate(records):
-        problem = record_problem(r)
-        if problem:
-            raise ValueError(f"{json_path}: record {k} {problem}")
-    # image_dir is relative to the JSON's own folder (join keeps it if it is absolute)
-    image_dir = os.path.join(os.path.dirname(os.path.abspath(json_path)), split["image_dir"])
-    if not os.path.isdir(image_dir):
-        raise FileNotFoundError(f"{json_path}: image_dir {image_dir} is not a folder (moved or "
-                                f"deleted? run prepare_data.py again)")
-    return image_dir, records
-
-
-# box coordinates beyond this many pixels are refused: float32 (the dataset's boxes) holds every
-# integer up to it exactly, and no image is that large (1e300 overflowed to inf, with warnings)
-MAX_COORD = 2 ** 24
-
-
-def _is_box(b):
-    return (isinstance(b, list) and len(b) == 4
-            and all(type(v) in (int, float) and math.isfinite(v) and abs(v) <= MAX_COORD
-                    for v in b))
-
-
-def _name_problem(name):
-    """Why an image name is not a path inside image_dir, or None. Such records are refused, the
-    whole file with them (not skipped): prepare_data.py never writes one, so the file was edited
-    or made elsewhere, and reading ../../anything would draw files that are not the data."""
-    if not name or "\0" in name:
-        return "has an empty 'name', or one holding a NUL character"
-    drive = len(name) > 2 and name[0].isalpha() and name[1] == ":" and name[2] in "/\\"
-    if os.path.isabs(name) or name.startswith("\\") or drive:  # C:/ and \\server too
-        return f"'name' {name!r} is an absolute path; names are relative to image_dir"
-    if ".." in name.replace("\\", "/").split("/"):
-        return f"'name' {name!r} climbs out of image_dir with '..'"
-    return None
-
-
-def record_problem(r):
-    """None for a valid record, else what is wrong with it (the caller names file and record).
-
-    Two kinds of record share one file format:
-      SVHN's   {"name", "digits": [ints 0..9], "boxes": [[left, top, width, height], ...]}
-      a CSV's  {"name", "text": "AB12", "region": [l, t, w, h] (optional: whole image),
-                "boxes": [one box per character] (optional)}"""
-    if not isinstance(r, dict) or not isinstance(r.get("name"), str):
-        return "needs a 'name'"
-    problem = _name_problem(r["name"])
-    if problem:
-        return problem
-    if "text" not in r:
-        ok = (isinstance(r.get("digits"), list) and isinstance(r.get("boxes"), list)
-              and 0 < len(r["digits"]) == len(r["boxes"])
-              # ints 0..9 (SVHN's 10 must already be 0: a 10 would become an 11th class)
-              and all(type(d) is int and 0 <= d <= 9 for d in r["digits"])
-              and all(_is_box(b) for b in r["boxes"]))
-        if not ok:
-            return ("needs 'name', digits 0..9 and as many boxes [left, top, width, height] of "
-                    f"finite numbers within +-{MAX_COORD:,} (at least one), or a 'text'")
-        return None
-    if not isinstance(r["text"], str) or not r["text"]:
-        return "needs a non-empty 'text' string"
-    if "region" in r and not (_is_box(r["region"]) and r["region"][2] > 0 and r["region"][3] > 0):
-        return "'region' must be [left, top, width, height], finite, width and height > 0"
-    boxes = r.get("boxes")
-    if boxes is not None and not (isinstance(boxes, list) and len(boxes) == len(r["text"])
-                                  and all(_is_box(b) for b in boxes)):
-        return "'boxes', when given, must hold one [left, top, width, height] per character"
-    return None
-
-
-def record_text(r):
-    """The string a record's image shows: its 'text', or SVHN's digits joined ("19")."""
-    if "text" in r:
-        return r["text"]
-    return "".join(str(int(d)) for d in r["digits"])
-
-
-def record_region(r):
-    """The region the model sees, (x0, y0, x1, y1) in whole pixels, or None for the whole image.
-
-    SVHN records: the union of the digit boxes grown by GROW (the recipe). Records with a
-    'region' (from a labels CSV): that box as given, no growth: a user's box is taken to be the
-    crop they want. Neither: the whole image."""
-    if "text" in r and "region" not in r:
-        return None
-    if "text" in r:
-        left, top, width, height = whole_pixels(*r["region"])
-    else:
-        left, top, width, height = crop_box(r["boxes"])
-    return left, top, left + width, top + height
-
-
-# -----------------------------------------------------------------------------
-# image geometry
-
-def whole_pixels(left, top, width, height):
-    """A box in whole pixels, each number truncated toward zero by int() as the recipe does
-    (a left of -3.75 becomes -3, not -4); an empty box is widened to 1 pixel."""
-    return int(left), int(top), max(int(width), 1), max(int(height), 1)
-
-
-def crop_box(boxes, grow=GROW):
-    """[left, top, width, height] digit boxes -> the crop (left, top, width, height) in pixels:
-    the union of the boxes, its width and height times `grow` around its centre, in exactly the
-    recipe's arithmetic (the order of the operations decides the last bit, then int())."""
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    if len(b) == 0:
-        raise ValueError("crop_box: no boxes")
-    x0 = b[:, 0].min()
-    y0 = b[:, 1].min()
-    x1 = (b[:, 0] + b[:, 2]).max()
-    y1 = (b[:, 1] + b[:, 3]).max()
-    w = (x1 - x0) * grow
-    h = (y1 - y0) * grow
-    cx = (x1 + x0) / 2
-    cy = (y1 + y0) / 2
-    return whole_pixels(cx - w / 2, cy - h / 2, w, h)
-
-
-def crop_image(img, box):
-    """Crop a PIL image to box (left, top, width, height); parts outside the image come back
-    black."""
-    # PIL's crop fills outside the image with zeros: no clamping, so digit boxes keep their
-    # place relative to the crop and the crop's aspect ratio is the one the recipe asked for.
-    left, top, width, height = box
-    return img.crop((left, top, left + width, top + height))
-
-
-def resize_region(img, image_size):
-    """A region (PIL) resized to the image_size square that training and evaluation both start
-    from (training then crops it at random, evaluation at the centre)."""
-    return TF.resize(img, [image_size, image_size], antialias=True)
-
-
-def centre_input(img, crop_size):
-    """Evaluation's network input from a resized region: its centre crop_size square, as a
-    tensor (3, crop_size, crop_size) in [0, 1]."""
-    img = TF.center_crop(img, [crop_size, crop_size])
-    return TF.to_tensor(img)
-
-
-def eval_input(img, image_size, crop_size):
-    """The network input of one image region (PIL) at evaluation: resized, then centre-cropped.
-    SVHNDataset in evaluation mode and play.py's image files both go through these steps."""
-    return centre_input(resize_region(img, image_size), crop_size)
-
-
-def open_image(path, box=None, max_pixels=MAX_PIXELS, draft=None):
-    """Read an image file (any PIL mode) as RGB: the one way every script opens images.
-
-    box: (left, top, width, height) in whole pixels to crop to (outside the image: black);
-    None: the whole image. draft: a (w, h) size JPEG may decode at instead (a cheap reduction).
-    Anything that cannot be used is an OSError "<path>: cannot read image (<why>)": a missing,
-    corrupt or truncated file, an image or box of more than max_pixels pixels (decompression
-    bombs included: the size is read from the header, before decoding)."""
-    old_limit = Image.MAX_IMAGE_PIXELS
-    # max_pixels replaces PIL's global limit (a warning at 89 MP, an error past 179 MP), so that
-    # one flag decides, in both directions
-    Image.MAX_IMAGE_PIXELS = None
-    try:
-        if box is not None and box[2] * box[3] > max_pixels:
-            raise ValueError(f"its crop box is {box[2]:,} x {box[3]:,} pixels, above the limit of "
-                             f"{max_pixels:,} (--max-pixels)")
-        with Image.open(path) as img:  # reads the header only
-            width, height = img.size
-            if width * height > max_pixels:
-                raise ValueError(f"{width} x {height} pixels, above the limit of {max_pixels:,} "
-                                 f"(--max-pixels)")
-            if draft is not None:
-                img.draft("RGB", draft)
-            img = to_rgb(img)
-            if box is not None:
-                img = crop_image(img, box)
-            img.load()
-            return img
-    except Exception as e:  # PIL's decoders raise OSError, SyntaxError, struct.error, EOFError...
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise OSError(f"{path}: cannot read image ({reason})") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = old_limit
-
-
-def to_rgb(img):
-    """Any PIL mode -> RGB. Transparency is composited on black, the colour of the crop padding."""
-    if img.mode == "RGB":
-        return img
-    if img.mode.startswith("I") or img.mode == "F":  # 16/32-bit integer or float grey
-        a = np.asarray(img, dtype=np.float64)
-        a = a / 257.0 if img.mode.startswith("I;16") else a * (255.0 / max(a.max(), 255.0))
-        return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8), "L").convert("RGB")
-    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info:
-        rgba = img.convert("RGBA")
-        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-        return Image.alpha_composite(black, rgba).convert("RGB")
-    return img.convert("RGB")  # L, 1, P, CMYK, YCbCr, ...
-
-
-# -----------------------------------------------------------------------------
-# tokenizer: one token per character
-
-def char_tokens(text):
-    """'<s>AB1' -> ['<s>', 'A', 'B', '1']: a leading <s> is one token, every other character is
-    one (spaces and letters included). Module level, so the encoder pickles into workers."""
-    if text.startswith("<s>"):
-        return ["<s>"] + list(text[3:])
-    return list(text)
-
-
-def token_text(label):
-    """"19" -> "<s>19", the text the tokenizer sees (it appends </s> itself)."""
-    return "<s>" + label
-
-
-def _encoder(texts):
-    return StaticTokenizerEncoder(texts, tokenize=char_tokens, detokenize="".join,
-                                  reserved_tokens=list(RESERVED), append_eos=True)
-
-
-def build_tokenizer(records):
-    """StaticTokenizerEncoder over the records' texts (SVHN's digits, or any characters).
-
-    Vocabulary: <pad> <unk> </s> reserved, then tokens in the order pytorch-nlp first meets them
-    (<s> first, then characters): it depends on the data, so checkpoints store `encoder.vocab`."""
-    return _encoder(token_text(record_text(r)) for r in records)
-
-
-def tokenizer_from_vocab(vocab):
-    """Rebuild an encoder whose vocabulary is exactly `vocab` (e.g. from a checkpoint)."""
-    vocab = list(vocab)
-    chars = vocab[len(RESERVED) + 1:]
-    if vocab[:len(RESERVED) + 1] != RESERVED + ["<s>"]:
-        raise ValueError(f"vocabulary must start with {RESERVED + ['<s>']}, got {vocab[:6]}")
-    if not all(isinstance(c, str) and len(c) == 1 for c in chars):
-        raise ValueError(f"vocabulary {vocab}: tokens after <s> must be single characters")
-    # each character once, in order: the encoder adds tokens in first-seen order
-    encoder = _encoder([token_text("".join(chars))])
-    if encoder.vocab != vocab:
-        raise ValueError(f"vocabulary {vocab} cannot be rebuilt (duplicate tokens)")
-    return encoder
-
-
-def extend_vocab(vocab, records):
-    """`vocab` followed by the records' characters it lacks, in first-seen order: fine-tuning
-    keeps every old token's id, so the old embedding and classifier rows stay valid."""
-    known = set(vocab)
-    added = []
-    for r in records:
-        for c in record_text(r):
-            if c not in known:
-                known.add(c)
-                added.append(c)
-    return list(vocab) + added
-
-
-def unknown_chars(labels, vocab):
-    """{character: count} of the characters in `labels` missing from `vocab` (encoded as <unk>)."""
-    known = set(vocab)
-    counts = {}
-    for label in labels:
-        for c in label:
-            if c not in known:
-                counts[c] = counts.get(c, 0) + 1
-    return counts
-
-
-def label_ids(ids, pad_id=PAD, eos_id=EOS, bos_id=BOS):
-    """The label's token ids of one sequence: [<s>, d1, d2, </s>, <pad>, ...] -> [d1, d2].
-
-    <s> and <pad> are skipped and the first </s> ends the sequence, so training targets and
-    decoded tokens go through this one function (validation and evaluation compare its outputs).
-    """
-    out = []
-    for t in (ids.tolist() if torch.is_tensor(ids) else ids):
-        if t == eos_id:
-            break
-        if t in (pad_id, bos_id):
-            continue
-        out.append(t)
-    return out
-
-
-def tokens_to_text(ids, vocab):
-    """Token ids -> string, stopping at </s>; skips <pad>/<s>, <unk> becomes '?'."""
-    return "".join("?" if t == UNK or t >= len(vocab) else vocab[t] for t in label_ids(ids))
 
 
 # -----------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-import data
+import tokenizer
 
 LOG_EVERY = 50  # steps between reads of the loss to the host (each read waits for the GPU)
 
@@ -98,9 +98,9 @@ def validate(model, loader, device, autocast, memory_format, ddp, max_batches=No
         with autocast:
             predictions = model.decode(images)["tokens"]
         for predicted, target in zip(predictions, tokens.tolist()):
-            target = data.label_ids(target)
+            target = tokenizer.label_ids(target)
             # a character the vocabulary lacks (<unk>, from --val-json) is never read right
-            correct += data.UNK not in target and predicted == target
+            correct += tokenizer.UNK not in target and predicted == target
             total += 1
     # int64 (MPS has no float64), on the GPU only for NCCL (gloo and a lone process want the CPU)
     counts = torch.tensor([correct, total], device=device if device.type == "cuda" else "cpu")

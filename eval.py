@@ -20,7 +20,8 @@ from tqdm import tqdm
 import devices
 from atomic import atomic_open, save_figure
 from build_model import fold_batchnorm
-from data import MAX_PIXELS, label_ids
+from crops import MAX_PIXELS
+from tokenizer import label_ids
 
 matplotlib.use("Agg")  # files only: this script never opens a window
 import matplotlib.pyplot as plt  # noqa: E402
@@ -215,7 +216,7 @@ def summarize(res, vocab, target=TARGET_ACCURACY, labels=None, max_len=None):
     `labels` (the images' texts) when given, else against the truth's token ids looked up in
     `vocab`. A character the vocabulary lacks is encoded as <unk>, which never equals it: such
     images count as wrong, and the characters are counted and reported."""
-    from data import unknown_chars
+    from tokenizer import unknown_chars
     preds = [[vocab[i] for i in ids] for ids in res["pred"]]
     if labels is None:
         labels = ["".join(vocab[i] for i in ids) for ids in res["truth"]]
@@ -371,7 +372,9 @@ def main(argv=None):
 def run(args):
     """Evaluate args.checkpoint on args.json; writes the report and figures, returns the report."""
     from checkpoint import load_checkpoint
-    from data import SVHNDataset, collate, load_split, tokenizer_from_vocab
+    from data import SVHNDataset, collate
+    from records import load_split
+    from tokenizer import tokenizer_from_vocab
     # a device this machine lacks (no GPU, driver or MPS) fails here, not as a traceback later
     device = devices.device_from_flag(args.device)
     precision = resolve_precision(device, args.precision)  # of this GPU, not of cuda:0

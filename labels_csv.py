@@ -110,7 +110,7 @@ def _record(row, columns, n_fields, folder, max_len):
     if not name:
         raise ValueError("empty name")
     if os.path.isabs(name) or ".." in name.replace("\\", "/").split("/"):
-        # data.load_split refuses these too: the JSON would point outside its image folder
+        # records.load_split refuses these too: the JSON would point outside its image folder
         raise ValueError(f"name {name!r} must be a path inside the CSV's folder (no absolute "
                          f"path, no '..'); move the CSV up or the images in")
     if not text:

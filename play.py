@@ -17,7 +17,8 @@ import torch.nn.functional as F
 
 import devices
 from atomic import save_figure
-from data import MAX_PIXELS, label_ids
+from crops import MAX_PIXELS
+from tokenizer import label_ids
 
 # -----------------------------------------------------------------------------
 # defaults
@@ -65,7 +66,7 @@ def load_file(path, crop, image_size, crop_size, max_pixels=MAX_PIXELS):
     """One image file -> network input (3, crop_size, crop_size), as data.py prepares eval crops:
     region (the whole image, or the --crop box grown by 30% like training crops), resize to
     image_size, centre crop. Any PIL mode; ValueError with a reason when it cannot be read."""
-    from data import crop_box, eval_input, open_image
+    from crops import crop_box, eval_input, open_image
     box = None
     if crop is not None:
         box = crop_box([crop])
@@ -92,7 +93,9 @@ def inputs_from_files(paths, crop, config, max_pixels=MAX_PIXELS):
 
 
 def inputs_from_split(json_path, n, vocab, config, max_pixels=MAX_PIXELS):
-    from data import SVHNDataset, load_split, tokenizer_from_vocab
+    from data import SVHNDataset
+    from records import load_split
+    from tokenizer import tokenizer_from_vocab
     image_dir, records = load_split(json_path)
     dataset = SVHNDataset((image_dir, records[:n]), tokenizer_from_vocab(vocab), train=False,
                           image_size=config["image_size"], crop_size=config["crop_size"],

@@ -88,7 +88,8 @@ def preview(path, n=40, seed=0, split="train", difficulty=1.0, long_boost=1.0, o
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    import data  # torch and torchvision: only the figure needs them, not the generator
+    # torch and torchvision: only the figure needs them, not the generator
+    from crops import crop_box, crop_image, resize_region
     cols, rows = 8, (n + 7) // 8
     fig, axes = plt.subplots(2 * rows, cols, figsize=(2.2 * cols, 2.7 * rows))
     for i in range(rows * cols):
@@ -108,10 +109,10 @@ def preview(path, n=40, seed=0, split="train", difficulty=1.0, long_boost=1.0, o
         tag = "OOD " if held else ""
         top.set_title(f"{text}  {img.size[0]}x{img.size[1]}\n{tag}{meta['family']}, "
                       f"{meta['material']}", fontsize=7, color="crimson" if held else "black")
-        # The region the model sees, through data.py's own crop and resize (not a copy of them)
+        # The region the model sees, through crops.py's own crop and resize (not a copy of them)
         boxes = [box for _, *box in digits]
-        region = data.crop_image(img, data.crop_box(boxes))
-        bottom.imshow(data.resize_region(region, 64))
+        region = crop_image(img, crop_box(boxes))
+        bottom.imshow(resize_region(region, 64))
     fig.suptitle(f"synthetic SVHN ({split}, last {ood_rows} row(s) {OOD_SPLIT}, difficulty "
                  f"{difficulty}): images with boxes, and the 64x64 crops a model sees")
     fig.tight_layout()

@@ -27,6 +27,8 @@ import data
 import devices
 import engine
 import runs
+from crops import MAX_PIXELS
+from tokenizer import BOS, EOS, PAD
 
 # -----------------------------------------------------------------------------
 # defaults: the seed's recipe. `python train.py` with no flags trains exactly this.
@@ -83,7 +85,7 @@ def parse_args(argv=None):
       help="validation JSON (prepare_data.py); None: --val-size images held out")
     a("--image-size", type=int, default=IMAGE_SIZE, help="side of the resized digit crop")
     a("--crop-size", type=int, default=CROP_SIZE, help="side of the network input")
-    a("--max-pixels", type=int, default=data.MAX_PIXELS, help="a larger image is an unreadable one")
+    a("--max-pixels", type=int, default=MAX_PIXELS, help="a larger image is an unreadable one")
     a("--augment", action=argparse.BooleanOptionalAction, default=AUGMENT,
       help="training augmentation")
     a("--normalize", action=argparse.BooleanOptionalAction, default=NORMALIZE,
@@ -362,9 +364,9 @@ def train(args, device, ddp, rank, world, loaders):
                          f"the data changed: use a new --out")
     config = {key: getattr(args, key) for key in MODEL_ARGS}
     config["vocab_size"] = len(tokenizer.vocab)
-    config["pad_id"] = data.PAD
-    config["eos_id"] = data.EOS
-    config["bos_id"] = data.BOS
+    config["pad_id"] = PAD
+    config["eos_id"] = EOS
+    config["bos_id"] = BOS
 
     torch.manual_seed(args.seed)  # the same initial weights on every rank
     model = build_model.build_model(config)

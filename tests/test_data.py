@@ -1,5 +1,6 @@
-"""data.py: crop geometry and padding, mode conversion, augmentation shapes/ranges, exact boxes,
-tokenizer ids and round trip, collate, worker pickling, and bad inputs."""
+"""The data path: crop geometry and padding, mode conversion and the pixel limit (crops.py), split
+files and bad records (records.py), tokenizer ids and round trip (tokenizer.py), augmentation
+shapes/ranges, exact boxes, collate, worker pickling and the figure CLI (data.py)."""
 import json
 import os
 import pickle
@@ -10,6 +11,10 @@ import torch
 from PIL import Image, ImageDraw
 
 import data
+from crops import crop_box, crop_image, open_image, to_rgb
+from records import load_split
+from tokenizer import (BOS, EOS, PAD, UNK, build_tokenizer, label_ids, token_text,
+                       tokenizer_from_vocab, tokens_to_text)
 
 # the real sample's three images ("19", "23", "25"); boxes of 1.png and 2.png as published with
 # the sample, 3.png's read from its digitStruct.mat
@@ -51,20 +56,20 @@ def sample_json(sample_dir, tmp_path):
     ([[10, 10, 0, 0]], (10, 10, 1, 1)),
 ])
 def test_crop_box_truncates_like_the_recipe(boxes, expected):
-    box = data.crop_box(boxes)
+    box = crop_box(boxes)
     assert box == expected and all(type(v) is int for v in box)
 
 
 def test_crop_box_needs_a_box():
     with pytest.raises(ValueError):
-        data.crop_box([])
+        crop_box([])
 
 
 @pytest.mark.parametrize("box", [(-5, -3, 30, 16), (-50, -50, 10, 10), (100, 100, 30, 10),
                                  (5, 5, 1, 1), (3, 2, 4, 4)])
 def test_crop_pads_black_past_every_edge_and_never_fails(box):
     img = Image.new("RGB", (20, 10), (255, 255, 255))
-    out = data.crop_image(img, box)
+    out = crop_image(img, box)
     x0, y0, width, height = box
     assert out.size == (width, height)
     a = np.asarray(out)
@@ -90,7 +95,8 @@ def test_eval_tensor_equals_the_torchvision_pipeline(tmp_path):
     pixels[10:20, 10:20] = 255  # the top of the range is reached ...
     pixels[25:35, 40:50] = 0    # ... and the bottom
     Image.fromarray(pixels).save(tmp_path / "noise.png")
-    records = [{"name": "noise.png", "digits": [4, 2], "boxes": [[8.5, 6, 30, 22], [40, 5.5, 25, 30]]},
+    records = [{"name": "noise.png", "digits": [4, 2],
+                "boxes": [[8.5, 6, 30, 22], [40, 5.5, 25, 30]]},
                {"name": "noise.png", "digits": [7], "boxes": [[-4, -6, 20, 30]]}]
     ds = data.SVHNDataset((str(tmp_path), records), train=False)
     # by hand: union x 8.5..65, y 5.5..35.5: 73.45 x 39 around (36.75, 20.5): left int(0.025) = 0,
@@ -125,7 +131,8 @@ def test_dataset_survives_boxes_outside_image_and_zero_size(tmp_path):
         ds = data.SVHNDataset((str(tmp_path), records), train=train)
         for i in range(len(ds)):
             x, tokens, boxes = ds[i]
-            assert x.shape == (3, 54, 54) and torch.isfinite(x).all() and torch.isfinite(boxes).all()
+            assert x.shape == (3, 54, 54)
+            assert torch.isfinite(x).all() and torch.isfinite(boxes).all()
     x, _, _ = data.SVHNDataset((str(tmp_path), records), train=False)[1]
     assert (x == 0).all()  # fully outside: all padding, black
 
@@ -134,22 +141,22 @@ def test_dataset_survives_boxes_outside_image_and_zero_size(tmp_path):
 
 def test_to_rgb_converts_every_mode():
     grey = Image.new("L", (4, 3), 128)
-    assert np.asarray(data.to_rgb(grey)).tolist() == [[[128] * 3] * 4] * 3
+    assert np.asarray(to_rgb(grey)).tolist() == [[[128] * 3] * 4] * 3
     rgba = Image.new("RGBA", (4, 3), (255, 0, 0, 255))
     rgba.putpixel((0, 0), (255, 255, 255, 0))  # fully transparent -> black background
-    a = np.asarray(data.to_rgb(rgba))
+    a = np.asarray(to_rgb(rgba))
     assert a[0, 0].tolist() == [0, 0, 0] and a[1, 1].tolist() == [255, 0, 0]
     pal = Image.new("P", (4, 3), 1)
     pal.putpalette([0, 0, 0, 10, 200, 30] + [0] * 762)
-    assert np.asarray(data.to_rgb(pal))[0, 0].tolist() == [10, 200, 30]
+    assert np.asarray(to_rgb(pal))[0, 0].tolist() == [10, 200, 30]
     pal.info["transparency"] = 1
-    assert np.asarray(data.to_rgb(pal))[0, 0].tolist() == [0, 0, 0]
+    assert np.asarray(to_rgb(pal))[0, 0].tolist() == [0, 0, 0]
     deep = Image.fromarray(np.full((3, 4), 65535, dtype=np.uint16))
     assert deep.mode.startswith("I;16")
-    assert np.asarray(data.to_rgb(deep))[0, 0].tolist() == [255, 255, 255]
+    assert np.asarray(to_rgb(deep))[0, 0].tolist() == [255, 255, 255]
     for img in (grey, rgba, pal, deep, Image.new("1", (4, 3), 1), Image.new("LA", (4, 3)),
                 Image.new("CMYK", (4, 3)), Image.new("F", (4, 3), 3.0), Image.new("I", (4, 3), 7)):
-        out = data.to_rgb(img)
+        out = to_rgb(img)
         assert out.mode == "RGB" and out.size == (4, 3)
 
 
@@ -157,7 +164,8 @@ def test_grayscale_and_rgba_files_load(tmp_path):
     Image.new("L", (30, 20), 90).save(tmp_path / "g.png")
     Image.new("RGBA", (30, 20), (0, 255, 0, 128)).save(tmp_path / "t.png")
     Image.new("P", (30, 20), 0).save(tmp_path / "p.png")
-    records = [{"name": n, "digits": [7], "boxes": [[5, 5, 10, 10]]} for n in ("g.png", "t.png", "p.png")]
+    records = [{"name": n, "digits": [7], "boxes": [[5, 5, 10, 10]]}
+               for n in ("g.png", "t.png", "p.png")]
     ds = data.SVHNDataset((str(tmp_path), records), train=False)
     assert all(ds[i][0].shape == (3, 54, 54) for i in range(3))
 
@@ -172,7 +180,7 @@ def test_augmentation_shapes_and_range_on_real_sample(sample_json, train):
         x, tokens, boxes = ds[i]
         assert x.shape == (3, 54, 54) and x.dtype == torch.float32
         assert x.min() >= 0 and x.max() <= 1
-        assert tokens.dtype == torch.long and tokens[0] == data.BOS and tokens[-1] == data.EOS
+        assert tokens.dtype == torch.long and tokens[0] == BOS and tokens[-1] == EOS
         assert boxes.shape == (2, 4)
     small = data.SVHNDataset(sample_json, train=train, image_size=32, crop_size=28)
     assert small[0][0].shape == (3, 28, 28)
@@ -185,8 +193,8 @@ def bright_square_dataset(folder, train):
     img = Image.new("RGB", (200, 100))
     ImageDraw.Draw(img).rectangle([80, 30, 119, 69], fill=(255, 255, 255))
     img.save(os.path.join(folder, "sq.png"))
-    return data.SVHNDataset((folder, [{"name": "sq.png", "digits": [5], "boxes": [[80, 30, 40, 40]]}]),
-                            train=train)
+    record = {"name": "sq.png", "digits": [5], "boxes": [[80, 30, 40, 40]]}
+    return data.SVHNDataset((folder, [record]), train=train)
 
 
 def test_eval_boxes_land_exactly_on_the_digit(tmp_path):
@@ -210,7 +218,9 @@ def test_train_boxes_follow_the_random_crop(tmp_path):
         x0, y0, x1, y1 = boxes[0].clamp(0, 54).tolist()  # the crop may cut the square
         inside = img[int(np.ceil(y0)) + 1:int(y1) - 1, int(np.ceil(x0)) + 1:int(x1) - 1]
         mask = torch.ones_like(img, dtype=torch.bool)
-        mask[max(int(y0) - 1, 0):int(np.ceil(y1)) + 1, max(int(x0) - 1, 0):int(np.ceil(x1)) + 1] = False
+        rows = slice(max(int(y0) - 1, 0), int(np.ceil(y1)) + 1)
+        cols = slice(max(int(x0) - 1, 0), int(np.ceil(x1)) + 1)
+        mask[rows, cols] = False
         assert inside.numel() > 0
         if not mask.any():
             continue  # the square fills the whole crop
@@ -284,37 +294,38 @@ def test_train_boxes_of_a_wide_number_follow_a_known_crop(tmp_path, monkeypatch)
 
 def test_tokenizer_ids_and_vocab_round_trip():
     records = [{"digits": [1, 9]}, {"digits": [2, 3]}, {"digits": [0, 1, 5]}]
-    enc = data.build_tokenizer(records)
+    enc = build_tokenizer(records)
     assert enc.vocab[:4] == ["<pad>", "<unk>", "</s>", "<s>"]
-    assert (data.PAD, data.UNK, data.EOS, data.BOS) == (0, 1, 2, 3)
+    assert (PAD, UNK, EOS, BOS) == (0, 1, 2, 3)
     assert sorted(enc.vocab[4:]) == ["0", "1", "2", "3", "5", "9"]
-    ids = enc.encode(data.token_text("19"))
+    ids = enc.encode(token_text("19"))
     assert ids.tolist() == [3, enc.vocab.index("1"), enc.vocab.index("9"), 2]
-    assert data.tokens_to_text(ids, enc.vocab) == "19"
-    assert data.tokens_to_text([3, enc.vocab.index("5"), 1, 2, 4], enc.vocab) == "5?"
+    assert tokens_to_text(ids, enc.vocab) == "19"
+    assert tokens_to_text([3, enc.vocab.index("5"), 1, 2, 4], enc.vocab) == "5?"
     # a checkpoint's vocabulary, in an order no data set would give, comes back exactly
     vocab = ["<pad>", "<unk>", "</s>", "<s>"] + list("7402968153")
-    rebuilt = data.tokenizer_from_vocab(vocab)
+    rebuilt = tokenizer_from_vocab(vocab)
     assert rebuilt.vocab == vocab
     assert rebuilt.encode("<s>73").tolist() == [3, 4, 13, 2]
-    again = data.tokenizer_from_vocab(pickle.loads(pickle.dumps(enc)).vocab)
-    assert again.vocab == enc.vocab and again.encode("<s>015").tolist() == enc.encode("<s>015").tolist()
+    again = tokenizer_from_vocab(pickle.loads(pickle.dumps(enc)).vocab)
+    assert again.vocab == enc.vocab
+    assert again.encode("<s>015").tolist() == enc.encode("<s>015").tolist()
     for bad in (["<s>", "1"], vocab + ["7"], ["<pad>", "<unk>", "</s>", "1"]):
         with pytest.raises(ValueError):
-            data.tokenizer_from_vocab(bad)
+            tokenizer_from_vocab(bad)
 
 
 def test_label_ids_strips_start_stops_at_end():
     # one function turns training targets and decoded tokens into digits for validation, eval.py
     # and play.py: keeping </s> or <s> would make every right answer count as wrong
-    assert data.label_ids([3, 5, 6, 2, 0, 0]) == [5, 6]  # a padded target row
-    assert data.label_ids(torch.tensor([3, 5, 6, 2])) == [5, 6]
-    assert data.label_ids([5, 6]) == [5, 6]  # decoded tokens come without <s> and </s>
-    assert data.label_ids([5, 2, 7, 2]) == [5]  # the first </s> ends it
-    assert data.label_ids([3, 2]) == [] and data.label_ids([]) == []
-    assert data.label_ids([3, 1, 4]) == [1, 4]  # <unk> is kept: a wrong answer, not a gap
+    assert label_ids([3, 5, 6, 2, 0, 0]) == [5, 6]  # a padded target row
+    assert label_ids(torch.tensor([3, 5, 6, 2])) == [5, 6]
+    assert label_ids([5, 6]) == [5, 6]  # decoded tokens come without <s> and </s>
+    assert label_ids([5, 2, 7, 2]) == [5]  # the first </s> ends it
+    assert label_ids([3, 2]) == [] and label_ids([]) == []
+    assert label_ids([3, 1, 4]) == [1, 4]  # <unk> is kept: a wrong answer, not a gap
     # another model's reserved ids (eval.py passes its checkpoint's)
-    assert data.label_ids([9, 4, 5, 8, 7], pad_id=7, eos_id=8, bos_id=9) == [4, 5]
+    assert label_ids([9, 4, 5, 8, 7], pad_id=7, eos_id=8, bos_id=9) == [4, 5]
 
 
 def test_validation_and_evaluation_read_targets_alike():
@@ -323,7 +334,7 @@ def test_validation_and_evaluation_read_targets_alike():
 
     import engine
     tokens = torch.tensor([[3, 4, 2, 0], [3, 5, 6, 2], [3, 8, 2, 0], [3, 9, 9, 2]])
-    config = {"pad_id": data.PAD, "eos_id": data.EOS, "bos_id": data.BOS}
+    config = {"pad_id": PAD, "eos_id": EOS, "bos_id": BOS}
     assert ev.truth_ids(tokens, config) == [[4], [5, 6], [8], [9, 9]]
 
     class Model:  # right on rows 0 and 1, one digit short on row 2, one too many on row 3
@@ -363,20 +374,20 @@ def test_dataloader_with_two_workers(sample_json):
 def test_load_split_errors_name_the_file(tmp_path):
     missing = str(tmp_path / "nope.json")
     with pytest.raises(FileNotFoundError, match="nope.json"):
-        data.load_split(missing)
+        load_split(missing)
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="bad.json.*not valid JSON"):
-        data.load_split(str(bad))
+        load_split(str(bad))
     bad.write_text(json.dumps({"records": []}))
     with pytest.raises(ValueError, match="bad.json.*image_dir"):
-        data.load_split(str(bad))
+        load_split(str(bad))
     bad.write_text(json.dumps({"image_dir": ".", "records": [{"name": "1.png", "digits": [1],
                                                                "boxes": []}]}))
     with pytest.raises(ValueError, match="bad.json: record 0"):
-        data.load_split(str(bad))
+        load_split(str(bad))
     os.makedirs(tmp_path / "train")
-    image_dir, records = data.load_split(write_split(str(tmp_path), SAMPLE_RECORDS, "train"))
+    image_dir, records = load_split(write_split(str(tmp_path), SAMPLE_RECORDS, "train"))
     assert image_dir == os.path.join(str(tmp_path), "train") and records == SAMPLE_RECORDS
 
 
@@ -391,7 +402,7 @@ def test_load_split_rejects_bad_digits_and_boxes(tmp_path, change):
     record = dict(SAMPLE_RECORDS[0], **change)
     path = write_split(str(tmp_path), [SAMPLE_RECORDS[1], record])
     with pytest.raises(ValueError, match=r"split.json: record 1 needs .*digits 0\.\.9"):
-        data.load_split(path)
+        load_split(path)
     with pytest.raises(ValueError, match="split.json"):  # the Dataset goes through the same check
         data.SVHNDataset(path)
 
@@ -399,18 +410,20 @@ def test_load_split_rejects_bad_digits_and_boxes(tmp_path, change):
 def test_load_split_checks_image_dir_and_folder_paths(tmp_path):
     # an image_dir that is gone used to surface as a traceback from the first image read
     path = write_split(str(tmp_path), SAMPLE_RECORDS, image_dir="moved_away")
-    with pytest.raises(FileNotFoundError, match="split.json: image_dir .*moved_away is not a folder"):
-        data.load_split(path)
+    gone = "split.json: image_dir .*moved_away is not a folder"
+    with pytest.raises(FileNotFoundError, match=gone):
+        load_split(path)
     path = write_split(str(tmp_path), SAMPLE_RECORDS, image_dir=5)  # was a TypeError from os.path
     with pytest.raises(ValueError, match="split.json: not a split file"):
-        data.load_split(path)
+        load_split(path)
     with pytest.raises(ValueError, match="is a folder, not a split JSON"):
-        data.load_split(str(tmp_path))
+        load_split(str(tmp_path))
 
 
 def test_missing_or_broken_image_names_the_file(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"not a png")
-    records = [{"name": n, "digits": [1], "boxes": [[0, 0, 5, 5]]} for n in ("gone.png", "broken.png")]
+    records = [{"name": n, "digits": [1], "boxes": [[0, 0, 5, 5]]}
+               for n in ("gone.png", "broken.png")]
     ds = data.SVHNDataset((str(tmp_path), records))
     for i, name in enumerate(("gone.png", "broken.png")):
         with pytest.raises(OSError, match=name):
@@ -460,7 +473,7 @@ def test_huge_images_are_unreadable_images_not_tracebacks(tmp_path, side):
     png_header(tmp_path / "big.png", side, side)
     before = Image.MAX_IMAGE_PIXELS
     with pytest.raises(OSError) as e:
-        data.open_image(str(tmp_path / "big.png"))
+        open_image(str(tmp_path / "big.png"))
     assert str(e.value) == (f"{tmp_path / 'big.png'}: cannot read image ({side} x {side} pixels, "
                             f"above the limit of 50,000,000 (--max-pixels))")
     assert Image.MAX_IMAGE_PIXELS == before  # PIL's global limit is restored
@@ -477,7 +490,7 @@ def test_absurd_box_and_the_limit_flag(tmp_path):
                {"name": "a.png", "digits": [1], "boxes": [[2, 2, 5, 5]]}]
     huge = [{"name": "a.png", "digits": [1], "boxes": [[0, 0, 1e12, 1e12]]}]
     with pytest.raises(ValueError, match=r"split.json: record 0 .* within \+-16,777,216"):
-        data.load_split(write_split(str(tmp_path), huge))
+        load_split(write_split(str(tmp_path), huge))
     ds = data.SVHNDataset((str(tmp_path), records))
     refused = (r"a.png: cannot read image \(its crop box is 13,000,000 x 13,000,000 pixels, above "
                r"the limit of 50,000,000 \(--max-pixels\)\)")
@@ -485,9 +498,9 @@ def test_absurd_box_and_the_limit_flag(tmp_path):
         ds[0]
     assert ds[1][0].shape == (3, 54, 54)
     # the limit is a parameter: 200 pixels is the whole image, 199 refuses it
-    assert data.open_image(str(tmp_path / "a.png"), max_pixels=200).size == (20, 10)
+    assert open_image(str(tmp_path / "a.png"), max_pixels=200).size == (20, 10)
     with pytest.raises(OSError, match="20 x 10 pixels, above the limit of 199"):
-        data.open_image(str(tmp_path / "a.png"), max_pixels=199)
+        open_image(str(tmp_path / "a.png"), max_pixels=199)
     with pytest.raises(SystemExit):
         data.main(["--json", write_split(str(tmp_path), records), "--max-pixels", "0"])
 
@@ -496,7 +509,7 @@ def test_the_limit_replaces_pils_own(tmp_path, monkeypatch):
     # threshold is lowered to 50 pixels so that a 200-pixel image stands in for a 200 MP one
     Image.new("RGB", (20, 10)).save(tmp_path / "a.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)
-    assert data.open_image(str(tmp_path / "a.png"), max_pixels=1000).size == (20, 10)
+    assert open_image(str(tmp_path / "a.png"), max_pixels=1000).size == (20, 10)
     assert Image.MAX_IMAGE_PIXELS == 50
 
 
@@ -505,15 +518,15 @@ def test_open_image_modes_and_odd_files(tmp_path):
     for mode in ("P", "LA", "I;16", "CMYK", "1", "I", "F", "RGBA", "L"):
         name = f"m.{'png' if mode in ('P', 'LA', '1', 'RGBA', 'L') else 'tiff'}"
         Image.new(mode, (3, 2)).save(tmp_path / name)
-        img = data.open_image(str(tmp_path / name), box=(-1, -1, 4, 4))
+        img = open_image(str(tmp_path / name), box=(-1, -1, 4, 4))
         assert img.mode == "RGB" and img.size == (4, 4), mode
     Image.new("RGB", (1, 1), (9, 9, 9)).save(tmp_path / "one.png")
-    assert data.open_image(str(tmp_path / "one.png")).size == (1, 1)
+    assert open_image(str(tmp_path / "one.png")).size == (1, 1)
     os.symlink(tmp_path / "loop_b.png", tmp_path / "loop_a.png")
     os.symlink(tmp_path / "loop_a.png", tmp_path / "loop_b.png")
     for name in ("loop_a.png", "missing.png", "."):
         with pytest.raises(OSError, match="cannot read image"):
-            data.open_image(str(tmp_path / name))
+            open_image(str(tmp_path / name))
 
 
 @pytest.mark.parametrize("name, why", [
@@ -525,6 +538,6 @@ def test_record_names_stay_inside_image_dir(tmp_path, name, why):
     good = {"name": "sub/a.png", "digits": [1], "boxes": [[0, 0, 5, 5]]}
     path = write_split(str(tmp_path), [good, {**good, "name": name}])
     with pytest.raises(ValueError) as e:
-        data.load_split(path)
+        load_split(path)
     assert str(e.value).startswith(f"{path}: record 1 ") and why in str(e.value), str(e.value)
-    assert data.load_split(write_split(str(tmp_path), [good, {**good, "name": "a..b.png"}]))
+    assert load_split(write_split(str(tmp_path), [good, {**good, "name": "a..b.png"}]))

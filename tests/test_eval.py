@@ -1,4 +1,5 @@
-"""eval.py: metrics on hand-made predictions, batched == one-at-a-time, beam 1 == greedy, bad input."""
+"""eval.py: metrics on hand-made predictions, batched == one-at-a-time, beam 1 == greedy, bad
+input."""
 import json
 import math
 import os
@@ -10,8 +11,9 @@ import torch
 import eval as ev
 from build_model import build_model
 from checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
-from data import SVHNDataset, tokenizer_from_vocab
+from data import SVHNDataset
 from helpers import write_split
+from tokenizer import tokenizer_from_vocab
 
 TINY = {"plan": "8 M 16 M", "hidden": 16, "max_len": 5}
 VOCAB = ["<pad>", "<unk>", "</s>", "<s>"] + list("1234567890")
@@ -157,7 +159,8 @@ def test_loss_shortcut_equals_teacher_forcing():
     truth = [out["tokens"][0], [5, 6, 7], out["tokens"][2], [9]]
     rows = [[3] + t + [2] for t in truth]
     tokens = torch.nn.utils.rnn.pad_sequence([torch.tensor(r) for r in rows], batch_first=True)
-    total, count = ev.sequence_loss(model, features, tokens, out["tokens"], truth, out["logprob"], 0)
+    total, count = ev.sequence_loss(model, features, tokens, out["tokens"], truth, out["logprob"],
+                                    0)
     _, loss = model(images, tokens)
     assert count == sum(len(r) - 1 for r in rows)
     assert total / count == pytest.approx(loss.item(), rel=1e-4)

@@ -17,6 +17,9 @@ import eval as ev
 import prepare_data
 import train
 from helpers import overfit
+from records import load_split
+from tokenizer import (UNK, build_tokenizer, extend_vocab, token_text, tokenizer_from_vocab,
+                       tokens_to_text, unknown_chars)
 
 TINY = ["--plan", "8 M 16", "--hidden", "16", "--image-size", "32", "--crop-size", "28",
         "--batch-size", "4", "--threads", "1", "--workers", "0"]
@@ -59,13 +62,13 @@ def run_train(json_path, out, *extra):
 # -- letters: tokenizer, overfitting, decoding, report ------------------------------------------
 
 def test_tokenizer_one_token_per_character():
-    enc = data.build_tokenizer([{"text": "A7"}, {"text": "QB"}, {"digits": [0, 7]}])
+    enc = build_tokenizer([{"text": "A7"}, {"text": "QB"}, {"digits": [0, 7]}])
     assert enc.vocab == ["<pad>", "<unk>", "</s>", "<s>", "A", "7", "Q", "B", "0"]
-    assert enc.encode(data.token_text("BA07")).tolist() == [3, 7, 4, 8, 5, 2]
-    assert enc.encode(data.token_text("A Z")).tolist() == [3, 4, 1, 1, 2]  # unknowns: <unk>
-    assert data.tokenizer_from_vocab(enc.vocab).vocab == enc.vocab
-    assert data.extend_vocab(enc.vocab, [{"text": "ZA"}, {"text": "Z1"}]) == enc.vocab + ["Z", "1"]
-    assert data.unknown_chars(["AZ", "ZZ1"], enc.vocab) == {"Z": 3, "1": 1}
+    assert enc.encode(token_text("BA07")).tolist() == [3, 7, 4, 8, 5, 2]
+    assert enc.encode(token_text("A Z")).tolist() == [3, 4, 1, 1, 2]  # unknowns: <unk>
+    assert tokenizer_from_vocab(enc.vocab).vocab == enc.vocab
+    assert extend_vocab(enc.vocab, [{"text": "ZA"}, {"text": "Z1"}]) == enc.vocab + ["Z", "1"]
+    assert unknown_chars(["AZ", "ZZ1"], enc.vocab) == {"Z": 3, "1": 1}
 
 
 @pytest.fixture
@@ -91,7 +94,7 @@ def test_tiny_model_overfits_letters_and_the_report_reads_them(lettered, tmp_pat
         for _ in range(20):
             model(images, tokens)
     out = model.eval().decode(images)
-    assert [data.tokens_to_text(t, vocab) for t in out["tokens"]] == LETTERED
+    assert [tokens_to_text(t, vocab) for t in out["tokens"]] == LETTERED
     ckpt = tmp_path / "letters.pt"
     checkpoint.save_checkpoint(checkpoint.make_checkpoint(model, vocab, epoch=1), str(ckpt))
     report = ev.run(ev.parse_args(["--checkpoint", str(ckpt), "--json", lettered, "--workers", "0",
@@ -123,7 +126,7 @@ def test_unk_prediction_never_matches_an_unknown_character():
 def test_train_py_learns_a_lettered_vocabulary(lettered, tmp_path):
     assert run_train(lettered, tmp_path, "--epochs", "1", "--val-json", lettered) == 0
     ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
-    assert ckpt["vocab"] == data.build_tokenizer(data.load_split(lettered)[1]).vocab
+    assert ckpt["vocab"] == build_tokenizer(load_split(lettered)[1]).vocab
     assert 0.0 <= ckpt["best_metric"] <= 1.0  # validated on --val-json
 
 
@@ -218,8 +221,8 @@ def test_validation_never_counts_an_unknown_character_as_read():
             return self
 
         def decode(self, images):
-            return {"tokens": [[4, data.UNK], [4]]}  # <unk> "predicted" where the truth has one
-    tokens = torch.tensor([[3, 4, data.UNK, 2], [3, 4, 2, 0]])
+            return {"tokens": [[4, UNK], [4]]}  # <unk> "predicted" where the truth has one
+    tokens = torch.tensor([[3, 4, UNK, 2], [3, 4, 2, 0]])
     acc = engine.validate(Model(), [(torch.zeros(2, 3, 4, 4), tokens, None)], torch.device("cpu"),
                           contextlib.nullcontext(), torch.contiguous_format, ddp=False)
     assert acc == 0.5

@@ -11,6 +11,8 @@ from PIL import Image
 
 import data
 import prepare_data
+from records import load_split, record_region
+from tokenizer import tokens_to_text
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -67,7 +69,7 @@ def test_round_trip_with_and_without_boxes(tmp_path, capsys):
     assert img.size == (20, 20) and np.abs(np.asarray(img)[10, 10] - [0, 0, 255]).max() < 3  # JPEG
     x, tokens, boxes = ds[2]
     vocab = ds.tokenizer.vocab
-    assert data.tokens_to_text(tokens, vocab) == "KX 7" and len(tokens) == 6 and len(boxes) == 0
+    assert tokens_to_text(tokens, vocab) == "KX 7" and len(tokens) == 6 and len(boxes) == 0
     # the JSON moves with the images: image_dir is relative
     os.rename(tmp_path, tmp_path.parent / (tmp_path.name + "_moved"))
     moved = tmp_path.parent / (tmp_path.name + "_moved")
@@ -79,13 +81,13 @@ def test_out_dir_elsewhere_and_the_growth_is_svhns_only(tmp_path, capsys):
     (tmp_path / "train.csv").write_text(GOOD)
     assert prepare_data.main(["--csv", str(tmp_path / "train.csv"),
                               "--out-dir", str(tmp_path / "out")]) == 0
-    image_dir, records = data.load_split(str(tmp_path / "out" / "train.json"))
+    image_dir, records = load_split(str(tmp_path / "out" / "train.json"))
     assert os.path.samefile(image_dir, tmp_path)
-    assert data.record_region(records[0]) == (30, 12, 50, 22)
-    assert data.record_region(records[1]) is None
+    assert record_region(records[0]) == (30, 12, 50, 22)
+    assert record_region(records[1]) is None
     svhn = {"name": "1.png", "digits": [1], "boxes": [[30, 12, 20, 10]]}
     # 26 x 13 around the same centre (40, 17): top int(10.5) = 10, truncated as the recipe does
-    assert data.record_region(svhn) == (27, 10, 53, 23)
+    assert record_region(svhn) == (27, 10, 53, 23)
 
 
 BOX = "name,text,left,top,width,height\n"

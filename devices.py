@@ -116,6 +116,22 @@ def cpu_bf16_isa(flags=None):
     return None
 
 
+def resolve_precision(device, precision):
+    """The precision an evaluation's --precision means on `device` (eval.py, play.py): auto is
+    bf16 on a GPU with bf16 hardware (not one that only emulates it, such as a T4), fp32
+    elsewhere."""
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
+def autocast_for(device, precision):
+    """bf16 autocast for --precision bf16 (or auto where it means bf16); a no-op for fp32."""
+    precision = resolve_precision(device, precision)
+    device_type = torch.device(device).type
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def emulated_bf16_note(device, precision):
     """A one-line note where bf16 was asked for on a device that only emulates it (else None):
     a GPU before compute capability 8.0, or a CPU without bf16 instructions. The run is right

@@ -165,21 +165,6 @@ def sequence_loss(model, features, tokens, pred, truth, logprob, pad_id):
     return total, count
 
 
-def resolve_precision(device, precision):
-    """The precision --precision means on `device`: auto is bf16 on a GPU with bf16 hardware
-    (not one that only emulates it, such as a T4), fp32 elsewhere."""
-    if precision == "auto":
-        return "bf16" if devices.native_bf16(device) else "fp32"
-    return precision
-
-
-def autocast_for(device, precision):
-    """bf16 autocast for --precision bf16 (or auto where it means bf16); a no-op for fp32."""
-    precision = resolve_precision(device, precision)
-    device_type = torch.device(device).type
-    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16")
-
-
 @torch.inference_mode()
 def evaluate(model, loader, config, beam=BEAM, device="cpu", progress=True, precision="fp32"):
     """Decode every batch; return per-image results and the summed loss (model already prepared)."""
@@ -190,7 +175,7 @@ def evaluate(model, loader, config, beam=BEAM, device="cpu", progress=True, prec
     for images, tokens, boxes in bar:
         images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         tokens = tokens.to(device, non_blocking=True)
-        with autocast_for(device, precision):
+        with devices.autocast_for(device, precision):
             out, features = decode_batch(model, images, beam)
             pred = [list(p) for p in out["tokens"]]
             truth = truth_ids(tokens, config)
@@ -377,7 +362,7 @@ def run(args):
     from tokenizer import tokenizer_from_vocab
     # a device this machine lacks (no GPU, driver or MPS) fails here, not as a traceback later
     device = devices.device_from_flag(args.device)
-    precision = resolve_precision(device, args.precision)  # of this GPU, not of cuda:0
+    precision = devices.resolve_precision(device, args.precision)  # this GPU, not cuda:0
     note = devices.emulated_bf16_note(device, precision)
     if note:
         print(f"eval.py: {note}", file=sys.stderr)

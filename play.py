@@ -116,12 +116,13 @@ def inputs_from_split(json_path, n, vocab, config, max_pixels=MAX_PIXELS):
 # decoding and drawing
 
 @torch.inference_mode()
-def predict(model, items, vocab, beam=1, device="cpu"):
+def predict(model, items, vocab, beam=1, device="cpu", precision="fp32"):
     """Adds "digits", "probs" (per digit), "prob" (sequence) and "maps" (K, S, S) to each item."""
     for start in range(0, len(items), BATCH):
         chunk = items[start:start + BATCH]
         images = torch.stack([it["image"] for it in chunk]).to(device)  # (B, 3, S, S)
-        out = model.decode(images) if beam == 1 else model.beam_search(images, beam=beam)
+        with devices.autocast_for(device, precision):
+            out = model.decode(images) if beam == 1 else model.beam_search(images, beam=beam)
         h, w = out["feature_hw"]
         S = images.shape[-1]
         B, T, _ = out["attention"].shape
@@ -199,6 +200,9 @@ def parse_args(argv=None):
     p.add_argument("--out", default=OUT_DIR, help="folder for the PNGs")
     p.add_argument("--device", default=None,
                    help="cpu, cuda, cuda:1, mps; None: CUDA if present, else MPS, else CPU")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="fp32",
+                   help="fp32 (the seed); auto: bf16 autocast on a GPU with bf16 hardware; "
+                        "bf16: autocast (fast where the CPU or GPU computes bf16)")
     p.add_argument("--show", action="store_true", help="also open a window with the figures")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
                    help="larger images (width x height) are skipped as unreadable")
@@ -225,6 +229,10 @@ def main(argv=None):
     from checkpoint import load_checkpoint
     try:
         device = devices.device_from_flag(args.device)
+        precision = devices.resolve_precision(device, args.precision)
+        note = devices.emulated_bf16_note(device, precision)
+        if note:
+            print(f"play.py: {note}", file=sys.stderr)
         model, ckpt = load_checkpoint(args.checkpoint, map_location="cpu")
         # BatchNorm folded into the convolutions, as eval.py decodes: the same answers, faster
         model = fold_batchnorm(model.eval()).to(device)
@@ -244,7 +252,7 @@ def main(argv=None):
         os.makedirs(args.out, exist_ok=True)
     except OSError as e:
         sys.exit(f"play.py: error: --out {args.out}: cannot make the folder ({e.strerror or e})")
-    predict(model, items, vocab, args.beam, device)
+    predict(model, items, vocab, args.beam, device, precision)
     taken, grid = set(), os.path.join(args.out, "attention.png")
     try:
         for item in items:

@@ -87,11 +87,11 @@ def test_check_device_is_one_line():
 
 
 def test_eval_auto_precision_is_bf16_only_on_native_gpus(gpus):
-    import eval as ev
-    assert ev.resolve_precision(torch.device("cuda", 1), "auto") == "bf16"
-    assert ev.resolve_precision(torch.device("cuda", 0), "auto") == "fp32"  # was bf16 (emulated)
-    assert ev.resolve_precision(torch.device("cpu"), "auto") == "fp32"
-    assert ev.resolve_precision(torch.device("cuda", 0), "bf16") == "bf16"  # asked for: honoured
+    assert devices.resolve_precision(torch.device("cuda", 1), "auto") == "bf16"
+    # was bf16 (emulated)
+    assert devices.resolve_precision(torch.device("cuda", 0), "auto") == "fp32"
+    assert devices.resolve_precision(torch.device("cpu"), "auto") == "fp32"
+    assert devices.resolve_precision(torch.device("cuda", 0), "bf16") == "bf16"  # asked for: honoured
 
 
 def test_bf16_asked_for_on_an_emulating_gpu_gets_a_note(gpus):

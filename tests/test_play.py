@@ -77,6 +77,25 @@ def test_split_images_with_truth(ckpt, tmp_path):
                                                     "attention_2.png", "attention_3.png"]
 
 
+def test_precision_flag_reaches_the_decoder(ckpt, tmp_path, monkeypatch):
+    """--precision decides the dtype the model computes in: fp32 by default, bf16 when asked
+    (the encoder's features come out of autocast's convolutions in bf16)."""
+    split = write_split(tmp_path, n=2)
+    seen = []
+    encode = build_model.AttentionOCR.encode
+
+    def spy(self, images):
+        features, hw = encode(self, images)
+        seen.append(features.dtype)
+        return features, hw
+
+    monkeypatch.setattr(build_model.AttentionOCR, "encode", spy)
+    run(ckpt, tmp_path / "a", "--json", split, "-n", "2")
+    items, _ = run(ckpt, tmp_path / "b", "--json", split, "-n", "2", "--precision", "bf16")
+    assert seen == [torch.float32, torch.bfloat16]
+    assert all(0 < it["prob"] <= 1 for it in items)
+
+
 def test_modes_sizes_and_unreadable(ckpt, tmp_path, capsys):
     folder = tmp_path / "mine"
     folder.mkdir()

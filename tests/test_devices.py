@@ -91,7 +91,8 @@ def test_eval_auto_precision_is_bf16_only_on_native_gpus(gpus):
     # was bf16 (emulated)
     assert devices.resolve_precision(torch.device("cuda", 0), "auto") == "fp32"
     assert devices.resolve_precision(torch.device("cpu"), "auto") == "fp32"
-    assert devices.resolve_precision(torch.device("cuda", 0), "bf16") == "bf16"  # asked for: honoured
+    # asked for: honoured
+    assert devices.resolve_precision(torch.device("cuda", 0), "bf16") == "bf16"
 
 
 def test_bf16_asked_for_on_an_emulating_gpu_gets_a_note(gpus):

@@ -145,9 +145,11 @@ def test_bad_out_folder_and_non_finite_crop(ckpt, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:  # --out is a file: was a FileExistsError traceback
         run(ckpt, tmp_path / "taken", str(image))
     message = str(exc.value.code)
-    assert message.startswith("play.py: error: --out") and "taken" in message and "\n" not in message
+    assert message.startswith("play.py: error: --out") and "taken" in message
+    assert "\n" not in message
     assert (tmp_path / "taken").read_text() == "user file"
-    for crop in ("1,2,nan,4", "1,2,inf,4"):  # were accepted, then every image skipped with a NaN error
+    # were accepted, then every image skipped with a NaN error
+    for crop in ("1,2,nan,4", "1,2,inf,4"):
         with pytest.raises(SystemExit) as exc:
             play.parse_args(["--checkpoint", "m.pt", "--crop", crop])
         assert exc.value.code == 2

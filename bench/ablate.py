@@ -68,9 +68,10 @@ def run_config(name, spec, args):
     out = os.path.join(args.out, name)
     jsons = [os.path.join(args.data, f"{s}.json") for s in splits]
     py = sys.executable
+    device = ["--device", args.device] if args.device else []  # train.py's and eval.py's
     train = [py, os.path.join(ROOT, "train.py"), "--train-json", *jsons, *BASE,
              "--epochs", str(epochs), *flags, "--out", out, "--overwrite",
-             "--workers", str(args.workers), *(["--device", args.device] if args.device else [])]
+             "--workers", str(args.workers), *device]
     row = {"config": name, "what": what, "epochs": epochs, "flags": " ".join(flags)}
     start = time.time()
     log = os.path.join(args.out, f"{name}.log")
@@ -82,8 +83,7 @@ def run_config(name, spec, args):
         for split in ("test", "test_ood"):
             evaluate = [py, os.path.join(ROOT, "eval.py"), "--checkpoint",
                         os.path.join(out, "last.pt"), "--json",
-                        os.path.join(args.data, f"{split}.json"),
-                        *(["--device", args.device] if args.device else [])]
+                        os.path.join(args.data, f"{split}.json"), *device]
             if subprocess.run(evaluate, stdout=fh, stderr=subprocess.STDOUT).returncode:
                 return {**row, "error": f"eval.py failed on {split}; see {log}"}
             with open(os.path.join(out, f"eval_{split}.json")) as f:

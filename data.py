@@ -25,7 +25,7 @@ import torchvision.transforms.functional as TF
 from torch.utils.data import ConcatDataset
 
 from atomic import save_figure
-from crops import MAX_PIXELS, centre_input, open_image, resize_region
+from crops import MAX_PIXELS, centre_input, crop_image, open_image, resize_region
 from records import load_split, record_region, record_text
 from tokenizer import (PAD, build_tokenizer, extend_vocab, token_text, tokenizer_from_vocab,
                        unknown_chars)
@@ -42,6 +42,20 @@ JITTER = 0.5                  # ColorJitter brightness = contrast = saturation =
 # -----------------------------------------------------------------------------
 # dataset
 
+def loosen(region, size):
+    """A training region (x0, y0, x1, y1) widened at random toward the image's edges: each side
+    moves a uniform fraction of its distance to the edge, so crops range from the recipe's tight
+    one to the whole photo, framed off centre. It teaches the model to read photos that come
+    without a box (predict.py reads the whole image). Draws from `random`, seeded per sample."""
+    x0, y0, x1, y1 = (int(v) for v in region)
+    width, height = size
+    x0 = int(x0 - random.random() * max(0, x0))
+    y0 = int(y0 - random.random() * max(0, y0))
+    x1 = int(x1 + random.random() * max(0, width - x1))
+    y1 = int(y1 + random.random() * max(0, height - y1))
+    return x0, y0, x1, y1
+
+
 class SVHNDataset(torch.utils.data.Dataset):
     """(image (3, S, S) in [0, 1], tokens <s> d.. </s>, boxes (K, 4) x0 y0 x1 y1 in input pixels).
 
@@ -50,7 +64,7 @@ class SVHNDataset(torch.utils.data.Dataset):
     They are not clipped, so a box may reach past the network input."""
 
     def __init__(self, source, tokenizer=None, train=False, image_size=64, crop_size=54,
-                 max_pixels=MAX_PIXELS):
+                 max_pixels=MAX_PIXELS, loose=0.0):
         if isinstance(source, (str, os.PathLike)):
             self.image_dir, records = load_split(source)
         else:
@@ -62,6 +76,9 @@ class SVHNDataset(torch.utils.data.Dataset):
         self.image_size = image_size
         self.crop_size = crop_size
         self.max_pixels = max_pixels
+        if not 0.0 <= loose <= 1.0:
+            raise ValueError(f"loose {loose} must be a probability in [0, 1]")
+        self.loose = loose if train else 0.0
         # compact arrays instead of a list of dicts: cheap to pickle to workers (spawn)
         self.names = [r["name"] for r in records]
         self.texts = [record_text(r) for r in records]
@@ -90,6 +107,10 @@ class SVHNDataset(torch.utils.data.Dataset):
         if np.isnan(self.regions[i, 0]):  # the whole image
             img = open_image(path, None, self.max_pixels)
             x0, y0, x1, y1 = 0, 0, img.size[0], img.size[1]
+        elif self.loose and random.random() < self.loose:
+            img = open_image(path, None, self.max_pixels)
+            x0, y0, x1, y1 = loosen(self.regions[i], img.size)
+            img = crop_image(img, (x0, y0, x1 - x0, y1 - y0))
         else:
             x0, y0, x1, y1 = (int(v) for v in self.regions[i])
             img = open_image(path, (x0, y0, x1 - x0, y1 - y0), self.max_pixels)
@@ -218,7 +239,8 @@ def load_data(args, vocab=None, extend=False):
 
     def dataset(source, train):
         return SVHNDataset(source, tokenizer, train=train, image_size=args.image_size,
-                           crop_size=args.crop_size, max_pixels=args.max_pixels)
+                           crop_size=args.crop_size, max_pixels=args.max_pixels,
+                           loose=args.loose)
     train_set = ConcatDataset([dataset(part, args.augment) for part in parts])
     val_set = None
     if held:

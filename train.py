@@ -38,6 +38,7 @@ VAL_SIZE = 0          # images held out from the first JSON for validation and b
 IMAGE_SIZE = 64       # the expanded digit crop is resized to this square...
 CROP_SIZE = 54        # ...then cropped to this: random resized crop (train) or centre crop (eval)
 AUGMENT = True        # random resized crop (scale 0.7-1) + colour jitter 0.5 on training images
+LOOSE = 0.0           # share of training crops widened at random toward the whole photo
 NORMALIZE = False     # pixels enter the encoder in [0, 1]; True: mapped to [-1, 1] by the model
 # model (build_model.DEFAULT_CONFIG)
 PLAN = build_model.DEFAULT_CONFIG["plan"]  # VGG channel plan, M = max-pool 3/2/1
@@ -62,7 +63,8 @@ SEED = 0
 # flags stored in the checkpoint's model config
 MODEL_ARGS = ("plan", "hidden", "dropout", "image_size", "crop_size", "max_len", "glimpse",
               "normalize")
-DATA_ARGS = ("train_json", "val_size", "val_json", "seed")  # the data a run sees; kept on resume
+# the data a run sees, kept on resume
+DATA_ARGS = ("train_json", "val_size", "val_json", "seed", "augment", "loose")
 # model sizes; "cpu" trains at a useful speed on 2 cores
 PRESETS = {"cpu": {"plan": "32 M 64 M 128 M 128", "hidden": 128}}
 # fine-tuning (--init): defaults for a few hundred images, replacing the recipe's where not given
@@ -88,6 +90,10 @@ def parse_args(argv=None):
     a("--max-pixels", type=int, default=MAX_PIXELS, help="a larger image is an unreadable one")
     a("--augment", action=argparse.BooleanOptionalAction, default=AUGMENT,
       help="training augmentation")
+    a("--loose", type=float, default=LOOSE,
+      help="probability that a training crop is widened at random toward the whole image (each "
+           "side a uniform part of the way to the edge), so that the model also reads photos "
+           "given without a box (predict.py); 0: always the recipe's crop")
     a("--normalize", action=argparse.BooleanOptionalAction, default=NORMALIZE,
       help="map input pixels [0, 1] -> [-1, 1] inside the model (stored in the checkpoint)")
     a("--preset", choices=sorted(PRESETS),
@@ -155,7 +161,8 @@ def parse_args(argv=None):
             ("lr", args.lr, args.lr >= 0, ">= 0"), ("clip", args.clip, args.clip > 0, "> 0"),
             ("gamma", args.gamma, args.gamma > 0, "> 0"),
             ("weight-decay", args.weight_decay, args.weight_decay >= 0, ">= 0"),
-            ("warmup", args.warmup, 0 <= args.warmup < 1, "in [0, 1)")]:
+            ("warmup", args.warmup, 0 <= args.warmup < 1, "in [0, 1)"),
+            ("loose", args.loose, 0 <= args.loose <= 1, "in [0, 1]")]:
         if not (math.isfinite(value) and ok):
             p.error(f"--{name} must be a finite number {want}, got {value}")
     if any(m < 1 for m in args.milestones):

@@ -541,3 +541,46 @@ def test_record_names_stay_inside_image_dir(tmp_path, name, why):
         load_split(path)
     assert str(e.value).startswith(f"{path}: record 1 ") and why in str(e.value), str(e.value)
     assert load_split(write_split(str(tmp_path), [good, {**good, "name": "a..b.png"}]))
+
+
+# -- loose crops (train.py --loose) --------------------------------------------------------------
+
+def test_loosen_reaches_from_the_tight_crop_to_the_whole_image():
+    import random
+    random.seed(0)
+    region = (40, 10, 60, 30)  # x0 y0 x1 y1 inside a 100 x 50 image
+    seen = [data.loosen(region, (100, 50)) for _ in range(2000)]
+    for x0, y0, x1, y1 in seen:  # always holds the tight crop, never leaves the image
+        assert 0 <= x0 <= 40 and 0 <= y0 <= 10 and 60 <= x1 <= 100 and 30 <= y1 <= 50
+    lefts = [s[0] for s in seen]
+    rights = [s[2] for s in seen]
+    assert min(lefts) <= 1 and max(lefts) >= 39  # uniform over the whole way to the edge
+    assert min(rights) <= 61 and max(rights) >= 99
+    # a region already past the image edge is never shrunk on that side
+    for _ in range(100):
+        x0, y0, x1, y1 = data.loosen((-5, -3, 120, 30), (100, 50))
+        assert x0 == -5 and y0 == -3 and x1 == 120 and 30 <= y1 <= 50
+
+
+def test_loose_training_crops_keep_the_boxes_exact(tmp_path):
+    import random
+    # a bright box drawn where the record says: wherever the loose crop puts it, the mapped box
+    # must still frame the bright pixels in the network input
+    img = np.zeros((60, 200, 3), np.uint8)
+    img[20:40, 90:110] = 255
+    Image.fromarray(img).save(tmp_path / "a.png")
+    path = write_split(str(tmp_path), [{"name": "a.png", "digits": [1],
+                                        "boxes": [[90, 20, 20, 20]]}])
+    ds = data.SVHNDataset(path, train=True, image_size=64, crop_size=64, loose=1.0)
+    ds.augment = lambda im, b: (torch.from_numpy(np.array(im)).permute(2, 0, 1) / 255.0,
+                                torch.tensor(b, dtype=torch.float32))
+    widths = set()
+    for seed in range(20):
+        random.seed(seed)
+        x, _, (box,) = ds[0]
+        x0, y0, x1, y1 = box.tolist()
+        inside = x[0, int(y0) + 2:int(y1) - 2, int(x0) + 2:int(x1) - 2]
+        assert inside.min() > 0.9
+        widths.add(round(x1 - x0))
+    assert len(widths) > 5  # the crops differ: the boxes do too
+    assert data.SVHNDataset(path, train=False, loose=1.0).loose == 0.0  # evaluation: never loose

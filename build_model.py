@@ -20,8 +20,8 @@ DEFAULT_CONFIG = {
     "hidden": 256,       # GRU hidden size = embedding size = attention size
     "dropout": 0.0,      # dropout between the two GRU layers and before the classifier
     "vocab_size": 14,    # <pad> <unk> </s> <s> + 10 digits
-    "image_size": 64,    # the digit-region crop is resized to this ...
-    "crop_size": 54,     # ... then (random or centre) cropped to this
+    "image_size": 64,    # the digit-region crop is resized to this (int: a square; [H, W]) ...
+    "crop_size": 54,     # ... then (random or centre) cropped to this: the network input
     "max_len": 8,        # default cap on emitted digits when decoding
     "glimpse": True,     # attend once from h0 before the first step (the seed); False: zeros
     "normalize": False,  # True: the model maps its [0, 1] input pixels to [-1, 1] (not the seed)
@@ -295,8 +295,50 @@ class AttentionOCR(nn.Module):
 # Bounds on a config, generous for anything this repository trains, but small enough that a
 # mistyped flag or a corrupted (or hostile) checkpoint cannot make build_model allocate gigabytes:
 # hidden = 10**9 alone would ask for ~10**19 bytes of GRU weights.
-CONFIG_LIMITS = {"hidden": 8192, "vocab_size": 1024, "image_size": 2048, "crop_size": 2048,
-                 "max_len": 256}
+CONFIG_LIMITS = {"hidden": 8192, "vocab_size": 1024, "max_len": 256}
+MAX_SIDE = 2048  # of image_size and crop_size
+# pixels of the network input: a 512 x 512 input already costs the seed's encoder ~1 GB of
+# activations per image in training; a hostile 2048 x 2048 config would ask for 34 GB
+MAX_INPUT_PIXELS = 512 * 512
+
+
+def as_hw(size):
+    """An image_size or crop_size as (height, width): an int is a square, a pair is [H, W]."""
+    if isinstance(size, (list, tuple)):
+        return int(size[0]), int(size[1])
+    return int(size), int(size)
+
+
+def parse_size(text):
+    """'54' -> 54 (a square, as the seed's config stores it); '32x128' -> [32, 128] (H x W)."""
+    parts = str(text).lower().split("x")
+    try:
+        sides = [int(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"size {text!r} must be N or HxW (e.g. 54 or 32x128)") from None
+    if len(sides) == 1:
+        return sides[0]
+    if len(sides) != 2:
+        raise ValueError(f"size {text!r} must be N or HxW (e.g. 54 or 32x128)")
+    if sides[0] == sides[1]:
+        return sides[0]
+    return sides
+
+
+def format_size(size):
+    """54 -> '54', [32, 128] -> '32x128'."""
+    h, w = as_hw(size)
+    return str(h) if h == w else f"{h}x{w}"
+
+
+def check_size(key, value):
+    """ValueError unless value is an int or an [H, W] pair of ints in 1..MAX_SIDE."""
+    sides = value if isinstance(value, (list, tuple)) else [value]
+    ok = len(sides) in (1, 2) and all(
+        isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIDE for v in sides)
+    if not ok:
+        raise ValueError(f"model config {key!r} must be an int or [H, W] of ints in "
+                         f"1..{MAX_SIDE}, got {value!r}")
 MAX_CHANNELS = 8192  # per convolution of the plan
 MAX_CONVS = 64  # convolutions in the plan
 
@@ -322,9 +364,16 @@ def check_config(config):
     if (isinstance(config["dropout"], bool) or not isinstance(config["dropout"], (int, float))
             or not 0.0 <= config["dropout"] < 1.0):
         raise ValueError(f"model config 'dropout' must be in [0, 1), got {config['dropout']!r}")
-    if config["crop_size"] > config["image_size"]:
+    for key in ("image_size", "crop_size"):
+        check_size(key, config[key])
+    crop = as_hw(config["crop_size"])
+    image = as_hw(config["image_size"])
+    if crop[0] > image[0] or crop[1] > image[1]:
         raise ValueError(f"model config 'crop_size' {config['crop_size']} is larger than "
                          f"'image_size' {config['image_size']}")
+    if crop[0] * crop[1] > MAX_INPUT_PIXELS:
+        raise ValueError(f"model config 'crop_size' {config['crop_size']} is an input of "
+                         f"{crop[0] * crop[1]:,} pixels, above the limit of {MAX_INPUT_PIXELS:,}")
     for key in ("pad_id", "eos_id", "bos_id"):
         value = config[key]
         is_int = isinstance(value, int) and not isinstance(value, bool)

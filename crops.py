@@ -9,6 +9,8 @@ import numpy as np
 import torchvision.transforms.functional as TF
 from PIL import Image
 
+from build_model import as_hw
+
 GROW = 1.3                    # the union box's width and height x 1.3, around its centre
 # Images (and crop boxes) above this many pixels are refused, read from the header before any
 # decoding (--max-pixels raises it). SVHN's largest image is ~0.6 MP and a phone photo 12-48 MP;
@@ -54,15 +56,15 @@ def crop_image(img, box):
 
 
 def resize_region(img, image_size):
-    """A region (PIL) resized to the image_size square that training and evaluation both start
-    from (training then crops it at random, evaluation at the centre)."""
-    return TF.resize(img, [image_size, image_size], antialias=True)
+    """A region (PIL) resized to image_size (a square side, or [H, W]) that training and
+    evaluation both start from (training then crops it at random, evaluation at the centre)."""
+    return TF.resize(img, list(as_hw(image_size)), antialias=True)
 
 
 def centre_input(img, crop_size):
-    """Evaluation's network input from a resized region: its centre crop_size square, as a
-    tensor (3, crop_size, crop_size) in [0, 1]."""
-    img = TF.center_crop(img, [crop_size, crop_size])
+    """Evaluation's network input from a resized region: its centre crop_size (side or [H, W]),
+    as a tensor (3, H, W) in [0, 1]."""
+    img = TF.center_crop(img, list(as_hw(crop_size)))
     return TF.to_tensor(img)
 
 

@@ -22,9 +22,11 @@ import numpy as np
 import torch
 import torchvision.transforms as T
 import torchvision.transforms.functional as TF
+from PIL import Image, ImageFilter
 from torch.utils.data import ConcatDataset
 
 from atomic import save_figure
+from build_model import as_hw
 from crops import MAX_PIXELS, centre_input, crop_image, open_image, resize_region
 from records import load_split, record_region, record_text
 from tokenizer import (PAD, build_tokenizer, extend_vocab, token_text, tokenizer_from_vocab,
@@ -35,12 +37,45 @@ from tokenizer import (PAD, build_tokenizer, extend_vocab, token_text, tokenizer
 SCALE = (0.7, 1.0)            # RandomResizedCrop area range (aspect ratio: torchvision's 3/4-4/3)
 RATIO = (3.0 / 4.0, 4.0 / 3.0)
 JITTER = 0.5                  # ColorJitter brightness = contrast = saturation = hue
+# the photo augmentation (--augment-style photo, fine-tuning's default): real crops of text vary
+# in framing, tilt, colour and focus; a small share of each, chosen on real plates (README)
+PHOTO_FRAME = 0.06            # each side of the region moves up to this share of its size
+PHOTO_ROTATE = 3.0            # degrees, either way
+PHOTO_JITTER = (0.4, 0.4, 0.4, 0.05)  # brightness, contrast, saturation, hue
+PHOTO_BLUR = 0.3              # share of images blurred, radius up to PHOTO_BLUR_RADIUS input pixels
+PHOTO_BLUR_RADIUS = 1.2
+STYLES = ("seed", "photo")
 # Transforms are torchvision v1 on PIL images: measured 1.6x faster than v2 on uint8 tensors for
 # this pipeline (bench/bench_data.py --compare-v2) and as fast as v2 on PIL.
 
 
 # -----------------------------------------------------------------------------
 # dataset
+
+def reframe(region):
+    """A training region (x0, y0, x1, y1) with each side moved by up to PHOTO_FRAME of the
+    region's width or height, in or out (black where it leaves the image): a crop as a
+    person or a detector might have framed it. Draws from `random`, seeded per sample."""
+    x0, y0, x1, y1 = (float(v) for v in region)
+    dx = PHOTO_FRAME * (x1 - x0)
+    dy = PHOTO_FRAME * (y1 - y0)
+    x0 += random.uniform(-dx, dx)
+    x1 += random.uniform(-dx, dx)
+    y0 += random.uniform(-dy, dy)
+    y1 += random.uniform(-dy, dy)
+    return int(x0), int(y0), max(int(x1), int(x0) + 1), max(int(y1), int(y0) + 1)
+
+
+def photo_augment(img, jitter):
+    """The photo augmentation of a resized region (PIL): a small rotation, colour jitter, and
+    sometimes a blur. Boxes keep their place (a 3-degree turn moves them by a pixel or two)."""
+    img = TF.rotate(img, random.uniform(-PHOTO_ROTATE, PHOTO_ROTATE),
+                    interpolation=T.InterpolationMode.BILINEAR)
+    img = jitter(img)
+    if random.random() < PHOTO_BLUR:
+        img = img.filter(ImageFilter.GaussianBlur(random.uniform(0.3, PHOTO_BLUR_RADIUS)))
+    return img
+
 
 def loosen(region, size):
     """A training region (x0, y0, x1, y1) widened at random toward the image's edges: each side
@@ -64,12 +99,14 @@ class SVHNDataset(torch.utils.data.Dataset):
     They are not clipped, so a box may reach past the network input."""
 
     def __init__(self, source, tokenizer=None, train=False, image_size=64, crop_size=54,
-                 max_pixels=MAX_PIXELS, loose=0.0):
+                 max_pixels=MAX_PIXELS, loose=0.0, style="seed"):
         if isinstance(source, (str, os.PathLike)):
             self.image_dir, records = load_split(source)
         else:
             self.image_dir, records = source
-        if not 0 < crop_size <= image_size:
+        crop_hw = as_hw(crop_size)
+        image_hw = as_hw(image_size)
+        if not all(0 < c <= s for c, s in zip(crop_hw, image_hw)):
             raise ValueError(f"crop_size {crop_size} must be in 1..image_size ({image_size})")
         self.tokenizer = tokenizer if tokenizer is not None else build_tokenizer(records)
         self.train = train
@@ -79,6 +116,9 @@ class SVHNDataset(torch.utils.data.Dataset):
         if not 0.0 <= loose <= 1.0:
             raise ValueError(f"loose {loose} must be a probability in [0, 1]")
         self.loose = loose if train else 0.0
+        if style not in STYLES:
+            raise ValueError(f"augmentation style {style!r} is not one of {', '.join(STYLES)}")
+        self.style = style
         # compact arrays instead of a list of dicts: cheap to pickle to workers (spawn)
         self.names = [r["name"] for r in records]
         self.texts = [record_text(r) for r in records]
@@ -91,6 +131,8 @@ class SVHNDataset(torch.utils.data.Dataset):
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.boxes = np.array([b for bs in char_boxes for b in bs], dtype=np.float32).reshape(-1, 4)
         self.jitter = T.ColorJitter(JITTER, JITTER, JITTER, JITTER)
+        if style == "photo":
+            self.jitter = T.ColorJitter(*PHOTO_JITTER)
 
     def __len__(self):
         return len(self.names)
@@ -113,10 +155,12 @@ class SVHNDataset(torch.utils.data.Dataset):
             img = crop_image(img, (x0, y0, x1 - x0, y1 - y0))
         else:
             x0, y0, x1, y1 = (int(v) for v in self.regions[i])
+            if self.train and self.style == "photo":
+                x0, y0, x1, y1 = reframe((x0, y0, x1, y1))
             img = open_image(path, (x0, y0, x1 - x0, y1 - y0), self.max_pixels)
-        s = self.image_size
-        img = resize_region(img, s)
-        sx, sy = s / (x1 - x0), s / (y1 - y0)
+        img = resize_region(img, self.image_size)
+        height, width = as_hw(self.image_size)
+        sx, sy = width / (x1 - x0), height / (y1 - y0)
         right = ltwh[:, 0] + ltwh[:, 2]
         bottom = ltwh[:, 1] + ltwh[:, 3]
         boxes = np.stack([(ltwh[:, 0] - x0) * sx, (ltwh[:, 1] - y0) * sy,
@@ -125,18 +169,30 @@ class SVHNDataset(torch.utils.data.Dataset):
 
     def augment(self, img, boxes):
         """Recipe transform of a load() result -> (tensor (3, S, S), boxes (K, 4) tensor)."""
-        c = self.crop_size
-        if self.train:
-            top, left, h, w = T.RandomResizedCrop.get_params(img, SCALE, RATIO)
-            img = TF.resized_crop(img, top, left, h, w, [c, c], antialias=True)
+        ch, cw = as_hw(self.crop_size)
+        if self.train and self.style == "photo":
+            height, width = as_hw(self.image_size)
+            top = int(round((height - ch) / 2.0))
+            left = int(round((width - cw) / 2.0))
+            sx = sy = 1.0
+            x = centre_input(photo_augment(img, self.jitter), self.crop_size)  # (3, H, W)
+        elif self.train:
+            # the seed's aspect range, around the input's own shape (a square: exactly the seed's)
+            ratio = RATIO
+            if cw != ch:
+                ratio = (RATIO[0] * cw / ch, RATIO[1] * cw / ch)
+            top, left, h, w = T.RandomResizedCrop.get_params(img, SCALE, ratio)
+            img = TF.resized_crop(img, top, left, h, w, [ch, cw], antialias=True)
             img = self.jitter(img)
-            sx, sy = c / w, c / h
-            x = TF.to_tensor(img)  # (3, S, S) in [0, 1]
+            sx, sy = cw / w, ch / h
+            x = TF.to_tensor(img)  # (3, H, W) in [0, 1]
         else:
             # CenterCrop's own offset rule (torchvision rounds half the margin)
-            top = left = int(round((self.image_size - c) / 2.0))
+            height, width = as_hw(self.image_size)
+            top = int(round((height - ch) / 2.0))
+            left = int(round((width - cw) / 2.0))
             sx = sy = 1.0
-            x = centre_input(img, c)  # (3, S, S) in [0, 1]
+            x = centre_input(img, self.crop_size)  # (3, H, W) in [0, 1]
         boxes = (boxes - [left, top, left, top]) * [sx, sy, sx, sy]
         return x, torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
 
@@ -200,8 +256,9 @@ VAL_SEED = 0  # fixed, so that --seed never changes which images are held out
 
 def load_data(args, vocab=None, extend=False):
     """(tokenizer, training set of all JSONs minus the held-out images, validation set or None)
-    from train.py's flags (--train-json, --val-json, --val-size, --max-len, --image-size,
-    --crop-size, --max-pixels, --augment); sets args.json_records, which the checkpoint keeps.
+    from train.py's flags (--train-json, --val-json, --val-size, --max-len where given,
+    --image-size, --crop-size, --max-pixels, --augment, --augment-style, --loose); sets
+    args.json_records, which the checkpoint keeps.
     vocab: a checkpoint's vocabulary, kept as it is, or with extend the training texts'
     characters it lacks appended (fine-tuning)."""
     paths = list(args.train_json)
@@ -212,11 +269,13 @@ def load_data(args, vocab=None, extend=False):
             raise FileNotFoundError(f"{path}: no such file; "
                                     f"make it with `python prepare_data.py` first")
     splits = [load_split(path) for path in paths]
-    for path, (_, records) in zip(paths, splits):
-        for r in records:  # the model could never read it out
-            if len(record_text(r)) > args.max_len:
-                raise ValueError(f"{path}: record {r['name']!r}: text {record_text(r)!r} is "
-                                 f"longer than --max-len {args.max_len}; raise --max-len")
+    if "max_len" in args.model_flags:  # a cap given explicitly; otherwise it follows the data
+        for path, (_, records) in zip(paths, splits):
+            for i, r in enumerate(records):  # the model could never read it out
+                if len(record_text(r)) > args.max_len:
+                    raise ValueError(f"{path}: record {i + 1} ({r['name']!r}): text "
+                                     f"{record_text(r)!r} is longer than --max-len "
+                                     f"{args.max_len}; raise --max-len or leave it out")
     val_split = splits.pop() if args.val_json else None
     args.json_records = [len(records) for _, records in splits]  # saved: resume checks the JSONs
     records = [r for _, records in splits for r in records]
@@ -240,7 +299,7 @@ def load_data(args, vocab=None, extend=False):
     def dataset(source, train):
         return SVHNDataset(source, tokenizer, train=train, image_size=args.image_size,
                            crop_size=args.crop_size, max_pixels=args.max_pixels,
-                           loose=args.loose)
+                           loose=args.loose, style=args.augment_style)
     train_set = ConcatDataset([dataset(part, args.augment) for part in parts])
     val_set = None
     if held:
@@ -248,6 +307,29 @@ def load_data(args, vocab=None, extend=False):
     if val_split is not None:
         val_set = dataset(val_split, False)
     return tokenizer, train_set, val_set
+
+
+def longest_text(dataset):
+    """Characters in the longest text of a training set (a ConcatDataset of SVHNDatasets)."""
+    return max(len(t) for part in dataset.datasets for t in part.texts)
+
+
+def median_aspect(image_dir, records, sample=200):
+    """Median width / height of the regions a split's images are read from, over up to `sample`
+    records spread over it (image headers only, for records without a region)."""
+    step = max(1, len(records) // sample)
+    aspects = []
+    for r in records[::step]:
+        region = record_region(r)
+        if region is None:  # the whole image: its size from the header
+            try:
+                with Image.open(os.path.join(image_dir, r["name"])) as img:
+                    region = (0, 0, *img.size)
+            except OSError:  # unreadable: training names it when it gets there
+                continue
+        x0, y0, x1, y1 = region
+        aspects.append((x1 - x0) / max(y1 - y0, 1))
+    return float(np.median(aspects)) if aspects else 1.0
 
 
 # -----------------------------------------------------------------------------

@@ -5,6 +5,7 @@ One place for train.py, eval.py and play.py, so that `torchrun` and the scripts 
 "cuda" means.
 """
 import os
+import time
 
 import torch
 import torch.distributed as dist
@@ -157,6 +158,70 @@ def cpu_cores():
     if hasattr(os, "sched_getaffinity"):  # Linux
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+FREE_WINDOW = 0.25  # seconds of /proc/stat sampled to see how busy this process's cores are
+
+
+def free_cores(window=FREE_WINDOW):
+    """How many of the cores this process may run on are idle now: the sum of their idle shares
+    over `window` seconds of /proc/stat (Linux); None where the system does not tell."""
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+
+    def sample():
+        times = {}
+        with open("/proc/stat") as f:
+            for line in f:
+                name, *fields = line.split()
+                if not name.startswith("cpu") or name == "cpu":
+                    continue
+                cpu = int(name[3:])
+                if allowed is None or cpu in allowed:
+                    values = [int(v) for v in fields[:8]]
+                    times[cpu] = (values[3] + values[4], sum(values))  # idle + iowait, all
+        return times
+    try:
+        before = sample()
+        time.sleep(window)
+        after = sample()
+    except (OSError, ValueError):
+        return None
+    free = 0.0
+    for cpu, (idle, total) in after.items():
+        if cpu in before and total > before[cpu][1]:
+            free += (idle - before[cpu][0]) / (total - before[cpu][1])
+    return free
+
+
+def thread_rule(processes=1):
+    """(torch threads, CPU loader workers) for each of `processes` processes, from one look at
+    how busy the cores are at start: threads = the cores this process may use that are idle
+    (free_cores, rounded, at least 1), shared between the processes; one loader worker where a
+    second core is free, else none (loading then runs between steps instead of fighting the
+    compute for the core). A core kept busy by another program is left to it: two threads on
+    one free core wait on each other at every parallel region (10x slower, bench_threads.py)."""
+    cores = cpu_cores()
+    free = free_cores()
+    if free is None:
+        free = cores
+    free = min(cores, int(free + 0.5))
+    threads = max(1, free // processes)
+    workers = 1 if free >= 2 else 0
+    return threads, workers
+
+
+def apply_thread_rule(device, threads=0, workers=None):
+    """eval.py's, play.py's and predict.py's threads and loader workers: --threads (0: the thread
+    rule's) set for torch on a CPU; returns the loader workers (--workers, or None: on a GPU
+    min(8, cores / 2), on a CPU the rule's)."""
+    rule_threads, rule_workers = thread_rule()
+    if device.type == "cpu":
+        torch.set_num_threads(threads or rule_threads)
+    if workers is not None:
+        return workers
+    if device.type == "cpu":
+        return rule_workers
+    return min(8, max(1, cpu_cores() // 2))
 
 
 def from_rank0(load, ddp, rank):

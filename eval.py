@@ -49,6 +49,33 @@ def sequence_accuracy(preds, truths):
     return sum(list(p) == list(t) for p, t in zip(preds, truths)) / len(truths)
 
 
+def edit_distance(a, b):
+    """Levenshtein distance between two sequences (insertions, deletions, substitutions)."""
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        diagonal, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (x != y))
+    return row[-1]
+
+
+def character_error_rate(preds, truths):
+    """CER: the summed edit distance over the summed truth lengths (can exceed 1)."""
+    total = sum(len(t) for t in truths)
+    if not total:
+        return 0.0
+    return sum(edit_distance(p, t) for p, t in zip(preds, truths)) / total
+
+
+def one_minus_ned(preds, truths):
+    """1 - normalised edit distance (ICDAR 2019): the mean over images of
+    1 - distance / max(len(prediction), len(truth)); 1 is perfect."""
+    if not truths:
+        return 0.0
+    scores = [1 - edit_distance(p, t) / max(len(p), len(t), 1) for p, t in zip(preds, truths)]
+    return sum(scores) / len(scores)
+
+
 def accuracy_by_length(preds, truths, max_len=MAX_LENGTH_ROW):
     """{length: {"accuracy", "count"}} by true number length (1..max_len, longer ones grouped)."""
     table = {}
@@ -94,15 +121,16 @@ def coverage_at(correct, confidence, target=TARGET_ACCURACY):
     return float(coverage[ok].max()) if ok.any() else 0.0
 
 
-def attention_peaks(attention, feature_hw, crop_size):
+def attention_peaks(attention, feature_hw, input_hw):
     """Input-pixel (x, y) of the attention argmax cell centre: (B, T, L) -> (B, T, 2).
-    Cell (r, c) of an H' x W' map covers the S x S input, so its centre is
-    ((c + 0.5) * S / W', (r + 0.5) * S / H')."""
+    Cell (r, c) of an H' x W' map covers the H x W input (input_hw), so its centre is
+    ((c + 0.5) * W / W', (r + 0.5) * H / H')."""
     h, w = feature_hw
+    input_h, input_w = input_hw
     idx = attention.argmax(dim=-1)  # (B, T)
     rows, cols = idx // w, idx % w
-    x = (cols.float() + 0.5) * crop_size / w
-    y = (rows.float() + 0.5) * crop_size / h
+    x = (cols.float() + 0.5) * input_w / w
+    y = (rows.float() + 0.5) * input_h / h
     return torch.stack([x, y], dim=-1)  # (B, T, 2)
 
 
@@ -181,7 +209,8 @@ def evaluate(model, loader, config, beam=BEAM, device="cpu", progress=True, prec
             truth = truth_ids(tokens, config)
             logprob = out["logprob"].float().cpu()
             loss, count = sequence_loss(model, features, tokens, pred, truth, logprob, pad_id)
-        peaks = attention_peaks(out["attention"].cpu(), out["feature_hw"], images.shape[-1])
+        peaks = attention_peaks(out["attention"].cpu(), out["feature_hw"],
+                                images.shape[-2:])
         hits, steps = attention_hits(peaks, [len(p) for p in pred], boxes)
         res["pred"] += pred
         res["truth"] += truth
@@ -216,6 +245,8 @@ def summarize(res, vocab, target=TARGET_ACCURACY, labels=None, max_len=None):
         "loss": res["loss_sum"] / res["loss_count"] if res["loss_count"] else None,
         "sequence_accuracy": sequence_accuracy(preds, truths),
         "digit_accuracy": digit_accuracy(preds, truths),
+        "character_error_rate": character_error_rate(preds, truths),
+        "one_minus_ned": one_minus_ned(preds, truths),
         "accuracy_by_length": accuracy_by_length(preds, truths),
         f"coverage_at_{round(target * 100)}": coverage_at(correct, confidence, target),
         "attention_localisation": res["hits"] / res["steps"] if res["steps"] else None,
@@ -283,6 +314,8 @@ def print_table(report, target):
     rows = [("images", report["num_images"]), ("loss", fmt(report["loss"])),
             ("sequence accuracy", fmt(report["sequence_accuracy"])),
             ("character accuracy", fmt(report["digit_accuracy"])),
+            ("character error rate", fmt(report["character_error_rate"])),
+            ("1 - NED", fmt(report["one_minus_ned"])),
             (f"coverage at {target:.0%}", fmt(report[f"coverage_at_{round(target * 100)}"])),
             ("attention localisation", fmt(report["attention_localisation"]))]
     rows += [(f"  {n} digit(s), n={row['count']}", fmt(row["accuracy"]))
@@ -317,8 +350,13 @@ def parse_args(argv=None):
                    help="evaluate only the first N images; None: all")
     # loading (~1.3 ms an image) needs a fraction of a core; more would steal the convolutions'
     # cores
-    p.add_argument("--workers", type=int, default=min(8, max(1, (os.cpu_count() or 2) // 2)),
-                   help="DataLoader worker processes (0 = load in the main process)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="DataLoader worker processes (0 = load in the main process); None: on a "
+                        "GPU min(8, cores / 2), on a CPU the thread rule's (1 where two cores are "
+                        "free, else 0)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads; 0: the thread rule (train.py --help): the cores "
+                        "idle at start, leaving a core another program keeps busy to it")
     p.add_argument("--device", default=None,
                    help="cpu, cuda, cuda:1, mps; None: CUDA if present, else MPS, else CPU")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="fp32",
@@ -341,6 +379,8 @@ def parse_args(argv=None):
         p.error(f"--beam must be at most {MAX_BEAM}, got {args.beam}")
     if args.limit is not None and args.limit < 1:
         p.error("--limit must be >= 1")
+    if args.threads < 0 or (args.workers is not None and args.workers < 0):
+        p.error("--threads and --workers must be >= 0")
     return args
 
 
@@ -362,6 +402,7 @@ def run(args):
     from tokenizer import tokenizer_from_vocab
     # a device this machine lacks (no GPU, driver or MPS) fails here, not as a traceback later
     device = devices.device_from_flag(args.device)
+    workers = devices.apply_thread_rule(device, args.threads, args.workers)
     precision = devices.resolve_precision(device, args.precision)  # this GPU, not cuda:0
     note = devices.emulated_bf16_note(device, precision)
     if note:
@@ -384,7 +425,7 @@ def run(args):
                           max_pixels=args.max_pixels)
     batch_size = min(args.batch_size, max(1, BEAM_ROWS // args.beam))  # same answers, any batch
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                                         num_workers=args.workers, collate_fn=collate,
+                                         num_workers=workers, collate_fn=collate,
                                          pin_memory=device.type == "cuda")
     model = prepare_model(model, device)
     start = time.perf_counter()

@@ -117,8 +117,7 @@ def _record(row, columns, n_fields, folder, max_len):
         raise ValueError(f"{name}: empty text")
     if max_len and len(text) > max_len:
         raise ValueError(f"{name}: text {text!r} has {len(text)} characters, more than --max-len "
-                         f"{max_len} (the longest a model decodes; raise --max-len here and in "
-                         f"train.py)")
+                         f"{max_len} (0 allows any length)")
     box = None
     if "left" in columns:
         try:

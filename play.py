@@ -66,12 +66,14 @@ def load_file(path, crop, image_size, crop_size, max_pixels=MAX_PIXELS):
     """One image file -> network input (3, crop_size, crop_size), as data.py prepares eval crops:
     region (the whole image, or the --crop box grown by 30% like training crops), resize to
     image_size, centre crop. Any PIL mode; ValueError with a reason when it cannot be read."""
+    from build_model import as_hw
     from crops import crop_box, eval_input, open_image
     box = None
     if crop is not None:
         box = crop_box([crop])
     # JPEG decodes at a reduced scale for free; the crop needs a few pixels, not 12 MP
-    draft = (4 * image_size, 4 * image_size) if crop is None else None
+    height, width = as_hw(image_size)
+    draft = (4 * width, 4 * height) if crop is None else None
     try:
         img = open_image(path, box, max_pixels, draft)
     except OSError as e:  # "<path>: cannot read image (...)": the caller names the path
@@ -124,25 +126,25 @@ def predict(model, items, vocab, beam=1, device="cpu", precision="fp32"):
         with devices.autocast_for(device, precision):
             out = model.decode(images) if beam == 1 else model.beam_search(images, beam=beam)
         h, w = out["feature_hw"]
-        S = images.shape[-1]
+        H, W = images.shape[-2:]
         B, T, _ = out["attention"].shape
         # reshape, not view: beam search's attention is a slice of a larger tensor (not contiguous)
         flat = out["attention"].float().reshape(B * T, 1, h, w)  # (B*T, 1, h, w)
-        maps = F.interpolate(flat, size=(S, S), mode="bilinear",
-                             align_corners=False)  # (B*T, 1, S, S)
-        maps = maps.view(B, T, S, S).cpu()  # (B, T, S, S)
+        maps = F.interpolate(flat, size=(H, W), mode="bilinear",
+                             align_corners=False)  # (B*T, 1, H, W)
+        maps = maps.view(B, T, H, W).cpu()  # (B, T, H, W)
         for b, it in enumerate(chunk):
             ids = label_ids(out["tokens"][b])
             it["digits"] = [vocab[t] for t in ids]
             it["probs"] = out["probs"][b, : len(ids)].float().cpu().tolist()
             it["prob"] = float(out["logprob"][b].float().exp())
-            it["maps"] = maps[b, : len(ids)].numpy()  # (K, S, S)
+            it["maps"] = maps[b, : len(ids)].numpy()  # (K, H, W)
     return items
 
 
 def draw_row(axes, item):
     """The crop, then one attention panel per predicted digit, on a row of axes."""
-    image = item["image"].permute(1, 2, 0).numpy()  # (S, S, 3) in [0, 1]
+    image = item["image"].permute(1, 2, 0).numpy()  # (H, W, 3) in [0, 1]
     grey = image.mean(axis=2)
     for ax in axes:
         ax.axis("off")
@@ -161,7 +163,9 @@ def figure(items, path, show=False):
     """One row per item; saved atomically to path."""
     import matplotlib.pyplot as plt
     cols = 1 + max(max(len(it["digits"]) for it in items), 1)
-    fig, axes = plt.subplots(len(items), cols, figsize=(1.6 * cols, 1.9 * len(items)),
+    height, width = items[0]["image"].shape[-2:]
+    panel = 1.6 * min(width / height, 2.5)  # a wide input gets wide panels (up to 4 inches)
+    fig, axes = plt.subplots(len(items), cols, figsize=(panel * cols, 1.9 * len(items)),
                              squeeze=False)
     for row, item in zip(axes, items):
         draw_row(row, item)
@@ -203,6 +207,8 @@ def parse_args(argv=None):
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="fp32",
                    help="fp32 (the seed); auto: bf16 autocast on a GPU with bf16 hardware; "
                         "bf16: autocast (fast where the CPU or GPU computes bf16)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads; 0: the thread rule (train.py --help)")
     p.add_argument("--show", action="store_true", help="also open a window with the figures")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
                    help="larger images (width x height) are skipped as unreadable")
@@ -210,6 +216,8 @@ def parse_args(argv=None):
     for flag, value in (("-n", args.n), ("--beam", args.beam), ("--max-pixels", args.max_pixels)):
         if value < 1:
             p.error(f"{flag} must be >= 1, got {value}")
+    if args.threads < 0:
+        p.error(f"--threads must be >= 0, got {args.threads}")
     if args.beam > MAX_BEAM:  # batch x beam rows: --beam 100000 was killed for memory
         p.error(f"--beam must be at most {MAX_BEAM}, got {args.beam}")
     try:
@@ -229,6 +237,7 @@ def main(argv=None):
     from checkpoint import load_checkpoint
     try:
         device = devices.device_from_flag(args.device)
+        devices.apply_thread_rule(device, args.threads, 0)
         precision = devices.resolve_precision(device, args.precision)
         note = devices.emulated_bf16_note(device, precision)
         if note:

@@ -19,8 +19,8 @@ A labels CSV (header name,text and optionally left,top,width,height; see labels_
   attention localisation skips (and counts) these records;
 - region is the box around the whole text, used as given: the 30% growth applies only to SVHN's
   union of digit boxes. Without a box the model sees the whole image.
-Every row is checked first (image readable, box inside it, no duplicate names, text not empty or
-longer than --max-len); a bad row is a one-line error naming the file and line, and nothing
+Every row is checked first (image readable, box inside it, no duplicate names, text not empty,
+and not longer than --max-len where one is given); a bad row is a one-line error naming the file and line, and nothing
 is written.
 `image_dir` is relative to the JSON's own folder (absolute when not under it), so data can move.
 """
@@ -40,7 +40,7 @@ LABEL_NOTE = "SVHN label 10 is stored as digit 0"
 SYNTH_SIZES = "train=10000,extra=0,test=2000,test_ood=2000"
 REAL_SPLITS = ["train", "extra", "test"]
 SYNTH_SPLITS = REAL_SPLITS + ["test_ood"]  # test_ood: typefaces and materials train never has
-MAX_LEN = 8  # build_model.DEFAULT_CONFIG["max_len"] (not imported: converting needs no torch)
+MAX_LEN = 0  # no cap: texts of any length (train.py's decoding cap follows the data)
 
 
 def _half_up(v):
@@ -165,7 +165,8 @@ def main(argv=None):
                          "height]; each DIR/NAME.csv becomes DIR/NAME.json. A box is used as "
                          "given (no 30%% growth, which is SVHN's only); no box: the whole image")
     ap.add_argument("--max-len", type=int, default=MAX_LEN,
-                    help="with --csv: the longest text allowed (train.py's --max-len)")
+                    help="with --csv: refuse texts longer than this (0: any length; train.py's "
+                         "decoding cap follows the longest training text)")
     ap.add_argument("--synthetic", action="store_true",
                     help="first generate the offline SVHN-format replica with synthetic.py into "
                          "--root (splits of size 0 are skipped), then convert it")
@@ -214,8 +215,8 @@ def main_csv(ap, args):
     """prepare_data.py --csv: check every CSV before writing any JSON."""
     if args.synthetic or args.root:
         ap.error("--csv cannot be combined with --synthetic or --root")
-    if args.max_len < 1:
-        ap.error("--max-len must be >= 1")
+    if args.max_len < 0:
+        ap.error("--max-len must be >= 0 (0: any length)")
     try:
         if args.out_dir and os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
             raise ValueError(f"--out-dir {args.out_dir}: exists and is not a folder")

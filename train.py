@@ -13,6 +13,7 @@ import csv
 import math
 import os
 import sys
+import time
 from contextlib import nullcontext
 from types import SimpleNamespace
 
@@ -28,6 +29,7 @@ import devices
 import engine
 import runs
 from crops import MAX_PIXELS
+from records import load_split
 from tokenizer import BOS, EOS, PAD
 
 # -----------------------------------------------------------------------------
@@ -39,13 +41,16 @@ IMAGE_SIZE = 64       # the expanded digit crop is resized to this square...
 CROP_SIZE = 54        # ...then cropped to this: random resized crop (train) or centre crop (eval)
 AUGMENT = True        # random resized crop (scale 0.7-1) + colour jitter 0.5 on training images
 LOOSE = 0.0           # share of training crops widened at random toward the whole photo
+AUGMENT_STYLE = "seed"  # seed: random resized crop + colour jitter; photo: data.photo_augment
 NORMALIZE = False     # pixels enter the encoder in [0, 1]; True: mapped to [-1, 1] by the model
 # model (build_model.DEFAULT_CONFIG)
 PLAN = build_model.DEFAULT_CONFIG["plan"]  # VGG channel plan, M = max-pool 3/2/1
 HIDDEN = build_model.DEFAULT_CONFIG["hidden"]  # GRU hidden size = embedding size
 DROPOUT = 0.0         # between the two GRU layers and before the classifier
 GLIMPSE = True        # attend once from h0 before the first step; its output feeds step 0
-MAX_LEN = build_model.DEFAULT_CONFIG["max_len"]  # longest number greedy decoding will emit
+MAX_LEN = build_model.DEFAULT_CONFIG["max_len"]  # longest number greedy decoding will emit; unless
+                      # given, raised to the longest training text + MAX_LEN_MARGIN (SVHN: 6 + 2)
+MAX_LEN_MARGIN = 2
 # optimisation
 EPOCHS = 16           # the seed's loop is range(15 + 1): 10 epochs at LR, then 6 at LR x GAMMA
 BATCH_SIZE = 64       # per process under torchrun
@@ -60,18 +65,24 @@ CLIP = 5.0            # gradient-norm clipping
 PRECISION = "fp32"    # bf16 / fp16: autocast (fp16 with a loss scaler on CUDA)
 # system
 SEED = 0
+MAX_MINUTES = 0.0     # time budget (0: none); the epochs are cut to what fits after the first
 # flags stored in the checkpoint's model config
 MODEL_ARGS = ("plan", "hidden", "dropout", "image_size", "crop_size", "max_len", "glimpse",
               "normalize")
 # the data a run sees, kept on resume
-DATA_ARGS = ("train_json", "val_size", "val_json", "seed", "augment", "loose")
+DATA_ARGS = ("train_json", "val_size", "val_json", "seed", "augment", "loose", "augment_style")
 # model sizes; "cpu" trains at a useful speed on 2 cores
 PRESETS = {"cpu": {"plan": "32 M 64 M 128 M 128", "hidden": 128}}
-# fine-tuning (--init): defaults for a few hundred images, replacing the recipe's where not given
-# (measured on 300 plates from the demo's checkpoint, README "Your own data": more epochs overfit,
-# fewer or batch 64 underfit, dropout helps)
-FINETUNE = {"epochs": 80, "batch_size": 16, "lr": 2e-3, "schedule": "cosine", "warmup": 0.1,
-            "dropout": 0.2, "val_size": 0}
+# fine-tuning (--init): defaults for a few hundred real photos, replacing the recipe's where not
+# given (measured on real plates, README "Your own data"). None: chosen from the data
+# (finetune_defaults): the input shape, the epochs and the validation images.
+FINETUNE = {"epochs": None, "batch_size": 16, "lr": 2e-3, "schedule": "cosine", "warmup": 0.1,
+            "dropout": 0.2, "val_size": None, "augment_style": "photo", "max_minutes": 9.0,
+            "image_size": None, "crop_size": None}
+FINETUNE_IMAGES = 24_000  # images seen: epochs = this / training images, within FINETUNE_EPOCHS
+FINETUNE_EPOCHS = (20, 120)
+FINETUNE_VAL = (0.1, 8, 200)  # share of the images held out for best.pt, at least, at most
+FINETUNE_MAX_ASPECT = 8.0  # the widest input fine-tuning picks, width / height
 FINETUNE_FLAGS = ("max_len", "dropout", "image_size", "crop_size")  # --init may change: no weight
 # -----------------------------------------------------------------------------
 
@@ -85,8 +96,13 @@ def parse_args(argv=None):
       help="images held out from the first JSON for validation and best.pt (0: none, the seed)")
     a("--val-json", default=None,
       help="validation JSON (prepare_data.py); None: --val-size images held out")
-    a("--image-size", type=int, default=IMAGE_SIZE, help="side of the resized digit crop")
-    a("--crop-size", type=int, default=CROP_SIZE, help="side of the network input")
+    a("--image-size", type=size_arg, default=IMAGE_SIZE,
+      help="the region is resized to this: N (a square) or HxW, e.g. 40x160")
+    a("--crop-size", type=size_arg, default=CROP_SIZE,
+      help="the network input, cropped from --image-size (at random in training, at the centre "
+           "in evaluation): N or HxW. The encoder's feature map is H/8 x W/8 and attention runs "
+           "over all of it. Wide text reads better wide: e.g. --image-size 48x192 --crop-size "
+           "48x192 (no crop margin) for plates; --init picks a shape from the data")
     a("--max-pixels", type=int, default=MAX_PIXELS, help="a larger image is an unreadable one")
     a("--augment", action=argparse.BooleanOptionalAction, default=AUGMENT,
       help="training augmentation")
@@ -94,6 +110,10 @@ def parse_args(argv=None):
       help="probability that a training crop is widened at random toward the whole image (each "
            "side a uniform part of the way to the edge), so that the model also reads photos "
            "given without a box (predict.py); 0: always the recipe's crop")
+    a("--augment-style", choices=data.STYLES, default=AUGMENT_STYLE,
+      help="seed: the recipe's random resized crop (scale 0.7-1) and colour jitter 0.5; photo: "
+           "for real photos, the region's sides moved up to 6%%, a rotation up to 3 degrees, "
+           "milder colour jitter, sometimes a blur (fine-tuning's default)")
     a("--normalize", action=argparse.BooleanOptionalAction, default=NORMALIZE,
       help="map input pixels [0, 1] -> [-1, 1] inside the model (stored in the checkpoint)")
     a("--preset", choices=sorted(PRESETS),
@@ -103,7 +123,9 @@ def parse_args(argv=None):
     a("--dropout", type=float, default=DROPOUT, help="dropout between the GRU layers and on y")
     a("--glimpse", action=argparse.BooleanOptionalAction, default=GLIMPSE,
       help="step -1 glimpse from h0 (the seed); --no-glimpse: zeros feed the first step")
-    a("--max-len", type=int, default=MAX_LEN, help="decoding length cap (digits)")
+    a("--max-len", type=int, default=MAX_LEN,
+      help="decoding length cap (characters); unless given, the longest training text + "
+           f"{MAX_LEN_MARGIN} where that is more (and with --init at least the checkpoint's)")
     a("--epochs", type=int, default=EPOCHS, help="epochs to train (in all, counting resumed ones)")
     a("--batch-size", type=int, default=BATCH_SIZE, help="images per step (per process)")
     a("--lr", type=float, default=LR, help="AdamW learning rate (peak lr for cosine/onecycle)")
@@ -123,9 +145,12 @@ def parse_args(argv=None):
       help="fp32 (the seed), or autocast to bf16 / fp16 (fp16 with a loss scaler on CUDA); bf16 is "
            "fast only with bf16 hardware (GPU compute capability >= 8, a CPU with AMX)")
     a("--workers", type=int, default=None,
-      help="DataLoader processes; None: 1 on CPU, on CUDA min(8, cores / processes on the node)")
+      help="DataLoader processes; None: on CUDA min(8, cores / processes on the node); on a CPU "
+           "by the thread rule (see --threads): 1 where two cores are free, else 0")
     a("--threads", type=int, default=0,
-      help="torch CPU threads (0: all cores, shared between processes)")
+      help="torch CPU threads. 0: the thread rule: the cores this process may use that are idle "
+           "at start (sampled from /proc/stat for 0.25 s), shared between the node's processes. "
+           "A core another program keeps busy is left to it; sharing it would cost 10x")
     a("--out", default="runs/svhn",
       help="run folder: last.pt (resumable), epoch-NNN.pt (weights), best.pt, loss.csv, val.csv")
     a("--plot", default=None, help="also write the loss curve here (e.g. img/loss.png)")
@@ -138,8 +163,17 @@ def parse_args(argv=None):
            "optimizer and schedule; characters new to its vocabulary get new rows, old ones "
            "keep theirs. "
            f"Defaults then become {FINETUNE} (flags given explicitly win), meant for a few "
-           "hundred images. Of the model flags only --max-len, --dropout, --image-size and "
-           "--crop-size may change (wide text reads better larger: --image-size 96 --crop-size 86)")
+           "hundred images; None is chosen from the data: the input shape (height: the "
+           "checkpoint's input height; width: that times the median width/height of the images, "
+           f"up to {FINETUNE_MAX_ASPECT:g}x, in multiples of 8; no crop margin), epochs "
+           f"({FINETUNE_IMAGES:,} images seen, {FINETUNE_EPOCHS[0]}-{FINETUNE_EPOCHS[1]} epochs) "
+           f"and validation images ({round(100 * FINETUNE_VAL[0])}%% held out for best.pt, "
+           f"{FINETUNE_VAL[1]}-{FINETUNE_VAL[2]}). Of the model flags only --max-len, --dropout, "
+           "--image-size and --crop-size may change (they shape no weight)")
+    a("--max-minutes", type=float, default=MAX_MINUTES,
+      help="time budget in minutes (0: none). After the first epoch the run plans as many epochs "
+           "as fit and lays the lr schedule out over them (recorded as --epochs); cosine and "
+           "step schedules only")
     a("--dry-run", action="store_true",
       help="one training batch and one validation batch; writes nothing")
     args = p.parse_args(argv)
@@ -150,7 +184,8 @@ def parse_args(argv=None):
         args = p.parse_args(argv)
         if args.val_json and args.val_size:
             p.error("--val-json and --val-size > 0: validate on one or the other")
-    lowest = {"epochs": 1, "batch_size": 1, "max_pixels": 1, "val_size": 0, "workers": 0}
+    lowest = {"epochs": 1, "batch_size": 1, "max_pixels": 1, "val_size": 0, "workers": 0,
+              "max_minutes": 0}
     for name, low in lowest.items():
         value = getattr(args, name)
         if value is not None and value < low:
@@ -162,7 +197,8 @@ def parse_args(argv=None):
             ("gamma", args.gamma, args.gamma > 0, "> 0"),
             ("weight-decay", args.weight_decay, args.weight_decay >= 0, ">= 0"),
             ("warmup", args.warmup, 0 <= args.warmup < 1, "in [0, 1)"),
-            ("loose", args.loose, 0 <= args.loose <= 1, "in [0, 1]")]:
+            ("loose", args.loose, 0 <= args.loose <= 1, "in [0, 1]"),
+            ("max-minutes", args.max_minutes, args.max_minutes >= 0, ">= 0")]:
         if not (math.isfinite(value) and ok):
             p.error(f"--{name} must be a finite number {want}, got {value}")
     if any(m < 1 for m in args.milestones):
@@ -173,6 +209,14 @@ def parse_args(argv=None):
     args.model_flags = [k for k in MODEL_ARGS if given[k] is not None or k in chosen]
     args.data_flags = [k for k in DATA_ARGS if given[k] is not None]
     return args
+
+
+def size_arg(text):
+    """argparse type of --image-size / --crop-size: N or HxW."""
+    try:
+        return build_model.parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def init_from(args, path):
@@ -191,11 +235,42 @@ def init_from(args, path):
     return model, list(ckpt["vocab"])
 
 
-def default_workers(device, local_world):
+def finetune_defaults(args, config):
+    """--init's data-driven defaults (FINETUNE's None): the input shape from the images' median
+    aspect and the checkpoint's input height, the held-out images and the epochs from their
+    number. Returns {flag: value} for those not given."""
+    image_dir, records = load_split(args.train_json[0])
+    n = sum(len(load_split(path)[1]) for path in args.train_json)
+    chosen = {}
+    if args.val_size is None:
+        share, low, high = FINETUNE_VAL
+        chosen["val_size"] = 0
+        if not args.val_json and len(records) >= 5 * low:
+            chosen["val_size"] = min(high, max(low, round(share * len(records))))
+    if args.epochs is None:
+        low, high = FINETUNE_EPOCHS
+        seen = n - chosen.get("val_size", args.val_size)
+        chosen["epochs"] = min(high, max(low, round(FINETUNE_IMAGES / max(1, seen))))
+    if args.crop_size is None or args.image_size is None:
+        height, _ = build_model.as_hw(config["crop_size"])
+        aspect = data.median_aspect(image_dir, records)
+        shape = (config["image_size"], config["crop_size"])  # near square: the checkpoint's
+        if aspect > 1.25:  # wide text: as wide as the images, no crop margin
+            width = 8 * round(height * min(aspect, FINETUNE_MAX_ASPECT) / 8)
+            shape = ([height, width], [height, width])
+        if args.image_size is None:
+            chosen["image_size"] = shape[0]
+        if args.crop_size is None:
+            chosen["crop_size"] = shape[1]
+    return chosen
+
+
+def default_workers(device, local_world, cpu_workers):
     """Loader processes for each of the node's local_world training processes: on a GPU up to 8,
-    within this process's share of the cores it may run on; on a CPU one (the cores compute)."""
+    within this process's share of the cores it may run on; on a CPU cpu_workers (the thread
+    rule's: one where a core is free beside the compute, else none)."""
     if device.type != "cuda":
-        return 1
+        return cpu_workers
     return max(1, min(8, devices.cpu_cores() // local_world))
 
 
@@ -216,7 +291,9 @@ def make_scheduler(args, optimizer, steps_per_epoch):
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=steps,
                                                    pct_start=warm / steps)
 
-    def cosine(s):
+    def cosine(s):  # reads args.epochs on every step: --max-minutes may shorten the run
+        total = args.epochs * steps_per_epoch
+        warm = max(2, int(args.warmup * total))
         if s < warm:
             return (s + 1) / warm
         return 0.5 + 0.5 * math.cos(math.pi * (s - warm) / max(1, total - warm))
@@ -297,6 +374,15 @@ def adopt_resumed(args, ckpt, resume):
                          f"resume with that, or start a new --out")
 
 
+def epochs_within_budget(args, started, epoch, epoch_seconds):
+    """--max-minutes: the epochs that fit in the time left, from the slowest epoch so far (at
+    least the ones done, at most --epochs)."""
+    if not args.max_minutes:
+        return args.epochs
+    left = args.max_minutes * 60 - (time.time() - started)
+    return max(epoch, min(args.epochs, epoch + int(left // epoch_seconds)))
+
+
 def check_steps_per_epoch(ckpt, resume, world, args, steps):
     """The schedule counts steps, so it holds only while an epoch takes as many steps: another
     number of processes is fine with a --batch-size that keeps the images per step."""
@@ -313,14 +399,16 @@ def check_steps_per_epoch(ckpt, resume, world, args, steps):
 def train(args, device, ddp, rank, world, loaders):
     """Set up (resume or fresh start, data, model, optimizer, loaders), then train epoch by epoch:
     engine.train_one_epoch, engine.validate, and the checkpoints and logs after each epoch."""
+    started = time.time()
     master = rank == 0
     cuda = device.type == "cuda"
     local_world = int(os.getenv("LOCAL_WORLD_SIZE", 1))  # processes on this node
-    if device.type == "cpu":  # the node's cores (or --threads) shared between them
-        torch.set_num_threads(max(1, (args.threads or devices.cpu_cores()) // local_world))
+    rule_threads, rule_workers = devices.thread_rule(local_world)
+    if device.type == "cpu":  # --threads, or the free cores shared between the node's processes
+        torch.set_num_threads(max(1, args.threads // local_world) if args.threads else rule_threads)
     workers = args.workers
     if workers is None:
-        workers = default_workers(device, local_world)
+        workers = default_workers(device, local_world, rule_workers)
     torch.backends.cudnn.benchmark = True
     autocast, scaler, memory_format = precision(args, device)
     note = devices.emulated_bf16_note(device, args.precision)  # e.g. a T4: right, but slow
@@ -359,6 +447,12 @@ def train(args, device, ddp, rank, world, loaders):
     init = None
     if args.init and not ckpt:  # (resuming a fine-tuning run continues from its own checkpoint)
         init = init_from(args, args.init)
+        chosen = finetune_defaults(args, init[0].config)
+        for key, value in chosen.items():
+            setattr(args, key, value)
+        if chosen and master:
+            shown = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in chosen.items())
+            print(f"fine-tuning defaults from the data: {shown}")
     vocab = None
     if ckpt:
         vocab = ckpt["vocab"]
@@ -369,6 +463,8 @@ def train(args, device, ddp, rank, world, loaders):
         raise ValueError(f"{resume}: trained on {ckpt['args']['json_records']} records of "
                          f"{' '.join(args.train_json)}, which now hold {args.json_records}; "
                          f"the data changed: use a new --out")
+    if not ckpt and "max_len" not in args.model_flags:  # the cap follows the data
+        args.max_len = max(args.max_len, data.longest_text(train_set) + MAX_LEN_MARGIN)
     config = {key: getattr(args, key) for key in MODEL_ARGS}
     config["vocab_size"] = len(tokenizer.vocab)
     config["pad_id"] = PAD
@@ -445,7 +541,9 @@ def train(args, device, ddp, rank, world, loaders):
     settings = SimpleNamespace(device=device, autocast=autocast, memory_format=memory_format,
                                clip=args.clip, world=world, ddp=ddp, epochs=args.epochs,
                                dry_run=args.dry_run, last_path=last_path, show_bar=master)
+    slowest = 0.0  # seconds of the slowest epoch, for --max-minutes
     while epoch < args.epochs:
+        epoch_start = time.time()
         # every source of randomness in an epoch is derived from (seed, epoch, rank):
         # resume is exact
         torch.manual_seed((args.seed * 1000 + epoch) * 1000 + rank)
@@ -472,6 +570,13 @@ def train(args, device, ddp, rank, world, loaders):
                   f"val acc {acc or 0:.4f}")
             return 0
         epoch += 1
+        slowest = max(slowest, time.time() - epoch_start)
+        fit = devices.from_rank0(lambda: epochs_within_budget(args, started, epoch, slowest),
+                                 ddp, rank)
+        if fit < args.epochs:  # recorded in this epoch's checkpoint; cosine re-lays itself
+            if master:
+                print(f"--max-minutes {args.max_minutes:g}: {fit} of {args.epochs} epochs fit")
+            args.epochs = fit
         if not master:
             continue
         improved = acc is not None and acc > best

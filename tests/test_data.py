@@ -262,7 +262,7 @@ def test_eval_boxes_of_a_wide_number_are_exact(tmp_path):
     attention = torch.zeros(1, 3, 49)
     attention[0, 0, 2 * 7 + 1] = 1
     attention[0, 1, 1 * 7 + 4] = 1
-    peaks = ev.attention_peaks(attention, (7, 7), 54)
+    peaks = ev.attention_peaks(attention, (7, 7), (54, 54))
     np.testing.assert_allclose(peaks[0, :2].numpy(), [[1.5 * 54 / 7, 2.5 * 54 / 7],
                                                       [4.5 * 54 / 7, 1.5 * 54 / 7]], rtol=1e-6)
     assert ev.attention_hits(peaks, [2], [boxes]) == (2, 2)

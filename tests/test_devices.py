@@ -1,4 +1,5 @@
 """devices.py on a faked machine: which GPU each torchrun process takes, which GPUs have bf16."""
+import os
 import types
 
 import pytest
@@ -124,3 +125,50 @@ def test_cpu_bf16_from_the_flags_not_from_avx512(tmp_path, monkeypatch):
         assert devices.emulated_bf16_note("cpu", "fp32") is None
     monkeypatch.setattr(devices, "cpu_flags", lambda: set(ICE_LAKE.split()))
     assert "no bf16 instructions" in devices.emulated_bf16_note("cpu", "bf16")
+
+
+def fake_stat(monkeypatch, samples, cpus=(0, 1)):
+    """/proc/stat as two samples: per CPU (idle jiffies, busy jiffies) in each."""
+    import builtins
+    import io
+    texts = []
+    for sample in samples:
+        lines = ["cpu  1 2 3 4 5 6 7 8"]
+        for cpu, (idle, busy) in zip(cpus, sample):
+            lines.append(f"cpu{cpu} {busy} 0 0 {idle} 0 0 0 0 0 0")
+        texts.append("\n".join(lines) + "\n")
+    real_open = builtins.open
+    calls = iter(texts)
+
+    def fake_open(path, *a, **k):
+        if path == "/proc/stat":
+            return io.StringIO(next(calls))
+        return real_open(path, *a, **k)
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(devices.time, "sleep", lambda s: None)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(cpus), raising=False)
+
+
+def test_thread_rule_leaves_a_busy_core_to_its_program(monkeypatch):
+    # cpu0 busy all the window, cpu1 idle: one thread, no loader worker
+    fake_stat(monkeypatch, [[(0, 0), (0, 0)], [(0, 100), (100, 0)]])
+    assert devices.thread_rule() == (1, 0)
+    # both idle: both cores, one loader worker (the default before the rule, on 2 cores)
+    fake_stat(monkeypatch, [[(0, 0), (0, 0)], [(95, 5), (100, 0)]])
+    assert devices.thread_rule() == (2, 1)
+    # both busy: still one thread
+    fake_stat(monkeypatch, [[(0, 0), (0, 0)], [(10, 90), (5, 95)]])
+    assert devices.thread_rule() == (1, 0)
+    # 2 processes on 2 free cores: one thread each
+    fake_stat(monkeypatch, [[(0, 0), (0, 0)], [(100, 0), (100, 0)]])
+    assert devices.thread_rule(processes=2) == (1, 1)
+
+
+def test_free_cores_counts_only_the_cores_this_process_may_use(monkeypatch):
+    # cpus 2 and 3 granted (taskset); cpu 3 half busy
+    fake_stat(monkeypatch, [[(0, 0), (0, 0)], [(100, 0), (50, 50)]], cpus=(2, 3))
+    assert devices.free_cores() == pytest.approx(1.5)
+    real = devices.free_cores  # and on this machine it answers with a number of cores
+    monkeypatch.undo()
+    free = real(window=0.05)
+    assert free is None or 0 <= free <= devices.cpu_cores() + 0.01

@@ -125,7 +125,7 @@ def test_attention_peaks_and_hits():
     attention[0, 1, 5] = 1  # (1, 2) -> (45, 40.5)
     attention[0, 2, 1] = 1  # step beyond both lengths: not counted
     attention[1, 0, 4] = 1  # (1, 1) -> (27, 40.5)
-    peaks = ev.attention_peaks(attention, (2, 3), 54)
+    peaks = ev.attention_peaks(attention, (2, 3), (54, 54))
     assert peaks[0, 0].tolist() == [9.0, 13.5] and peaks[0, 1].tolist() == [45.0, 40.5]
     boxes = [torch.tensor([[0, 0, 20, 20], [0, 0, 20, 20], [0, 0, 54, 54]]),  # hit, miss
              torch.tensor([[20, 30, 30, 50]])]  # hit
@@ -466,3 +466,16 @@ def test_beam_is_capped_and_batches_shrink_with_it(tmp_path, capsys, monkeypatch
     monkeypatch.setattr(torch.utils.data, "DataLoader", spy)
     run_eval(tmp_path, ckpt, split, "--beam", "64", "--batch-size", "256")
     assert sizes == [ev.BEAM_ROWS // 64]
+
+
+def test_edit_distance_cer_and_ned_against_hand_counts():
+    assert ev.edit_distance("kitten", "sitting") == 3  # the textbook pair
+    assert ev.edit_distance("", "abc") == 3 and ev.edit_distance("abc", "") == 3
+    assert ev.edit_distance("1234", "1243") == 2  # a swap is two substitutions
+    preds = [list("123"), list("45"), list("")]
+    truths = [list("123"), list("456"), list("7")]
+    # distances 0, 1, 1 over 3 + 3 + 1 truth characters
+    assert ev.character_error_rate(preds, truths) == pytest.approx(2 / 7)
+    # 1 - NED: (1 + (1 - 1/3) + (1 - 1/1)) / 3
+    assert ev.one_minus_ned(preds, truths) == pytest.approx((1 + 2 / 3 + 0) / 3)
+    assert ev.character_error_rate([list("12345")], [list("1")]) == 4.0  # CER may exceed 1

@@ -183,7 +183,7 @@ def test_init_keeps_old_rows_bit_identical_and_adds_new_ones(digits, lettered, t
 def test_init_defaults_and_refusals(digits, lettered, tmp_path):
     args = train.parse_args(["--init", "x.pt"])
     assert (args.epochs, args.lr, args.schedule, args.val_size) == (
-        train.FINETUNE["epochs"], train.FINETUNE["lr"], train.FINETUNE["schedule"], 0)
+        None, train.FINETUNE["lr"], train.FINETUNE["schedule"], None)  # None: from the data
     assert args.dropout == train.FINETUNE["dropout"] and "dropout" in args.model_flags
     args = train.parse_args(["--init", "x.pt", "--epochs", "3", "--lr", "1e-3"])
     assert (args.epochs, args.lr) == (3, 1e-3)
@@ -196,15 +196,15 @@ def test_init_defaults_and_refusals(digits, lettered, tmp_path):
     with pytest.raises(SystemExit) as e:  # the model comes from the checkpoint
         run_train(lettered, tmp_path / "a", "--init", base, "--epochs", "1", "--hidden", "32")
     assert "--init keeps the checkpoint's model" in str(e.value.code)
-    long_json = write_set(str(tmp_path / "long"), ["ABCDEFGHI", "A"], max_len=9)
-    with pytest.raises(SystemExit) as e:  # longer than max_len 8: one line naming the record
-        run_train(long_json, tmp_path / "b", "--init", base, "--epochs", "1")
-    assert "train.json: record '0.png'" in str(e.value.code) and "--max-len 8" in str(e.value.code)
-    # max_len shapes no weight: --init may raise it
-    assert run_train(long_json, tmp_path / "c", "--init", base, "--epochs", "1",
-                     "--max-len", "9") == 0
+    long_json = write_set(str(tmp_path / "long"), ["ABCDEFGHI", "A"], max_len=0)
+    with pytest.raises(SystemExit) as e:  # an explicit cap below a text: one line naming it
+        run_train(long_json, tmp_path / "b", "--init", base, "--epochs", "1", "--max-len", "8")
+    assert "train.json: record 1 ('0.png')" in str(e.value.code)
+    assert "--max-len 8" in str(e.value.code)
+    # unless given, the cap follows the data: the longest text (9) + 2
+    assert run_train(long_json, tmp_path / "c", "--init", base, "--epochs", "1") == 0
     tuned = torch.load(tmp_path / "c" / "last.pt", weights_only=True)["config"]
-    assert tuned["max_len"] == 9
+    assert tuned["max_len"] == 9 + train.MAX_LEN_MARGIN
     assert tuned["dropout"] == train.FINETUNE["dropout"] != build_model.DEFAULT_CONFIG["dropout"]
     # nor does the input size (a wide text may want more columns): the weights carry over
     assert run_train(digits, tmp_path / "d", "--init", base, "--epochs", "1", "--lr", "0",
@@ -226,3 +226,110 @@ def test_validation_never_counts_an_unknown_character_as_read():
     acc = engine.validate(Model(), [(torch.zeros(2, 3, 4, 4), tokens, None)], torch.device("cpu"),
                           contextlib.nullcontext(), torch.contiguous_format, ddp=False)
     assert acc == 0.5
+
+
+# -- any shape, any length ----------------------------------------------------------------------
+
+def test_a_wide_input_end_to_end(tmp_path):
+    # a wide 16 x 64 input: the checkpoint keeps the shape, the feature map is 2 x 8 and
+    # attention runs over all 16 cells, eval.py and play.py read the shape from the checkpoint
+    wide = write_set(str(tmp_path / "wide"), ["1234567890", "42", "0077", "123456789012"],
+                     max_len=0)
+    args = ["--train-json", wide, "--val-size", "0", "--plan", "8 M 16 M 16 M 16", "--hidden",
+            "16", "--image-size", "16x64", "--crop-size", "16x64", "--epochs", "1",
+            "--batch-size", "4", "--threads", "1", "--workers", "0", "--out", str(tmp_path / "r")]
+    assert train.main(args) == 0
+    ckpt = torch.load(tmp_path / "r" / "last.pt", weights_only=True)
+    assert (ckpt["config"]["image_size"], ckpt["config"]["crop_size"]) == ([16, 64], [16, 64])
+    assert ckpt["config"]["max_len"] == 12 + train.MAX_LEN_MARGIN  # the longest text + 2
+    model, _ = checkpoint.load_checkpoint(str(tmp_path / "r" / "last.pt"))
+    out = model.eval().decode(torch.rand(2, 3, 16, 64))
+    assert out["feature_hw"] == (2, 8) and out["attention"].shape[-1] == 16
+    ds = data.SVHNDataset(wide, image_size=[16, 64], crop_size=[16, 64])
+    assert ds[0][0].shape == (3, 16, 64)
+    train_ds = data.SVHNDataset(wide, train=True, image_size=[20, 72], crop_size=[16, 64])
+    assert train_ds[0][0].shape == (3, 16, 64)
+    report = ev.run(ev.parse_args(["--checkpoint", str(tmp_path / "r" / "last.pt"), "--json",
+                                   wide, "--workers", "0", "--report",
+                                   str(tmp_path / "rep.json")]))
+    assert report["num_images"] == 4
+    import play
+    items, failed = play.main(["--checkpoint", str(tmp_path / "r" / "last.pt"), "--json", wide,
+                               "-n", "2", "--out", str(tmp_path / "fig")])
+    assert not failed and items[0]["maps"].shape[1:] == (16, 64)  # attention over the wide input
+    with Image.open(tmp_path / "fig" / "attention.png") as fig:
+        assert fig.size[0] > 2 * fig.size[1]  # wide panels
+
+
+def test_size_flags_and_limits():
+    assert build_model.parse_size("54") == 54 and build_model.parse_size("32x128") == [32, 128]
+    assert build_model.parse_size("48X48") == 48  # a square stays an int, as the seed's config
+    assert build_model.as_hw(54) == (54, 54) and build_model.as_hw([32, 128]) == (32, 128)
+    for bad in ("32x", "x", "1x2x3", "wide"):
+        with pytest.raises(ValueError, match="N or HxW"):
+            build_model.parse_size(bad)
+    with pytest.raises(SystemExit):
+        train.parse_args(["--crop-size", "32by128"])
+    base = {"plan": "8", "hidden": 8}
+    with pytest.raises(ValueError, match="larger than 'image_size'"):
+        build_model.check_config({**base, "image_size": [32, 100], "crop_size": [32, 128]})
+    with pytest.raises(ValueError, match="above the limit"):  # 34 GB of activations refused
+        build_model.check_config({**base, "image_size": 2048, "crop_size": 2048})
+    with pytest.raises(ValueError, match="int or \\[H, W\\]"):
+        build_model.check_config({**base, "image_size": [32, 0], "crop_size": 8})
+
+
+def test_finetune_defaults_follow_the_data(tmp_path):
+    # wide photos (3:1) of 40 images: a wide input at the checkpoint's height, 10% held out,
+    # epochs from the number of images seen
+    folder = tmp_path / "plates"
+    os.makedirs(folder)
+    rows = ["name,text"]
+    for i in range(40):
+        Image.new("RGB", (120, 40), (i, 0, 0)).save(folder / f"{i}.png")
+        rows.append(f"{i}.png,AB{i}")
+    (folder / "train.csv").write_text("\n".join(rows) + "\n")
+    assert prepare_data.main(["--csv", str(folder / "train.csv")]) == 0
+    args = train.parse_args(["--init", "x.pt", "--train-json", str(folder / "train.json")])
+    chosen = train.finetune_defaults(args, {"image_size": 64, "crop_size": 54})
+    assert chosen["image_size"] == chosen["crop_size"] == [54, 160]  # 54 x 3, in multiples of 8
+    assert chosen["val_size"] == 8  # 10% of 40 is 4: at least 8
+    low, high = train.FINETUNE_EPOCHS
+    assert chosen["epochs"] == min(high, max(low, round(train.FINETUNE_IMAGES / 32)))
+    # near-square images keep the checkpoint's shape; given flags are never replaced
+    args = train.parse_args(["--init", "x.pt", "--train-json", str(folder / "train.json"),
+                             "--crop-size", "40x120", "--image-size", "40x120", "--epochs", "3",
+                             "--val-size", "0"])
+    assert train.finetune_defaults(args, {"image_size": 64, "crop_size": 54}) == {}
+
+
+def test_max_minutes_cuts_the_epochs_and_records_it(digits, tmp_path):
+    # a budget that the first epoch already uses up: one epoch, recorded as --epochs 1
+    assert run_train(digits, tmp_path / "r", "--epochs", "50", "--schedule", "cosine",
+                     "--max-minutes", "0.0001") == 0
+    ckpt = torch.load(tmp_path / "r" / "last.pt", weights_only=True)
+    assert ckpt["epoch"] == 1 and ckpt["args"]["epochs"] == 1
+    assert not os.path.exists(tmp_path / "r" / "epoch-002.pt")
+    # the rule: the epochs that fit in what is left, from the slowest epoch so far
+    args = train.parse_args(["--epochs", "50", "--max-minutes", "10"])
+    now = train.time.time()
+    assert train.epochs_within_budget(args, now - 59.5, 1, 60.0) == 1 + 9  # 9 more minutes
+    assert train.epochs_within_budget(args, now - 700, 3, 60.0) == 3  # over: stop, keep done
+    assert train.epochs_within_budget(args, now - 10, 1, 1.0) == 50  # never above --epochs
+    args.max_minutes = 0
+    assert train.epochs_within_budget(args, now - 1e6, 1, 60.0) == 50  # 0: no budget
+    # the cosine schedule re-lays itself over the new epochs: it reads args.epochs each step
+    model = torch.nn.Linear(1, 1)
+    opt = torch.optim.AdamW(model.parameters(), lr=1.0)
+    args = train.parse_args(["--epochs", "10", "--schedule", "cosine", "--warmup", "0"])
+    sched = train.make_scheduler(args, opt, steps_per_epoch=10)
+    for _ in range(10):
+        opt.step()
+        sched.step()
+    args.epochs = 2  # cut after the first epoch: the second anneals to 0
+    for _ in range(9):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] < 0.02
+    with pytest.raises(SystemExit):
+        train.parse_args(["--max-minutes", "-1"])

@@ -109,7 +109,6 @@ BAD = [  # (CSV text, the line its error names, words in the error)
     (BOX + "photos/a.png,1,-10,-10,10,5\n", 2, "wholly outside"),
     ("name,text\nphotos/a.png,1\nc.png,2\n./photos/a.png,3\n", 4, "duplicate name './photos/a.png' "
                                                              "(first on line 2)"),
-    ("name,text\nphotos/a.png,ABCDEFGHI\n", 2, "9 characters, more than --max-len 8"),
     ("name,text\nphotos/a.png,1,2\n", 2, "3 fields, the header has 2"),
     ("name,text\n,12\n", 2, "empty name"),
     ("name,text\n../c.png,12\n", 2, "must be a path inside the CSV's folder"),
@@ -134,12 +133,15 @@ def test_bad_input_is_one_line_naming_file_and_line_and_writes_nothing(tmp_path,
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 
 
-def test_every_problem_is_counted_and_max_len_can_be_raised(tmp_path, capsys):
+def test_every_problem_is_counted_and_any_length_is_accepted(tmp_path, capsys):
     make_images(tmp_path)
     text = "name,text\nphotos/a.png,\ngone.png,1\nc.png,ABCDEFGHIJ\n"
-    code, out = convert(tmp_path, text, capsys)
+    code, out = convert(tmp_path, text, capsys, extra=["--max-len", "8"])
     assert code != 0 and "line 2: photos/a.png: empty text (and 2 more problem(s)" in out.err
-    code, _ = convert(tmp_path, "name,text\nc.png,ABCDEFGHIJ\n", capsys, extra=["--max-len", "10"])
+    code, out = convert(tmp_path, "name,text\nc.png,ABCDEFGHIJ\n", capsys, extra=["--max-len", "8"])
+    assert code != 0 and "10 characters, more than --max-len 8" in out.err
+    # no cap by default: a 10-character meter reading, a 12-character code
+    code, _ = convert(tmp_path, "name,text\nc.png,ABCDEFGHIJ\nphotos/a.png,0123456789AB\n", capsys)
     assert code == 0
 
 
@@ -164,6 +166,5 @@ def test_csv_flag_conflicts_and_subprocess(tmp_path):
     assert "Traceback" not in run.stderr
 
 
-def test_max_len_default_is_the_models():
-    import build_model
-    assert prepare_data.MAX_LEN == build_model.DEFAULT_CONFIG["max_len"]
+def test_prepare_data_has_no_length_cap_by_default():
+    assert prepare_data.MAX_LEN == 0

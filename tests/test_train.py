@@ -625,10 +625,11 @@ def test_loader_workers_share_the_cores_this_process_may_use(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(12)), raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 96)
     gpu = torch.device("cuda", 0)
-    assert train.default_workers(gpu, 1) == 8
-    assert train.default_workers(gpu, 4) == 3
-    assert train.default_workers(gpu, 16) == 1
-    assert train.default_workers(torch.device("cpu"), 1) == 1
+    assert train.default_workers(gpu, 1, 0) == 8
+    assert train.default_workers(gpu, 4, 0) == 3
+    assert train.default_workers(gpu, 16, 0) == 1
+    assert train.default_workers(torch.device("cpu"), 1, 0) == 0  # the thread rule's choice
+    assert train.default_workers(torch.device("cpu"), 1, 1) == 1
 
 
 def test_one_gpu_index_for_every_rank_is_one_line(tiny_json, tmp_path, monkeypatch):

@@ -197,6 +197,12 @@ class AttentionOCR(nn.Module):
         stop contributing: their tokens are frozen as <pad>, attention rows and probs are zero.
         Call model.eval() first: in train mode BatchNorm and dropout make rows depend on the batch.
         """
+        return self._result(*self.greedy_steps(images, max_len, encoded))
+
+    def greedy_steps(self, images, max_len=None, encoded=None, early_exit=True):
+        """decode()'s tensors: (tokens (B, T), attention (B, T, L), probs (B, T), logprob (B,),
+        feature_hw); tokens end with </s>, then <pad>. early_exit=False always runs max_len + 1
+        steps, with no data-dependent branch: the graph export.py traces."""
         max_len = self.config["max_len"] if max_len is None else max_len
         pad = self.config["pad_id"]
         eos = self.config["eos_id"]
@@ -204,10 +210,9 @@ class AttentionOCR(nn.Module):
         features, feature_hw = encoded or self.encode(images)  # (B, L, C)
         projected = self.decoder.attention.project(features)  # (B, L, A)
         state = self.decoder.init_state(features, projected)  # after the glimpse
-        B = features.size(0)
-        tokens = torch.full((B,), bos, dtype=torch.long, device=features.device)  # (B,)
-        done = torch.zeros(B, dtype=torch.bool, device=features.device)  # (B,)
-        logprob = torch.zeros(B, device=features.device)  # (B,)
+        tokens = torch.full_like(features[:, 0, 0], bos, dtype=torch.long)  # (B,)
+        done = torch.zeros_like(tokens, dtype=torch.bool)  # (B,)
+        logprob = torch.zeros_like(tokens, dtype=torch.float32)  # (B,)
         steps = []
         attention = []
         probs = []
@@ -225,10 +230,10 @@ class AttentionOCR(nn.Module):
             attention.append(alpha.masked_fill(done.unsqueeze(1), 0.0))  # (B, L)
             probs.append(lp.exp().masked_fill(done, 0.0))  # (B,)
             done = done | (tokens == eos)  # (B,)
-            if bool(done.all()):  # one sync per step, not per image
+            if early_exit and bool(done.all()):  # one sync per step, not per image
                 break
-        return self._result(torch.stack(steps, dim=1), torch.stack(attention, dim=1),
-                            torch.stack(probs, dim=1), logprob, feature_hw)
+        return (torch.stack(steps, dim=1), torch.stack(attention, dim=1),
+                torch.stack(probs, dim=1), logprob, feature_hw)
 
     @torch.no_grad()
     def beam_search(self, images, beam=4, max_len=None, encoded=None):

@@ -5,6 +5,9 @@ Every script opens images through open_image; SVHNDataset (data.py) and play.py'
 share the evaluation input (eval_input). The recipe's crop is the union of the digit boxes grown
 by 30% around its centre, in whole pixels truncated toward zero (crop_box).
 """
+import os
+import stat
+
 import numpy as np
 import torchvision.transforms.functional as TF
 from PIL import Image
@@ -125,3 +128,56 @@ def to_rgb(img):
         black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
         return Image.alpha_composite(black, rgba).convert("RGB")
     return img.convert("RGB")  # L, 1, P, CMYK, YCbCr, ...
+
+
+# -----------------------------------------------------------------------------
+# finding image files
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def find_images(paths):
+    """(image files, skipped) from files and folders: folders are searched recursively (symbolic
+    links followed, each real folder once: a link back up is a loop, skipped and named) for
+    files with an image extension, sorted; a file given by name is kept whatever its extension.
+    skipped: (path, reason) for what cannot be an image file (missing, a FIFO or device, a loop),
+    so that nothing ever blocks on opening it."""
+    files = []
+    skipped = []
+    seen = set()
+
+    def walk(folder):
+        real = os.path.realpath(folder)
+        if real in seen:
+            skipped.append((folder, f"a directory loop (already searched as {real})"))
+            return
+        seen.add(real)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as e:
+            skipped.append((folder, f"cannot list it ({e.strerror or e})"))
+            return
+        for entry in entries:
+            path = os.path.join(folder, entry.name)
+            if entry.is_dir():
+                walk(path)
+            elif entry.name.lower().endswith(IMAGE_EXTS):
+                add(path)
+
+    def add(path):
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as e:
+            skipped.append((path, e.strerror or "cannot stat it"))
+            return
+        if not stat.S_ISREG(mode):  # a FIFO would block the reader forever
+            skipped.append((path, "not a regular file"))
+            return
+        files.append(path)
+
+    for path in paths:
+        if os.path.isdir(path):
+            walk(path)
+        else:
+            add(path)
+    return files, skipped

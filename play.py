@@ -29,7 +29,6 @@ OUT_DIR = "img"  # where the PNGs go
 GRID_ROWS = 8  # images in the grid figure
 BATCH = 64  # images per decoding batch
 MAX_BEAM = 64  # as eval.py
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
 # -----------------------------------------------------------------------------
@@ -46,20 +45,6 @@ def parse_crop(text):
         raise ValueError(f"--crop {text!r}: expected left,top,width,height (finite numbers) "
                          f"with width, height > 0")
     return box
-
-
-def expand_paths(paths):
-    """Files as given; folders -> their image files (recursively, sorted)."""
-    files = []
-    for path in paths:
-        if os.path.isdir(path):
-            for root, dirs, names in os.walk(path):
-                dirs.sort()
-                files += [os.path.join(root, n) for n in sorted(names)
-                          if n.lower().endswith(IMAGE_EXTS)]
-        else:
-            files.append(path)
-    return files
 
 
 def load_file(path, crop, image_size, crop_size, max_pixels=MAX_PIXELS):
@@ -82,8 +67,13 @@ def load_file(path, crop, image_size, crop_size, max_pixels=MAX_PIXELS):
 
 
 def inputs_from_files(paths, crop, config, max_pixels=MAX_PIXELS):
+    from crops import find_images
     items, failed = [], []
-    for path in expand_paths(paths):
+    files, skipped = find_images(paths)  # missing files, FIFOs, directory loops
+    for path, reason in skipped:
+        print(f"play.py: skipping {path}: {reason}", file=sys.stderr)
+        failed.append(path)
+    for path in files:
         try:
             image = load_file(path, crop, config["image_size"], config["crop_size"], max_pixels)
         except ValueError as e:

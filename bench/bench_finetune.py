@@ -8,7 +8,8 @@ and test.json. For each set and each variant, it runs exactly what a user runs:
     python train.py --init CKPT --train-json train.json --out RUN [FLAGS]
     python eval.py --checkpoint RUN/best.pt (last.pt without validation) --json test.json
 as subprocesses, and prints whole-sequence accuracy, character accuracy, CER and the wall time of
-training. The variant "defaults" (no flags) is always first: the recipe as a user gets it.
+training. The variant "defaults" (no flags) comes first (--no-defaults leaves it out): the
+recipe as a user gets it.
 JSONs and runs go to a temporary folder (--work to keep them); nothing is written into the sets.
 Never part of the test suite.
 """
@@ -74,10 +75,13 @@ def main(argv=None):
     p.add_argument("--variant", nargs=2, action="append", default=[], metavar=("NAME", "FLAGS"),
                    help="also fine-tune with these train.py flags (quoted), e.g. "
                         "--variant square '--image-size 64 --crop-size 54'")
+    p.add_argument("--no-defaults", action="store_true",
+                   help="leave out the defaults variant (e.g. already measured)")
     p.add_argument("--threads", type=int, default=0, help="train.py/eval.py --threads (0: theirs)")
     p.add_argument("--work", default=None, help="keep JSONs and runs here (default: a temp dir)")
     args = p.parse_args(argv)
-    variants = [("defaults", [])] + [(name, shlex.split(flags)) for name, flags in args.variant]
+    variants = [] if args.no_defaults else [("defaults", [])]
+    variants += [(name, shlex.split(flags)) for name, flags in args.variant]
     work = args.work or tempfile.mkdtemp(prefix="bench_finetune-")
     rows = []
     for set_dir in args.sets:

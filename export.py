@@ -1,0 +1,152 @@
+"""Export a checkpoint for deployment: ONNX (.onnx) or TorchScript (.pt), with its vocabulary.
+
+python export.py --checkpoint weights/replica.pt --out replica.onnx
+python export.py --checkpoint runs/plates/best.pt --out plates.pt      # TorchScript
+
+The exported model is greedy decoding with no data-dependent branch (max_len + 1 steps):
+    input   images  float32 (B, 3, H, W) in [0, 1]: the evaluation input (the region resized to
+                    image_size, centre-cropped to crop_size; see FILE.json); B is dynamic
+    output  tokens  int64 (B, max_len + 1): token ids, the text's, then </s> (id 2), then <pad> (0)
+    output  probs   float32 (B, max_len + 1): each token's probability (0 after </s>)
+Beside it, FILE.json: vocab (index = token id), image_size, crop_size, input_shape, pad/eos/bos
+ids, normalisation (none: pixels in [0, 1]; a --normalize model maps them itself), max_len.
+BatchNorm is folded into the convolutions first. --check (on by default) runs the exported
+model against the checkpoint in PyTorch on random inputs and refuses to write on a mismatch.
+An existing FILE is never replaced without --overwrite.
+"""
+import argparse
+import json
+import os
+import sys
+import warnings
+
+import torch
+
+from atomic import atomic_open, replacing
+from build_model import as_hw, fold_batchnorm
+from checkpoint import load_checkpoint
+
+ONNX_OPSET = 17
+
+
+class Greedy(torch.nn.Module):
+    """The checkpoint's model as images -> (tokens, probs): its greedy decoding, every step."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images):
+        tokens, _, probs, _, _ = self.model.greedy_steps(images, early_exit=False)
+        return tokens, probs
+
+
+def sidecar(config, vocab):
+    """FILE.json's contents: what a deployment needs to feed the model and read its tokens."""
+    height, width = as_hw(config["crop_size"])
+    return {"vocab": list(vocab), "image_size": config["image_size"],
+            "crop_size": config["crop_size"], "input_shape": [None, 3, height, width],
+            "input": "RGB float32 in [0, 1]: the region resized to image_size, then its centre "
+                     "crop_size (H x W where a pair)",
+            "normalisation": "none (pixels in [0, 1])" if not config["normalize"]
+                             else "inside the model ([0, 1] -> [-1, 1])",
+            "max_len": config["max_len"], "pad_id": config["pad_id"], "eos_id": config["eos_id"],
+            "bos_id": config["bos_id"], "outputs": ["tokens", "probs"]}
+
+
+def export_onnx(module, example, path):
+    # the TorchScript-based exporter: the unrolled loop needs no control-flow ops, and it needs
+    # neither onnxscript nor torch.export (its deprecation warning is silenced)
+    with replacing(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(module, (example,), tmp, input_names=["images"],
+                          output_names=["tokens", "probs"], opset_version=ONNX_OPSET,
+                          dynamic_axes={"images": {0: "batch"}, "tokens": {0: "batch"},
+                                        "probs": {0: "batch"}}, dynamo=False)
+
+
+def export_torchscript(module, example, path):
+    with warnings.catch_warnings():  # TorchScript is deprecated, and still what C++ loads
+        warnings.simplefilter("ignore", FutureWarning)
+        traced = torch.jit.trace(module, (example,), check_trace=False)
+    with replacing(path) as tmp:
+        traced.save(tmp)
+
+
+def run_exported(path, images):
+    """(tokens, probs) of the exported file on images (B, 3, H, W), as a deployment runs it."""
+    if path.endswith(".onnx"):
+        import onnxruntime
+        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        tokens, probs = session.run(None, {"images": images.numpy()})
+        return torch.from_numpy(tokens), torch.from_numpy(probs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        loaded = torch.jit.load(path, map_location="cpu")
+    with torch.no_grad():
+        return loaded(images)
+
+
+def check(path, module, shape, n=8, seed=0):
+    """ValueError unless the exported file gives the checkpoint's tokens on n random inputs of
+    two batch sizes (the batch is dynamic)."""
+    generator = torch.Generator().manual_seed(seed)
+    for batch in (n, 3):
+        images = torch.rand(batch, 3, *shape, generator=generator)
+        with torch.no_grad():
+            want, want_probs = module(images)
+        got, got_probs = run_exported(path, images)
+        if not torch.equal(got.long(), want) or not torch.allclose(got_probs, want_probs,
+                                                                   atol=1e-4):
+            raise ValueError(f"{path}: the exported model's tokens differ from the checkpoint's "
+                             f"(batch {batch}); not kept")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--checkpoint", default="weights/replica.pt", help="a train.py checkpoint")
+    p.add_argument("--out", required=True, help="FILE.onnx (ONNX) or FILE.pt (TorchScript)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing FILE")
+    p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
+                   help="compare the exported model with the checkpoint before keeping it")
+    args = p.parse_args(argv)
+    if not args.out.endswith((".onnx", ".pt")):
+        p.error(f"--out {args.out!r}: the name must end in .onnx or .pt (TorchScript)")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    meta = args.out + ".json"
+    try:
+        for path in (args.out, meta):
+            if os.path.exists(path) and not args.overwrite:
+                raise ValueError(f"{path}: exists; pass --overwrite to replace it")
+        model, ckpt = load_checkpoint(args.checkpoint, map_location="cpu")
+        config = model.config
+        module = Greedy(fold_batchnorm(model.eval())).eval()
+        shape = as_hw(config["crop_size"])
+        example = torch.rand(2, 3, *shape)
+        if args.out.endswith(".onnx"):
+            export_onnx(module, example, args.out)
+        else:
+            export_torchscript(module, example, args.out)
+        if args.check:
+            try:
+                check(args.out, module, shape)
+            except ValueError:
+                os.remove(args.out)
+                raise
+        with atomic_open(meta, "w") as f:
+            json.dump(sidecar(config, ckpt["vocab"]), f, indent=1)
+    except (OSError, ValueError, RuntimeError) as e:
+        last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        sys.exit(f"export.py: error: {last}")
+    print(f"export.py: wrote {args.out} and {meta} (input images (B, 3, {shape[0]}, {shape[1]}); "
+          f"outputs tokens, probs){' - checked against the checkpoint' if args.check else ''}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""Read the text in a folder of photos: one CSV row per image, with the model's confidence.
+
+python predict.py --checkpoint weights/replica.pt --csv out.csv photos/ house.jpg
+python predict.py --checkpoint runs/plates/best.pt --csv plates.csv crops/ --boxes boxes.csv
+
+Each PATH is an image file or a folder, searched recursively for image files (symbolic links
+followed once; a loop is skipped and named). Photos come without boxes: the whole image is the
+model's input (resized as the checkpoint's evaluation input), unless --boxes gives a labels-CSV
+style file `name,left,top,width,height` (names relative to that file's folder) whose box is used
+as given. The CSV has columns file,text,confidence: confidence is the probability of the whole
+sequence (every character and the end), in [0, 1]. Unreadable files (not an image, 0 bytes,
+truncated, above --max-pixels, a FIFO) are skipped, counted and listed at the end; the CSV holds
+the readable ones and is written atomically, once, at the end. An existing CSV is never replaced
+without --overwrite.
+"""
+import argparse
+import csv
+import os
+import sys
+import time
+
+import torch
+from tqdm import tqdm
+
+import devices
+from atomic import atomic_open
+from crops import MAX_PIXELS, eval_input, find_images, open_image, whole_pixels
+
+BATCH_SIZE = 64  # images per decoding batch
+MAX_BEAM = 64  # as eval.py
+
+
+class PhotoSet(torch.utils.data.Dataset):
+    """Image files -> (index, network input (3, H, W) or None, why it could not be read)."""
+
+    def __init__(self, files, config, boxes=None, max_pixels=MAX_PIXELS):
+        self.files = files
+        self.image_size = config["image_size"]
+        self.crop_size = config["crop_size"]
+        self.boxes = boxes or {}
+        self.max_pixels = max_pixels
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, i):
+        path = self.files[i]
+        box = self.boxes.get(os.path.realpath(path))
+        try:
+            if os.path.getsize(path) == 0:
+                return i, None, "an empty file (0 bytes)"
+            img = open_image(path, box, self.max_pixels)
+        except OSError as e:  # "<path>: cannot read image (why)"
+            return i, None, str(e).removeprefix(f"{path}: ")
+        return i, eval_input(img, self.image_size, self.crop_size), None
+
+
+def collate(batch):
+    """(indices, images (B, 3, H, W) or None, [(index, reason)] of the unreadable ones)."""
+    good = [(i, x) for i, x, _ in batch if x is not None]
+    bad = [(i, why) for i, x, why in batch if x is None]
+    if not good:
+        return [], None, bad
+    indices, images = zip(*good)
+    return list(indices), torch.stack(images), bad
+
+
+def read_boxes(path):
+    """--boxes: {real path of the image: (left, top, width, height)}; ValueError naming the line."""
+    folder = os.path.dirname(os.path.abspath(path))
+    boxes = {}
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: cannot read it ({e})") from None
+    header = [h.strip().lower() for h in rows[0]] if rows else []
+    want = ["name", "left", "top", "width", "height"]
+    if not set(want) <= set(header):
+        raise ValueError(f"{path}: the header must hold {','.join(want)}, got {','.join(header)}")
+    cols = [header.index(k) for k in want]
+    for line, row in enumerate(rows[1:], 2):
+        if not any(cell.strip() for cell in row):
+            continue
+        try:
+            name, *numbers = (row[c].strip() for c in cols)
+            box = [float(v) for v in numbers]
+        except (IndexError, ValueError):
+            raise ValueError(f"{path} line {line}: expected name,left,top,width,height") from None
+        if not all(abs(v) < 2 ** 24 for v in box) or box[2] <= 0 or box[3] <= 0:
+            raise ValueError(f"{path} line {line}: a box needs finite numbers and width, "
+                             f"height > 0")
+        boxes[os.path.realpath(os.path.join(folder, name))] = whole_pixels(*box)
+    return boxes
+
+
+@torch.inference_mode()
+def predict(model, loader, vocab, device, precision, beam=1, progress=True):
+    """{index: (text, confidence)} of every readable image, and [(index, reason)] of the rest."""
+    from tokenizer import label_ids
+    results = {}
+    failed = []
+    bar = tqdm(loader, desc="predict", unit="batch", disable=None if progress else True)
+    for indices, images, bad in bar:
+        failed += bad
+        if images is None:
+            continue
+        images = images.to(device).contiguous(memory_format=torch.channels_last)
+        with devices.autocast_for(device, precision):
+            if beam == 1:
+                out = model.decode(images)
+            else:
+                out = model.beam_search(images, beam=beam)
+        probs = out["logprob"].float().exp().cpu().tolist()
+        for i, tokens, p in zip(indices, out["tokens"], probs):
+            text = "".join(vocab[t] for t in label_ids(tokens))
+            results[i] = (text, min(1.0, max(0.0, p)))
+    return results, failed
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    p.add_argument("--checkpoint", default="weights/replica.pt",
+                   help="a checkpoint of train.py (its input shape and vocabulary come with it)")
+    p.add_argument("--csv", required=True, help="output CSV: file,text,confidence")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --csv")
+    p.add_argument("--boxes", default=None,
+                   help="CSV name,left,top,width,height: the box of the text in those images "
+                        "(as given, no growth); others are read whole")
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images per batch")
+    p.add_argument("--beam", type=int, default=1, help="beam width; 1 = greedy decoding")
+    p.add_argument("--device", default=None,
+                   help="cpu, cuda, cuda:1, mps; None: CUDA if present, else MPS, else CPU")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="fp32",
+                   help="as eval.py: fp32; auto: bf16 on a GPU with bf16 hardware; bf16")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads; 0: the thread rule (train.py --help)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="loader processes; None: the thread rule's on a CPU, min(8, cores/2) "
+                        "on a GPU")
+    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                   help="larger images (width x height) are skipped as unreadable")
+    args = p.parse_args(argv)
+    for name in ("batch_size", "beam", "max_pixels"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.beam > MAX_BEAM:
+        p.error(f"--beam must be at most {MAX_BEAM}, got {args.beam}")
+    if args.threads < 0 or (args.workers is not None and args.workers < 0):
+        p.error("--threads and --workers must be >= 0")
+    return args
+
+
+def check_output(path, overwrite):
+    """ValueError unless `path` may be written: not a folder, not an existing file (without
+    --overwrite), in a folder that exists."""
+    if os.path.isdir(path):
+        raise ValueError(f"{path}: --csv is a folder")
+    if os.path.exists(path) and not overwrite:
+        raise ValueError(f"{path}: exists; pass --overwrite to replace it")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"{path}: no folder {folder}")
+
+
+def run(args):
+    from build_model import fold_batchnorm
+    from checkpoint import load_checkpoint
+    check_output(args.csv, args.overwrite)
+    files, skipped = find_images(args.paths)
+    if not files:
+        why = f" ({len(skipped)} skipped: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
+        raise ValueError(f"no image files in {' '.join(args.paths)}{why}")
+    boxes = read_boxes(args.boxes) if args.boxes else None
+    device = devices.device_from_flag(args.device)
+    workers = devices.apply_thread_rule(device, args.threads, args.workers)
+    precision = devices.resolve_precision(device, args.precision)
+    model, ckpt = load_checkpoint(args.checkpoint, map_location="cpu")
+    vocab = list(ckpt["vocab"])
+    config = model.config
+    model = fold_batchnorm(model.eval()).to(device, memory_format=torch.channels_last)
+    loader = torch.utils.data.DataLoader(PhotoSet(files, config, boxes, args.max_pixels),
+                                         batch_size=args.batch_size, num_workers=workers,
+                                         collate_fn=collate)
+    start = time.time()
+    results, failed = predict(model, loader, vocab, device, precision, args.beam)
+    seconds = time.time() - start
+    failed = [(files[i], why) for i, why in failed] + skipped
+    if not results:
+        raise ValueError(f"none of the {len(files)} image file(s) could be read "
+                         f"(first: {failed[0][0]}: {failed[0][1]}); nothing written")
+    with atomic_open(args.csv, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "text", "confidence"])
+        for i in sorted(results):
+            text, confidence = results[i]
+            writer.writerow([files[i], text, f"{confidence:.6f}"])
+    print(f"predict.py: {len(results)} image(s) read in {seconds:.1f} s "
+          f"({len(results) / max(seconds, 1e-9):.1f} images/s) -> {args.csv}")
+    if failed:
+        print(f"predict.py: {len(failed)} skipped:", file=sys.stderr)
+        for path, why in failed:
+            print(f"  {path}: {why}", file=sys.stderr)
+    return results, failed
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        run(args)
+    except (OSError, ValueError) as e:
+        last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        sys.exit(f"predict.py: error: {last.removeprefix(type(e).__name__ + ': ')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -257,6 +257,8 @@ def summarize(res, vocab, target=TARGET_ACCURACY, labels=None, max_len=None):
         "images_with_unknown_characters": sum(any(c in unknown for c in t) for t in labels),
         # longer than the decoding cap: they can never be read, and count as wrong
         "images_longer_than_max_len": sum(len(t) > max_len for t in labels) if max_len else 0,
+        "first_longer_than_max_len": next((i for i, t in enumerate(labels)
+                                           if max_len and len(t) > max_len), None),
         "worst_mistakes": [{"index": int(i), "prediction": "".join(preds[i]),
                             "truth": labels[i], "probability": float(confidence[i])}
                            for i in worst],
@@ -333,7 +335,8 @@ def print_table(report, target):
               f"(fine-tune with train.py --init to add them)")
     if report["images_longer_than_max_len"]:
         print(f"{report['images_longer_than_max_len']} image(s) have a text longer than the "
-              f"model's max_len, counted as wrong")
+              f"checkpoint can emit (max_len), counted as wrong; the first: "
+              f"{report['first_longer_than_max_len']}")
 
 
 # -----------------------------------------------------------------------------
@@ -435,6 +438,10 @@ def run(args):
                                             max_len=config["max_len"])
     for m in report["worst_mistakes"]:
         m["name"] = records[m["index"]]["name"]
+    first = report["first_longer_than_max_len"]
+    if first is not None:  # named as the file and record (1-based) that cannot be read out
+        report["first_longer_than_max_len"] = f"{args.json}: record {first + 1} " \
+                                              f"({records[first]['name']!r})"
     report = {"checkpoint": os.path.abspath(args.checkpoint), "json": os.path.abspath(args.json),
               "beam": args.beam, "precision": precision, "device": str(device),
               "epoch": ckpt.get("epoch"), **report,

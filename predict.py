@@ -20,25 +20,30 @@ import sys
 import time
 
 import torch
+from PIL import Image
 from tqdm import tqdm
 
 import devices
 from atomic import atomic_open
+from build_model import as_hw
 from crops import MAX_PIXELS, eval_input, find_images, open_image, whole_pixels
 
 BATCH_SIZE = 64  # images per decoding batch
 MAX_BEAM = 64  # as eval.py
+FITS = ("squash", "keep-aspect")
+MAX_ASPECT = 8.0  # --fit keep-aspect: inputs at most this many times wider than high
 
 
 class PhotoSet(torch.utils.data.Dataset):
     """Image files -> (index, network input (3, H, W) or None, why it could not be read)."""
 
-    def __init__(self, files, config, boxes=None, max_pixels=MAX_PIXELS):
+    def __init__(self, files, config, boxes=None, max_pixels=MAX_PIXELS, fit="squash"):
         self.files = files
         self.image_size = config["image_size"]
         self.crop_size = config["crop_size"]
         self.boxes = boxes or {}
         self.max_pixels = max_pixels
+        self.fit = fit
 
     def __len__(self):
         return len(self.files)
@@ -52,17 +57,49 @@ class PhotoSet(torch.utils.data.Dataset):
             img = open_image(path, box, self.max_pixels)
         except OSError as e:  # "<path>: cannot read image (why)"
             return i, None, str(e).removeprefix(f"{path}: ")
+        if self.fit == "keep-aspect":
+            return i, keep_aspect_input(img, self.image_size, self.crop_size), None
         return i, eval_input(img, self.image_size, self.crop_size), None
 
 
+def keep_aspect_input(img, image_size, crop_size):
+    """--fit keep-aspect: the region resized to image_size's height at its own aspect (at least
+    image_size's width, at most MAX_ASPECT times the height), then centre-cropped by the
+    checkpoint's margins: characters keep the shape and scale the model was trained on, and a
+    wide photo is read as wide. (3, H, W') in [0, 1], W' varying from image to image."""
+    height, width = as_hw(image_size)
+    crop_h, crop_w = as_hw(crop_size)
+    aspect = img.size[0] / max(img.size[1], 1)
+    wide = min(max(width, round(height * aspect)), round(MAX_ASPECT * height))
+    return eval_input(img, [height, wide], [crop_h, wide - (width - crop_w)])
+
+
 def collate(batch):
-    """(indices, images (B, 3, H, W) or None, [(index, reason)] of the unreadable ones)."""
+    """(indices, images (B, 3, H, W) or None, [(index, reason)] of the unreadable ones). Inputs
+    of different widths (--fit keep-aspect) are padded with black on both sides to the widest."""
     good = [(i, x) for i, x, _ in batch if x is not None]
     bad = [(i, why) for i, x, why in batch if x is None]
     if not good:
         return [], None, bad
     indices, images = zip(*good)
-    return list(indices), torch.stack(images), bad
+    widest = max(x.shape[-1] for x in images)
+    padded = []
+    for x in images:
+        left = (widest - x.shape[-1]) // 2
+        padded.append(torch.nn.functional.pad(x, (left, widest - x.shape[-1] - left)))
+    return list(indices), torch.stack(padded), bad
+
+
+def by_aspect(files):
+    """The files ordered by width / height (from their headers), so that a batch holds inputs of
+    about one width; an unreadable header sorts first (it is skipped when read)."""
+    def aspect(path):
+        try:
+            with Image.open(path) as img:
+                return img.size[0] / max(img.size[1], 1)
+        except Exception:  # noqa: BLE001 (any unreadable file: the reader names it)
+            return 0.0
+    return sorted(files, key=aspect)
 
 
 def read_boxes(path):
@@ -129,6 +166,11 @@ def parse_args(argv=None):
     p.add_argument("--boxes", default=None,
                    help="CSV name,left,top,width,height: the box of the text in those images "
                         "(as given, no growth); others are read whole")
+    p.add_argument("--fit", choices=FITS, default="squash",
+                   help="squash: every image resized to the checkpoint's input, as eval.py reads "
+                        "crops; keep-aspect: resized to the input's height at its own aspect "
+                        f"(up to {MAX_ASPECT:g}:1), for whole photos wider than the text "
+                        "(README: Predict)")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images per batch")
     p.add_argument("--beam", type=int, default=1, help="beam width; 1 = greedy decoding")
     p.add_argument("--device", default=None,
@@ -170,6 +212,8 @@ def run(args):
     from checkpoint import load_checkpoint
     check_output(args.csv, args.overwrite)
     files, skipped = find_images(args.paths)
+    if args.fit == "keep-aspect":
+        files = by_aspect(files)
     if not files:
         why = f" ({len(skipped)} skipped: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
         raise ValueError(f"no image files in {' '.join(args.paths)}{why}")
@@ -181,7 +225,8 @@ def run(args):
     vocab = list(ckpt["vocab"])
     config = model.config
     model = fold_batchnorm(model.eval()).to(device, memory_format=torch.channels_last)
-    loader = torch.utils.data.DataLoader(PhotoSet(files, config, boxes, args.max_pixels),
+    photos = PhotoSet(files, config, boxes, args.max_pixels, args.fit)
+    loader = torch.utils.data.DataLoader(photos,
                                          batch_size=args.batch_size, num_workers=workers,
                                          collate_fn=collate)
     start = time.time()
@@ -194,7 +239,7 @@ def run(args):
     with atomic_open(args.csv, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["file", "text", "confidence"])
-        for i in sorted(results):
+        for i in sorted(results, key=lambda i: files[i]):
             text, confidence = results[i]
             writer.writerow([files[i], text, f"{confidence:.6f}"])
     print(f"predict.py: {len(results)} image(s) read in {seconds:.1f} s "

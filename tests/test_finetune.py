@@ -253,6 +253,14 @@ def test_a_wide_input_end_to_end(tmp_path):
                                    wide, "--workers", "0", "--report",
                                    str(tmp_path / "rep.json")]))
     assert report["num_images"] == 4
+    # texts the checkpoint cannot emit: counted, and the first named by file and record
+    longer = write_set(str(tmp_path / "longer"), ["42", "1234567890123456"], name="test.csv",
+                       max_len=0)
+    report = ev.run(ev.parse_args(["--checkpoint", str(tmp_path / "r" / "last.pt"), "--json",
+                                   longer, "--workers", "0", "--report",
+                                   str(tmp_path / "rep2.json")]))
+    assert report["images_longer_than_max_len"] == 1
+    assert report["first_longer_than_max_len"] == f"{longer}: record 2 ('1.png')"
     import play
     items, failed = play.main(["--checkpoint", str(tmp_path / "r" / "last.pt"), "--json", wide,
                                "-n", "2", "--out", str(tmp_path / "fig")])

@@ -201,3 +201,24 @@ def test_a_photo_image_in_any_mode(ckpt, tmp_path):
     assert predict.main(["--checkpoint", ckpt, "--csv", str(out), str(tmp_path / "grey.png"),
                          "--threads", "1"]) == 0
     assert len(rows_of(out)) == 1
+
+
+def test_keep_aspect_reads_wide_photos_at_the_models_scale(ckpt, photos, tmp_path):
+    # a 3:1 photo: its input keeps the aspect at the input's height (64 -> 192 wide, minus the
+    # checkpoint's 10-pixel crop margin), where squash would make it 54 x 54
+    img = Image.new("RGB", (300, 100), (10, 20, 30))
+    x = predict.keep_aspect_input(img, 64, 54)
+    assert x.shape == (3, 54, 182)
+    assert predict.keep_aspect_input(Image.new("RGB", (10, 100)), 64, 54).shape == (3, 54, 54)
+    assert predict.keep_aspect_input(Image.new("RGB", (5000, 10)), 64, 54).shape[-1] == 8 * 64 - 10
+    # inputs of several widths share a batch, padded with black on both sides
+    _, batch, _ = predict.collate([(0, torch.ones(3, 54, 60), None), (1, torch.ones(3, 54, 54),
+                                                                       None)])
+    assert batch.shape == (2, 3, 54, 60)
+    assert batch[1, :, :, :3].sum() == 0 and batch[1, :, :, 3:57].min() == 1
+    assert batch[1, :, :, 57:].sum() == 0
+    out = tmp_path / "out.csv"
+    assert predict.main(["--checkpoint", ckpt, "--csv", str(out), str(photos), "--threads", "1",
+                         "--fit", "keep-aspect"]) == 0
+    rows = rows_of(out)
+    assert len(rows) == 8 and [r["file"] for r in rows] == sorted(r["file"] for r in rows)

@@ -13,6 +13,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 
 from build_model import as_hw
+from labels_csv import IMAGE_EXTS
 
 GROW = 1.3                    # the union box's width and height x 1.3, around its centre
 # Images (and crop boxes) above this many pixels are refused, read from the header before any
@@ -132,9 +133,6 @@ def to_rgb(img):
 
 # -----------------------------------------------------------------------------
 # finding image files
-
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-
 
 def find_images(paths):
     """(image files, skipped) from files and folders: folders are searched recursively (symbolic

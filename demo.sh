@@ -52,8 +52,17 @@ echo "== 4/4 attention and augmentation figures"
 $PY data.py --json "$DATA/train.json" --out img/aug.png
 $PY play.py --checkpoint "$RUN/best.pt" --json "$DATA/test.json" -n 8 --out img
 
+# the shipped model (weights/README.md), on the same test splits, and its attention figures
+echo "== the shipped model weights/replica.pt on test and test_ood"
+$PY eval.py --checkpoint weights/replica.pt --json "$DATA/test.json" \
+    --report "$RUN/replica_eval_test.json"
+$PY eval.py --checkpoint weights/replica.pt --json "$DATA/test_ood.json" \
+    --report "$RUN/replica_eval_test_ood.json"
+$PY play.py --checkpoint weights/replica.pt --json "$DATA/test.json" -n 8 --out img/replica
+
 echo "done in $(( $(date +%s) - start )) s:"
 echo "  data        $DATA/{train,test,test_ood}/ and $DATA/{train,test,test_ood}.json"
 echo "  checkpoints $RUN/last.pt, $RUN/best.pt, $RUN/epoch-*.pt (loss history $RUN/loss.csv, curve img/loss.png)"
 echo "  evaluation  $RUN/eval_test.json, $RUN/eval_test_ood.json and their figures in $RUN/"
 echo "  figures     img/attention.png (attention grid), img/attention_*.png, img/aug.png"
+echo "  shipped     weights/replica.pt: $RUN/replica_eval_*.json, img/replica/attention.png"

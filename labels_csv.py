@@ -152,21 +152,28 @@ def read_labels(path, max_len=None):
         raise LabelsError(f"{path} line {reader.line_num}: not a valid CSV ({e})") from None
     columns, n_fields = _header(path, rows)
     folder = os.path.dirname(os.path.abspath(path))
+    located = [(f"{path} line {line}", row) for line, row in rows[1:]]
+    return _check_rows(path, located, columns, n_fields, folder, max_len)
+
+
+def _check_rows(path, located, columns, n_fields, folder, max_len):
+    """Records of (where, row) pairs, every row checked; LabelsError names the first bad row's
+    place (file and line) and counts the others."""
     records = []
     problems = []
-    first_line = {}
-    for line, row in rows[1:]:
+    first_seen = {}
+    for where, row in located:
         try:
             record = _record(row, columns, n_fields, folder, max_len)
         except ValueError as e:
-            problems.append(f"{path} line {line}: {e}")
+            problems.append(f"{where}: {e}")
             continue
         key = os.path.normpath(record["name"])
-        if key in first_line:
-            problems.append(f"{path} line {line}: duplicate name {record['name']!r} "
-                            f"(first on line {first_line[key]})")
+        if key in first_seen:
+            problems.append(f"{where}: duplicate name {record['name']!r} "
+                            f"(first on {first_seen[key]})")
             continue
-        first_line[key] = line
+        first_seen[key] = where.removeprefix(f"{path} ")
         records.append(record)
     if problems:
         more = ""
@@ -174,5 +181,42 @@ def read_labels(path, max_len=None):
             more = f" (and {len(problems) - 1} more problem(s) in this file)"
         raise LabelsError(problems[0] + more)
     if not records:
-        raise LabelsError(f"{path}: no rows after the header")
+        raise LabelsError(f"{path}: no rows after the header" if located else
+                          f"{path}: no labelled images")
     return records
+
+
+def read_gt(path, max_len=None):
+    """A gt.txt (deep-text-recognition's and PaddleOCR's convention): one `path<TAB>text` line
+    per image, no header, paths relative to the file's folder -> records, checked as a CSV's."""
+    located = []
+    for line, text in enumerate(_decode(path).splitlines(), 1):
+        if not text.strip():
+            continue
+        if "\t" not in text:
+            raise LabelsError(f"{path} line {line}: expected path<TAB>text, found no tab")
+        located.append((f"{path} line {line}", text.split("\t", 1)))
+    folder = os.path.dirname(os.path.abspath(path))
+    return _check_rows(path, located, {"name": 0, "text": 1}, 2, folder, max_len)
+
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def read_names(folder, max_len=None):
+    """A folder whose image file names are the texts (LPRNet's convention): `KX7204.jpg` reads
+    KX7204, and `KX7204_2.jpg` too (from the first `_` on, a name only tells files apart).
+    Searched recursively; records checked as a CSV's."""
+    if not os.path.isdir(folder):
+        raise LabelsError(f"{folder}: not a folder")
+    located = []
+    for root, dirs, names in os.walk(folder):
+        dirs.sort()
+        for name in sorted(names):
+            if not name.lower().endswith(IMAGE_EXTS):
+                continue
+            relative = os.path.relpath(os.path.join(root, name), folder)
+            text = os.path.splitext(name)[0].split("_")[0]
+            located.append((f"{folder}: {relative}", [relative, text]))
+    return _check_rows(folder, located, {"name": 0, "text": 1}, 2, os.path.abspath(folder),
+                       max_len)

@@ -33,7 +33,7 @@ import time
 
 from atomic import atomic_open
 from digitstruct import DigitStructError, read_digitstruct
-from labels_csv import LabelsError, read_labels
+from labels_csv import LabelsError, read_gt, read_labels, read_names
 
 PROG = "prepare_data.py"
 LABEL_NOTE = "SVHN label 10 is stored as digit 0"
@@ -83,19 +83,28 @@ def build_split(root, split, out_dir):
     return obj, summary
 
 
-def build_csv(csv_path, out_dir, max_len):
-    """Read a labels CSV -> (JSON object, summary) for <out_dir>/<csv stem>.json. Writes nothing."""
+def build_csv(csv_path, out_dir, max_len, kind="csv"):
+    """Read your labels -> (JSON object, summary) for <out_dir>/<stem>.json. Writes nothing.
+    kind: csv (a labels CSV), gt (a gt.txt, path<TAB>text) or names (a folder whose file names
+    are the texts: <folder>.json beside the folder)."""
     start = time.time()
-    records = read_labels(csv_path, max_len)
-    split = os.path.splitext(os.path.basename(csv_path))[0]
-    out_dir = out_dir or os.path.dirname(csv_path)
-    folder = os.path.dirname(os.path.abspath(csv_path))
+    reader = {"csv": read_labels, "gt": read_gt, "names": read_names}[kind]
+    records = reader(csv_path, max_len)
+    if kind == "names":
+        folder = os.path.abspath(csv_path)
+        split = os.path.basename(os.path.normpath(folder))
+        out_dir = out_dir or os.path.dirname(folder)
+    else:
+        folder = os.path.dirname(os.path.abspath(csv_path))
+        split = os.path.splitext(os.path.basename(csv_path))[0]
+        out_dir = out_dir or os.path.dirname(csv_path)
     image_dir = os.path.relpath(folder, os.path.abspath(out_dir or "."))
     if image_dir.startswith(os.pardir):
         image_dir = folder
     boxed = sum("region" in r for r in records)
     obj = {"split": split, "image_dir": image_dir, "source": os.path.basename(csv_path),
-           "label_note": "text as written in the labels CSV; region = its box, used as given",
+           "label_note": f"text as written in the labels ({kind}); region = its box, used as "
+                         f"given",
            "num_entries": len(records), "num_missing_images": 0, "records": records}
     summary = {"split": split, "entries": len(records), "kept": len(records), "missing": 0,
                "digits": sum(len(r["text"]) for r in records), "boxed": boxed,
@@ -164,6 +173,12 @@ def main(argv=None):
                     help="labels CSV(s) of your own images, header name,text[,left,top,width,"
                          "height]; each DIR/NAME.csv becomes DIR/NAME.json. A box is used as "
                          "given (no 30%% growth, which is SVHN's only); no box: the whole image")
+    ap.add_argument("--labels", nargs="+", default=None, metavar="GT_TXT",
+                    help="gt.txt file(s): one path<TAB>text line per image (deep-text-recognition"
+                         ", PaddleOCR), paths relative to the file; DIR/NAME.txt -> DIR/NAME.json")
+    ap.add_argument("--labels-from-names", nargs="+", default=None, metavar="DIR",
+                    help="folder(s) whose image file names are the texts (LPRNet): KX7204.jpg "
+                         "and KX7204_2.jpg read KX7204; DIR -> DIR.json beside it")
     ap.add_argument("--max-len", type=int, default=MAX_LEN,
                     help="with --csv: refuse texts longer than this (0: any length; train.py's "
                          "decoding cap follows the longest training text)")
@@ -175,7 +190,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0, help="with --synthetic: generator seed")
     ap.add_argument("--workers", type=int, default=2, help="with --synthetic: rendering processes")
     args = ap.parse_args(argv)
-    if args.csv is not None:
+    if args.csv is not None or args.labels is not None or args.labels_from_names is not None:
         return main_csv(ap, args)
     root = args.root or ("data/synth" if args.synthetic else "data/svhn")
     out_dir = args.out_dir or root
@@ -214,19 +229,23 @@ def main(argv=None):
 def main_csv(ap, args):
     """prepare_data.py --csv: check every CSV before writing any JSON."""
     if args.synthetic or args.root:
-        ap.error("--csv cannot be combined with --synthetic or --root")
+        ap.error("--csv, --labels and --labels-from-names cannot be combined with --synthetic or "
+                 "--root")
+    sources = [("csv", p) for p in args.csv or []] + [("gt", p) for p in args.labels or []]
+    sources += [("names", p) for p in args.labels_from_names or []]
     if args.max_len < 0:
         ap.error("--max-len must be >= 0 (0: any length)")
     try:
         if args.out_dir and os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
             raise ValueError(f"--out-dir {args.out_dir}: exists and is not a folder")
-        for path in args.csv:
+        for kind, path in sources:
             if os.path.splitext(path)[1].lower() == ".json":  # would be overwritten by its output
-                raise ValueError(f"{path}: give the labels CSV, not a JSON")
-        built = [build_csv(path, args.out_dir, args.max_len) for path in args.csv]
+                raise ValueError(f"{path}: give the labels file, not a JSON")
+        built = [build_csv(path, args.out_dir, args.max_len, kind) for kind, path in sources]
         outputs = [os.path.abspath(summary["json"]) for _, summary in built]
         if len(set(outputs)) < len(outputs):
-            raise ValueError("two CSVs would write the same JSON (same file name, same folder)")
+            raise ValueError("two labels files would write the same JSON (same name, same "
+                             "folder)")
     except (LabelsError, ValueError) as e:
         sys.exit(f"{PROG}: error: {e}")
     for obj, summary in built:

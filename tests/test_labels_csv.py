@@ -159,7 +159,7 @@ def test_csv_flag_conflicts_and_subprocess(tmp_path):
     (tmp_path / "train.csv").write_text(GOOD)
     run = subprocess.run([sys.executable, "prepare_data.py", "--csv", str(tmp_path / "train.csv"),
                           "--synthetic"], cwd=REPO, capture_output=True, text=True)
-    assert run.returncode == 2 and "--csv cannot be combined" in run.stderr
+    assert run.returncode == 2 and "cannot be combined with --synthetic" in run.stderr
     run = subprocess.run([sys.executable, "prepare_data.py", "--csv", str(tmp_path / "nope.csv")],
                          cwd=REPO, capture_output=True, text=True)
     assert run.returncode == 1 and run.stderr.strip().endswith("nope.csv: no such file")
@@ -168,3 +168,41 @@ def test_csv_flag_conflicts_and_subprocess(tmp_path):
 
 def test_prepare_data_has_no_length_cap_by_default():
     assert prepare_data.MAX_LEN == 0
+
+
+# -- gt.txt and labels in file names --------------------------------------------------------------
+
+def test_gt_txt_gives_the_csvs_records(tmp_path, capsys):
+    make_images(tmp_path)
+    (tmp_path / "gt.txt").write_text("photos/a.png\t007\nphotos/b.jpg\tAB 12\n\nc.png\tKX7\n")
+    assert prepare_data.main(["--labels", str(tmp_path / "gt.txt")]) == 0
+    image_dir, records = load_split(str(tmp_path / "gt.json"))
+    assert records == [{"name": "photos/a.png", "text": "007"},
+                       {"name": "photos/b.jpg", "text": "AB 12"},  # a space inside is kept
+                       {"name": "c.png", "text": "KX7"}]
+    (tmp_path / "bad.txt").write_text("photos/a.png\t007\nphotos/b.jpg 12\n")
+    with pytest.raises(SystemExit) as e:
+        prepare_data.main(["--labels", str(tmp_path / "bad.txt")])
+    assert "bad.txt line 2: expected path<TAB>text" in str(e.value.code)
+    (tmp_path / "gone.txt").write_text("photos/a.png\t007\nmissing.png\t12\n")
+    with pytest.raises(SystemExit) as e:
+        prepare_data.main(["--labels", str(tmp_path / "gone.txt")])
+    assert "gone.txt line 2: image 'missing.png': no such file" in str(e.value.code)
+    assert not (tmp_path / "bad.json").exists() and not (tmp_path / "gone.json").exists()
+
+
+def test_labels_from_file_names(tmp_path):
+    folder = tmp_path / "plates"
+    os.makedirs(folder / "eu")
+    for name in ("KX7204.jpg", "KX7204_2.jpg", "eu/B123CD.png", "notes.txt"):
+        Image.new("RGB", (90, 30), (9, 9, 9)).save(folder / name, format="PNG")
+    assert prepare_data.main(["--labels-from-names", str(folder)]) == 0
+    image_dir, records = load_split(str(tmp_path / "plates.json"))
+    assert os.path.samefile(image_dir, folder)
+    assert sorted((r["name"], r["text"]) for r in records) == [
+        ("KX7204.jpg", "KX7204"), ("KX7204_2.jpg", "KX7204"), ("eu/B123CD.png", "B123CD")]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SystemExit) as e:
+        prepare_data.main(["--labels-from-names", str(empty)])
+    assert "no labelled images" in str(e.value.code)

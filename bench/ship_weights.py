@@ -1,0 +1,62 @@
+"""Turn a finished run's checkpoint into the shipped weights file, with its provenance.
+
+    python bench/ship_weights.py --checkpoint /work/runs/replica/best.pt --out weights/replica.pt \
+        --data /work/data/replica --command "python train.py ..." --wall "..." --machine "..."
+
+Keeps what eval.py, play.py, predict.py, export.py and train.py --init need (format, config,
+vocab, weights, epoch, step: no optimizer state, a third of the size), evaluates it with eval.py
+on the replica's test and test_ood splits under --data, and stores those figures with the
+command, data, wall time and machine under "provenance" (plain strings and numbers, so the file
+still loads with torch.load(weights_only=True)). Written atomically; an existing --out is never
+replaced without --overwrite.
+"""
+import argparse
+import os
+import sys
+
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+import checkpoint  # noqa: E402
+import eval as ev  # noqa: E402
+
+KEPT = ("format", "config", "vocab", "model", "epoch", "step")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", default="weights/replica.pt")
+    p.add_argument("--data", required=True, help="folder with test.json and test_ood.json")
+    p.add_argument("--command", required=True, help="the training command, as run")
+    p.add_argument("--wall", required=True, help="wall time of training")
+    p.add_argument("--machine", required=True, help="where it trained")
+    p.add_argument("--notes", default="", help="anything else a reader must know")
+    p.add_argument("--overwrite", action="store_true")
+    args = p.parse_args(argv)
+    if os.path.exists(args.out) and not args.overwrite:
+        sys.exit(f"ship_weights.py: error: {args.out}: exists; pass --overwrite")
+    _, ckpt = checkpoint.load_checkpoint(args.checkpoint)
+    shipped = {key: ckpt[key] for key in KEPT}
+    figures = {}
+    for split in ("test", "test_ood"):
+        report_path = os.path.join(os.path.dirname(args.checkpoint), f"ship_{split}.json")
+        report = ev.run(ev.parse_args(["--checkpoint", args.checkpoint, "--json",
+                                       os.path.join(args.data, f"{split}.json"), "--report",
+                                       report_path, "--device", "cpu"]))
+        figures[split] = {"images": report["num_images"],
+                          "sequence_accuracy": report["sequence_accuracy"],
+                          "character_accuracy": report["digit_accuracy"],
+                          "coverage_at_98": report["coverage_at_98"]}
+    shipped["provenance"] = {
+        "command": args.command, "data": "python prepare_data.py --synthetic (seed 0): "
+        "train=80000 (2,000 held out for validation and best.pt), test=2000, test_ood=2000",
+        "wall_time": args.wall, "machine": args.machine, "notes": args.notes,
+        "source_checkpoint": os.path.basename(args.checkpoint), "figures": figures}
+    checkpoint.save_checkpoint(shipped, args.out)
+    print(f"wrote {args.out} ({os.path.getsize(args.out) / 1e6:.1f} MB): {figures}")
+
+
+if __name__ == "__main__":
+    main()

@@ -78,7 +78,7 @@ PRESETS = {"cpu": {"plan": "32 M 64 M 128 M 128", "hidden": 128}}
 # (finetune_defaults): the input shape, the epochs and the validation images.
 FINETUNE = {"epochs": None, "batch_size": 16, "lr": 2e-3, "schedule": "cosine", "warmup": 0.1,
             "dropout": 0.2, "val_size": None, "augment_style": "photo", "max_minutes": 9.0,
-            "image_size": None, "crop_size": None}
+            "image_size": None, "crop_size": None, "epoch_checkpoints": False}
 FINETUNE_IMAGES = 24_000  # images seen: epochs = this / training images, within FINETUNE_EPOCHS
 FINETUNE_EPOCHS = (20, 120)
 FINETUNE_VAL = (0.1, 8, 200)  # share of the images held out for best.pt, at least, at most
@@ -153,6 +153,9 @@ def parse_args(argv=None):
            "A core another program keeps busy is left to it; sharing it would cost 10x")
     a("--out", default="runs/svhn",
       help="run folder: last.pt (resumable), epoch-NNN.pt (weights), best.pt, loss.csv, val.csv")
+    a("--epoch-checkpoints", action=argparse.BooleanOptionalAction, default=True,
+      help="keep every epoch's weights as epoch-NNN.pt, as the seed does (off when fine-tuning: "
+           "a hundred short epochs would write a hundred files)")
     a("--plot", default=None, help="also write the loss curve here (e.g. img/loss.png)")
     a("--resume", default=None,
       help="checkpoint to continue from, or 'auto' for <out>/last.pt if present")
@@ -589,7 +592,8 @@ def train(args, device, ddp, rank, world, loaders):
         # the epoch's weights, as the seed keeps a file per epoch: enough to evaluate, not to resume
         kept_keys = ("format", "config", "vocab", "model", "epoch", "step")
         weights = {key: ckpt[key] for key in kept_keys}
-        checkpoint.save_checkpoint(weights, os.path.join(args.out, epoch_name(epoch)))
+        if args.epoch_checkpoints:
+            checkpoint.save_checkpoint(weights, os.path.join(args.out, epoch_name(epoch)))
         # epoch-N.pt and best.pt before last.pt: a kill between them leaves last.pt behind
         # (resume redoes the epoch), never the others
         if improved:
@@ -606,7 +610,9 @@ def train(args, device, ddp, rank, world, loaders):
         print(f"epoch {epoch}: train loss {trained.mean_loss:.4f}{val}, "
               f"{images_per_s:.0f} images/s, {trained.seconds:.0f} s")
     if master:
-        names = ["last.pt", f"{epoch_name(1)} .. {epoch_name(epoch)}"]
+        names = ["last.pt"]
+        if args.epoch_checkpoints:
+            names.append(f"{epoch_name(1)} .. {epoch_name(epoch)}")
         if os.path.exists(best_path):
             names.append("best.pt")
         names += ["loss.csv", "val.csv", runs.PLOT]

@@ -205,6 +205,8 @@ def test_init_defaults_and_refusals(digits, lettered, tmp_path):
     assert run_train(long_json, tmp_path / "c", "--init", base, "--epochs", "1") == 0
     tuned = torch.load(tmp_path / "c" / "last.pt", weights_only=True)["config"]
     assert tuned["max_len"] == 9 + train.MAX_LEN_MARGIN
+    # fine-tuning keeps last.pt (and best.pt), not a file per epoch
+    assert not os.path.exists(tmp_path / "c" / "epoch-001.pt")
     assert tuned["dropout"] == train.FINETUNE["dropout"] != build_model.DEFAULT_CONFIG["dropout"]
     # nor does the input size (a wide text may want more columns): the weights carry over
     assert run_train(digits, tmp_path / "d", "--init", base, "--epochs", "1", "--lr", "0",

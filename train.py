@@ -77,7 +77,7 @@ PRESETS = {"cpu": {"plan": "32 M 64 M 128 M 128", "hidden": 128}}
 # given (measured on real plates, README "Your own data"). None: chosen from the data
 # (finetune_defaults): the input shape, the epochs and the validation images.
 FINETUNE = {"epochs": None, "batch_size": 16, "lr": 2e-3, "schedule": "cosine", "warmup": 0.1,
-            "dropout": 0.2, "val_size": None, "augment_style": "photo", "max_minutes": 9.0,
+            "dropout": 0.2, "val_size": None, "augment_style": "seed", "max_minutes": 9.0,
             "image_size": None, "crop_size": None, "epoch_checkpoints": False}
 FINETUNE_IMAGES = 24_000  # images seen: epochs = this / training images, within FINETUNE_EPOCHS
 FINETUNE_EPOCHS = (20, 120)
@@ -113,7 +113,8 @@ def parse_args(argv=None):
     a("--augment-style", choices=data.STYLES, default=AUGMENT_STYLE,
       help="seed: the recipe's random resized crop (scale 0.7-1) and colour jitter 0.5; photo: "
            "for real photos, the region's sides moved up to 6%%, a rotation up to 3 degrees, "
-           "milder colour jitter, sometimes a blur (fine-tuning's default)")
+           "milder colour jitter, sometimes a blur (measured worse than seed on real plates, "
+           "README)")
     a("--normalize", action=argparse.BooleanOptionalAction, default=NORMALIZE,
       help="map input pixels [0, 1] -> [-1, 1] inside the model (stored in the checkpoint)")
     a("--preset", choices=sorted(PRESETS),

@@ -584,3 +584,24 @@ def test_loose_training_crops_keep_the_boxes_exact(tmp_path):
         widths.add(round(x1 - x0))
     assert len(widths) > 5  # the crops differ: the boxes do too
     assert data.SVHNDataset(path, train=False, loose=1.0).loose == 0.0  # evaluation: never loose
+
+
+def test_photo_augmentation_keeps_the_shape_and_varies(tmp_path):
+    img = np.zeros((40, 120, 3), np.uint8)
+    img[10:30, 20:100] = 200
+    Image.fromarray(img).save(tmp_path / "a.png")
+    path = write_split(str(tmp_path), [{"name": "a.png", "text": "AB12",
+                                        "region": [10, 5, 100, 30]}])
+    ds = data.SVHNDataset(path, train=True, image_size=[32, 96], crop_size=[32, 96],
+                          style="photo")
+    import random
+    outs = []
+    for seed in range(6):
+        random.seed(seed)
+        torch.manual_seed(seed)
+        x, tokens, boxes = ds[0]
+        assert x.shape == (3, 32, 96) and 0 <= x.min() and x.max() <= 1
+        outs.append(x)
+    assert len({round(float(o.sum()), 3) for o in outs}) == 6  # framing, turn, colour differ
+    with pytest.raises(ValueError, match="augmentation style"):
+        data.SVHNDataset(path, style="fancy")

@@ -343,3 +343,28 @@ def test_max_minutes_cuts_the_epochs_and_records_it(digits, tmp_path):
     assert opt.param_groups[0]["lr"] < 0.02
     with pytest.raises(SystemExit):
         train.parse_args(["--max-minutes", "-1"])
+
+
+def test_odd_photos_train_and_read(tmp_path):
+    # a 100,000 x 10 strip, a 1 x 1 dot, a grey+alpha and a 16-bit photo: training, eval.py and
+    # predict.py read them all (the aspect a fine-tuning input takes is capped at 8:1)
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    Image.new("RGB", (100_000, 10), (200, 200, 200)).save(folder / "strip.png")
+    Image.new("RGB", (1, 1), (0, 0, 0)).save(folder / "dot.png")
+    Image.new("LA", (40, 20), (120, 255)).save(folder / "grey.png")
+    Image.fromarray(np.full((20, 60), 40000, np.uint16)).save(folder / "deep.png")
+    (folder / "train.csv").write_text("name,text\nstrip.png,12345678901\ndot.png,1\n"
+                                      "grey.png,AB\ndeep.png,7\n")
+    assert prepare_data.main(["--csv", str(folder / "train.csv")]) == 0
+    assert train.main(["--train-json", str(folder / "train.json"), "--val-size", "0", *TINY,
+                       "--epochs", "1", "--out", str(tmp_path / "base")]) == 0
+    args = train.parse_args(["--init", str(tmp_path / "base" / "last.pt"), "--train-json",
+                             str(folder / "train.json")])
+    chosen = train.finetune_defaults(args, {"image_size": 32, "crop_size": 28})
+    assert chosen["crop_size"][1] <= 8 * 28 + 8
+    import predict
+    out = tmp_path / "p.csv"
+    assert predict.main(["--checkpoint", str(tmp_path / "base" / "last.pt"), "--csv", str(out),
+                         str(folder), "--threads", "1", "--fit", "keep-aspect"]) == 0
+    assert len(open(out).read().splitlines()) == 1 + 4

@@ -10,7 +10,7 @@ import stat
 
 import numpy as np
 import torchvision.transforms.functional as TF
-from PIL import Image
+from PIL import Image, ImageOps
 
 from build_model import as_hw
 from labels_csv import IMAGE_EXTS
@@ -104,6 +104,9 @@ def open_image(path, box=None, max_pixels=MAX_PIXELS, draft=None):
                                  f"(--max-pixels)")
             if draft is not None:
                 img.draft("RGB", draft)
+            # a phone photo's pixels are stored sideways with an EXIF note to turn them: read it
+            # as it is shown (boxes are given in that frame too)
+            img = ImageOps.exif_transpose(img)
             img = to_rgb(img)
             if box is not None:
                 img = crop_image(img, box)

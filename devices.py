@@ -51,6 +51,9 @@ def choose_device(requested=None, local_rank=0, local_world=1):
 def check_device(device):
     """Select and touch the device, so that one this machine lacks (no GPU, driver or MPS, an
     ordinal past the last GPU) fails here with one line rather than deep inside model.to."""
+    if device.type not in ("cpu", "cuda", "mps", "xpu"):  # meta holds no data: nothing to read
+        raise ValueError(f"{device.type} is not a device these scripts compute on (cpu, cuda, "
+                         f"mps)")
     try:
         if device.type == "cuda":
             torch.cuda.set_device(device)

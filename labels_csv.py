@@ -19,7 +19,7 @@ import io
 import math
 import os
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 BOX_COLUMNS = ["left", "top", "width", "height"]
 HELP_HEADER = "name,text[,left,top,width,height]"
@@ -93,7 +93,7 @@ def _image_size(path):
     try:
         with Image.open(path) as img:
             img.load()  # decode it all: a truncated file fails here, not mid-training
-            return img.size
+            return ImageOps.exif_transpose(img).size  # as shown: the frame boxes are given in
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ValueError(f"cannot read it as an image ({reason})") from None

@@ -29,6 +29,8 @@ def load_split(json_path):
             split = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{json_path}: not valid JSON ({e})") from None
+    except RecursionError:  # [[[[...]]]] thousands deep
+        raise ValueError(f"{json_path}: not a split file (nested too deeply)") from None
     if (not isinstance(split, dict) or not isinstance(split.get("image_dir"), str)
             or not isinstance(split.get("records"), list)):
         raise ValueError(f"{json_path}: not a split file (needs 'image_dir', a path, and "

@@ -22,6 +22,7 @@ The split `test_ood` is drawn only from families and materials that no other spl
 (HELD_OUT), so accuracy on it measures reading typefaces never seen in training.
 """
 import argparse
+import math
 import os
 import sys
 import zlib
@@ -146,8 +147,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     sizes = {"train": args.train, "extra": args.extra, "test": args.test,
              OOD_SPLIT: args.test_ood}
-    if min(sizes.values()) < 0 or args.difficulty < 0 or args.long_boost < 0:
-        ap.error("sizes, --difficulty and --long-boost must be >= 0")
+    knobs = (args.difficulty, args.long_boost)
+    if min(sizes.values()) < 0 or not all(math.isfinite(v) and v >= 0 for v in knobs):
+        ap.error("sizes, --difficulty and --long-boost must be finite numbers >= 0")
     if args.seed < 0:  # was numpy's "expected non-negative integer", naming no flag
         ap.error(f"--seed must be >= 0, got {args.seed}")
     try:

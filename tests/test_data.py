@@ -605,3 +605,24 @@ def test_photo_augmentation_keeps_the_shape_and_varies(tmp_path):
     assert len({round(float(o.sum()), 3) for o in outs}) == 6  # framing, turn, colour differ
     with pytest.raises(ValueError, match="augmentation style"):
         data.SVHNDataset(path, style="fancy")
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    # a phone photo stored sideways: 40 wide x 20 high in pixels, EXIF orientation 6 (turn 90
+    # degrees clockwise to show): it must be read as shown, 20 wide x 40 high
+    img = Image.new("RGB", (40, 20), (255, 0, 0))
+    img.paste((0, 0, 255), (0, 0, 10, 20))  # blue on the stored left edge
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    img.save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
+    shown = open_image(str(tmp_path / "phone.jpg"))
+    assert shown.size == (20, 40)
+    top = np.asarray(shown)[:5].mean(axis=(0, 1))  # the stored left edge is now on top
+    assert top[2] > 200 and top[0] < 60
+
+
+def test_deeply_nested_json_is_one_line(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="deep.json: not"):
+        load_split(str(path))

@@ -172,3 +172,8 @@ def test_free_cores_counts_only_the_cores_this_process_may_use(monkeypatch):
     monkeypatch.undo()
     free = real(window=0.05)
     assert free is None or 0 <= free <= devices.cpu_cores() + 0.01
+
+
+def test_meta_is_refused_with_one_line():
+    with pytest.raises(ValueError, match="--device meta: meta is not a device"):
+        devices.device_from_flag("meta")

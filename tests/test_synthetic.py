@@ -278,3 +278,11 @@ def test_cli(tmp_path):
         with pytest.raises(SystemExit) as e:
             synthetic.main(bad)
         assert e.value.code == 2
+
+
+@pytest.mark.parametrize("flag", ["--long-boost", "--difficulty"])
+def test_non_finite_knobs_are_refused(flag, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        synthetic.main([flag, "nan", "--train", "1", "--test", "0", "--root", str(tmp_path)])
+    assert "finite numbers >= 0" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

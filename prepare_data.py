@@ -20,8 +20,8 @@ A labels CSV (header name,text and optionally left,top,width,height; see labels_
 - region is the box around the whole text, used as given: the 30% growth applies only to SVHN's
   union of digit boxes. Without a box the model sees the whole image.
 Every row is checked first (image readable, box inside it, no duplicate names, text not empty,
-and not longer than --max-len where one is given); a bad row is a one-line error naming the file and line, and nothing
-is written.
+and not longer than --max-len where one is given); a bad row is a one-line error naming the file
+and line, and nothing is written. --labels (gt.txt) and --labels-from-names go the same way.
 `image_dir` is relative to the JSON's own folder (absolute when not under it), so data can move.
 """
 import argparse

@@ -33,9 +33,9 @@ from tqdm import tqdm
 
 from atomic import replacing, save_figure
 # Also re-exported: tests and callers use the generator's parts as synthetic.<name>.
-from synth_digits import PROC_FAMILIES, proc_glyph, proc_style  # noqa: F401
-from synth_fonts import _glyph, fonts  # noqa: F401
-from synth_scene import HELD_OUT, MATERIALS, OOD_SPLIT, _clutter_faces, families, render
+from synth.digits import PROC_FAMILIES, proc_glyph, proc_style  # noqa: F401
+from synth.fonts import _glyph, fonts  # noqa: F401
+from synth.scene import HELD_OUT, MATERIALS, OOD_SPLIT, _clutter_faces, families, render
 
 
 def image_rng(seed, split, index):

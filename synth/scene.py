@@ -8,11 +8,11 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageFilter
 
-from synth_digits import PROC_FAMILIES
-from synth_fonts import font_families
-from synth_layout import _layout_number
-from synth_random import _cdf, _choice, _lognormal
-from synth_surfaces import (LUMA, _apply_material, _background, _clutter, _colour, _lighting,
+from synth.digits import PROC_FAMILIES
+from synth.fonts import font_families
+from synth.layout import _layout_number
+from synth.random import _cdf, _choice, _lognormal
+from synth.surfaces import (LUMA, _apply_material, _background, _clutter, _colour, _lighting,
                             _plate, _tiles)
 
 # Statistics counted on the official annotations (train: 33,402 images, test: 13,068; box height

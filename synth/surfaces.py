@@ -4,8 +4,8 @@ its ink is made of (painted, embossed, metal, engraved) and the light on the who
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from synth_fonts import _glyph
-from synth_random import _cdf, _choice
+from synth.fonts import _glyph
+from synth.random import _cdf, _choice
 
 CLUTTER_CHARS = "ABCDEFGHKLMNPRSTUWabdehnrst0123456789#-"
 LUMA = np.array([0.299, 0.587, 0.114])

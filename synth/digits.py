@@ -5,7 +5,7 @@ lit as seven segments, with the glyph variants that matter (1 with or without fl
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from synth_random import _choice
+from synth.random import _choice
 
 PROC_FAMILIES = ("stroke", "angular", "brush", "outline", "segment7", "stencil", "dotmatrix")
 PROC_REF = 64  # height at which procedural glyphs are drawn

@@ -4,8 +4,8 @@ each returned with its ink box."""
 import numpy as np
 from PIL import Image, ImageFilter
 
-from synth_digits import PROC_FAMILIES, proc_glyph, proc_style
-from synth_fonts import _glyph, font_families
+from synth.digits import PROC_FAMILIES, proc_glyph, proc_style
+from synth.fonts import _glyph, font_families
 
 INK_LEVEL = 60  # where a glyph's ink counts for its box (of 255)
 

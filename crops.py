@@ -13,7 +13,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image, ImageOps
 
 from build_model import as_hw
-from labels_csv import IMAGE_EXTS
+from formats.labels_csv import IMAGE_EXTS
 
 GROW = 1.3                    # the union box's width and height x 1.3, around its centre
 # Images (and crop boxes) above this many pixels are refused, read from the header before any

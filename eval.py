@@ -401,7 +401,7 @@ def run(args):
     """Evaluate args.checkpoint on args.json; writes the report and figures, returns the report."""
     from checkpoint import load_checkpoint
     from data import SVHNDataset, collate
-    from records import load_split
+    from formats.records import load_split
     from tokenizer import tokenizer_from_vocab
     # a device this machine lacks (no GPU, driver or MPS) fails here, not as a traceback later
     device = devices.device_from_flag(args.device)

@@ -86,7 +86,7 @@ def inputs_from_files(paths, crop, config, max_pixels=MAX_PIXELS):
 
 def inputs_from_split(json_path, n, vocab, config, max_pixels=MAX_PIXELS):
     from data import SVHNDataset
-    from records import load_split
+    from formats.records import load_split
     from tokenizer import tokenizer_from_vocab
     image_dir, records = load_split(json_path)
     dataset = SVHNDataset((image_dir, records[:n]), tokenizer_from_vocab(vocab), train=False,

@@ -32,8 +32,8 @@ import sys
 import time
 
 from atomic import atomic_open
-from digitstruct import DigitStructError, read_digitstruct
-from labels_csv import LabelsError, read_gt, read_labels, read_names
+from formats.digitstruct import DigitStructError, read_digitstruct
+from formats.labels_csv import LabelsError, read_gt, read_labels, read_names
 
 PROG = "prepare_data.py"
 LABEL_NOTE = "SVHN label 10 is stored as digit 0"

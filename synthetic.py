@@ -56,7 +56,7 @@ def _make_one(job):
 
 def generate_split(root, split, n, seed=0, workers=2, difficulty=1.0, long_boost=1.0):
     """Write <root>/<split>/1.png..n.png and, last, its digitStruct.mat; return the entries."""
-    from digitstruct_write import write_digitstruct
+    from formats.digitstruct_write import write_digitstruct
     folder = os.path.join(root, split)
     mat = os.path.join(folder, "digitStruct.mat")
     marker = os.path.join(folder, "SYNTHETIC")

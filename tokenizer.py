@@ -8,7 +8,7 @@ play.py).
 import torch
 from torchnlp.encoders.text import StaticTokenizerEncoder
 
-from records import record_text
+from formats.records import record_text
 
 RESERVED = ["<pad>", "<unk>", "</s>"]
 PAD, UNK, EOS, BOS = 0, 1, 2, 3  # <s> is the first token of every text, so it always lands at 3

@@ -29,7 +29,7 @@ import devices
 import engine
 import runs
 from crops import MAX_PIXELS
-from records import load_split
+from formats.records import load_split
 from tokenizer import BOS, EOS, PAD
 
 # -----------------------------------------------------------------------------

@@ -19,8 +19,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from digitstruct import read_digitstruct, read_digitstruct_naive  # noqa: E402
-from digitstruct_write import write_digitstruct  # noqa: E402
+from formats.digitstruct import read_digitstruct, read_digitstruct_naive  # noqa: E402
+from formats.digitstruct_write import write_digitstruct  # noqa: E402
 from prepare_data import to_records  # noqa: E402
 
 # digits per image in the official SVHN train annotations (33,402 images): 1..6 digits

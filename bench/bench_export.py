@@ -24,7 +24,7 @@ import export  # noqa: E402
 from build_model import fold_batchnorm  # noqa: E402
 from checkpoint import load_checkpoint  # noqa: E402
 from data import SVHNDataset  # noqa: E402
-from records import load_split  # noqa: E402
+from formats.records import load_split  # noqa: E402
 from tokenizer import tokenizer_from_vocab  # noqa: E402
 
 

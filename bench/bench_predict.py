@@ -19,7 +19,7 @@ import tempfile
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from crops import crop_box, open_image  # noqa: E402
-from records import load_split, record_text  # noqa: E402
+from formats.records import load_split, record_text  # noqa: E402
 
 
 def write_photos(image_dir, records, grow, folder):

@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 
 import data
 from crops import crop_box, crop_image, open_image, to_rgb
-from records import load_split
+from formats.records import load_split
 from tokenizer import (BOS, EOS, PAD, UNK, build_tokenizer, label_ids, token_text,
                        tokenizer_from_vocab, tokens_to_text)
 

@@ -5,9 +5,9 @@ import h5py
 import numpy as np
 import pytest
 
-import digitstruct
-from digitstruct import DigitStructError, read_digitstruct, read_digitstruct_naive
-from digitstruct_write import write_digitstruct
+from formats import digitstruct
+from formats.digitstruct import DigitStructError, read_digitstruct, read_digitstruct_naive
+from formats.digitstruct_write import write_digitstruct
 
 ENTRIES = [
     ("1.png", [[1, 246, 77, 81, 219], [9, 323, 81, 96, 219]]),

@@ -17,7 +17,7 @@ import eval as ev
 import prepare_data
 import train
 from helpers import overfit
-from records import load_split
+from formats.records import load_split
 from tokenizer import (UNK, build_tokenizer, extend_vocab, token_text, tokenizer_from_vocab,
                        tokens_to_text, unknown_chars)
 

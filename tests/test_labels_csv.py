@@ -11,7 +11,7 @@ from PIL import Image
 
 import data
 import prepare_data
-from records import load_split, record_region
+from formats.records import load_split, record_region
 from tokenizer import tokens_to_text
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import prepare_data
-from digitstruct_write import write_digitstruct
+from formats.digitstruct_write import write_digitstruct
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENTRIES = [("1.png", [[1, 5, 6, 7, 20], [10, 12, 6, 8, 20]]),

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import synthetic
-from digitstruct import read_digitstruct
+from formats.digitstruct import read_digitstruct
 
 
 def _sample(split, n, seed=0, metas=None, **kw):

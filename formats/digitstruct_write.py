@@ -9,7 +9,7 @@ import numpy as np
 from tqdm import tqdm
 
 from atomic import replacing
-from digitstruct import FIELDS, DigitStructError, _entry
+from formats.digitstruct import FIELDS, DigitStructError, _entry
 
 FILE_FIELDS = ("height", "left", "top", "width", "label")  # MATLAB's struct field order
 F64 = h5py.h5t.IEEE_F64LE

@@ -25,11 +25,11 @@ import torchvision.transforms.functional as TF
 from PIL import Image, ImageFilter
 from torch.utils.data import ConcatDataset
 
-from atomic import save_figure
+from support.atomic import save_figure
 from build_model import as_hw
-from crops import MAX_PIXELS, centre_input, crop_image, open_image, resize_region
+from support.crops import MAX_PIXELS, centre_input, crop_image, open_image, resize_region
 from formats.records import load_split, record_region, record_text
-from tokenizer import (PAD, build_tokenizer, extend_vocab, token_text, tokenizer_from_vocab,
+from support.tokenizer import (PAD, build_tokenizer, extend_vocab, token_text, tokenizer_from_vocab,
                        unknown_chars)
 
 # -----------------------------------------------------------------------------

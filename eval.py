@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-import devices
-from atomic import atomic_open, save_figure
+from support import devices
+from support.atomic import atomic_open, save_figure
 from build_model import fold_batchnorm
-from crops import MAX_PIXELS
-from tokenizer import label_ids
+from support.crops import MAX_PIXELS
+from support.tokenizer import label_ids
 
 matplotlib.use("Agg")  # files only: this script never opens a window
 import matplotlib.pyplot as plt  # noqa: E402
@@ -230,7 +230,7 @@ def summarize(res, vocab, target=TARGET_ACCURACY, labels=None, max_len=None):
     `labels` (the images' texts) when given, else against the truth's token ids looked up in
     `vocab`. A character the vocabulary lacks is encoded as <unk>, which never equals it: such
     images count as wrong, and the characters are counted and reported."""
-    from tokenizer import unknown_chars
+    from support.tokenizer import unknown_chars
     preds = [[vocab[i] for i in ids] for ids in res["pred"]]
     if labels is None:
         labels = ["".join(vocab[i] for i in ids) for ids in res["truth"]]
@@ -399,10 +399,10 @@ def main(argv=None):
 
 def run(args):
     """Evaluate args.checkpoint on args.json; writes the report and figures, returns the report."""
-    from checkpoint import load_checkpoint
+    from support.checkpoint import load_checkpoint
     from data import SVHNDataset, collate
     from formats.records import load_split
-    from tokenizer import tokenizer_from_vocab
+    from support.tokenizer import tokenizer_from_vocab
     # a device this machine lacks (no GPU, driver or MPS) fails here, not as a traceback later
     device = devices.device_from_flag(args.device)
     workers = devices.apply_thread_rule(device, args.threads, args.workers)

@@ -22,9 +22,9 @@ import warnings
 
 import torch
 
-from atomic import atomic_open, replacing
+from support.atomic import atomic_open, replacing
 from build_model import as_hw, fold_batchnorm
-from checkpoint import load_checkpoint
+from support.checkpoint import load_checkpoint
 
 ONNX_OPSET = 17
 

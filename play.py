@@ -15,10 +15,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import devices
-from atomic import save_figure
-from crops import MAX_PIXELS
-from tokenizer import label_ids
+from support import devices
+from support.atomic import save_figure
+from support.crops import MAX_PIXELS
+from support.tokenizer import label_ids
 
 # -----------------------------------------------------------------------------
 # defaults
@@ -52,7 +52,7 @@ def load_file(path, crop, image_size, crop_size, max_pixels=MAX_PIXELS):
     region (the whole image, or the --crop box grown by 30% like training crops), resize to
     image_size, centre crop. Any PIL mode; ValueError with a reason when it cannot be read."""
     from build_model import as_hw
-    from crops import crop_box, eval_input, open_image
+    from support.crops import crop_box, eval_input, open_image
     box = None
     if crop is not None:
         box = crop_box([crop])
@@ -67,7 +67,7 @@ def load_file(path, crop, image_size, crop_size, max_pixels=MAX_PIXELS):
 
 
 def inputs_from_files(paths, crop, config, max_pixels=MAX_PIXELS):
-    from crops import find_images
+    from support.crops import find_images
     items, failed = [], []
     files, skipped = find_images(paths)  # missing files, FIFOs, directory loops
     for path, reason in skipped:
@@ -87,7 +87,7 @@ def inputs_from_files(paths, crop, config, max_pixels=MAX_PIXELS):
 def inputs_from_split(json_path, n, vocab, config, max_pixels=MAX_PIXELS):
     from data import SVHNDataset
     from formats.records import load_split
-    from tokenizer import tokenizer_from_vocab
+    from support.tokenizer import tokenizer_from_vocab
     image_dir, records = load_split(json_path)
     dataset = SVHNDataset((image_dir, records[:n]), tokenizer_from_vocab(vocab), train=False,
                           image_size=config["image_size"], crop_size=config["crop_size"],
@@ -224,7 +224,7 @@ def main(argv=None):
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from build_model import fold_batchnorm
-    from checkpoint import load_checkpoint
+    from support.checkpoint import load_checkpoint
     try:
         device = devices.device_from_flag(args.device)
         devices.apply_thread_rule(device, args.threads, 0)

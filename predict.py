@@ -23,10 +23,10 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-import devices
-from atomic import atomic_open
+from support import devices
+from support.atomic import atomic_open
 from build_model import as_hw
-from crops import MAX_PIXELS, eval_input, find_images, open_image, whole_pixels
+from support.crops import MAX_PIXELS, eval_input, find_images, open_image, whole_pixels
 
 BATCH_SIZE = 64  # images per decoding batch
 MAX_BEAM = 64  # as eval.py
@@ -134,7 +134,7 @@ def read_boxes(path):
 @torch.inference_mode()
 def predict(model, loader, vocab, device, precision, beam=1, progress=True):
     """{index: (text, confidence)} of every readable image, and [(index, reason)] of the rest."""
-    from tokenizer import label_ids
+    from support.tokenizer import label_ids
     results = {}
     failed = []
     bar = tqdm(loader, desc="predict", unit="batch", disable=None if progress else True)
@@ -209,7 +209,7 @@ def check_output(path, overwrite):
 
 def run(args):
     from build_model import fold_batchnorm
-    from checkpoint import load_checkpoint
+    from support.checkpoint import load_checkpoint
     check_output(args.csv, args.overwrite)
     files, skipped = find_images(args.paths)
     if args.fit == "keep-aspect":

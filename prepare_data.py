@@ -31,7 +31,7 @@ import os
 import sys
 import time
 
-from atomic import atomic_open
+from support.atomic import atomic_open
 from formats.digitstruct import DigitStructError, read_digitstruct
 from formats.labels_csv import LabelsError, read_gt, read_labels, read_names
 

@@ -31,7 +31,7 @@ from multiprocessing import Pool
 import numpy as np
 from tqdm import tqdm
 
-from atomic import replacing, save_figure
+from support.atomic import replacing, save_figure
 # Also re-exported: tests and callers use the generator's parts as synthetic.<name>.
 from synth.digits import PROC_FAMILIES, proc_glyph, proc_style  # noqa: F401
 from synth.fonts import _glyph, fonts  # noqa: F401
@@ -90,7 +90,7 @@ def preview(path, n=40, seed=0, split="train", difficulty=1.0, long_boost=1.0, o
     from matplotlib.patches import Rectangle
 
     # torch and torchvision: only the figure needs them, not the generator
-    from crops import crop_box, crop_image, resize_region
+    from support.crops import crop_box, crop_image, resize_region
     cols, rows = 8, (n + 7) // 8
     fig, axes = plt.subplots(2 * rows, cols, figsize=(2.2 * cols, 2.7 * rows))
     for i in range(rows * cols):

@@ -23,14 +23,14 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, Subset
 
 import build_model
-import checkpoint
+from support import checkpoint
 import data
-import devices
-import engine
-import runs
-from crops import MAX_PIXELS
+from support import devices
+from support import engine
+from support import runs
+from support.crops import MAX_PIXELS
 from formats.records import load_split
-from tokenizer import BOS, EOS, PAD
+from support.tokenizer import BOS, EOS, PAD
 
 # -----------------------------------------------------------------------------
 # defaults: the seed's recipe. `python train.py` with no flags trains exactly this.

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
-from atomic import atomic_open  # noqa: E402
+from support.atomic import atomic_open  # noqa: E402
 
 BASE = ["--preset", "cpu", "--lr", "2e-3", "--schedule", "onecycle", "--val-size", "0"]
 SEED_ARCH = ["--plan", "64 64 M 128 128 M 256 256 M 512 512", "--hidden", "256"]  # no preset

@@ -26,10 +26,10 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 import eval as ev  # noqa: E402
-from atomic import atomic_open  # noqa: E402
+from support.atomic import atomic_open  # noqa: E402
 from build_model import DEFAULT_CONFIG, build_model  # noqa: E402
 from data import SVHNDataset, collate  # noqa: E402
-from tokenizer import build_tokenizer  # noqa: E402
+from support.tokenizer import build_tokenizer  # noqa: E402
 
 # the tests' image sets: about the size of SVHN test images (130x55) with 1-3 light digits
 sys.path.insert(0, os.path.join(REPO, "tests"))

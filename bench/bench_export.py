@@ -19,13 +19,13 @@ import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-import devices  # noqa: E402
+from support import devices  # noqa: E402
 import export  # noqa: E402
 from build_model import fold_batchnorm  # noqa: E402
-from checkpoint import load_checkpoint  # noqa: E402
+from support.checkpoint import load_checkpoint  # noqa: E402
 from data import SVHNDataset  # noqa: E402
 from formats.records import load_split  # noqa: E402
-from tokenizer import tokenizer_from_vocab  # noqa: E402
+from support.tokenizer import tokenizer_from_vocab  # noqa: E402
 
 
 def main(argv=None):

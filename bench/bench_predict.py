@@ -18,7 +18,7 @@ import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from crops import crop_box, open_image  # noqa: E402
+from support.crops import crop_box, open_image  # noqa: E402
 from formats.records import load_split, record_text  # noqa: E402
 
 

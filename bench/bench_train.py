@@ -30,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), HERE]
 import build_model  # noqa: E402
 import data  # noqa: E402
-import devices  # noqa: E402
+from support import devices  # noqa: E402
 import train  # noqa: E402
 from bench_data import make_temp_split  # noqa: E402
 

@@ -18,7 +18,7 @@ import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-import checkpoint  # noqa: E402
+from support import checkpoint  # noqa: E402
 import eval as ev  # noqa: E402
 
 KEPT = ("format", "config", "vocab", "model", "epoch", "step")

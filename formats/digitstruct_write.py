@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from atomic import replacing
+from support.atomic import replacing
 from formats.digitstruct import FIELDS, DigitStructError, _entry
 
 FILE_FIELDS = ("height", "left", "top", "width", "label")  # MATLAB's struct field order

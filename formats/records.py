@@ -8,7 +8,7 @@ import json
 import math
 import os
 
-from crops import crop_box, whole_pixels
+from support.crops import crop_box, whole_pixels
 
 # box coordinates beyond this many pixels are refused: float32 (the dataset's boxes) holds every
 # integer up to it exactly, and no image is that large (1e300 overflowed to inf, with warnings)

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from atomic import atomic_open, replacing, save_figure
+from support.atomic import atomic_open, replacing, save_figure
 
 
 def test_write_replaces_and_leaves_no_temp(tmp_path):

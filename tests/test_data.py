@@ -11,9 +11,9 @@ import torch
 from PIL import Image, ImageDraw
 
 import data
-from crops import crop_box, crop_image, open_image, to_rgb
+from support.crops import crop_box, crop_image, open_image, to_rgb
 from formats.records import load_split
-from tokenizer import (BOS, EOS, PAD, UNK, build_tokenizer, label_ids, token_text,
+from support.tokenizer import (BOS, EOS, PAD, UNK, build_tokenizer, label_ids, token_text,
                        tokenizer_from_vocab, tokens_to_text)
 
 # the real sample's three images ("19", "23", "25"); boxes of 1.png and 2.png as published with
@@ -332,7 +332,7 @@ def test_validation_and_evaluation_read_targets_alike():
     import eval as ev
     import contextlib
 
-    import engine
+    from support import engine
     tokens = torch.tensor([[3, 4, 2, 0], [3, 5, 6, 2], [3, 8, 2, 0], [3, 9, 9, 2]])
     config = {"pad_id": PAD, "eos_id": EOS, "bos_id": BOS}
     assert ev.truth_ids(tokens, config) == [[4], [5, 6], [8], [9, 9]]

@@ -5,7 +5,7 @@ import types
 import pytest
 import torch
 
-import devices
+from support import devices
 
 
 @pytest.fixture

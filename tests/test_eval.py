@@ -10,10 +10,10 @@ import torch
 
 import eval as ev
 from build_model import build_model
-from checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from support.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from data import SVHNDataset
 from helpers import write_split
-from tokenizer import tokenizer_from_vocab
+from support.tokenizer import tokenizer_from_vocab
 
 TINY = {"plan": "8 M 16 M", "hidden": 16, "max_len": 5}
 VOCAB = ["<pad>", "<unk>", "</s>", "<s>"] + list("1234567890")

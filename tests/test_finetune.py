@@ -10,15 +10,15 @@ import torch
 from PIL import Image, ImageDraw
 
 import build_model
-import checkpoint
+from support import checkpoint
 import data
-import engine
+from support import engine
 import eval as ev
 import prepare_data
 import train
 from helpers import overfit
 from formats.records import load_split
-from tokenizer import (UNK, build_tokenizer, extend_vocab, token_text, tokenizer_from_vocab,
+from support.tokenizer import (UNK, build_tokenizer, extend_vocab, token_text, tokenizer_from_vocab,
                        tokens_to_text, unknown_chars)
 
 TINY = ["--plan", "8 M 16", "--hidden", "16", "--image-size", "32", "--crop-size", "28",

@@ -12,7 +12,7 @@ from PIL import Image
 import data
 import prepare_data
 from formats.records import load_split, record_region
-from tokenizer import tokens_to_text
+from support.tokenizer import tokens_to_text
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

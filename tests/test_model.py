@@ -8,7 +8,7 @@ import torch
 
 from build_model import (DEFAULT_CONFIG, Attention, AttentionOCR, build_model,
                          masked_cross_entropy)
-from checkpoint import CHECKPOINT_FORMAT, load_checkpoint, make_checkpoint, save_checkpoint
+from support.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, make_checkpoint, save_checkpoint
 from cnn import Encoder, parse_plan, pooled_size
 from helpers import overfit
 

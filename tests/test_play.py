@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 import build_model
-import checkpoint
+from support import checkpoint
 import play
 from helpers import write_split
 from test_eval import VOCAB, write_checkpoint

@@ -10,14 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
-import checkpoint
+from support import checkpoint
 import export
 import predict
-from crops import eval_input, open_image
+from support.crops import eval_input, open_image
 from build_model import build_model
 from helpers import overfit, write_images
 from test_eval import TINY, VOCAB, write_checkpoint
-from tokenizer import label_ids
+from support.tokenizer import label_ids
 
 
 @pytest.fixture(scope="module")

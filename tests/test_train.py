@@ -17,8 +17,8 @@ import pytest
 import torch
 
 import build_model
-import checkpoint
-import engine
+from support import checkpoint
+from support import engine
 import train
 from helpers import write_split
 

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from atomic import atomic_open, save_figure
+from support.atomic import atomic_open, save_figure
 
 # what train.py writes into --out; any of the first four (or an epoch checkpoint) means a run
 RUN_FILES = ("last.pt", "best.pt", "loss.csv", "val.csv")

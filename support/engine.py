@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-import tokenizer
+from support import tokenizer
 
 LOG_EVERY = 50  # steps between reads of the loss to the host (each read waits for the GPU)
 

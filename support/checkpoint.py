@@ -18,7 +18,7 @@ import zipfile
 import numpy as np
 import torch
 
-from atomic import atomic_open
+from support.atomic import atomic_open
 from build_model import AttentionOCR, check_config
 
 CHECKPOINT_FORMAT = "svhn-attention-ocr/2"

@@ -34,7 +34,7 @@ if $PY -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; 
     MODEL=(--epochs 8 --lr 1e-3 --schedule onecycle --no-augment)
 else
     MODEL=(--preset cpu --epochs 6 --lr 2e-3 --schedule onecycle --no-augment)
-    if $PY -c 'import sys, devices; sys.exit(0 if devices.cpu_bf16_isa() else 1)'; then
+    if $PY -c 'import sys; from support import devices; sys.exit(0 if devices.cpu_bf16_isa() else 1)'; then
         MODEL+=(--precision bf16)
         echo "== 2/4 training the CPU preset on the CPU in bf16 (about 8 minutes on 2 cores)"
     else

@@ -2,8 +2,8 @@
 
     python bench/bench_threads.py [--images 1536] [--threads 0 1 2] [--rounds 2]
 
-For each round, load (idle, then one busy process: a pure-Python spin loop, as a browser tab or
-an IDE keeps a laptop core busy) and --threads value (0 = the thread rule of devices.thread_rule,
+For each round, load (idle: nothing added; busy: one more process, a pure-Python spin loop, as
+a browser tab or an IDE keeps a laptop core busy) and --threads value (0 = the thread rule of devices.thread_rule,
 train.py's default; loader workers by the rule too), it runs `train.py --preset cpu --epochs 1
 --no-augment` on the same temporary SVHN-like split in a subprocess and reads its images/s from
 val.csv. Runs are interleaved, medians over rounds; the last lines give each choice's images/s
@@ -46,14 +46,17 @@ def main(argv=None):
     p.add_argument("--threads", type=int, nargs="+", default=[0, 1, 2],
                    help="--threads values to compare (0: the thread rule)")
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds (median)")
+    p.add_argument("--loads", nargs="+", choices=["idle", "busy"], default=["idle", "busy"],
+                   help="idle: nothing added (the machine as it is); busy: one spinning process "
+                        "added")
     args = p.parse_args(argv)
     work = tempfile.mkdtemp(prefix="bench_threads-")
-    json_path = make_temp_split(os.path.join(work, "data"), args.images)
+    json_path = make_temp_split(work, args.images)
     results = {}
     for _ in range(args.rounds):
-        for load in ("idle", "1 busy core"):
+        for load in args.loads:
             busy = None
-            if load != "idle":
+            if load == "busy":
                 busy = multiprocessing.Process(target=spin, daemon=True)
                 busy.start()
             try:
@@ -67,7 +70,7 @@ def main(argv=None):
                     busy.terminate()
                     busy.join()
     print(f"\nmedians over {args.rounds} round(s), {os.cpu_count()} cores:")
-    for load in ("idle", "1 busy core"):
+    for load in args.loads:
         medians = {t: statistics.median(results[(load, t)]) for t in args.threads}
         fixed = [v for t, v in medians.items() if t != 0] or list(medians.values())
         best = max(fixed)

@@ -371,6 +371,8 @@ def adopt_resumed(args, ckpt, resume):
                              f"drop the flag to resume, or use a new --out")
         setattr(args, key, saved)
     planned = ckpt["args"].get("epochs")
+    if args.epochs is None:  # a fine-tuning run's epochs came from its data: keep them
+        args.epochs = planned
     schedule = ckpt["args"].get("schedule")
     annealing = schedule in ("cosine", "onecycle")
     if annealing and args.epochs > ckpt["epoch"] and args.epochs != planned:

@@ -368,3 +368,17 @@ def test_odd_photos_train_and_read(tmp_path):
     assert predict.main(["--checkpoint", str(tmp_path / "base" / "last.pt"), "--csv", str(out),
                          str(folder), "--threads", "1", "--fit", "keep-aspect"]) == 0
     assert len(open(out).read().splitlines()) == 1 + 4
+
+
+def test_a_fine_tuning_run_resumes_with_its_data_chosen_defaults(digits, lettered, tmp_path,
+                                                                 capsys):
+    # resumed as it was started (--init, no --epochs): its epochs, shape and held-out images
+    # come back from the checkpoint (--epochs was None: a TypeError before)
+    assert run_train(digits, tmp_path / "base", "--epochs", "1") == 0
+    base = str(tmp_path / "base" / "last.pt")
+    assert run_train(lettered, tmp_path / "ft", "--init", base, "--epochs", "2") == 0
+    ckpt = torch.load(tmp_path / "ft" / "last.pt", weights_only=True)
+    assert run_train(lettered, tmp_path / "ft", "--init", base, "--resume", "auto") == 0
+    assert "already holds epoch 2 of --epochs 2" in capsys.readouterr().out
+    again = torch.load(tmp_path / "ft" / "last.pt", weights_only=True)
+    assert again["epoch"] == 2 and again["config"] == ckpt["config"]

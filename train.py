@@ -244,7 +244,7 @@ def finetune_defaults(args, config):
     aspect and the checkpoint's input height, the held-out images and the epochs from their
     number. Returns {flag: value} for those not given."""
     image_dir, records = load_split(args.train_json[0])
-    n = sum(len(load_split(path)[1]) for path in args.train_json)
+    n = len(records) + sum(len(load_split(path)[1]) for path in args.train_json[1:])
     chosen = {}
     if args.val_size is None:
         share, low, high = FINETUNE_VAL
@@ -409,7 +409,9 @@ def train(args, device, ddp, rank, world, loaders):
     master = rank == 0
     cuda = device.type == "cuda"
     local_world = int(os.getenv("LOCAL_WORLD_SIZE", 1))  # processes on this node
-    rule_threads, rule_workers = devices.thread_rule(local_world)
+    rule_threads, rule_workers = 1, 1
+    if device.type == "cpu" and not (args.threads and args.workers is not None):
+        rule_threads, rule_workers = devices.thread_rule(local_world)  # samples /proc/stat
     if device.type == "cpu":  # --threads, or the free cores shared between the node's processes
         torch.set_num_threads(max(1, args.threads // local_world) if args.threads else rule_threads)
     workers = args.workers

@@ -1,7 +1,7 @@
 """Fine-tuning a checkpoint on labelled sets of real photos: accuracy and wall time side by side.
 
     python bench/bench_finetune.py --checkpoint weights/replica.pt \
-        --sets ../shared/real-plates-eu-br my-meters/ [--variant NAME "FLAGS" ...] [--threads 2]
+        --sets my-plates/ my-meters/ [--variant NAME "FLAGS" ...] [--threads 2]
 
 Each set is a folder with train.csv and test.csv (prepare_data.py's labels CSV) or train.json
 and test.json. For each set and each variant, it runs exactly what a user runs:

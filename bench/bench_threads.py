@@ -3,10 +3,10 @@
     python bench/bench_threads.py [--images 1536] [--threads 0 1 2] [--rounds 2]
 
 For each round, load (idle: nothing added; busy: one more process, a pure-Python spin loop, as
-a browser tab or an IDE keeps a laptop core busy) and --threads value (0 = the thread rule of devices.thread_rule,
-train.py's default; loader workers by the rule too), it runs `train.py --preset cpu --epochs 1
---no-augment` on the same temporary SVHN-like split in a subprocess and reads its images/s from
-val.csv. Runs are interleaved, medians over rounds; the last lines give each choice's images/s
+a browser tab or an IDE keeps a laptop core busy) and --threads value (0 = the thread rule of
+support/devices.thread_rule, train.py's default; loader workers by the rule too), it runs
+`train.py --preset cpu --epochs 1 --no-augment` on the same temporary SVHN-like split in a
+subprocess and reads its images/s from val.csv. Runs are interleaved, medians over rounds; the last lines give each choice's images/s
 over the best fixed --threads under the same load. Name the CPU (lscpu) beside the figures.
 Never part of the test suite.
 """

@@ -217,14 +217,13 @@ def apply_thread_rule(device, threads=0, workers=None):
     """eval.py's, play.py's and predict.py's threads and loader workers: --threads (0: the thread
     rule's) set for torch on a CPU; returns the loader workers (--workers, or None: on a GPU
     min(8, cores / 2), on a CPU the rule's)."""
-    rule_threads, rule_workers = thread_rule()
-    if device.type == "cpu":
-        torch.set_num_threads(threads or rule_threads)
-    if workers is not None:
+    if device.type != "cpu":
+        return workers if workers is not None else min(8, max(1, cpu_cores() // 2))
+    if threads and workers is not None:  # both given: no need to look at the cores
         return workers
-    if device.type == "cpu":
-        return rule_workers
-    return min(8, max(1, cpu_cores() // 2))
+    rule_threads, rule_workers = thread_rule()  # samples /proc/stat for 0.25 s
+    torch.set_num_threads(threads or rule_threads)
+    return workers if workers is not None else rule_workers
 
 
 def from_rank0(load, ddp, rank):

@@ -6,8 +6,9 @@ For each round, load (idle: nothing added; busy: one more process, a pure-Python
 a browser tab or an IDE keeps a laptop core busy) and --threads value (0 = the thread rule of
 support/devices.thread_rule, train.py's default; loader workers by the rule too), it runs
 `train.py --preset cpu --epochs 1 --no-augment` on the same temporary SVHN-like split in a
-subprocess and reads its images/s from val.csv. Runs are interleaved, medians over rounds; the last lines give each choice's images/s
-over the best fixed --threads under the same load. Name the CPU (lscpu) beside the figures.
+subprocess and reads its images/s from val.csv. Runs are interleaved, medians over rounds;
+the last lines give each choice's images/s over the best fixed --threads under the same load.
+Name the CPU (lscpu) beside the figures.
 Never part of the test suite.
 """
 import argparse

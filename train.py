@@ -71,6 +71,9 @@ MODEL_ARGS = ("plan", "hidden", "dropout", "image_size", "crop_size", "max_len",
               "normalize")
 # the data a run sees, kept on resume
 DATA_ARGS = ("train_json", "val_size", "val_json", "seed", "augment", "loose", "augment_style")
+# the recipe that the optimizer and scheduler states carry: kept on resume (a new --lr was
+# recorded, then overridden by the restored state)
+RECIPE_ARGS = ("lr", "weight_decay", "schedule", "milestones", "gamma", "warmup")
 # model sizes; "cpu" trains at a useful speed on 2 cores
 PRESETS = {"cpu": {"plan": "32 M 64 M 128 M 128", "hidden": 128}}
 # fine-tuning (--init): defaults for a few hundred real photos, replacing the recipe's where not
@@ -207,11 +210,12 @@ def parse_args(argv=None):
             p.error(f"--{name} must be a finite number {want}, got {value}")
     if any(m < 1 for m in args.milestones):
         p.error(f"--milestones must be epochs >= 1, got {args.milestones}")
-    unset = argparse.Namespace(**dict.fromkeys(MODEL_ARGS + DATA_ARGS))
+    unset = argparse.Namespace(**dict.fromkeys(MODEL_ARGS + DATA_ARGS + RECIPE_ARGS))
     given = vars(p.parse_args(argv, unset))  # None: not given
     chosen = {**PRESETS.get(args.preset, {}), **(FINETUNE if args.init else {})}  # as if given
     args.model_flags = [k for k in MODEL_ARGS if given[k] is not None or k in chosen]
     args.data_flags = [k for k in DATA_ARGS if given[k] is not None]
+    args.recipe_flags = [k for k in RECIPE_ARGS if given[k] is not None]
     return args
 
 
@@ -330,6 +334,7 @@ def main(argv=None):
         for loader in loaders:  # persistent workers would otherwise live until garbage collection
             if getattr(loader, "_iterator", None) is not None:
                 loader._iterator._shutdown_workers()  # torch has no public call for this
+        runs.release_runs()
         if ddp:
             dist.destroy_process_group()
 
@@ -370,6 +375,7 @@ def adopt_resumed(args, ckpt, resume):
                              f"not {getattr(args, key)!r}, which changes the data it sees; "
                              f"drop the flag to resume, or use a new --out")
         setattr(args, key, saved)
+    checkpoint.keep_recipe(args, ckpt["args"], RECIPE_ARGS, args.recipe_flags, resume)
     planned = ckpt["args"].get("epochs")
     if args.epochs is None:  # a fine-tuning run's epochs came from its data: keep them
         args.epochs = planned
@@ -435,6 +441,8 @@ def train(args, device, ddp, rank, world, loaders):
         resume = last_path
 
     def load_resume():  # by rank 0 alone: its files decide for all (other nodes may lack --out)
+        if not args.dry_run:  # one train.py per --out: a second one (two --resume auto) refused
+            runs.lock_run(args.out)
         if resume and (args.resume != "auto" or os.path.exists(resume)):
             return checkpoint.load_checkpoint(resume, map_location="cpu", resume=True)[1]
         return None
@@ -531,6 +539,7 @@ def train(args, device, ddp, rank, world, loaders):
     if master and not args.dry_run:
         runs.remove_stale_temps(args.out, args.plot)  # left by a kill during a save
         outputs = [("--out", last_path)]
+        runs.check_plot(args.plot, args.out, args.overwrite)  # never another run's or user's file
         if args.plot:
             outputs.append(("--plot", args.plot))
         runs.check_writable(outputs)  # now, not after an epoch

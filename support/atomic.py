@@ -2,11 +2,17 @@
 then renamed over the real name. A kill or a full disk at any moment leaves either the old file or
 the new one, never half of one; the temporary file is removed when the write fails.
 
-The temporary name is always `<path>.tmp`, in the same folder (os.replace is only atomic within
-one file system); runs.py relies on that name to clear the debris of a killed save.
+The temporary name is `<path>.<8 hex digits>.tmp` (temp_name), in the same folder (os.replace
+is only atomic within one file system): unique, so that a user's own `<path>.tmp` is never
+written over or removed; runs.py relies on the pattern to clear the debris of a killed save.
 """
 import contextlib
 import os
+import secrets
+
+# the Software text of every PNG save_figure writes: outputs.is_own_figure recognises our own
+# figures by it, so that a script replaces them but never a user's image of the same name
+FIGURE_MARK = "svhn-attention-ocr"
 
 
 @contextlib.contextmanager
@@ -15,7 +21,7 @@ def replacing(path, fsync=True):
 
     For writers that need a file name rather than a file object (h5py, an image library).
     fsync=False skips the flush to disk, for many small files whose index is written last."""
-    tmp = path + ".tmp"
+    tmp = temp_name(path)
     try:
         yield tmp
         if fsync:
@@ -25,6 +31,14 @@ def replacing(path, fsync=True):
     finally:  # failed (full disk, Ctrl-C, --out is a folder): no stray .tmp left behind
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def temp_name(path):
+    """A temporary name beside `path` that no file has: <path>.<8 hex digits>.tmp."""
+    while True:
+        tmp = f"{path}.{secrets.token_hex(4)}.tmp"
+        if not os.path.lexists(tmp):
+            return tmp
 
 
 @contextlib.contextmanager
@@ -40,7 +54,9 @@ def atomic_open(path, mode="w", fsync=True, **kwargs):
 
 def save_figure(fig, path, **kwargs):
     """fig.savefig atomically. The format comes from the extension of `path` (png without one),
-    since the temporary name's extension is .tmp."""
-    fmt = os.path.splitext(path)[1][1:] or "png"
+    since the temporary name's extension is .tmp. A PNG is stamped with FIGURE_MARK."""
+    fmt = kwargs.pop("format", os.path.splitext(path)[1][1:] or "png")
+    if fmt == "png":
+        kwargs.setdefault("metadata", {"Software": FIGURE_MARK})
     with atomic_open(path, "wb") as f:
-        fig.savefig(f, format=kwargs.pop("format", fmt), **kwargs)
+        fig.savefig(f, format=fmt, **kwargs)

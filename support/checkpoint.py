@@ -47,15 +47,37 @@ def rng_states(device):
 
 
 def set_rng_states(states, device):
-    """Restore what rng_states saved."""
-    torch.set_rng_state(states["torch"])
-    name, keys, *rest = states["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-    version, mt, gauss = states["python"]
-    random.setstate((version, tuple(mt), gauss))
-    # not _all: the resuming machine may have fewer GPUs
-    if device.type == "cuda" and states["cuda"]:
-        torch.cuda.set_rng_state(states["cuda"][0], device)
+    """Restore what rng_states saved; ValueError "malformed RNG state (...)" for states of
+    another shape or type (a damaged or hand-made checkpoint), whatever the library raised."""
+    try:
+        torch.set_rng_state(states["torch"])
+        name, keys, *rest = states["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+        version, mt, gauss = states["python"]
+        random.setstate((version, tuple(mt), gauss))
+        # not _all: the resuming machine may have fewer GPUs
+        if device.type == "cuda" and states["cuda"]:
+            torch.cuda.set_rng_state(states["cuda"][0], device)
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError, RuntimeError,
+            OverflowError) as e:
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"malformed RNG state ({type(e).__name__}: {why})") from None
+
+
+def keep_recipe(args, saved, keys, given, resume):
+    """--resume: the flags `keys` (args attributes) take the values in the checkpoint's args
+    `saved`, since its optimizer and scheduler states carry them; ValueError for one of them
+    given (in `given`) with another value, rather than record a value that is not applied."""
+    for key in keys:
+        value = saved.get(key)
+        if value is None:  # a checkpoint that did not record it
+            continue
+        if key in given and getattr(args, key) != value:
+            raise ValueError(f"{resume}: trained with --{key.replace('_', '-')} {value!r}, not "
+                             f"{getattr(args, key)!r}; its optimizer and lr schedule resume as "
+                             f"saved: drop the flag to resume, or start a new --out (--init "
+                             f"{resume} fine-tunes it with a new recipe)")
+        setattr(args, key, value)
 
 
 def to_cpu(obj):
@@ -95,9 +117,16 @@ def make_checkpoint(model, vocab, optimizer=None, scheduler=None, scaler=None, e
 
 
 def save_checkpoint(ckpt, path):
-    """torch.save, atomically: a kill at any moment leaves the old file or the new one."""
-    with atomic_open(path, "wb") as f:
-        torch.save(ckpt, f)
+    """torch.save, atomically: a kill at any moment leaves the old file or the new one. A failed
+    write (a full disk) is an OSError naming the file; the temp file is removed and the file
+    there before is left whole."""
+    try:
+        with atomic_open(path, "wb") as f:
+            torch.save(ckpt, f)
+    except OSError as e:
+        why = e.strerror or str(e) or type(e).__name__
+        kept = "the previous file is intact" if os.path.exists(path) else "nothing was written"
+        raise OSError(f"{path}: cannot save the checkpoint ({why}); {kept}") from None
 
 
 def _load_failure(path, e):

@@ -3,25 +3,40 @@
 - A fresh start never overwrites another run: it is an error that says how to continue that run
   (--resume auto) or to pick a new --out; --overwrite moves the old run into
   <out>/replaced-<time>/ rather than deleting it.
-- Temp files of a save interrupted by a kill (last.pt.tmp, ...) are removed at the next start:
-  every write is temp-then-rename, so the real files are whole and the temps are only debris.
+- Temp files of a save interrupted by a kill (last.pt.<hex>.tmp, ...) are removed at the next
+  start: every write is temp-then-rename, so the real files are whole and the temps are only
+  debris.
 - Outputs are checked writable before the first epoch, not after it.
 - best.pt is only ever replaced by a better model than the one it holds (checkpoint.saved_metric
   reads the metric it holds).
+- --plot replaces only a figure of ours, and a loss.png no run drew stops a fresh start, unless
+  --overwrite (outputs.py).
+- One train.py at a time per --out: a second one started on the same run folder (two --resume
+  auto, say) is refused while the first holds the run lock (lock_run).
 """
 import csv
+import fnmatch
 import glob
 import os
+import tempfile
 import time
 
 import numpy as np
 
+from support import outputs
 from support.atomic import atomic_open, save_figure
+
+try:  # the run lock; where fcntl is missing (Windows) runs go unlocked
+    import fcntl
+except ImportError:
+    fcntl = None
 
 # what train.py writes into --out; any of the first four (or an epoch checkpoint) means a run
 RUN_FILES = ("last.pt", "best.pt", "loss.csv", "val.csv")
 EPOCH_FILES = "epoch-*.pt"  # per-epoch checkpoints
 PLOT = "loss.png"
+# eval.py's default outputs beside a checkpoint: reports of this run, moved aside with it
+REPORT_FILES = ("eval_*.json", "eval_*_coverage.png", "eval_*_mistakes.png")
 LOSS_HEADER = ["step", "epoch", "loss", "lr"]  # loss.csv: one row per training step
 # val.csv: one row per epoch
 VAL_HEADER = ["step", "epoch", "train_loss", "val_acc", "images_per_s", "seconds"]
@@ -36,6 +51,14 @@ def run_files(out):
     return names + sorted(os.path.basename(p) for p in epochs)
 
 
+def report_files(out):
+    """Names of eval.py's reports and figures in folder `out` (they describe its run)."""
+    paths = []
+    for pattern in REPORT_FILES:
+        paths += glob.glob(os.path.join(glob.escape(out), pattern))
+    return sorted(set(os.path.basename(p) for p in paths))
+
+
 def check_fresh_start(out, overwrite, auto_resume=False):
     """Before a run that resumes nothing: ValueError if `out` holds another run; with
     `overwrite`, move that run aside instead and return the folder it went to (else None).
@@ -47,6 +70,12 @@ def check_fresh_start(out, overwrite, auto_resume=False):
     names = run_files(out)
     if auto_resume:
         names = [n for n in names if n.endswith(".pt")]
+    plot = os.path.join(out, PLOT)
+    if not names and os.path.lexists(plot) and not outputs.is_own_figure(plot):
+        if not overwrite:  # e.g. the user's own figure: plot_curves would replace it
+            raise ValueError(f"--out {out} holds {PLOT}, which no train.py drew; pick a new --out "
+                             f"(--overwrite moves it aside)")
+        names = [PLOT]
     if not names:
         return None
     if not overwrite:
@@ -59,17 +88,24 @@ def check_fresh_start(out, overwrite, auto_resume=False):
         aside = os.path.join(out, time.strftime("replaced-%Y%m%d-%H%M%S") + f"-{suffix}")
         suffix += 1
     os.makedirs(aside)
-    for name in run_files(out) + [PLOT]:  # the logs go too: they describe the old run
+    # the logs and eval.py's reports go too: they describe the old run
+    for name in run_files(out) + [PLOT] + report_files(out):
         if os.path.exists(os.path.join(out, name)):
             os.replace(os.path.join(out, name), os.path.join(aside, name))
     return aside
 
 
 def remove_stale_temps(out, plot):
-    """Delete the temp files an interrupted save left (only names train.py itself writes)."""
-    names = [n + ".tmp" for n in RUN_FILES + (PLOT,)]
-    paths = [os.path.join(out, n) for n in names] + ([plot + ".tmp"] if plot else [])
-    paths += glob.glob(os.path.join(glob.escape(out), EPOCH_FILES + ".tmp"))
+    """Delete the temp files an interrupted save left (only names train.py itself writes). The
+    --plot copy's is removed only inside --out: elsewhere <plot>.tmp may be a user's own file."""
+    targets = [os.path.join(out, n) for n in RUN_FILES + (PLOT,)]
+    if plot and os.path.realpath(os.path.dirname(plot) or ".") == os.path.realpath(out):
+        targets.append(plot)
+    paths = []
+    for target in targets:  # atomic.temp_name's <name>.<hex>.tmp, and the older <name>.tmp
+        paths += [target + ".tmp"] + glob.glob(glob.escape(target) + ".*.tmp")
+    for pattern in (EPOCH_FILES + ".tmp", EPOCH_FILES + ".*.tmp"):
+        paths += glob.glob(os.path.join(glob.escape(out), pattern))
     removed = []
     for path in paths:
         if os.path.isfile(path):
@@ -86,11 +122,61 @@ def check_writable(outputs):
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             if os.path.isdir(path):
                 raise IsADirectoryError(21, "is a folder")
-            with open(path + ".tmp", "w"):
+            # a probe of a name no one else uses (path.tmp may be the user's own file)
+            with tempfile.NamedTemporaryFile(dir=os.path.dirname(path) or ".",
+                                             prefix=".write-probe-"):
                 pass
-            os.remove(path + ".tmp")
         except OSError as e:
             raise ValueError(f"{flag} {path}: cannot write there ({e.strerror or e})") from None
+
+
+def check_plot(plot, out, overwrite):
+    """--plot: never one of the run's own files, and an existing file only if it is a figure of
+    ours (or with --overwrite): it may name another run's last.pt or a user's photo."""
+    if not plot:
+        return
+    real = os.path.realpath(plot)
+    name = os.path.basename(real)
+    in_out = os.path.dirname(real) == os.path.realpath(out)
+    if in_out and (name in RUN_FILES or fnmatch.fnmatch(name, EPOCH_FILES)):
+        raise ValueError(f"--plot {plot}: is one of the run's own files in --out {out}")
+    outputs.check_replaceable(plot, "--plot", overwrite, outputs.is_own_figure,
+                              "a figure this repository drew")
+
+
+_locked = []  # file descriptors of the run folders this process holds the lock of
+
+
+def lock_run(out):
+    """Make --out and take its run lock (an exclusive flock on the folder itself: no lock file to
+    go stale, the kernel drops it when the process ends, even on SIGKILL). ValueError while
+    another process holds it. release_runs() gives it back."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out}: exists and is not a folder")
+    try:
+        os.makedirs(out, exist_ok=True)
+        fd = os.open(out, os.O_RDONLY)
+    except OSError as e:
+        raise ValueError(f"--out {out}: cannot write there ({e.strerror or e})") from None
+    if fcntl is None:
+        os.close(fd)
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ValueError(f"--out {out}: another train.py is training in this folder now (it holds "
+                         f"the run lock); wait for it to finish, or pick a new --out") from None
+    except OSError:  # a file system without flock (some network mounts): run unlocked
+        os.close(fd)
+        return
+    _locked.append(fd)
+
+
+def release_runs():
+    """Give back every run lock this process holds."""
+    while _locked:
+        os.close(_locked.pop())
 
 
 def trim_csv(path, header, last_step):

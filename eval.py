@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from support import devices
+from support import outputs
 from support.atomic import atomic_open, save_figure
 from build_model import fold_batchnorm
 from support.crops import MAX_PIXELS
@@ -371,6 +372,9 @@ def parse_args(argv=None):
                    help="an image (width x height) above this is an error, like an unreadable one")
     p.add_argument("--report", default=None,
                    help="report JSON path; None: eval_<split>.json next to the checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing --report and figure files even when they are not "
+                        "eval.py's own (its earlier reports and figures are always replaced)")
     p.add_argument("--figures", default=None,
                    help="folder for the coverage curve and mistakes gallery; "
                         "None: the report's folder")
@@ -395,6 +399,16 @@ def main(argv=None):
         # and the dataset name the file; a loader worker's error holds its traceback: keep the end
         last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         sys.exit(f"eval.py: error: {last.removeprefix(type(e).__name__ + ': ')}")
+
+
+def check_outputs(report_path, figures, overwrite):
+    """ValueError unless the report and figure paths replace only eval.py's own earlier outputs
+    (--report may name the training JSON or a checkpoint; --figures a folder of photos)."""
+    outputs.check_replaceable(report_path, "--report", overwrite, outputs.is_eval_report,
+                              "an eval.py report")
+    for path in figures:
+        outputs.check_replaceable(path, "--figures", overwrite, outputs.is_own_figure,
+                                  "a figure this repository drew")
 
 
 def run(args):
@@ -422,6 +436,9 @@ def run(args):
     fig_dir = args.figures or os.path.dirname(os.path.abspath(report_path))
     os.makedirs(os.path.dirname(os.path.abspath(report_path)), exist_ok=True)
     os.makedirs(fig_dir, exist_ok=True)
+    coverage_png = os.path.join(fig_dir, f"eval_{split}_coverage.png")
+    mistakes_png = os.path.join(fig_dir, f"eval_{split}_mistakes.png")
+    check_outputs(report_path, [coverage_png, mistakes_png], args.overwrite)  # before the wait
 
     dataset = SVHNDataset((image_dir, records), tokenizer_from_vocab(vocab), train=False,
                           image_size=config["image_size"], crop_size=config["crop_size"],
@@ -447,10 +464,8 @@ def run(args):
               "epoch": ckpt.get("epoch"), **report,
               "seconds": seconds, "images_per_second": len(records) / seconds}
     coverage, accuracy = coverage_curve(correct, confidence)
-    plot_coverage(coverage, accuracy, TARGET_ACCURACY,
-                  os.path.join(fig_dir, f"eval_{split}_coverage.png"))
-    plot_mistakes(dataset, report["worst_mistakes"],
-                  os.path.join(fig_dir, f"eval_{split}_mistakes.png"))
+    plot_coverage(coverage, accuracy, TARGET_ACCURACY, coverage_png)
+    plot_mistakes(dataset, report["worst_mistakes"], mistakes_png)
     write_json(report, report_path)
     print_table(report, TARGET_ACCURACY)
     print(f"report: {report_path}")

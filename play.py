@@ -16,7 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from support import devices
+from support import outputs
 from support.atomic import save_figure
+from formats.records import MAX_COORD
 from support.crops import MAX_PIXELS
 from support.tokenizer import label_ids
 
@@ -44,6 +46,9 @@ def parse_crop(text):
     if len(box) != 4 or not all(np.isfinite(box)) or box[2] <= 0 or box[3] <= 0:
         raise ValueError(f"--crop {text!r}: expected left,top,width,height (finite numbers) "
                          f"with width, height > 0")
+    if max(abs(v) for v in box) > MAX_COORD:  # 1e308 overflowed to inf in the crop arithmetic
+        raise ValueError(f"--crop {text!r}: each number must be within +-2^24 = {MAX_COORD:,} "
+                         f"pixels (boxes are float32, exact only up to 2^24)")
     return box
 
 
@@ -192,6 +197,9 @@ def parse_args(argv=None):
                         "(grown by 30%% like training crops); None: the whole image")
     p.add_argument("--beam", type=int, default=1, help="beam width; 1 = greedy decoding")
     p.add_argument("--out", default=OUT_DIR, help="folder for the PNGs")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace files in --out that are not figures of ours (its own earlier "
+                        "figures are always redrawn)")
     p.add_argument("--device", default=None,
                    help="cpu, cuda, cuda:1, mps; None: CUDA if present, else MPS, else CPU")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="fp32",
@@ -251,11 +259,18 @@ def main(argv=None):
         os.makedirs(args.out, exist_ok=True)
     except OSError as e:
         sys.exit(f"play.py: error: --out {args.out}: cannot make the folder ({e.strerror or e})")
-    predict(model, items, vocab, args.beam, device, precision)
     taken, grid = set(), os.path.join(args.out, "attention.png")
+    paths = [os.path.join(args.out, figure_name(item["name"], taken)) for item in items]
+    try:  # a figure of ours is redrawn; a user's attention_x.png is not replaced
+        for path in paths + [grid]:
+            outputs.check_replaceable(path, "--out", args.overwrite, outputs.is_own_figure,
+                                      "a figure this repository drew")
+    except ValueError as e:
+        sys.exit(f"play.py: error: {e}")
+    predict(model, items, vocab, args.beam, device, precision)
     try:
-        for item in items:
-            figure([item], os.path.join(args.out, figure_name(item["name"], taken)), args.show)
+        for item, path in zip(items, paths):
+            figure([item], path, args.show)
         figure(items[:GRID_ROWS], grid, args.show)
     except OSError as e:
         sys.exit(f"play.py: error: cannot write a figure in {args.out}: {e.strerror or e}")

@@ -31,6 +31,7 @@ import os
 import sys
 import time
 
+from support import outputs
 from support.atomic import atomic_open
 from formats.digitstruct import DigitStructError, read_digitstruct
 from formats.labels_csv import LabelsError, read_gt, read_labels, read_names
@@ -83,13 +84,13 @@ def build_split(root, split, out_dir):
     return obj, summary
 
 
-def build_csv(csv_path, out_dir, max_len, kind="csv"):
+def build_csv(csv_path, out_dir, max_len, kind="csv", max_pixels=None):
     """Read your labels -> (JSON object, summary) for <out_dir>/<stem>.json. Writes nothing.
     kind: csv (a labels CSV), gt (a gt.txt, path<TAB>text) or names (a folder whose file names
     are the texts: <folder>.json beside the folder)."""
     start = time.time()
     reader = {"csv": read_labels, "gt": read_gt, "names": read_names}[kind]
-    records = reader(csv_path, max_len)
+    records = reader(csv_path, max_len, max_pixels)
     if kind == "names":
         folder = os.path.abspath(csv_path)
         split = os.path.basename(os.path.normpath(folder))
@@ -117,6 +118,16 @@ def write_json(path, obj):
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with atomic_open(path, "w") as fh:  # full disk, Ctrl-C: no half-written .tmp left behind
         json.dump(obj, fh, separators=(",", ":"))
+
+
+def check_outputs(outputs_and_folders, overwrite):
+    """ValueError unless each JSON path replaces only a split JSON of the same image folder (a
+    rerun of the same conversion), or --overwrite: --out-dir may hold the training JSON of
+    other images, or a JSON that is no split at all."""
+    for path, folder in outputs_and_folders:
+        outputs.check_replaceable(path, "output", overwrite,
+                                  lambda p: outputs.is_split_of(p, folder),
+                                  f"a split JSON of the images in {folder}")
 
 
 def convert_split(root, split, out_dir):
@@ -158,6 +169,17 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
     """Show defaults and keep the docstring's layout."""
 
 
+def add_safety_flags(ap):
+    """--max-pixels and --overwrite, as the other scripts have them."""
+    ap.add_argument("--max-pixels", type=int, default=None,
+                    help="with --csv, --labels, --labels-from-names: an image (width x height) "
+                         "above this is refused, read from its header; None: the other scripts' "
+                         "limit (support/crops.py MAX_PIXELS)")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="replace an existing <split>.json even when it is not a split JSON of "
+                         "the same images (a rerun of the same conversion always replaces it)")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                  formatter_class=_HelpFormatter)
@@ -189,7 +211,10 @@ def main(argv=None):
                     help="with --synthetic: images per split, as split=N,split=N")
     ap.add_argument("--seed", type=int, default=0, help="with --synthetic: generator seed")
     ap.add_argument("--workers", type=int, default=2, help="with --synthetic: rendering processes")
+    add_safety_flags(ap)
     args = ap.parse_args(argv)
+    if args.max_pixels is not None and args.max_pixels < 1:
+        ap.error(f"--max-pixels must be >= 1, got {args.max_pixels}")
     if args.csv is not None or args.labels is not None or args.labels_from_names is not None:
         return main_csv(ap, args)
     root = args.root or ("data/synth" if args.synthetic else "data/svhn")
@@ -207,12 +232,18 @@ def main(argv=None):
             sizes = parse_sizes(args.synthetic_sizes, splits)
             splits = [s for s in splits if sizes[s] > 0]
             import synthetic  # only needed here: converting real data must not depend on it
+            for split in splits:  # every split checked before any is generated
+                synthetic.check_folder(root, split)
+        pairs = [(os.path.join(out_dir, f"{s}.json"), os.path.join(root, s)) for s in splits]
+        if args.synthetic:
+            check_outputs(pairs, args.overwrite)  # before the generation: a JSON may be another's
             for split in splits:
                 synthetic.generate_split(root, split, sizes[split], args.seed, args.workers)
         for split in splits:  # fail on a missing split before any (long) conversion
             if not os.path.isfile(os.path.join(root, split, "digitStruct.mat")):
                 build_split(root, split, out_dir)  # raises the precise message
         built = [build_split(root, split, out_dir) for split in splits]
+        check_outputs(pairs, args.overwrite)
     except (DigitStructError, OSError, ValueError, ImportError) as e:
         sys.exit(f"{PROG}: error: {e}")
     for obj, summary in built:  # everything read and checked: now write
@@ -241,11 +272,15 @@ def main_csv(ap, args):
         for kind, path in sources:
             if os.path.splitext(path)[1].lower() == ".json":  # would be overwritten by its output
                 raise ValueError(f"{path}: give the labels file, not a JSON")
-        built = [build_csv(path, args.out_dir, args.max_len, kind) for kind, path in sources]
-        outputs = [os.path.abspath(summary["json"]) for _, summary in built]
-        if len(set(outputs)) < len(outputs):
+        built = [build_csv(path, args.out_dir, args.max_len, kind, args.max_pixels)
+                 for kind, path in sources]
+        jsons = [os.path.abspath(summary["json"]) for _, summary in built]
+        if len(set(jsons)) < len(jsons):
             raise ValueError("two labels files would write the same JSON (same name, same "
                              "folder)")
+        folders = [os.path.join(os.path.dirname(p), obj["image_dir"])
+                   for p, (obj, _) in zip(jsons, built)]
+        check_outputs(zip(jsons, folders), args.overwrite)
     except (LabelsError, ValueError) as e:
         sys.exit(f"{PROG}: error: {e}")
     for obj, summary in built:

@@ -54,15 +54,28 @@ def _make_one(job):
     return name, digits
 
 
+def check_folder(root, split):
+    """FileExistsError unless <root>/<split> is absent, empty or a replica of ours (its SYNTHETIC
+    marker): images 1.png..n.png are written there, over a user's files of those names."""
+    folder = os.path.join(root, split)
+    mat = os.path.join(folder, "digitStruct.mat")
+    if os.path.exists(os.path.join(folder, "SYNTHETIC")):
+        return
+    if os.path.exists(mat):
+        raise FileExistsError(f"{mat}: exists and is not a synthetic replica; "
+                              "refusing to overwrite")
+    if os.path.isdir(folder) and os.listdir(folder):
+        raise FileExistsError(f"{folder}: holds files and is not a synthetic replica (no "
+                              f"SYNTHETIC marker); refusing to write images into it")
+
+
 def generate_split(root, split, n, seed=0, workers=2, difficulty=1.0, long_boost=1.0):
     """Write <root>/<split>/1.png..n.png and, last, its digitStruct.mat; return the entries."""
     from formats.digitstruct_write import write_digitstruct
     folder = os.path.join(root, split)
     mat = os.path.join(folder, "digitStruct.mat")
     marker = os.path.join(folder, "SYNTHETIC")
-    if os.path.exists(mat) and not os.path.exists(marker):
-        raise FileExistsError(f"{mat}: exists and is not a synthetic replica; "
-                              "refusing to overwrite")
+    check_folder(root, split)
     os.makedirs(folder, exist_ok=True)
     with open(marker, "w") as f:  # marks the folder as ours: safe to regenerate
         f.write(f"synthetic.py: n={n} seed={seed} difficulty={difficulty} "

@@ -86,20 +86,32 @@ def _parse_box(cells):
     return [int(v) if v.is_integer() else v for v in box]
 
 
-def _image_size(path):
-    """(width, height) of a readable image; ValueError with a short reason otherwise."""
+def _image_size(path, max_pixels=None):
+    """(width, height) of a readable image; ValueError with a short reason otherwise. An image of
+    more than max_pixels pixels (None: crops.MAX_PIXELS, as the other scripts) is refused from its
+    header, before decoding: a few KB of PNG can decode to gigabytes."""
+    if max_pixels is None:
+        from support.crops import MAX_PIXELS  # (crops imports this module: not at the top)
+        max_pixels = MAX_PIXELS
     if not os.path.isfile(path):
         raise ValueError("no such file" if not os.path.exists(path) else "not a file")
+    old_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # max_pixels decides, in both directions (as crops.open_image)
     try:
         with Image.open(path) as img:
+            if img.size[0] * img.size[1] > max_pixels:
+                raise ValueError(f"{img.size[0]} x {img.size[1]} pixels, above the limit of "
+                                 f"{max_pixels:,} (--max-pixels)")
             img.load()  # decode it all: a truncated file fails here, not mid-training
             return ImageOps.exif_transpose(img).size  # as shown: the frame boxes are given in
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ValueError(f"cannot read it as an image ({reason})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = old_limit
 
 
-def _record(row, columns, n_fields, folder, max_len):
+def _record(row, columns, n_fields, folder, max_len, max_pixels=None):
     """One data row -> JSON record; ValueError naming the problem (caller adds file and line)."""
     if len(row) > n_fields:  # e.g. a comma inside an unquoted text
         raise ValueError(f"{len(row)} fields, the header has {n_fields} (quote a text that "
@@ -125,7 +137,7 @@ def _record(row, columns, n_fields, folder, max_len):
         except ValueError as e:
             raise ValueError(f"{name}: {e}") from None
     try:
-        width, height = _image_size(os.path.join(folder, name))
+        width, height = _image_size(os.path.join(folder, name), max_pixels)
     except ValueError as e:
         raise ValueError(f"image {name!r}: {e}") from None
     record = {"name": name, "text": text}
@@ -138,7 +150,7 @@ def _record(row, columns, n_fields, folder, max_len):
     return record
 
 
-def read_labels(path, max_len=None):
+def read_labels(path, max_len=None, max_pixels=None):
     """Read a labels CSV -> list of records. Every row is checked; LabelsError names the file, the
     first bad line and its problem, and counts the others. Images are opened (and fully decoded)
     to check they can be read and to check boxes against their size."""
@@ -153,10 +165,10 @@ def read_labels(path, max_len=None):
     columns, n_fields = _header(path, rows)
     folder = os.path.dirname(os.path.abspath(path))
     located = [(f"{path} line {line}", row) for line, row in rows[1:]]
-    return _check_rows(path, located, columns, n_fields, folder, max_len)
+    return _check_rows(path, located, columns, n_fields, folder, max_len, max_pixels)
 
 
-def _check_rows(path, located, columns, n_fields, folder, max_len):
+def _check_rows(path, located, columns, n_fields, folder, max_len, max_pixels=None):
     """Records of (where, row) pairs, every row checked; LabelsError names the first bad row's
     place (file and line) and counts the others."""
     records = []
@@ -164,7 +176,7 @@ def _check_rows(path, located, columns, n_fields, folder, max_len):
     first_seen = {}
     for where, row in located:
         try:
-            record = _record(row, columns, n_fields, folder, max_len)
+            record = _record(row, columns, n_fields, folder, max_len, max_pixels)
         except ValueError as e:
             problems.append(f"{where}: {e}")
             continue
@@ -186,7 +198,7 @@ def _check_rows(path, located, columns, n_fields, folder, max_len):
     return records
 
 
-def read_gt(path, max_len=None):
+def read_gt(path, max_len=None, max_pixels=None):
     """A gt.txt (deep-text-recognition's and PaddleOCR's convention): one `path<TAB>text` line
     per image, no header, paths relative to the file's folder -> records, checked as a CSV's."""
     located = []
@@ -197,13 +209,13 @@ def read_gt(path, max_len=None):
             raise LabelsError(f"{path} line {line}: expected path<TAB>text, found no tab")
         located.append((f"{path} line {line}", text.split("\t", 1)))
     folder = os.path.dirname(os.path.abspath(path))
-    return _check_rows(path, located, {"name": 0, "text": 1}, 2, folder, max_len)
+    return _check_rows(path, located, {"name": 0, "text": 1}, 2, folder, max_len, max_pixels)
 
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
-def read_names(folder, max_len=None):
+def read_names(folder, max_len=None, max_pixels=None):
     """A folder whose image file names are the texts (LPRNet's convention): `KX7204.jpg` reads
     KX7204, and `KX7204_2.jpg` too (from the first `_` on, a name only tells files apart).
     Searched recursively; records checked as a CSV's."""
@@ -219,4 +231,4 @@ def read_names(folder, max_len=None):
             text = os.path.splitext(name)[0].split("_")[0]
             located.append((f"{folder}: {relative}", [relative, text]))
     return _check_rows(folder, located, {"name": 0, "text": 1}, 2, os.path.abspath(folder),
-                       max_len)
+                       max_len, max_pixels)

@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import eval as ev
 from build_model import build_model
@@ -479,3 +480,34 @@ def test_edit_distance_cer_and_ned_against_hand_counts():
     # 1 - NED: (1 + (1 - 1/3) + (1 - 1/1)) / 3
     assert ev.one_minus_ned(preds, truths) == pytest.approx((1 + 2 / 3 + 0) / 3)
     assert ev.character_error_rate([list("12345")], [list("1")]) == 4.0  # CER may exceed 1
+
+
+def test_report_and_figures_never_replace_a_file_that_is_not_evals(tmp_path):
+    # --report replaced whatever it named: the training JSON, a checkpoint; --figures a user's
+    # eval_test_coverage.png
+    ckpt = write_checkpoint(tmp_path / "m.pt")
+    split = write_split(tmp_path, n=2)
+    kept = {p: open(p, "rb").read() for p in (split, ckpt)}
+    for path in (split, ckpt):
+        with pytest.raises(SystemExit) as exc:
+            run_eval(tmp_path, ckpt, split, "--report", path)
+        message = str(exc.value.code)
+        assert message == (f"eval.py: error: --report {path}: exists and is not an eval.py "
+                           f"report; refusing to replace it (pass --overwrite to replace it, or "
+                           f"choose another path)")
+    assert {p: open(p, "rb").read() for p in kept} == kept
+    figs = tmp_path / "figs"
+    figs.mkdir()
+    Image.new("RGB", (4, 4)).save(figs / "eval_test_coverage.png")  # a user's own image
+    photo = (figs / "eval_test_coverage.png").read_bytes()
+    with pytest.raises(SystemExit) as exc:
+        run_eval(tmp_path, ckpt, split, "--figures", str(figs))
+    assert "--figures " in str(exc.value.code) and "not a figure this repository drew" in str(
+        exc.value.code)
+    assert (figs / "eval_test_coverage.png").read_bytes() == photo
+    assert not (tmp_path / "r.json").exists()  # refused before evaluating
+    # its own report and figures are replaced by a new evaluation; --overwrite replaces any
+    run_eval(tmp_path, ckpt, split)
+    run_eval(tmp_path, ckpt, split)
+    run_eval(tmp_path, ckpt, split, "--figures", str(figs), "--overwrite")
+    assert (figs / "eval_test_coverage.png").read_bytes() != photo

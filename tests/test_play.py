@@ -179,7 +179,7 @@ def test_bombs_and_absurd_crops_are_counted_skips(ckpt, tmp_path, capsys):
     Image.new("RGB", (40, 20), (90, 40, 10)).save(tmp_path / "small.png")
     png_header(tmp_path / "bomb.png", 50_000, 50_000)
     with pytest.raises(SystemExit) as exc:
-        run(ckpt, tmp_path / "out", str(tmp_path / "small.png"), "--crop", "0,0,1e12,1e12")
+        run(ckpt, tmp_path / "out", str(tmp_path / "small.png"), "--crop", "0,0,1e7,1e7")
     assert "no readable images (1 skipped)" in str(exc.value.code)
     assert "small.png: cannot read image (its crop box is" in capsys.readouterr().err
     items, failed = run(ckpt, tmp_path / "out", str(tmp_path / "small.png"),
@@ -207,3 +207,35 @@ def test_missing_device_is_one_line(ckpt, tmp_path):
 
 def test_default_checkpoint_is_the_final_one():
     assert play.parse_args([]).checkpoint == "runs/svhn/last.pt"
+
+
+def test_out_never_replaces_a_users_png(ckpt, tmp_path, capsys):
+    # --out wrote attention_<name>.png and attention.png over whatever files had those names
+    image = tmp_path / "house.png"
+    Image.new("RGB", (60, 30), (90, 90, 90)).save(image)
+    out = tmp_path / "figs"
+    out.mkdir()
+    Image.new("RGB", (3, 3), (1, 2, 3)).save(out / "attention_house.png")  # the user's
+    kept = (out / "attention_house.png").read_bytes()
+    with pytest.raises(SystemExit) as exc:
+        run(ckpt, out, str(image))
+    message = str(exc.value.code)
+    assert message == (f"play.py: error: --out {out / 'attention_house.png'}: exists and is not "
+                       f"a figure this repository drew; refusing to replace it (pass "
+                       f"--overwrite to replace it, or choose another path)")
+    assert (out / "attention_house.png").read_bytes() == kept
+    assert not (out / "attention.png").exists()
+    # figures of its own are redrawn; with --overwrite the user's file is replaced too
+    run(ckpt, tmp_path / "mine", str(image))
+    run(ckpt, tmp_path / "mine", str(image))
+    run(ckpt, out, str(image), "--overwrite")
+    assert (out / "attention_house.png").read_bytes() != kept
+
+
+def test_crop_beyond_float32_is_an_argparse_error(capsys):
+    # 1e308 passed as finite, overflowed to inf in the crop arithmetic, and every image was
+    # skipped with "cannot convert float NaN to integer"
+    with pytest.raises(SystemExit) as exc:
+        play.parse_args(["--crop", "1e308,0,1e308,5"])
+    assert exc.value.code == 2
+    assert "within +-2^24 = 16,777,216 pixels" in capsys.readouterr().err

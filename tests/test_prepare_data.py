@@ -211,3 +211,48 @@ def test_synthetic_default_splits_include_test_ood(tmp_path, capsys):
     # real data: the official splits only (there is no test_ood to look for)
     code, _, err = run_main(["--root", str(tmp_path / "none")], capsys)
     assert code != 0 and "train" in err and "test_ood" not in err
+
+
+def test_synthetic_never_replaces_another_json_or_a_users_images(tmp_path, capsys):
+    # --synthetic --out-dir data/svhn replaced the real training JSON; --root over a folder of
+    # the user's own 1.png, 2.png... wrote the replica's images over them
+    pytest.importorskip("synthetic")
+    real = tmp_path / "svhn"
+    make_split(real)
+    assert run_main(["--root", str(real), "--splits", "train"], capsys)[0] == 0
+    # a rerun of the same conversion replaces its own JSON
+    assert run_main(["--root", str(real), "--splits", "train"], capsys)[0] == 0
+    kept = (real / "train.json").read_bytes()
+    argv = ["--synthetic", "--root", str(tmp_path / "synth"), "--out-dir", str(real),
+            "--splits", "train", "--synthetic-sizes", "train=2", "--workers", "1"]
+    code, _, err = run_main(argv, capsys)
+    assert code == 1 and err.strip() == (
+        f"prepare_data.py: error: output {real / 'train.json'}: exists and is not a split JSON "
+        f"of the images in {tmp_path / 'synth' / 'train'}; refusing to replace it (pass "
+        f"--overwrite to replace it, or choose another path)")
+    assert (real / "train.json").read_bytes() == kept and not (tmp_path / "synth").exists()
+    assert run_main(argv + ["--overwrite"], capsys)[0] == 0
+    assert (real / "train.json").read_bytes() != kept
+    assert run_main(argv, capsys)[0] == 0  # now its own: a rerun needs no --overwrite
+    photos = tmp_path / "mine" / "train"
+    photos.mkdir(parents=True)
+    (photos / "1.png").write_bytes(b"the user's photo")
+    code, _, err = run_main(["--synthetic", "--root", str(tmp_path / "mine"), "--splits", "train",
+                             "--synthetic-sizes", "train=2", "--workers", "1"], capsys)
+    assert code == 1 and "holds files and is not a synthetic replica" in err
+    assert (photos / "1.png").read_bytes() == b"the user's photo"
+
+
+def test_max_pixels_flag_for_labelled_images(tmp_path, capsys):
+    # prepare_data.py had no --max-pixels, though every other script has one
+    from PIL import Image
+    Image.new("RGB", (40, 20)).save(tmp_path / "a.png")
+    (tmp_path / "labels.csv").write_text("name,text\na.png,12\n")
+    code, _, err = run_main(["--csv", str(tmp_path / "labels.csv"), "--max-pixels", "100"],
+                            capsys)
+    assert code == 1 and "40 x 20 pixels, above the limit of 100 (--max-pixels)" in err
+    assert not (tmp_path / "labels.json").exists()
+    assert run_main(["--csv", str(tmp_path / "labels.csv"), "--max-pixels", "800"], capsys)[0] == 0
+    with pytest.raises(SystemExit) as e:
+        prepare_data.main(["--csv", str(tmp_path / "labels.csv"), "--max-pixels", "0"])
+    assert e.value.code == 2 and "--max-pixels must be >= 1" in capsys.readouterr().err

@@ -27,7 +27,8 @@ from torch.utils.data import ConcatDataset
 
 from support.atomic import save_figure
 from build_model import as_hw
-from support.crops import MAX_PIXELS, centre_input, crop_image, open_image, resize_region
+from support.crops import (MAX_PIXELS, centre_input, check_file, crop_image, open_image,
+                           resize_region)
 from formats.records import load_split, record_region, record_text
 from support.tokenizer import (PAD, build_tokenizer, extend_vocab, token_text, tokenizer_from_vocab,
                        unknown_chars)
@@ -148,17 +149,18 @@ class SVHNDataset(torch.utils.data.Dataset):
         path = os.path.join(self.image_dir, self.names[i])
         ltwh = self.boxes[self.offsets[i]:self.offsets[i + 1]].astype(np.float64)
         if np.isnan(self.regions[i, 0]):  # the whole image
-            img = open_image(path, None, self.max_pixels)
+            img = open_image(path, None, self.max_pixels, root=self.image_dir)
             x0, y0, x1, y1 = 0, 0, img.size[0], img.size[1]
         elif self.loose and random.random() < self.loose:
-            img = open_image(path, None, self.max_pixels)
+            img = open_image(path, None, self.max_pixels, root=self.image_dir)
             x0, y0, x1, y1 = loosen(self.regions[i], img.size)
             img = crop_image(img, (x0, y0, x1 - x0, y1 - y0))
         else:
             x0, y0, x1, y1 = (int(v) for v in self.regions[i])
             if self.train and self.style == "photo":
                 x0, y0, x1, y1 = reframe((x0, y0, x1, y1))
-            img = open_image(path, (x0, y0, x1 - x0, y1 - y0), self.max_pixels)
+            img = open_image(path, (x0, y0, x1 - x0, y1 - y0), self.max_pixels,
+                             root=self.image_dir)
         img = resize_region(img, self.image_size)
         height, width = as_hw(self.image_size)
         sx, sy = width / (x1 - x0), height / (y1 - y0)
@@ -323,10 +325,12 @@ def median_aspect(image_dir, records, sample=200):
     for r in records[::step]:
         region = record_region(r)
         if region is None:  # the whole image: its size from the header
+            path = os.path.join(image_dir, r["name"])
             try:
-                with Image.open(os.path.join(image_dir, r["name"])) as img:
+                check_file(path, image_dir)  # a FIFO would block here; a link must stay inside
+                with Image.open(path) as img:
                     region = (0, 0, *img.size)
-            except OSError:  # unreadable: training names it when it gets there
+            except (OSError, ValueError):  # unreadable: training names it when it gets there
                 continue
         x0, y0, x1, y1 = region
         aspects.append((x1 - x0) / max(y1 - y0, 1))

@@ -210,6 +210,8 @@ def parse_args(argv=None):
             p.error(f"--{name} must be a finite number {want}, got {value}")
     if any(m < 1 for m in args.milestones):
         p.error(f"--milestones must be epochs >= 1, got {args.milestones}")
+    if not 0 <= args.seed < 2 ** 32:  # a larger one overflowed torch.manual_seed (int64)
+        p.error(f"--seed must be an integer in [0, 2^32), got {args.seed}")
     unset = argparse.Namespace(**dict.fromkeys(MODEL_ARGS + DATA_ARGS + RECIPE_ARGS))
     given = vars(p.parse_args(argv, unset))  # None: not given
     chosen = {**PRESETS.get(args.preset, {}), **(FINETUNE if args.init else {})}  # as if given
@@ -329,7 +331,7 @@ def main(argv=None):
         last = str(e).strip().splitlines()[-1]
         sys.exit(f"train.py: error: {last.removeprefix(type(e).__name__ + ': ')}")
     except KeyboardInterrupt:  # Ctrl-C: checkpoints are written atomically, so last.pt is whole
-        sys.exit(f"\ntrain.py: interrupted; continue with --resume auto --out {args.out}")
+        sys.exit(f"\ntrain.py: {runs.interrupted_message(args.out)}")
     finally:
         for loader in loaders:  # persistent workers would otherwise live until garbage collection
             if getattr(loader, "_iterator", None) is not None:
@@ -623,15 +625,8 @@ def train(args, device, ddp, rank, world, loaders):
         val = "" if acc is None else f", val acc {acc:.4f} (best {best:.4f})"
         print(f"epoch {epoch}: train loss {trained.mean_loss:.4f}{val}, "
               f"{images_per_s:.0f} images/s, {trained.seconds:.0f} s")
-    if master:
-        names = ["last.pt"]
-        if args.epoch_checkpoints:
-            names.append(f"{epoch_name(1)} .. {epoch_name(epoch)}")
-        if os.path.exists(best_path):
-            names.append("best.pt")
-        names += ["loss.csv", "val.csv", runs.PLOT]
-        copy = f" and {args.plot}" if args.plot else ""
-        print(f"wrote {', '.join(os.path.join(args.out, n) for n in names)}{copy}")
+    if master:  # the files that exist: a resumed run may lack early epochs' checkpoints
+        print(f"wrote {runs.written(args.out, args.plot)}")
     return 0
 
 

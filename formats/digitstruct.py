@@ -23,6 +23,10 @@ import numpy as np
 from tqdm import tqdm
 
 FIELDS = ("label", "left", "top", "width", "height")  # output order of each digit
+# what one entry may hold: sizes are checked from each dataset's shape before it is read (a
+# (2^38, 1) name or a (2^40, 1) field in a few KB of file would otherwise ask for TiBs)
+MAX_NAME_CHARS = 4096
+MAX_DIGITS = 1024
 _unpack = struct.unpack_from
 
 
@@ -64,10 +68,36 @@ def _open(path):
                 raise DigitStructError(f"/digitStruct/{key} is not an array of object references")
         if names.size != boxes.size:
             raise DigitStructError(f"{names.size} names but {boxes.size} bboxes")
+        _check_entry_count(path, names)
     except BaseException:
         f.close()
         raise
     return f, names, boxes
+
+
+def _check_entry_count(path, names):
+    """DigitStructError for a /digitStruct/name of a shape other than (N, 1) or (1, N), or of
+    more entries than the file has room for (8 bytes per reference): read as addresses, a
+    dataspace of 2^40 entries would allocate 8 TiB."""
+    shape = names.shape
+    if len(shape) != 2 or min(shape) > 1:
+        raise DigitStructError(f"/digitStruct/name has shape {shape}; expected (N, 1)")
+    if names.size * 8 > os.path.getsize(path):
+        raise DigitStructError(f"/digitStruct/name claims {names.size:,} entries, more than the "
+                               f"{os.path.getsize(path):,}-byte file can hold")
+
+
+def _checked(ds, what, kinds, most):
+    """`ds` if it is an h5py dataset of a dtype kind in `kinds` with at most `most` elements,
+    checked from its header before any data is read; else DigitStructError saying what it is."""
+    if not isinstance(ds, h5py.Dataset):
+        raise DigitStructError(f"{what} is a {type(ds).__name__}, not a dataset")
+    if ds.dtype.kind not in kinds or h5py.check_string_dtype(ds.dtype) is not None:
+        raise DigitStructError(f"{what} has type {ds.dtype}; expected numbers")
+    if ds.size > most:
+        raise DigitStructError(f"{what} has shape {ds.shape} ({ds.size:,} values), more than "
+                               f"the {most:,} allowed")
+    return ds
 
 
 def _entry(i, name, columns):
@@ -85,23 +115,34 @@ def _entry(i, name, columns):
             raise DigitStructError(f"entry {i + 1} ({name}): non-finite value in bbox {d}")
         if not (1 <= d[0] <= 10 and d[0] == int(d[0])):
             raise DigitStructError(f"entry {i + 1} ({name}): label {d[0]:g} outside 1..10")
+        if d[3] <= 0 or d[4] <= 0:  # a box of no area: its crop would be made up
+            raise DigitStructError(f"entry {i + 1} ({name}): box width and height must be > 0, "
+                                   f"got {d[3]:g} x {d[4]:g}")
     return name, digits
 
 
 def _naive_entry(f, i, name_ref, bbox_ref):
     """One entry through high-level h5py, one dereference per value (what public converters do)."""
+    where = f"entry {i + 1}"
     try:
-        name = "".join(chr(int(c)) for c in f[name_ref][()].ravel())
+        codes = _checked(f[name_ref], f"{where}: its name", "ui", MAX_NAME_CHARS)[()]
+        name = "".join(chr(int(c)) for c in np.asarray(codes).ravel())
         group = f[bbox_ref]
         columns = {}
         for key in FIELDS:
             ds = group[key]
             if h5py.check_dtype(ref=ds.dtype) is not None:
-                columns[key] = [float(f[ds[k, 0]][()].item()) for k in range(ds.shape[0])]
+                refs = _checked(ds, f"{where} ({name}): bbox {key}", "O", MAX_DIGITS)[()]
+                leaves = [_checked(f[r], f"{where} ({name}): a bbox {key} value", "fiu", 1)
+                          for r in np.asarray(refs).ravel()]
+                columns[key] = [float(np.asarray(leaf[()]).item()) for leaf in leaves]
             else:
+                ds = _checked(ds, f"{where} ({name}): bbox {key}", "fiu", MAX_DIGITS)
                 columns[key] = [float(v) for v in np.asarray(ds[()], dtype=np.float64).ravel()]
+    except DigitStructError:
+        raise
     except (KeyError, ValueError, TypeError, OSError, IndexError) as e:
-        raise DigitStructError(f"entry {i + 1}: malformed name/bbox ({e})") from None
+        raise DigitStructError(f"{where}: malformed name/bbox ({e})") from None
     return _entry(i, name, columns)
 
 

@@ -29,6 +29,8 @@ def load_split(json_path):
             split = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{json_path}: not valid JSON ({e})") from None
+    except ValueError as e:  # e.g. a 5000-digit integer: past Python's int conversion limit
+        raise ValueError(f"{json_path}: not a split file ({e})") from None
     except RecursionError:  # [[[[...]]]] thousands deep
         raise ValueError(f"{json_path}: not a split file (nested too deeply)") from None
     if (not isinstance(split, dict) or not isinstance(split.get("image_dir"), str)
@@ -68,6 +70,18 @@ def _name_problem(name):
     return None
 
 
+def _huge_coordinate(r):
+    """The first finite number beyond MAX_COORD in a record's boxes or region, else None."""
+    boxes = r.get("boxes") if isinstance(r.get("boxes"), list) else []
+    for b in boxes + [r.get("region")]:
+        if not isinstance(b, list):
+            continue
+        for v in b:
+            if type(v) in (int, float) and math.isfinite(v) and abs(v) > MAX_COORD:
+                return v
+    return None
+
+
 def record_problem(r):
     """None for a valid record, else what is wrong with it (the caller names file and record).
 
@@ -80,6 +94,10 @@ def record_problem(r):
     problem = _name_problem(r["name"])
     if problem:
         return problem
+    huge = _huge_coordinate(r)
+    if huge is not None:
+        return (f"has a box value {huge:g}, beyond +-2^24 = {MAX_COORD:,} pixels (boxes are held "
+                f"as float32, exact only up to 2^24, and no image is that large)")
     if "text" not in r:
         ok = (isinstance(r.get("digits"), list) and isinstance(r.get("boxes"), list)
               and 0 < len(r["digits"]) == len(r["boxes"])

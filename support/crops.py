@@ -81,19 +81,22 @@ def eval_input(img, image_size, crop_size):
 # -----------------------------------------------------------------------------
 # opening image files
 
-def open_image(path, box=None, max_pixels=MAX_PIXELS, draft=None):
+def open_image(path, box=None, max_pixels=MAX_PIXELS, draft=None, root=None):
     """Read an image file (any PIL mode) as RGB: the one way every script opens images.
 
     box: (left, top, width, height) in whole pixels to crop to (outside the image: black);
     None: the whole image. draft: a (w, h) size JPEG may decode at instead (a cheap reduction).
     Anything that cannot be used is an OSError "<path>: cannot read image (<why>)": a missing,
     corrupt or truncated file, an image or box of more than max_pixels pixels (decompression
-    bombs included: the size is read from the header, before decoding)."""
+    bombs included: the size is read from the header, before decoding), anything but a regular
+    file (a FIFO would block the reader forever), and with `root` (the data folder of a split)
+    a file that is not inside it once links are followed."""
     old_limit = Image.MAX_IMAGE_PIXELS
     # max_pixels replaces PIL's global limit (a warning at 89 MP, an error past 179 MP), so that
     # one flag decides, in both directions
     Image.MAX_IMAGE_PIXELS = None
     try:
+        check_file(path, root)
         if box is not None and box[2] * box[3] > max_pixels:
             raise ValueError(f"its crop box is {box[2]:,} x {box[3]:,} pixels, above the limit of "
                              f"{max_pixels:,} (--max-pixels)")
@@ -117,6 +120,19 @@ def open_image(path, box=None, max_pixels=MAX_PIXELS, draft=None):
         raise OSError(f"{path}: cannot read image ({reason})") from None
     finally:
         Image.MAX_IMAGE_PIXELS = old_limit
+
+
+def check_file(path, root=None):
+    """ValueError unless `path` is a regular file, inside folder `root` (when given) once
+    symbolic links are followed: a link in the data folder must not read a file outside it."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise ValueError("not a regular file (a FIFO, device or folder)")
+    if root is None:
+        return
+    real = os.path.realpath(path)
+    folder = os.path.realpath(root)
+    if os.path.commonpath([real, folder]) != folder:
+        raise ValueError(f"a link to {real}, outside the data folder {folder}")
 
 
 def to_rgb(img):

@@ -179,6 +179,27 @@ def release_runs():
         os.close(_locked.pop())
 
 
+def written(out, plot=None):
+    """The end-of-run list of what is in --out (and the --plot copy): only files that exist, so
+    that a resumed run does not list epoch checkpoints an earlier part of it never wrote."""
+    names = [n for n in ("last.pt",) if os.path.exists(os.path.join(out, n))]
+    epochs = [n for n in run_files(out) if fnmatch.fnmatch(n, EPOCH_FILES)]
+    if epochs:
+        names.append(epochs[0] if len(epochs) == 1 else f"{epochs[0]} .. {epochs[-1]}")
+    names += [n for n in ("best.pt", "loss.csv", "val.csv", PLOT)
+              if os.path.exists(os.path.join(out, n))]
+    copy = f" and {plot}" if plot and os.path.exists(plot) else ""
+    return ", ".join(os.path.join(out, n) for n in names) + copy
+
+
+def interrupted_message(out):
+    """What to say on Ctrl-C: how to continue, naming a last.pt only where there is one."""
+    last = os.path.join(out, "last.pt")
+    if os.path.isfile(last):
+        return f"interrupted; continue with --resume auto --out {out} (from {last})"
+    return f"interrupted before the first checkpoint ({last} does not exist): nothing to resume"
+
+
 def trim_csv(path, header, last_step):
     """Start a log, or on resume keep only the rows up to the checkpoint's step (a kill mid-epoch
     leaves rows past it)."""

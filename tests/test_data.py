@@ -489,7 +489,9 @@ def test_absurd_box_and_the_limit_flag(tmp_path):
     records = [{"name": "a.png", "digits": [1], "boxes": [[0, 0, 1e7, 1e7]]},
                {"name": "a.png", "digits": [1], "boxes": [[2, 2, 5, 5]]}]
     huge = [{"name": "a.png", "digits": [1], "boxes": [[0, 0, 1e12, 1e12]]}]
-    with pytest.raises(ValueError, match=r"split.json: record 0 .* within \+-16,777,216"):
+    with pytest.raises(ValueError, match=r"split.json: record 0 has a box value 1e\+12, beyond "
+                                         r"\+-2\^24 = 16,777,216 pixels \(boxes are held as "
+                                         r"float32, exact only up to 2\^24"):
         load_split(write_split(str(tmp_path), huge))
     ds = data.SVHNDataset((str(tmp_path), records))
     refused = (r"a.png: cannot read image \(its crop box is 13,000,000 x 13,000,000 pixels, above "
@@ -626,3 +628,48 @@ def test_deeply_nested_json_is_one_line(tmp_path):
     path.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(ValueError, match="deep.json: not"):
         load_split(str(path))
+
+
+def test_a_fifo_named_in_a_split_is_unreadable_not_a_hang(tmp_path):
+    # open() on a FIFO blocks until a writer comes: training and eval.py hung on it
+    Image.new("RGB", (20, 10)).save(tmp_path / "a.png")
+    os.mkfifo(tmp_path / "pipe.png")
+    records = [{"name": "pipe.png", "digits": [1], "boxes": [[0, 0, 5, 5]]},
+               {"name": "a.png", "digits": [1], "boxes": [[0, 0, 5, 5]]}]
+    ds = data.SVHNDataset((str(tmp_path), records))
+    with pytest.raises(OSError, match=r"pipe.png: cannot read image \(not a regular file"):
+        ds[0]
+    assert ds[1][0].shape == (3, 54, 54)
+    whole = [{"name": "pipe.png", "text": "1"}, {"name": "a.png", "text": "2"}]
+    assert data.median_aspect(str(tmp_path), whole) == 2.0  # the FIFO skipped, not waited on
+
+
+def test_a_link_out_of_the_data_folder_is_refused(tmp_path):
+    # a symbolic link inside image_dir read (and eval.py drew) a file outside it
+    outside = tmp_path / "private.png"
+    Image.new("RGB", (20, 10), (255, 0, 0)).save(outside)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    os.symlink(outside, folder / "1.png")
+    Image.new("RGB", (20, 10)).save(folder / "2.png")
+    os.symlink(folder / "2.png", folder / "3.png")  # a link that stays inside: fine
+    records = [{"name": n, "digits": [1], "boxes": [[0, 0, 5, 5]]} for n in ("1.png", "3.png")]
+    ds = data.SVHNDataset((str(folder), records))
+    with pytest.raises(OSError) as e:
+        ds[0]
+    assert str(e.value) == (f"{folder / '1.png'}: cannot read image (a link to {outside}, "
+                            f"outside the data folder {folder})")
+    assert ds[1][0].shape == (3, 54, 54)
+
+
+def test_json_errors_name_the_file(tmp_path):
+    # a 5000-digit integer raised Python's int-conversion ValueError without the file's name
+    path = tmp_path / "split.json"
+    path.write_text('{"image_dir": ".", "records": [{"name": "a.png", "digits": [' + "7" * 5000
+                    + '], "boxes": [[0, 0, 1, 1]]}]}')
+    with pytest.raises(ValueError) as e:
+        load_split(str(path))
+    assert str(e.value).startswith(f"{path}: not a split file (Exceeds the limit")
+    huge = [{"name": "a.png", "digits": [1], "boxes": [[0, 0, 1e20, 5]]}]
+    with pytest.raises(ValueError, match=r"record 0 has a box value 1e\+20, beyond \+-2\^24"):
+        load_split(write_split(str(tmp_path), huge))

@@ -100,7 +100,9 @@ def test_unfamiliar_structure_falls_back(tmp_path, chunked):
 
 def test_many_entries_fast_equals_naive(tmp_path):
     rng = np.random.default_rng(0)
-    entries = [(f"{i + 1}.png", [[float(rng.integers(1, 11))] + rng.integers(-5, 400, 4).tolist()
+    # left and top may be negative; width and height are > 0 (the reader refuses others)
+    entries = [(f"{i + 1}.png", [[float(rng.integers(1, 11))] + rng.integers(-5, 400, 2).tolist()
+                                 + rng.integers(1, 400, 2).tolist()
                                  for _ in range(rng.integers(1, 5))]) for i in range(300)]
     path = str(tmp_path / "d.mat")
     write_digitstruct(path, entries)
@@ -163,3 +165,54 @@ def test_fast_reader_released_when_an_entry_is_invalid(tmp_path, monkeypatch):
     monkeypatch.setattr(digitstruct, "_entry", check)
     assert read_digitstruct(path) == as_float(ENTRIES)
     assert len(parsers) == 2 and parsers[1].buf.closed and parsers[1].fh.closed
+
+
+def replace_name(path, make):
+    """Point entry 1's name reference at the dataset make(refs group) returns."""
+    with h5py.File(path, "r+") as f:
+        ds = make(f["#refs#"])
+        names = f["digitStruct"]["name"]
+        refs = names[()]
+        refs[0, 0] = ds.ref
+        names[...] = refs
+
+
+@pytest.mark.parametrize("make, why", [
+    # 2^38 characters (unallocated, chunked): reading it would fill 512 GiB
+    (lambda g: g.create_dataset("huge", shape=(2 ** 38, 1), dtype=np.uint16, chunks=(1024, 1)),
+     "entry 1: its name has shape (274877906944, 1) (274,877,906,944 values), more than the "
+     "4,096 allowed"),
+    (lambda g: g.create_dataset("vlen", data="1.png", dtype=h5py.string_dtype()),
+     "entry 1: its name has type object; expected numbers"),
+], ids=["2^38-characters", "variable-length-string"])
+def test_absurd_or_string_name_is_refused_before_reading(tmp_path, make, why):
+    path = str(tmp_path / "d.mat")
+    write_digitstruct(path, ENTRIES)
+    replace_name(path, make)
+    with pytest.raises(DigitStructError) as e:
+        read_digitstruct(path)
+    assert str(e.value) == why
+
+
+def test_absurd_entry_count_is_refused_before_reading(tmp_path):
+    # a (2^40, 1) /digitStruct/name in a few KB: its addresses would be read into 8 TiB
+    path = str(tmp_path / "d.mat")
+    write_highlevel(path, ENTRIES, chunked=False)
+    with h5py.File(path, "r+") as f:
+        top = f["digitStruct"]
+        del top["name"], top["bbox"]
+        for key in ("name", "bbox"):
+            top.create_dataset(key, shape=(2 ** 40, 1), dtype=h5py.ref_dtype, chunks=(64, 1))
+    with pytest.raises(DigitStructError, match=r"claims 1,099,511,627,776 entries, more than"):
+        read_digitstruct(path)
+
+
+def test_boxes_of_no_width_or_height_are_refused(tmp_path):
+    # a negative width from a .mat was written to the JSON and cropped a made-up region
+    path = str(tmp_path / "d.mat")
+    write_highlevel(path, ENTRIES + [("5.png", [[2, 10, 10, -4, 20]])], chunked=False)
+    with pytest.raises(DigitStructError) as e:
+        read_digitstruct(path)
+    assert str(e.value) == "entry 5 (5.png): box width and height must be > 0, got -4 x 20"
+    with pytest.raises(DigitStructError, match="must be > 0, got 3 x 0"):
+        write_digitstruct(path, [("a.png", [[1, 0, 0, 3, 0]])])

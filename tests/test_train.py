@@ -297,7 +297,14 @@ def test_ctrl_c_is_one_line_not_a_traceback(tiny_json, tmp_path, monkeypatch):
     monkeypatch.setattr(train, "train", interrupted)
     with pytest.raises(SystemExit) as e:
         run(tiny_json, tmp_path)
-    assert "train.py: interrupted; continue with --resume auto" in str(e.value.code)
+    # it named a --resume auto that had no last.pt to resume from
+    assert str(e.value.code) == (f"\ntrain.py: interrupted before the first checkpoint "
+                                 f"({tmp_path / 'last.pt'} does not exist): nothing to resume")
+    (tmp_path / "last.pt").write_bytes(b"a checkpoint")
+    with pytest.raises(SystemExit) as e:
+        run(tiny_json, tmp_path)
+    assert str(e.value.code) == (f"\ntrain.py: interrupted; continue with --resume auto --out "
+                                 f"{tmp_path} (from {tmp_path / 'last.pt'})")
 
 
 def test_fp16_loss_scale_is_saved_and_resumed(tiny_json, tmp_path, monkeypatch):
@@ -857,3 +864,24 @@ def test_disk_full_while_saving_a_checkpoint(tiny_json, tmp_path, monkeypatch):
     assert message == (f"train.py: error: {out / 'last.pt'}: cannot save the checkpoint (No "
                        f"space left on device); the previous file is intact")
     assert (out / "last.pt").read_bytes() == kept and not list(out.glob("*.tmp"))
+
+
+def test_end_of_run_names_only_files_that_exist(tiny_json, tmp_path, capsys):
+    # a resumed run listed epoch-001.pt .. epoch-002.pt when the first part kept no epoch files
+    out = tmp_path / "run"
+    assert run(tiny_json, out, "--epochs", "1", "--workers", "0", "--no-epoch-checkpoints") == 0
+    capsys.readouterr()
+    assert run(tiny_json, out, "--epochs", "2", "--workers", "0", "--resume", "auto") == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("wrote ") and f"{out / 'epoch-002.pt'}, " in last
+    assert "epoch-001.pt" not in last
+    for path in last.removeprefix("wrote ").replace(" and ", ", ").split(", "):
+        assert os.path.exists(path.split(" .. ")[0]), path
+
+
+def test_a_seed_beyond_int64_arithmetic_is_an_argparse_error(capsys):
+    # --seed 10^20 parsed, then torch.manual_seed said "Overflow when unpacking long long"
+    for value in ("100000000000000000000", "-1", "1e20"):
+        with pytest.raises(SystemExit) as e:
+            train.parse_args(["--seed", value])
+        assert e.value.code == 2 and "--seed" in capsys.readouterr().err

@@ -258,10 +258,10 @@ VAL_SEED = 0  # fixed, so that --seed never changes which images are held out
 
 
 def load_data(args, vocab=None, extend=False):
-    """(tokenizer, training set of all JSONs minus the held-out images, validation set or None)
-    from train.py's flags (--train-json, --val-json, --val-size, --max-len where given,
-    --image-size, --crop-size, --max-pixels, --augment, --augment-style, --loose); sets
-    args.json_records, which the checkpoint keeps.
+    """(tokenizer, training set of all JSONs minus the held-out images, validation set or None,
+    the number of records in each --train-json) from train.py's flags (--train-json, --val-json,
+    --val-size, --max-len where given, --image-size, --crop-size, --max-pixels, --augment,
+    --augment-style, --loose). The checkpoint keeps the counts: resume checks the JSONs.
     vocab: a checkpoint's vocabulary, kept as it is, or with extend the training texts'
     characters it lacks appended (fine-tuning)."""
     paths = list(args.train_json)
@@ -280,7 +280,7 @@ def load_data(args, vocab=None, extend=False):
                                      f"{record_text(r)!r} is longer than --max-len "
                                      f"{args.max_len}; raise --max-len or leave it out")
     val_split = splits.pop() if args.val_json else None
-    args.json_records = [len(records) for _, records in splits]  # saved: resume checks the JSONs
+    json_records = [len(records) for _, records in splits]
     records = [r for _, records in splits for r in records]
     if vocab and extend:
         vocab = extend_vocab(vocab, records)
@@ -309,7 +309,7 @@ def load_data(args, vocab=None, extend=False):
         val_set = dataset((image_dir, [first[i] for i in sorted(held)]), False)
     if val_split is not None:
         val_set = dataset(val_split, False)
-    return tokenizer, train_set, val_set
+    return tokenizer, train_set, val_set, json_records
 
 
 def longest_text(dataset):

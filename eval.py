@@ -157,7 +157,7 @@ def attention_hits(peaks, pred_lens, boxes):
 def prepare_model(model, device):
     """Eval mode, BN folded, channels_last (oneDNN's fast layout on CPU, tensor cores on GPU)."""
     model = fold_batchnorm(model.eval())
-    return model.to(device=device, memory_format=torch.channels_last)
+    return model.to(device=device, memory_format=devices.memory_format(device))
 
 
 def truth_ids(tokens, config):
@@ -202,9 +202,10 @@ def evaluate(model, loader, config, beam=BEAM, device="cpu", progress=True, prec
            "loss_sum": 0.0, "loss_count": 0}
     bar = tqdm(loader, desc="eval", unit="batch", disable=None if progress else True)
     for images, tokens, boxes in bar:
-        images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        images = images.to(device, non_blocking=True)
+        images = images.contiguous(memory_format=devices.memory_format(device))
         tokens = tokens.to(device, non_blocking=True)
-        with devices.autocast_for(device, precision):
+        with devices.autocast(device, precision):
             out, features = decode_batch(model, images, beam)
             pred = [list(p) for p in out["tokens"]]
             truth = truth_ids(tokens, config)

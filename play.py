@@ -118,7 +118,7 @@ def predict(model, items, vocab, beam=1, device="cpu", precision="fp32"):
     for start in range(0, len(items), BATCH):
         chunk = items[start:start + BATCH]
         images = torch.stack([it["image"] for it in chunk]).to(device)  # (B, 3, S, S)
-        with devices.autocast_for(device, precision):
+        with devices.autocast(device, precision):
             out = model.decode(images) if beam == 1 else model.beam_search(images, beam=beam)
         h, w = out["feature_hw"]
         H, W = images.shape[-2:]

@@ -142,8 +142,8 @@ def predict(model, loader, vocab, device, precision, beam=1, progress=True):
         failed += bad
         if images is None:
             continue
-        images = images.to(device).contiguous(memory_format=torch.channels_last)
-        with devices.autocast_for(device, precision):
+        images = images.to(device).contiguous(memory_format=devices.memory_format(device))
+        with devices.autocast(device, precision):
             if beam == 1:
                 out = model.decode(images)
             else:
@@ -224,7 +224,7 @@ def run(args):
     model, ckpt = load_checkpoint(args.checkpoint, map_location="cpu")
     vocab = list(ckpt["vocab"])
     config = model.config
-    model = fold_batchnorm(model.eval()).to(device, memory_format=torch.channels_last)
+    model = fold_batchnorm(model.eval()).to(device, memory_format=devices.memory_format(device))
     photos = PhotoSet(files, config, boxes, args.max_pixels, args.fit)
     loader = torch.utils.data.DataLoader(photos,
                                          batch_size=args.batch_size, num_workers=workers,

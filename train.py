@@ -14,7 +14,7 @@ import math
 import os
 import sys
 import time
-from contextlib import nullcontext
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import torch
@@ -23,13 +23,10 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, Subset
 
 import build_model
-from support import checkpoint
 import data
-from support import devices
-from support import engine
-from support import runs
-from support.crops import MAX_PIXELS
 from formats.records import load_split
+from support import checkpoint, devices, engine, runs
+from support.crops import MAX_PIXELS
 from support.tokenizer import BOS, EOS, PAD
 
 # -----------------------------------------------------------------------------
@@ -90,10 +87,8 @@ FINETUNE_FLAGS = ("max_len", "dropout", "image_size", "crop_size")  # --init may
 # -----------------------------------------------------------------------------
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    a = p.add_argument
+def add_data_flags(a):
+    """The data: which images, their input size and augmentation."""
     a("--train-json", nargs="+", default=TRAIN_JSON, help="training JSON files (prepare_data.py)")
     a("--val-size", type=int, default=VAL_SIZE,
       help="images held out from the first JSON for validation and best.pt (0: none, the seed)")
@@ -120,6 +115,10 @@ def parse_args(argv=None):
            "README)")
     a("--normalize", action=argparse.BooleanOptionalAction, default=NORMALIZE,
       help="map input pixels [0, 1] -> [-1, 1] inside the model (stored in the checkpoint)")
+
+
+def add_model_flags(a):
+    """The model (stored in its checkpoint's config)."""
     a("--preset", choices=sorted(PRESETS),
       help=f"model size preset (explicit flags win): {PRESETS}")
     a("--plan", default=PLAN, help="encoder channel plan")
@@ -130,6 +129,10 @@ def parse_args(argv=None):
     a("--max-len", type=int, default=MAX_LEN,
       help="decoding length cap (characters); unless given, the longest training text + "
            f"{MAX_LEN_MARGIN} where that is more (and with --init at least the checkpoint's)")
+
+
+def add_recipe_flags(a):
+    """The optimisation: epochs, batch, lr and its schedule."""
     a("--epochs", type=int, default=EPOCHS, help="epochs to train (in all, counting resumed ones)")
     a("--batch-size", type=int, default=BATCH_SIZE, help="images per step (per process)")
     a("--lr", type=float, default=LR, help="AdamW learning rate (peak lr for cosine/onecycle)")
@@ -143,6 +146,10 @@ def parse_args(argv=None):
       help="warm-up fraction of all steps (cosine, onecycle)")
     a("--clip", type=float, default=CLIP, help="gradient-norm clipping threshold")
     a("--seed", type=int, default=SEED, help="seed for init, shuffling and augmentation")
+
+
+def add_system_flags(a):
+    """Where and how it runs: device, precision, threads, files, resume."""
     a("--device", default=None,
       help="cpu, cuda, cuda:1, mps; None: CUDA if present, else MPS, else CPU")
     a("--precision", choices=["fp32", "bf16", "fp16"], default=PRECISION,
@@ -183,22 +190,49 @@ def parse_args(argv=None):
            "step schedules only")
     a("--dry-run", action="store_true",
       help="one training batch and one validation batch; writes nothing")
+
+
+def build_parser():
+    """train.py's flags, their defaults the recipe's (the constants above)."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for add in (add_data_flags, add_model_flags, add_recipe_flags, add_system_flags):
+        add(p.add_argument)
+    return p
+
+
+def parse_args(argv=None):
+    """The flags, with the defaults of --preset and --init (flags given explicitly win), and the
+    names of the model, data and recipe flags given (model_flags, data_flags, recipe_flags):
+    resume and --init compare those with the checkpoint's."""
+    p = build_parser()
+    unset = argparse.Namespace(**dict.fromkeys(MODEL_ARGS + DATA_ARGS + RECIPE_ARGS))
+    given = vars(p.parse_args(argv, unset))  # None: not given
+    chosen = {**PRESETS.get(given["preset"], {}), **(FINETUNE if given["init"] else {})}
+    p.set_defaults(**chosen)  # as if given
+    if given["val_json"]:  # validate on it; hold nothing out of the training JSONs
+        p.set_defaults(val_size=0)
     args = p.parse_args(argv)
-    if args.preset or args.init or args.val_json:  # new defaults; flags given explicitly win
-        p.set_defaults(**PRESETS.get(args.preset, {}), **(FINETUNE if args.init else {}))
-        if args.val_json:  # validate on it; hold nothing out of the training JSONs
-            p.set_defaults(val_size=0)
-        args = p.parse_args(argv)
-        if args.val_json and args.val_size:
-            p.error("--val-json and --val-size > 0: validate on one or the other")
+    check_values(p, args)
+    return argparse.Namespace(
+        **vars(args),
+        model_flags=[k for k in MODEL_ARGS if given[k] is not None or k in chosen],
+        data_flags=[k for k in DATA_ARGS if given[k] is not None],
+        recipe_flags=[k for k in RECIPE_ARGS if given[k] is not None])
+
+
+def check_values(p, args):
+    """p.error (exit 2) for a value no run means: out of range, nan, or two flags that clash."""
+    if args.val_json and args.val_size:
+        p.error("--val-json and --val-size > 0: validate on one or the other")
     lowest = {"epochs": 1, "batch_size": 1, "max_pixels": 1, "val_size": 0, "workers": 0,
               "max_minutes": 0}
     for name, low in lowest.items():
         value = getattr(args, name)
         if value is not None and value < low:
             p.error(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
-    # nonsense that trained silently: --clip -1 turned every step into gradient ascent, --gamma
-    # nan and --warmup 5 made a schedule no one meant
+    # values that would train silently wrong: --clip -1 is gradient ascent, --gamma nan and
+    # --warmup 5 a schedule no one meant
     for name, value, ok, want in [
             ("lr", args.lr, args.lr >= 0, ">= 0"), ("clip", args.clip, args.clip > 0, "> 0"),
             ("gamma", args.gamma, args.gamma > 0, "> 0"),
@@ -210,15 +244,8 @@ def parse_args(argv=None):
             p.error(f"--{name} must be a finite number {want}, got {value}")
     if any(m < 1 for m in args.milestones):
         p.error(f"--milestones must be epochs >= 1, got {args.milestones}")
-    if not 0 <= args.seed < 2 ** 32:  # a larger one overflowed torch.manual_seed (int64)
+    if not 0 <= args.seed < 2 ** 32:  # torch.manual_seed takes an int64 and the seed is scaled
         p.error(f"--seed must be an integer in [0, 2^32), got {args.seed}")
-    unset = argparse.Namespace(**dict.fromkeys(MODEL_ARGS + DATA_ARGS + RECIPE_ARGS))
-    given = vars(p.parse_args(argv, unset))  # None: not given
-    chosen = {**PRESETS.get(args.preset, {}), **(FINETUNE if args.init else {})}  # as if given
-    args.model_flags = [k for k in MODEL_ARGS if given[k] is not None or k in chosen]
-    args.data_flags = [k for k in DATA_ARGS if given[k] is not None]
-    args.recipe_flags = [k for k in RECIPE_ARGS if given[k] is not None]
-    return args
 
 
 def size_arg(text):
@@ -229,10 +256,219 @@ def size_arg(text):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def main(argv=None):
+    args = parse_args(argv)
+    ddp = "RANK" in os.environ  # launched by torchrun?
+    rank = int(os.getenv("RANK", 0))
+    world = int(os.getenv("WORLD_SIZE", 1))
+    local_rank = int(os.getenv("LOCAL_RANK", 0))
+    local_world = int(os.getenv("LOCAL_WORLD_SIZE", 1))
+    try:  # under torchrun, plain "cuda" means this process's GPU
+        device = devices.device_from_flag(args.device, local_rank, local_world)
+    except ValueError as e:  # an unknown name, no such GPU or driver, no CUDA build
+        sys.exit(f"train.py: error: {e}")
+    if ddp:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        return train(args, Processes(ddp, rank, world, local_world), device)
+    except (OSError, ValueError, FloatingPointError) as e:  # e.g. an unreadable image in a worker
+        # a worker's error holds its traceback: keep the last line
+        last = str(e).strip().splitlines()[-1]
+        sys.exit(f"train.py: error: {last.removeprefix(type(e).__name__ + ': ')}")
+    except KeyboardInterrupt:  # Ctrl-C: checkpoints are written atomically, so last.pt is whole
+        sys.exit(f"\ntrain.py: {runs.interrupted_message(args.out)}")
+    finally:
+        runs.release_runs()
+        if ddp:
+            dist.destroy_process_group()
+
+
+@dataclass
+class Processes:
+    """This process among the run's: under torchrun one per GPU (or CPU share)."""
+    ddp: bool
+    rank: int
+    world: int
+    local_world: int  # processes on this node
+
+    @property
+    def master(self):
+        return self.rank == 0
+
+
+@dataclass
+class Plan:
+    """The epochs the lr schedule is laid out over: --epochs, cut by --max-minutes once an
+    epoch's time is known (a cosine schedule reads it on every step)."""
+    epochs: int
+
+
+def train(args, procs, device):
+    """Set up (resume or fresh start, data, model, optimizer, loaders), then train epoch by epoch,
+    saving the checkpoints and logs after each."""
+    started = time.time()
+    workers = set_threads(args, device, procs.local_world)
+    files = run_files(args)
+    ckpt, resume = open_run(args, files, procs)
+    run, init = settle(args, ckpt, resume, procs.master)
+    vocab = ckpt["vocab"] if ckpt else init[1] if init else None
+    tokenizer, train_set, val_set, json_records = data.load_data(run, vocab, extend=bool(init))
+    if ckpt and ckpt["args"].get("json_records") not in (None, json_records):
+        raise ValueError(f"{resume}: trained on {ckpt['args']['json_records']} records of "
+                         f"{' '.join(run.train_json)}, which now hold {json_records}; "
+                         f"the data changed: use a new --out")
+    if not ckpt and "max_len" not in run.model_flags:  # the cap follows the data
+        max_len = max(run.max_len, data.longest_text(train_set) + MAX_LEN_MARGIN)
+        run = argparse.Namespace(**{**vars(run), "max_len": max_len})
+    run = argparse.Namespace(**vars(run), json_records=json_records)
+    model = build(run, tokenizer, init, device)
+    parts = make_parts(run, model, train_set, val_set, workers, procs, device)
+    parts.tokenizer = tokenizer
+    state = restore(ckpt, resume, parts, files, procs, device)
+    if procs.ddp:  # after restoring: rank 0's weights are broadcast to the others here
+        parts.model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if state.epoch >= parts.plan.epochs:  # say so, rather than list files as written
+        if procs.master:
+            print(f"{resume} already holds epoch {state.epoch} of --epochs {parts.plan.epochs}: "
+                  f"nothing to train")
+        return 0
+    if procs.master and not run.dry_run:
+        prepare_outputs(run, files, ckpt, state)
+        start = "from scratch"
+        if ckpt:
+            start = f"resuming {resume} after epoch {state.epoch} (step {state.step})"
+        elif init:
+            start = f"fine-tuning {run.init}"
+        parameters = sum(p.numel() for p in model.parameters())
+        print(f"{len(train_set)} training images, {len(val_set or [])} validation, "
+              f"{procs.world} process(es) on {device}, {workers} loader workers, "
+              f"{parameters:,} parameters, {start}")
+    try:
+        return run_epochs(run, parts, state, files, procs, started)
+    finally:  # dropped, the loaders stop their persistent workers (which hold the run lock too)
+        parts.loader = parts.val_loader = None
+
+
+# -- set-up ---------------------------------------------------------------------------------------
+
+def set_threads(args, device, local_world):
+    """torch's CPU threads (--threads, or the thread rule: the free cores shared between the
+    node's processes); returns the DataLoader workers each process gets."""
+    rule_threads, rule_workers = 1, 1
+    if device.type == "cpu" and not (args.threads and args.workers is not None):
+        rule_threads, rule_workers = devices.thread_rule(local_world)  # samples /proc/stat
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, args.threads // local_world) if args.threads else rule_threads)
+    torch.backends.cudnn.benchmark = True
+    if args.workers is not None:
+        return args.workers
+    return default_workers(device, local_world, rule_workers)
+
+
+def default_workers(device, local_world, cpu_workers):
+    """Loader processes for each of the node's local_world training processes: on a GPU up to 8,
+    within this process's share of the cores it may run on; on a CPU cpu_workers (the thread
+    rule's: one where a core is free beside the compute, else none)."""
+    if device.type != "cuda":
+        return cpu_workers
+    return max(1, min(8, devices.cpu_cores() // local_world))
+
+
+def run_files(args):
+    """The files of the run in --out, and the loss curve's copies."""
+    plots = [os.path.join(args.out, runs.PLOT)]
+    if args.plot:  # only when asked: the repository's tracked figure stays as it is
+        plots.append(args.plot)
+    return SimpleNamespace(last=os.path.join(args.out, "last.pt"),
+                           best=os.path.join(args.out, "best.pt"),
+                           loss_csv=os.path.join(args.out, "loss.csv"),
+                           val_csv=os.path.join(args.out, "val.csv"), plots=plots)
+
+
+def open_run(args, files, procs):
+    """(the checkpoint to resume or None, its path): --out locked for this run, and a run already
+    there refused unless it is the one resumed (or moved aside by --overwrite). Rank 0 decides
+    for every rank (other nodes may lack --out)."""
+    resume = files.last if args.resume == "auto" else args.resume
+
+    def load_resume():
+        if not args.dry_run:  # one train.py per --out: a second one (two --resume auto) refused
+            runs.lock_run(args.out)
+        if resume and (args.resume != "auto" or os.path.exists(resume)):
+            return checkpoint.load_checkpoint(resume, map_location="cpu", resume=True)[1]
+        return None
+    ckpt = devices.from_rank0(load_resume, procs.ddp, procs.rank)
+
+    def check_out():
+        in_place = ckpt is not None and os.path.exists(files.last)
+        in_place = in_place and os.path.samefile(resume, files.last)  # continuing the run in --out
+        if args.dry_run or in_place:
+            return None
+        # a fresh start, or another run's checkpoint continued here: it must not replace a run
+        return runs.check_fresh_start(args.out, args.overwrite, args.resume == "auto")
+    aside = devices.from_rank0(check_out, procs.ddp, procs.rank)
+    if aside and procs.master:
+        print(f"--overwrite: moved the run that was in {args.out} to {aside}")
+    return ckpt, resume
+
+
+def settle(args, ckpt, resume, master):
+    """(the run's flags, --init's (model, vocabulary) or None): the flags as given, with what the
+    checkpoint resumed fixes, or --init's model config and the defaults chosen from the data."""
+    if ckpt:
+        return argparse.Namespace(**{**vars(args), **adopt_resumed(args, ckpt, resume)}), None
+    if not args.init:
+        return args, None
+    model, vocab, flags = init_from(args, args.init)
+    run = argparse.Namespace(**{**vars(args), **flags})
+    chosen = finetune_defaults(run, model.config)
+    if chosen and master:
+        shown = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in chosen.items())
+        print(f"fine-tuning defaults from the data: {shown}")
+    return argparse.Namespace(**{**vars(run), **chosen}), (model, vocab)
+
+
+def adopt_resumed(args, ckpt, resume):
+    """{flag: value} that the checkpoint to resume from fixes: its model flags, the data it sees
+    and its recipe. ValueError for an explicit flag that differs, or an --epochs its schedule was
+    not made for."""
+    flags = {}
+    for key in MODEL_ARGS:  # the model and its input size come from the checkpoint
+        saved = ckpt["config"][key]
+        if key in args.model_flags and str(getattr(args, key)).split() != str(saved).split():
+            raise ValueError(f"{resume}: trained with --{key.replace('_', '-')} {saved!r}, "
+                             f"not {getattr(args, key)!r}; drop the flag to resume, "
+                             f"or use a new --out")
+        flags[key] = saved
+    for key in DATA_ARGS:  # and so does the data it sees: held-out images, order, augmentation
+        saved = ckpt["args"].get(key)
+        if saved is None:  # a checkpoint that did not record it
+            continue
+        if key in args.data_flags and getattr(args, key) != saved:
+            raise ValueError(f"{resume}: trained with --{key.replace('_', '-')} {saved!r}, "
+                             f"not {getattr(args, key)!r}, which changes the data it sees; "
+                             f"drop the flag to resume, or use a new --out")
+        flags[key] = saved
+    flags.update(checkpoint.kept_recipe(args, ckpt["args"], RECIPE_ARGS, args.recipe_flags,
+                                        resume))
+    planned = ckpt["args"].get("epochs")
+    epochs = args.epochs
+    if epochs is None:  # a fine-tuning run's epochs came from its data: keep them
+        epochs = flags["epochs"] = planned
+    schedule = ckpt["args"].get("schedule")
+    annealing = schedule in ("cosine", "onecycle")
+    if annealing and epochs > ckpt["epoch"] and epochs != planned:
+        raise ValueError(f"{resume}: its {schedule} schedule was laid out for --epochs {planned}; "
+                         f"resume with that, or start a new --out")
+    return flags
+
+
 def init_from(args, path):
-    """--init: the checkpoint's model (weights, config) for fine-tuning; its model config replaces
-    the flags, which may differ only where they shape no weight (FINETUNE_FLAGS)."""
+    """--init: (the checkpoint's model, its vocabulary, {flag: value} of its model config). The
+    config replaces the flags, which may differ only where they shape no weight
+    (FINETUNE_FLAGS)."""
     model, ckpt = checkpoint.load_checkpoint(path, map_location="cpu")
+    flags = {}
     for key in MODEL_ARGS:
         if key in FINETUNE_FLAGS and key in args.model_flags:
             continue
@@ -241,8 +477,8 @@ def init_from(args, path):
             raise ValueError(f"{path}: trained with --{key.replace('_', '-')} "
                              f"{model.config[key]!r}, not {getattr(args, key)!r}; --init keeps "
                              f"the checkpoint's model")
-        setattr(args, key, model.config[key])
-    return model, list(ckpt["vocab"])
+        flags[key] = model.config[key]
+    return model, list(ckpt["vocab"]), flags
 
 
 def finetune_defaults(args, config):
@@ -275,23 +511,59 @@ def finetune_defaults(args, config):
     return chosen
 
 
-def default_workers(device, local_world, cpu_workers):
-    """Loader processes for each of the node's local_world training processes: on a GPU up to 8,
-    within this process's share of the cores it may run on; on a CPU cpu_workers (the thread
-    rule's: one where a core is free beside the compute, else none)."""
-    if device.type != "cuda":
-        return cpu_workers
-    return max(1, min(8, devices.cpu_cores() // local_world))
+def build(run, tokenizer, init, device):
+    """The model of the run's config on `device`, seeded alike on every rank; with --init its
+    weights copied in (new characters' rows keep the fresh initialisation)."""
+    config = {key: getattr(run, key) for key in MODEL_ARGS}
+    config.update(vocab_size=len(tokenizer.vocab), pad_id=PAD, eos_id=EOS, bos_id=BOS)
+    torch.manual_seed(run.seed)  # the same initial weights on every rank
+    model = build_model.build_model(config)
+    if init:  # old rows copied bit for bit
+        build_model.load_grown(model, init[0].state_dict(), len(init[1]))
+        added = tokenizer.vocab[len(init[1]):]
+        note = f", {len(added)} added: {''.join(added)!r}" if added else ""
+        print(f"fine-tuning {run.init}: {len(init[1])} tokens kept{note}")
+    return model.to(device, memory_format=devices.memory_format(device))
 
 
-def epoch_name(epoch):
-    """epoch-001.pt for the weights after the first epoch."""
-    return f"epoch-{epoch:03d}.pt"
+def make_parts(run, model, train_set, val_set, workers, procs, device):
+    """What the loop steps: the model (model: wrapped by DDP under torchrun once restored;
+    raw_model: the module itself), optimizer, lr schedule and its Plan, loss scaler, sampler,
+    loaders, and the fixed settings engine.train_one_epoch reads."""
+    cuda = device.type == "cuda"
+    optimizer = torch.optim.AdamW(model.parameters(), lr=run.lr, weight_decay=run.weight_decay)
+    sampler = data.EpochTagged(train_set, procs.world, procs.rank, shuffle=True, seed=run.seed)
+    loader_kw = dict(batch_size=run.batch_size, collate_fn=data.collate, num_workers=workers,
+                     pin_memory=cuda, persistent_workers=workers > 0)
+    loader = DataLoader(data.SeededSamples(train_set, run.seed), sampler=sampler, **loader_kw)
+    # validation's workers start for each pass: kept alive, they would double the processes
+    val_kw = {**loader_kw, "persistent_workers": False}
+    val_loader = None
+    if val_set:
+        shard = Subset(val_set, range(procs.rank, len(val_set), procs.world))
+        val_loader = DataLoader(shard, **val_kw)
+    plan = Plan(run.epochs)
+    autocast = devices.autocast(device, run.precision)
+    note = devices.emulated_bf16_note(device, run.precision)  # e.g. a T4: right, but slow
+    if note and procs.master:
+        print(f"train.py: {note}")
+    settings = SimpleNamespace(device=device, autocast=autocast,
+                               memory_format=devices.memory_format(device), clip=run.clip,
+                               world=procs.world, ddp=procs.ddp, epochs=run.epochs,
+                               dry_run=run.dry_run, last_path=os.path.join(run.out, "last.pt"),
+                               show_bar=procs.master)
+    return SimpleNamespace(model=model, raw_model=model, optimizer=optimizer,
+                           scheduler=make_scheduler(run, optimizer, len(loader), plan),
+                           scaler=devices.loss_scaler(device, run.precision), plan=plan,
+                           sampler=sampler, loader=loader, val_loader=val_loader,
+                           settings=settings)
 
 
-def make_scheduler(args, optimizer, steps_per_epoch):
-    """All schedules step once per batch; --milestones are in epochs."""
-    total = args.epochs * steps_per_epoch
+def make_scheduler(args, optimizer, steps_per_epoch, plan=None):
+    """All schedules step once per batch; --milestones are in epochs. The cosine schedule reads
+    plan.epochs (None: a Plan of --epochs) on every step: --max-minutes may shorten the run."""
+    plan = plan or Plan(args.epochs)
+    total = plan.epochs * steps_per_epoch
     if args.schedule == "step":
         return torch.optim.lr_scheduler.MultiStepLR(
             optimizer, [m * steps_per_epoch for m in args.milestones], gamma=args.gamma)
@@ -301,8 +573,8 @@ def make_scheduler(args, optimizer, steps_per_epoch):
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=steps,
                                                    pct_start=warm / steps)
 
-    def cosine(s):  # reads args.epochs on every step: --max-minutes may shorten the run
-        total = args.epochs * steps_per_epoch
+    def cosine(s):
+        total = plan.epochs * steps_per_epoch
         warm = max(2, int(args.warmup * total))
         if s < warm:
             return (s + 1) / warm
@@ -310,324 +582,167 @@ def make_scheduler(args, optimizer, steps_per_epoch):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    ddp = "RANK" in os.environ  # launched by torchrun?
-    rank = int(os.getenv("RANK", 0))
-    world = int(os.getenv("WORLD_SIZE", 1))
-    local_rank = int(os.getenv("LOCAL_RANK", 0))
-    local_world = int(os.getenv("LOCAL_WORLD_SIZE", 1))
-    try:  # under torchrun, plain "cuda" means this process's GPU
-        device = devices.device_from_flag(args.device, local_rank, local_world)
-    except ValueError as e:  # an unknown name, no such GPU or driver, no CUDA build
-        sys.exit(f"train.py: error: {e}")
-    if ddp:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    loaders = []  # filled by train(); their workers are stopped here whatever happens
-    try:
-        return train(args, device, ddp, rank, world, loaders)
-    except (OSError, ValueError, FloatingPointError) as e:  # e.g. an unreadable image in a worker
-        # a worker's error holds its traceback: keep the last line
-        last = str(e).strip().splitlines()[-1]
-        sys.exit(f"train.py: error: {last.removeprefix(type(e).__name__ + ': ')}")
-    except KeyboardInterrupt:  # Ctrl-C: checkpoints are written atomically, so last.pt is whole
-        sys.exit(f"\ntrain.py: {runs.interrupted_message(args.out)}")
-    finally:
-        for loader in loaders:  # persistent workers would otherwise live until garbage collection
-            if getattr(loader, "_iterator", None) is not None:
-                loader._iterator._shutdown_workers()  # torch has no public call for this
-        runs.release_runs()
-        if ddp:
-            dist.destroy_process_group()
+def restore(ckpt, resume, parts, files, procs, device):
+    """The loop's state (epoch, step, best validation accuracy): zeros on a fresh start; on
+    resume the checkpoint's, with the model, optimizer, schedule, loss scale and random states
+    restored from it."""
+    state = SimpleNamespace(epoch=0, step=0, best=-1.0)
+    if not ckpt:
+        return state
+    state = SimpleNamespace(epoch=ckpt["epoch"], step=ckpt["step"], best=ckpt["best_metric"])
+    kept = checkpoint.saved_metric(files.best) if procs.master else None
+    if kept is not None:  # best.pt is never replaced by a worse one
+        state.best = max(state.best, kept)
+    if state.epoch >= parts.plan.epochs:
+        return state
+    check_steps_per_epoch(ckpt, resume, procs.world, parts.loader.batch_size, len(parts.loader))
+    try:  # the dicts are checked for type only: their insides may still not fit
+        parts.raw_model.load_state_dict(ckpt["model"])
+        parts.optimizer.load_state_dict(ckpt["optimizer"])
+        parts.scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):  # fp16's loss scale ({} when the scaler is off: bf16, CPU)
+            parts.scaler.load_state_dict(ckpt["scaler"])
+        checkpoint.set_rng_states(ckpt["rng"], device)
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{resume}: cannot restore its training state ({why})") from None
+    return state
 
 
-def precision(args, device):
-    """(autocast context, GradScaler, memory format) of this run on `device`."""
-    cuda = device.type == "cuda"
-    autocast = nullcontext()  # fp32
-    if args.precision != "fp32":
-        dtype = torch.bfloat16 if args.precision == "bf16" else torch.float16
-        autocast = torch.autocast(device.type, dtype=dtype)
-    # fp16's narrow range needs loss scaling; bf16 has fp32's range
-    scaler = torch.amp.GradScaler("cuda", enabled=cuda and args.precision == "fp16")
-    # channels_last: faster convolutions on CUDA and on CPU (oneDNN: 1.4x for the CPU preset's
-    # compute alone here, ~1.05x for a whole step, where data loading shares the two cores)
-    memory_format = torch.contiguous_format
-    if device.type in ("cuda", "cpu"):
-        memory_format = torch.channels_last
-    return autocast, scaler, memory_format
-
-
-def adopt_resumed(args, ckpt, resume):
-    """The model flags and the data flags of the checkpoint to resume from become the run's;
-    ValueError for an explicit flag that differs, or an --epochs its schedule was not made for."""
-    for key in MODEL_ARGS:  # the model and its input size come from the checkpoint
-        saved = ckpt["config"][key]
-        if key in args.model_flags and str(getattr(args, key)).split() != str(saved).split():
-            raise ValueError(f"{resume}: trained with --{key.replace('_', '-')} {saved!r}, "
-                             f"not {getattr(args, key)!r}; drop the flag to resume, "
-                             f"or use a new --out")
-        setattr(args, key, saved)
-    for key in DATA_ARGS:  # and so does the data it sees: held-out images, order, augmentation
-        saved = ckpt["args"].get(key)
-        if saved is None:  # a checkpoint that did not record it
-            continue
-        if key in args.data_flags and getattr(args, key) != saved:
-            raise ValueError(f"{resume}: trained with --{key.replace('_', '-')} {saved!r}, "
-                             f"not {getattr(args, key)!r}, which changes the data it sees; "
-                             f"drop the flag to resume, or use a new --out")
-        setattr(args, key, saved)
-    checkpoint.keep_recipe(args, ckpt["args"], RECIPE_ARGS, args.recipe_flags, resume)
-    planned = ckpt["args"].get("epochs")
-    if args.epochs is None:  # a fine-tuning run's epochs came from its data: keep them
-        args.epochs = planned
-    schedule = ckpt["args"].get("schedule")
-    annealing = schedule in ("cosine", "onecycle")
-    if annealing and args.epochs > ckpt["epoch"] and args.epochs != planned:
-        raise ValueError(f"{resume}: its {schedule} schedule was laid out for --epochs {planned}; "
-                         f"resume with that, or start a new --out")
-
-
-def epochs_within_budget(args, started, epoch, epoch_seconds):
-    """--max-minutes: the epochs that fit in the time left, from the slowest epoch so far (at
-    least the ones done, at most --epochs)."""
-    if not args.max_minutes:
-        return args.epochs
-    left = args.max_minutes * 60 - (time.time() - started)
-    return max(epoch, min(args.epochs, epoch + int(left // epoch_seconds)))
-
-
-def check_steps_per_epoch(ckpt, resume, world, args, steps):
+def check_steps_per_epoch(ckpt, resume, world, batch_size, steps):
     """The schedule counts steps, so it holds only while an epoch takes as many steps: another
     number of processes is fine with a --batch-size that keeps the images per step."""
     before = ckpt.get("steps_per_epoch", ckpt["step"] // max(1, ckpt["epoch"]))
     if before == steps:
         return
     was = f"{ckpt.get('world', '?')} process(es) x --batch-size {ckpt['args'].get('batch_size')}"
-    now = f"{world} x {args.batch_size}"
+    now = f"{world} x {batch_size}"
     raise ValueError(f"{resume}: {was} took {before} steps an epoch, {now} would take "
                      f"{steps} and shift the lr schedule; resume with as many images "
                      f"per step, or start a new --out")
 
 
-def train(args, device, ddp, rank, world, loaders):
-    """Set up (resume or fresh start, data, model, optimizer, loaders), then train epoch by epoch:
-    engine.train_one_epoch, engine.validate, and the checkpoints and logs after each epoch."""
-    started = time.time()
-    master = rank == 0
-    cuda = device.type == "cuda"
-    local_world = int(os.getenv("LOCAL_WORLD_SIZE", 1))  # processes on this node
-    rule_threads, rule_workers = 1, 1
-    if device.type == "cpu" and not (args.threads and args.workers is not None):
-        rule_threads, rule_workers = devices.thread_rule(local_world)  # samples /proc/stat
-    if device.type == "cpu":  # --threads, or the free cores shared between the node's processes
-        torch.set_num_threads(max(1, args.threads // local_world) if args.threads else rule_threads)
-    workers = args.workers
-    if workers is None:
-        workers = default_workers(device, local_world, rule_workers)
-    torch.backends.cudnn.benchmark = True
-    autocast, scaler, memory_format = precision(args, device)
-    note = devices.emulated_bf16_note(device, args.precision)  # e.g. a T4: right, but slow
-    if note and master:
-        print(f"train.py: {note}")
+def prepare_outputs(run, files, ckpt, state):
+    """Rank 0, before the first epoch: temp files of a killed save removed, every output checked
+    writable (now, not after an epoch) and never another run's or a user's file, the logs cut
+    back to the checkpoint's step."""
+    runs.remove_stale_temps(run.out, run.plot)  # left by a kill during a save
+    outputs = [("--out", files.last)]
+    runs.check_plot(run.plot, run.out, run.overwrite)
+    if run.plot:
+        outputs.append(("--plot", run.plot))
+    runs.check_writable(outputs)
+    last_step = state.step if ckpt else None
+    runs.trim_csv(files.loss_csv, runs.LOSS_HEADER, last_step)
+    runs.trim_csv(files.val_csv, runs.VAL_HEADER, last_step)
 
-    last_path = os.path.join(args.out, "last.pt")
-    best_path = os.path.join(args.out, "best.pt")
-    loss_csv = os.path.join(args.out, "loss.csv")
-    val_csv = os.path.join(args.out, "val.csv")
-    plots = [os.path.join(args.out, runs.PLOT)]
-    if args.plot:  # only when asked: a default copy in img/ dirtied the repository's tracked figure
-        plots.append(args.plot)
-    resume = args.resume
-    if args.resume == "auto":
-        resume = last_path
 
-    def load_resume():  # by rank 0 alone: its files decide for all (other nodes may lack --out)
-        if not args.dry_run:  # one train.py per --out: a second one (two --resume auto) refused
-            runs.lock_run(args.out)
-        if resume and (args.resume != "auto" or os.path.exists(resume)):
-            return checkpoint.load_checkpoint(resume, map_location="cpu", resume=True)[1]
-        return None
-    ckpt = devices.from_rank0(load_resume, ddp, rank)
-    if ckpt:
-        adopt_resumed(args, ckpt, resume)
+# -- the loop -------------------------------------------------------------------------------------
 
-    def check_out():  # rank 0's --out decides for every rank, as for resume
-        in_place = ckpt is not None and os.path.exists(last_path)
-        in_place = in_place and os.path.samefile(resume, last_path)  # continuing the run in --out
-        if args.dry_run or in_place:
-            return None
-        # a fresh start, or another run's checkpoint continued here: it must not replace a run
-        return runs.check_fresh_start(args.out, args.overwrite, args.resume == "auto")
-    aside = devices.from_rank0(check_out, ddp, rank)
-    if aside and master:
-        print(f"--overwrite: moved the run that was in {args.out} to {aside}")
-    init = None
-    if args.init and not ckpt:  # (resuming a fine-tuning run continues from its own checkpoint)
-        init = init_from(args, args.init)
-        chosen = finetune_defaults(args, init[0].config)
-        for key, value in chosen.items():
-            setattr(args, key, value)
-        if chosen and master:
-            shown = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in chosen.items())
-            print(f"fine-tuning defaults from the data: {shown}")
-    vocab = None
-    if ckpt:
-        vocab = ckpt["vocab"]
-    elif init:
-        vocab = init[1]
-    tokenizer, train_set, val_set = data.load_data(args, vocab, extend=init is not None)
-    if ckpt and ckpt["args"].get("json_records") not in (None, args.json_records):
-        raise ValueError(f"{resume}: trained on {ckpt['args']['json_records']} records of "
-                         f"{' '.join(args.train_json)}, which now hold {args.json_records}; "
-                         f"the data changed: use a new --out")
-    if not ckpt and "max_len" not in args.model_flags:  # the cap follows the data
-        args.max_len = max(args.max_len, data.longest_text(train_set) + MAX_LEN_MARGIN)
-    config = {key: getattr(args, key) for key in MODEL_ARGS}
-    config["vocab_size"] = len(tokenizer.vocab)
-    config["pad_id"] = PAD
-    config["eos_id"] = EOS
-    config["bos_id"] = BOS
-
-    torch.manual_seed(args.seed)  # the same initial weights on every rank
-    model = build_model.build_model(config)
-    if init:  # old rows copied bit for bit; new characters' rows keep the fresh initialisation
-        build_model.load_grown(model, init[0].state_dict(), len(init[1]))
-        added = tokenizer.vocab[len(init[1]):]
-        note = f", {len(added)} added: {''.join(added)!r}" if added else ""
-        print(f"fine-tuning {args.init}: {len(init[1])} tokens kept{note}")
-    model = model.to(device, memory_format=memory_format)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    sampler = data.EpochTagged(train_set, world, rank, shuffle=True, seed=args.seed)
-    loader_kw = dict(batch_size=args.batch_size, collate_fn=data.collate, num_workers=workers,
-                     pin_memory=cuda, persistent_workers=workers > 0)
-    loader = DataLoader(data.SeededSamples(train_set, args.seed), sampler=sampler, **loader_kw)
-    # validation's workers start for each pass: kept alive, they would double the processes
-    val_kw = {**loader_kw, "persistent_workers": False}
-    val_loader = None
-    if val_set:
-        val_loader = DataLoader(Subset(val_set, range(rank, len(val_set), world)), **val_kw)
-    loaders += [loader, val_loader]
-    scheduler = make_scheduler(args, optimizer, len(loader))
-    epoch = 0
-    step = 0
-    best = -1.0
-    if ckpt:
-        epoch = ckpt["epoch"]
-        step = ckpt["step"]
-        best = ckpt["best_metric"]
-        kept = checkpoint.saved_metric(best_path) if master else None
-        if kept is not None:  # best.pt is never replaced by a worse one
-            best = max(best, kept)
-        if epoch >= args.epochs:  # say so, rather than list files as written that were not
-            if master:
-                print(f"{resume} already holds epoch {epoch} of --epochs {args.epochs}: "
-                      f"nothing to train")
-            return 0
-        check_steps_per_epoch(ckpt, resume, world, args, len(loader))
-        try:  # the dicts are checked for type only: their insides may still not fit
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
-            if ckpt.get("scaler"):  # fp16's loss scale ({} when the scaler is off: bf16, CPU)
-                scaler.load_state_dict(ckpt["scaler"])
-            checkpoint.set_rng_states(ckpt["rng"], device)
-        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
-            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ValueError(f"{resume}: cannot restore its training state ({why})") from None
-    raw_model = model
-    if ddp:
-        model = DDP(model, device_ids=[device.index] if cuda else None)
-    if master and not args.dry_run:
-        runs.remove_stale_temps(args.out, args.plot)  # left by a kill during a save
-        outputs = [("--out", last_path)]
-        runs.check_plot(args.plot, args.out, args.overwrite)  # never another run's or user's file
-        if args.plot:
-            outputs.append(("--plot", args.plot))
-        runs.check_writable(outputs)  # now, not after an epoch
-        last_step = step if ckpt else None
-        runs.trim_csv(loss_csv, runs.LOSS_HEADER, last_step)
-        runs.trim_csv(val_csv, runs.VAL_HEADER, last_step)
-        parameters = sum(p.numel() for p in model.parameters())
-        start = "from scratch"
-        if ckpt:
-            start = f"resuming {resume} after epoch {epoch} (step {step})"
-        elif init:
-            start = f"fine-tuning {args.init}"
-        print(f"{len(train_set)} training images, {len(val_set or [])} validation, "
-              f"{world} process(es) on {device}, {workers} loader workers, "
-              f"{parameters:,} parameters, {start}")
-    settings = SimpleNamespace(device=device, autocast=autocast, memory_format=memory_format,
-                               clip=args.clip, world=world, ddp=ddp, epochs=args.epochs,
-                               dry_run=args.dry_run, last_path=last_path, show_bar=master)
+def run_epochs(run, parts, state, files, procs, started):
+    """Train, validate and save epoch by epoch until the Plan's epochs are done."""
     slowest = 0.0  # seconds of the slowest epoch, for --max-minutes
-    while epoch < args.epochs:
+    while state.epoch < parts.plan.epochs:
         epoch_start = time.time()
-        # every source of randomness in an epoch is derived from (seed, epoch, rank):
-        # resume is exact
-        torch.manual_seed((args.seed * 1000 + epoch) * 1000 + rank)
-        sampler.set_epoch(epoch)
-        log = None
-        if master and not args.dry_run:
-            log = open(loss_csv, "a", newline="", buffering=1)  # line-buffered
-        try:
-            trained = engine.train_one_epoch(model, loader, optimizer, scheduler, scaler, settings,
-                                             epoch, step, log)
-        finally:
-            if log is not None:
-                log.close()
-        step = trained.step
-        if ddp:  # every rank validates the BatchNorm statistics that rank 0 saves
-            devices.broadcast_buffers(raw_model)
+        trained = train_epoch(run, parts, state, files, procs)
+        if procs.ddp:  # every rank validates the BatchNorm statistics that rank 0 saves
+            devices.broadcast_buffers(parts.raw_model)
         acc = None
-        if val_loader is not None:
-            max_batches = 1 if args.dry_run else None
-            acc = engine.validate(raw_model, val_loader, device, autocast, memory_format, ddp,
-                                  max_batches)
-        if args.dry_run:
-            print(f"rank {rank}: dry run ok: one batch, loss {trained.last_loss:.4f}, "
+        if parts.val_loader is not None:
+            settings = parts.settings
+            acc = engine.validate(parts.raw_model, parts.val_loader, settings.device,
+                                  settings.autocast, settings.memory_format, procs.ddp,
+                                  1 if run.dry_run else None)
+        if run.dry_run:
+            print(f"rank {procs.rank}: dry run ok: one batch, loss {trained.last_loss:.4f}, "
                   f"val acc {acc or 0:.4f}")
             return 0
-        epoch += 1
+        state.epoch += 1
         slowest = max(slowest, time.time() - epoch_start)
-        fit = devices.from_rank0(lambda: epochs_within_budget(args, started, epoch, slowest),
-                                 ddp, rank)
-        if fit < args.epochs:  # recorded in this epoch's checkpoint; cosine re-lays itself
-            if master:
-                print(f"--max-minutes {args.max_minutes:g}: {fit} of {args.epochs} epochs fit")
-            args.epochs = fit
-        if not master:
-            continue
-        improved = acc is not None and acc > best
-        if improved:
-            best = acc
-        ckpt = checkpoint.make_checkpoint(
-            raw_model, tokenizer.vocab, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-            epoch=epoch, step=step, rng=checkpoint.rng_states(device), best_metric=best,
-            args=vars(args), world=world, steps_per_epoch=len(loader))
-        # the epoch's weights, as the seed keeps a file per epoch: enough to evaluate, not to resume
-        kept_keys = ("format", "config", "vocab", "model", "epoch", "step")
-        weights = {key: ckpt[key] for key in kept_keys}
-        if args.epoch_checkpoints:
-            checkpoint.save_checkpoint(weights, os.path.join(args.out, epoch_name(epoch)))
-        # epoch-N.pt and best.pt before last.pt: a kill between them leaves last.pt behind
-        # (resume redoes the epoch), never the others
-        if improved:
-            checkpoint.save_checkpoint(ckpt, best_path)
-        checkpoint.save_checkpoint(ckpt, last_path)
-        images_per_s = trained.seen / trained.seconds
-        val_acc = "" if acc is None else round(acc, 6)
-        with open(val_csv, "a", newline="") as f:
-            row = [step, epoch, round(trained.mean_loss, 6), val_acc, round(images_per_s, 1),
-                   round(trained.seconds, 1)]
-            csv.writer(f).writerow(row)
-        runs.plot_curves(args.out, plots)  # redrawn after every epoch
-        val = "" if acc is None else f", val acc {acc:.4f} (best {best:.4f})"
-        print(f"epoch {epoch}: train loss {trained.mean_loss:.4f}{val}, "
-              f"{images_per_s:.0f} images/s, {trained.seconds:.0f} s")
-    if master:  # the files that exist: a resumed run may lack early epochs' checkpoints
-        print(f"wrote {runs.written(args.out, args.plot)}")
+        fit = devices.from_rank0(
+            lambda: epochs_within_budget(run, parts.plan.epochs, started, state.epoch, slowest),
+            procs.ddp, procs.rank)
+        if fit < parts.plan.epochs:  # recorded in this epoch's checkpoint; cosine re-lays itself
+            if procs.master:
+                print(f"--max-minutes {run.max_minutes:g}: {fit} of {parts.plan.epochs} "
+                      f"epochs fit")
+            parts.plan.epochs = fit
+        if procs.master:
+            save_epoch(run, parts, state, files, trained, acc)
+    if procs.master:  # the files that exist: a resumed run may lack early epochs' checkpoints
+        print(f"wrote {runs.written(run.out, run.plot)}")
     return 0
+
+
+def train_epoch(run, parts, state, files, procs):
+    """One pass over the training loader (engine.train_one_epoch), its steps logged to
+    loss.csv by rank 0; state.step moves on. Every source of randomness in the epoch is derived
+    from (seed, epoch, rank): resume is exact."""
+    torch.manual_seed((run.seed * 1000 + state.epoch) * 1000 + procs.rank)
+    parts.sampler.set_epoch(state.epoch)
+    log = None
+    if procs.master and not run.dry_run:
+        log = open(files.loss_csv, "a", newline="", buffering=1)  # line-buffered
+    try:
+        trained = engine.train_one_epoch(parts.model, parts.loader, parts.optimizer,
+                                         parts.scheduler, parts.scaler, parts.settings,
+                                         state.epoch, state.step, log)
+    finally:
+        if log is not None:
+            log.close()
+    state.step = trained.step
+    return trained
+
+
+def epochs_within_budget(run, epochs, started, epoch, epoch_seconds):
+    """--max-minutes: the epochs that fit in the time left, from the slowest epoch so far (at
+    least the ones done, at most `epochs`, those planned)."""
+    if not run.max_minutes:
+        return epochs
+    left = run.max_minutes * 60 - (time.time() - started)
+    return max(epoch, min(epochs, epoch + int(left // epoch_seconds)))
+
+
+# -- saving ---------------------------------------------------------------------------------------
+
+def save_epoch(run, parts, state, files, trained, acc):
+    """After each epoch (rank 0): epoch-NNN.pt (weights), best.pt when validation improved,
+    last.pt (resumable), a row of val.csv, the loss curves and a line on the console."""
+    improved = acc is not None and acc > state.best
+    if improved:
+        state.best = acc
+    device = parts.settings.device
+    recorded = {**vars(run), "epochs": parts.plan.epochs}  # the flags the run ran with
+    ckpt = checkpoint.make_checkpoint(
+        parts.raw_model, parts.tokenizer.vocab, optimizer=parts.optimizer,
+        scheduler=parts.scheduler, scaler=parts.scaler, epoch=state.epoch, step=state.step,
+        rng=checkpoint.rng_states(device), best_metric=state.best, args=recorded,
+        world=parts.settings.world, steps_per_epoch=len(parts.loader))
+    # the epoch's weights, as the seed keeps a file per epoch: enough to evaluate, not to resume
+    kept_keys = ("format", "config", "vocab", "model", "epoch", "step")
+    if run.epoch_checkpoints:
+        weights = {key: ckpt[key] for key in kept_keys}
+        checkpoint.save_checkpoint(weights, os.path.join(run.out, epoch_name(state.epoch)))
+    # epoch-N.pt and best.pt before last.pt: a kill between them leaves last.pt behind
+    # (resume redoes the epoch), never the others
+    if improved:
+        checkpoint.save_checkpoint(ckpt, files.best)
+    checkpoint.save_checkpoint(ckpt, files.last)
+    images_per_s = trained.seen / trained.seconds
+    val_acc = "" if acc is None else round(acc, 6)
+    with open(files.val_csv, "a", newline="") as f:
+        row = [state.step, state.epoch, round(trained.mean_loss, 6), val_acc,
+               round(images_per_s, 1), round(trained.seconds, 1)]
+        csv.writer(f).writerow(row)
+    runs.plot_curves(run.out, files.plots)  # redrawn after every epoch
+    val = "" if acc is None else f", val acc {acc:.4f} (best {state.best:.4f})"
+    print(f"epoch {state.epoch}: train loss {trained.mean_loss:.4f}{val}, "
+          f"{images_per_s:.0f} images/s, {trained.seconds:.0f} s")
+
+
+def epoch_name(epoch):
+    """epoch-001.pt for the weights after the first epoch."""
+    return f"epoch-{epoch:03d}.pt"
 
 
 if __name__ == "__main__":

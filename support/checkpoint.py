@@ -64,10 +64,12 @@ def set_rng_states(states, device):
         raise ValueError(f"malformed RNG state ({type(e).__name__}: {why})") from None
 
 
-def keep_recipe(args, saved, keys, given, resume):
-    """--resume: the flags `keys` (args attributes) take the values in the checkpoint's args
-    `saved`, since its optimizer and scheduler states carry them; ValueError for one of them
-    given (in `given`) with another value, rather than record a value that is not applied."""
+def kept_recipe(args, saved, keys, given, resume):
+    """--resume: {key: value} for the flags `keys` (args attributes) recorded in the checkpoint's
+    args `saved`, which the run takes since its optimizer and scheduler states carry them;
+    ValueError for one of them given (in `given`) with another value, rather than record a value
+    that is not applied."""
+    kept = {}
     for key in keys:
         value = saved.get(key)
         if value is None:  # a checkpoint that did not record it
@@ -77,7 +79,8 @@ def keep_recipe(args, saved, keys, given, resume):
                              f"{getattr(args, key)!r}; its optimizer and lr schedule resume as "
                              f"saved: drop the flag to resume, or start a new --out (--init "
                              f"{resume} fine-tunes it with a new recipe)")
-        setattr(args, key, value)
+        kept[key] = value
+    return kept
 
 
 def to_cpu(obj):

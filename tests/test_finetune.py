@@ -323,20 +323,21 @@ def test_max_minutes_cuts_the_epochs_and_records_it(digits, tmp_path):
     # the rule: the epochs that fit in what is left, from the slowest epoch so far
     args = train.parse_args(["--epochs", "50", "--max-minutes", "10"])
     now = train.time.time()
-    assert train.epochs_within_budget(args, now - 59.5, 1, 60.0) == 1 + 9  # 9 more minutes
-    assert train.epochs_within_budget(args, now - 700, 3, 60.0) == 3  # over: stop, keep done
-    assert train.epochs_within_budget(args, now - 10, 1, 1.0) == 50  # never above --epochs
-    args.max_minutes = 0
-    assert train.epochs_within_budget(args, now - 1e6, 1, 60.0) == 50  # 0: no budget
-    # the cosine schedule re-lays itself over the new epochs: it reads args.epochs each step
+    assert train.epochs_within_budget(args, 50, now - 59.5, 1, 60.0) == 1 + 9  # 9 more minutes
+    assert train.epochs_within_budget(args, 50, now - 700, 3, 60.0) == 3  # over: stop, keep done
+    assert train.epochs_within_budget(args, 50, now - 10, 1, 1.0) == 50  # never above --epochs
+    args = train.parse_args(["--epochs", "50"])
+    assert train.epochs_within_budget(args, 50, now - 1e6, 1, 60.0) == 50  # 0: no budget
+    # the cosine schedule re-lays itself over the new epochs: it reads plan.epochs each step
     model = torch.nn.Linear(1, 1)
     opt = torch.optim.AdamW(model.parameters(), lr=1.0)
     args = train.parse_args(["--epochs", "10", "--schedule", "cosine", "--warmup", "0"])
-    sched = train.make_scheduler(args, opt, steps_per_epoch=10)
+    plan = train.Plan(args.epochs)
+    sched = train.make_scheduler(args, opt, steps_per_epoch=10, plan=plan)
     for _ in range(10):
         opt.step()
         sched.step()
-    args.epochs = 2  # cut after the first epoch: the second anneals to 0
+    plan.epochs = 2  # cut after the first epoch: the second anneals to 0
     for _ in range(9):
         opt.step()
         sched.step()

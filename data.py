@@ -26,10 +26,10 @@ from PIL import Image, ImageFilter
 from torch.utils.data import ConcatDataset
 
 from support.atomic import save_figure
-from build_model import as_hw
+from build_model import DEFAULT_CONFIG, as_hw
 from support.crops import (MAX_PIXELS, centre_input, check_file, crop_image, open_image,
                            resize_region)
-from formats.records import load_split, record_region, record_text
+from formats.records import SVHN_ROOT, SYNTH_ROOT, load_split, record_region, record_text
 from support.tokenizer import (PAD, build_tokenizer, extend_vocab, token_text, tokenizer_from_vocab,
                        unknown_chars)
 
@@ -100,7 +100,8 @@ class SVHNDataset(torch.utils.data.Dataset):
     training draws RandomResizedCrop's parameters itself and maps them through that crop too.
     They are not clipped, so a box may reach past the network input."""
 
-    def __init__(self, source, tokenizer=None, train=False, image_size=64, crop_size=54,
+    def __init__(self, source, tokenizer=None, train=False,
+                 image_size=DEFAULT_CONFIG["image_size"], crop_size=DEFAULT_CONFIG["crop_size"],
                  max_pixels=MAX_PIXELS, loose=0.0, style="seed"):
         if isinstance(source, (str, os.PathLike)):
             self.image_dir, records = load_split(source)
@@ -341,7 +342,7 @@ def median_aspect(image_dir, records, sample=200):
 # python data.py: a figure of the augmentation
 
 def default_json():
-    for path in ("data/svhn/train.json", "data/synth/train.json"):
+    for path in (f"{SVHN_ROOT}/train.json", f"{SYNTH_ROOT}/train.json"):
         if os.path.exists(path):
             return path
     return None
@@ -390,8 +391,10 @@ def main(argv=None):
                         "exists, else data/synth/train.json (found: %(default)s)")
     p.add_argument("--n", type=int, default=8, help="number of images (columns)")
     p.add_argument("--rows", type=int, default=3, help="random augmentations per image (rows)")
-    p.add_argument("--image-size", type=int, default=64, help="resize of the crop")
-    p.add_argument("--crop-size", type=int, default=54, help="random/centre crop size")
+    p.add_argument("--image-size", type=int, default=DEFAULT_CONFIG["image_size"],
+                   help="resize of the crop")
+    p.add_argument("--crop-size", type=int, default=DEFAULT_CONFIG["crop_size"],
+                   help="random/centre crop size")
     p.add_argument("--seed", type=int, default=0, help="random seed for picks and augmentations")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
                    help="larger images (width x height) are refused as unreadable")

@@ -18,9 +18,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from support import devices
-from support import outputs
+from support import outputs, runs
 from support.atomic import atomic_open, save_figure
-from build_model import fold_batchnorm
+from build_model import MAX_BEAM, fold_batchnorm
+from formats.records import SVHN_TEST
 from support.crops import MAX_PIXELS
 from support.tokenizer import label_ids
 
@@ -29,13 +30,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 # -----------------------------------------------------------------------------
 # defaults (the seed's evaluation: test split, greedy decoding, exact-match metric)
-CHECKPOINT = "runs/svhn/last.pt"  # the final epoch of train.py's default run, as the seed reports
-JSON_PATH = "data/svhn/test.json"  # prepared split to evaluate
 BATCH_SIZE = 256  # images per decoding batch
 BEAM = 1  # 1 = greedy decoding
 TARGET_ACCURACY = 0.98  # Goodfellow et al. report coverage at 98% accuracy
 GALLERY = 16  # most confident mistakes shown in the gallery
-MAX_BEAM = 64  # wider beams find nothing greedy-plus-a-few cannot, and cost K x the memory
 BEAM_ROWS = 4096  # beam search carries batch x beam rows: batches shrink to keep under this
 MAX_LENGTH_ROW = 6  # SVHN numbers have 1..6 digits
 
@@ -346,9 +344,9 @@ def print_table(report, target):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--checkpoint", default=CHECKPOINT,
+    p.add_argument("--checkpoint", default=runs.CHECKPOINT,
                    help="checkpoint written by train.py (last.pt, epoch-NNN.pt or best.pt)")
-    p.add_argument("--json", default=JSON_PATH, help="prepared split to evaluate (prepare_data.py)")
+    p.add_argument("--json", default=SVHN_TEST, help="prepared split to evaluate (prepare_data.py)")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images per decoding batch")
     p.add_argument("--beam", type=int, default=BEAM, help="beam width; 1 = greedy decoding")
     p.add_argument("--limit", type=int, default=None,

@@ -24,6 +24,7 @@ import torch
 
 from support.atomic import atomic_open, replacing
 from build_model import as_hw, fold_batchnorm
+from support import runs
 from support.checkpoint import load_checkpoint
 
 ONNX_OPSET = 17
@@ -105,7 +106,7 @@ def check(path, module, shape, n=8, seed=0):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--checkpoint", default="weights/replica.pt", help="a train.py checkpoint")
+    p.add_argument("--checkpoint", default=runs.SHIPPED, help="a train.py checkpoint")
     p.add_argument("--out", required=True, help="FILE.onnx (ONNX) or FILE.pt (TorchScript)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing FILE")
     p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,

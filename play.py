@@ -16,21 +16,19 @@ import torch
 import torch.nn.functional as F
 
 from support import devices
-from support import outputs
+from support import outputs, runs
 from support.atomic import save_figure
-from formats.records import MAX_COORD
+from build_model import MAX_BEAM
+from formats.records import MAX_COORD, SVHN_TEST
 from support.crops import MAX_PIXELS
 from support.tokenizer import label_ids
 
 # -----------------------------------------------------------------------------
 # defaults
-CHECKPOINT = "runs/svhn/last.pt"  # the final epoch of train.py's default run
-JSON_PATH = "data/svhn/test.json"  # prepared split to draw images from (when no files are given)
 N_IMAGES = 8  # images taken from the split
 OUT_DIR = "img"  # where the PNGs go
 GRID_ROWS = 8  # images in the grid figure
 BATCH = 64  # images per decoding batch
-MAX_BEAM = 64  # as eval.py
 
 
 # -----------------------------------------------------------------------------
@@ -188,9 +186,9 @@ def parse_args(argv=None):
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("images", nargs="*",
                    help="image files or folders; none given: -n images of --json")
-    p.add_argument("--checkpoint", default=CHECKPOINT,
+    p.add_argument("--checkpoint", default=runs.CHECKPOINT,
                    help="checkpoint written by train.py (last.pt, epoch-NNN.pt or best.pt)")
-    p.add_argument("--json", default=JSON_PATH, help="prepared split used when no images are given")
+    p.add_argument("--json", default=SVHN_TEST, help="prepared split used when no images are given")
     p.add_argument("-n", type=int, default=N_IMAGES, help="images taken from the split")
     p.add_argument("--crop", default=None,
                    help="left,top,width,height box around the digits in each image file "

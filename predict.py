@@ -23,13 +23,12 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from support import devices
+from support import devices, runs
 from support.atomic import atomic_open
-from build_model import as_hw
+from build_model import MAX_BEAM, as_hw
 from support.crops import MAX_PIXELS, eval_input, find_images, open_image, whole_pixels
 
 BATCH_SIZE = 64  # images per decoding batch
-MAX_BEAM = 64  # as eval.py
 FITS = ("squash", "keep-aspect")
 MAX_ASPECT = 8.0  # --fit keep-aspect: inputs at most this many times wider than high
 
@@ -159,7 +158,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
-    p.add_argument("--checkpoint", default="weights/replica.pt",
+    p.add_argument("--checkpoint", default=runs.SHIPPED,
                    help="a checkpoint of train.py (its input shape and vocabulary come with it)")
     p.add_argument("--csv", required=True, help="output CSV: file,text,confidence")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --csv")

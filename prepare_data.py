@@ -35,6 +35,7 @@ from support import outputs
 from support.atomic import atomic_open
 from formats.digitstruct import DigitStructError, read_digitstruct
 from formats.labels_csv import LabelsError, read_gt, read_labels, read_names
+from formats.records import SVHN_ROOT, SYNTH_ROOT
 
 PROG = "prepare_data.py"
 LABEL_NOTE = "SVHN label 10 is stored as digit 0"
@@ -217,7 +218,7 @@ def main(argv=None):
         ap.error(f"--max-pixels must be >= 1, got {args.max_pixels}")
     if args.csv is not None or args.labels is not None or args.labels_from_names is not None:
         return main_csv(ap, args)
-    root = args.root or ("data/synth" if args.synthetic else "data/svhn")
+    root = args.root or (SYNTH_ROOT if args.synthetic else SVHN_ROOT)
     out_dir = args.out_dir or root
     splits = list(dict.fromkeys(args.splits or (SYNTH_SPLITS if args.synthetic else REAL_SPLITS)))
     for split in splits:  # a folder name under --root: "../../x" wrote outside it

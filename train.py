@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Subset
 
 import build_model
 import data
-from formats.records import load_split
+from formats.records import SVHN_ROOT, load_split
 from support import checkpoint, devices, engine, runs
 from support.crops import MAX_PIXELS
 from support.tokenizer import BOS, EOS, PAD
@@ -32,19 +32,20 @@ from support.tokenizer import BOS, EOS, PAD
 # -----------------------------------------------------------------------------
 # defaults: the seed's recipe. `python train.py` with no flags trains exactly this.
 # data
-TRAIN_JSON = ["data/svhn/train.json", "data/svhn/extra.json"]  # written by prepare_data.py
+TRAIN_JSON = [f"{SVHN_ROOT}/train.json", f"{SVHN_ROOT}/extra.json"]  # by prepare_data.py
 VAL_SIZE = 0          # images held out from the first JSON for validation and best.pt (0: none)
-IMAGE_SIZE = 64       # the expanded digit crop is resized to this square...
-CROP_SIZE = 54        # ...then cropped to this: random resized crop (train) or centre crop (eval)
+IMAGE_SIZE = build_model.DEFAULT_CONFIG["image_size"]  # the expanded crop, resized...
+CROP_SIZE = build_model.DEFAULT_CONFIG["crop_size"]  # ...then cropped: at random in training,
+                      # at the centre in evaluation
 AUGMENT = True        # random resized crop (scale 0.7-1) + colour jitter 0.5 on training images
 LOOSE = 0.0           # share of training crops widened at random toward the whole photo
 AUGMENT_STYLE = "seed"  # seed: random resized crop + colour jitter; photo: data.photo_augment
-NORMALIZE = False     # pixels enter the encoder in [0, 1]; True: mapped to [-1, 1] by the model
+NORMALIZE = build_model.DEFAULT_CONFIG["normalize"]  # pixels enter the encoder in [0, 1]
 # model (build_model.DEFAULT_CONFIG)
 PLAN = build_model.DEFAULT_CONFIG["plan"]  # VGG channel plan, M = max-pool 3/2/1
 HIDDEN = build_model.DEFAULT_CONFIG["hidden"]  # GRU hidden size = embedding size
-DROPOUT = 0.0         # between the two GRU layers and before the classifier
-GLIMPSE = True        # attend once from h0 before the first step; its output feeds step 0
+DROPOUT = build_model.DEFAULT_CONFIG["dropout"]  # between the GRU layers, before the classifier
+GLIMPSE = build_model.DEFAULT_CONFIG["glimpse"]  # attend once from h0; its output feeds step 0
 MAX_LEN = build_model.DEFAULT_CONFIG["max_len"]  # longest number greedy decoding will emit; unless
                       # given, raised to the longest training text + MAX_LEN_MARGIN (SVHN: 6 + 2)
 MAX_LEN_MARGIN = 2
@@ -162,7 +163,7 @@ def add_system_flags(a):
       help="torch CPU threads. 0: the thread rule: the cores this process may use that are idle "
            "at start (sampled from /proc/stat for 0.25 s), shared between the node's processes. "
            "A core another program keeps busy is left to it; sharing it would cost 10x")
-    a("--out", default="runs/svhn",
+    a("--out", default=runs.OUT,
       help="run folder: last.pt (resumable), epoch-NNN.pt (weights), best.pt, loss.csv, val.csv")
     a("--epoch-checkpoints", action=argparse.BooleanOptionalAction, default=True,
       help="keep every epoch's weights as epoch-NNN.pt, as the seed does (off when fine-tuning: "

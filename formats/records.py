@@ -10,6 +10,10 @@ import os
 
 from support.crops import crop_box, whole_pixels
 
+SVHN_ROOT = "data/svhn"  # prepare_data.py's folder for SVHN's splits ({split}.json)
+SYNTH_ROOT = "data/synth"  # ... and for the synthetic replica's (--synthetic)
+SVHN_TEST = f"{SVHN_ROOT}/test.json"  # the split eval.py and play.py read by default
+
 # box coordinates beyond this many pixels are refused: float32 (the dataset's boxes) holds every
 # integer up to it exactly, and no image is that large (1e300 overflowed to inf, with warnings)
 MAX_COORD = 2 ** 24

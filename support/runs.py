@@ -42,6 +42,11 @@ LOSS_HEADER = ["step", "epoch", "loss", "lr"]  # loss.csv: one row per training 
 VAL_HEADER = ["step", "epoch", "train_loss", "val_acc", "images_per_s", "seconds"]
 
 
+OUT = "runs/svhn"  # train.py's default --out
+CHECKPOINT = os.path.join(OUT, "last.pt")  # its final epoch: eval.py's and play.py's default
+SHIPPED = "weights/replica.pt"  # the model in the repository (weights/README.md)
+
+
 def run_files(out):
     """Names of the files in folder `out` that belong to a training run, in a fixed order."""
     if not os.path.isdir(out):

@@ -345,7 +345,6 @@ def check_size(key, value):
         raise ValueError(f"model config {key!r} must be an int or [H, W] of ints in "
                          f"1..{MAX_SIDE}, got {value!r}")
 MAX_CHANNELS = 8192  # per convolution of the plan
-MAX_BEAM = 64  # wider beams find nothing greedy-plus-a-few cannot, and cost K x the memory
 MAX_CONVS = 64  # convolutions in the plan
 
 def check_config(config):

@@ -175,9 +175,7 @@ class SVHNDataset(torch.utils.data.Dataset):
         """Recipe transform of a load() result -> (tensor (3, S, S), boxes (K, 4) tensor)."""
         ch, cw = as_hw(self.crop_size)
         if self.train and self.style == "photo":
-            height, width = as_hw(self.image_size)
-            top = int(round((height - ch) / 2.0))
-            left = int(round((width - cw) / 2.0))
+            top, left = self.centre_offsets()
             sx = sy = 1.0
             x = centre_input(photo_augment(img, self.jitter), self.crop_size)  # (3, H, W)
         elif self.train:
@@ -191,14 +189,18 @@ class SVHNDataset(torch.utils.data.Dataset):
             sx, sy = cw / w, ch / h
             x = TF.to_tensor(img)  # (3, H, W) in [0, 1]
         else:
-            # CenterCrop's own offset rule (torchvision rounds half the margin)
-            height, width = as_hw(self.image_size)
-            top = int(round((height - ch) / 2.0))
-            left = int(round((width - cw) / 2.0))
+            top, left = self.centre_offsets()
             sx = sy = 1.0
             x = centre_input(img, self.crop_size)  # (3, H, W) in [0, 1]
         boxes = (boxes - [left, top, left, top]) * [sx, sy, sx, sy]
         return x, torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+
+    def centre_offsets(self):
+        """(top, left) of the centre crop in the resized region: CenterCrop's own rule
+        (torchvision rounds half the margin)."""
+        height, width = as_hw(self.image_size)
+        ch, cw = as_hw(self.crop_size)
+        return int(round((height - ch) / 2.0)), int(round((width - cw) / 2.0))
 
     def __getitem__(self, i):
         img, boxes = self.load(i)

@@ -17,10 +17,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from support import devices
-from support import outputs, runs
+from support import cli, devices, outputs, runs
 from support.atomic import atomic_open, save_figure
-from build_model import MAX_BEAM, fold_batchnorm
+from build_model import fold_batchnorm
 from formats.records import SVHN_TEST
 from support.crops import MAX_PIXELS
 from support.tokenizer import label_ids
@@ -353,20 +352,7 @@ def parse_args(argv=None):
                    help="evaluate only the first N images; None: all")
     # loading (~1.3 ms an image) needs a fraction of a core; more would steal the convolutions'
     # cores
-    p.add_argument("--workers", type=int, default=None,
-                   help="DataLoader worker processes (0 = load in the main process); None: on a "
-                        "GPU min(8, cores / 2), on a CPU the thread rule's (1 where two cores are "
-                        "free, else 0)")
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch CPU threads; 0: the thread rule (train.py --help): the cores "
-                        "idle at start, leaving a core another program keeps busy to it")
-    p.add_argument("--device", default=None,
-                   help="cpu, cuda, cuda:1, mps; None: CUDA if present, else MPS, else CPU")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="fp32",
-                   help="fp32 (the seed); auto: bf16 autocast on a GPU with bf16 hardware "
-                        "(compute capability >= 8: A100, RTX 30xx, H100), fp32 elsewhere; "
-                        "bf16 on a CPU is fast only where it has native bf16 (AMX), and may "
-                        "change a few answers")
+    cli.add_inference_flags(p)
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
                    help="an image (width x height) above this is an error, like an unreadable one")
     p.add_argument("--report", default=None,
@@ -378,11 +364,10 @@ def parse_args(argv=None):
                    help="folder for the coverage curve and mistakes gallery; "
                         "None: the report's folder")
     args = p.parse_args(argv)
-    for name in ("batch_size", "beam", "max_pixels"):
+    for name in ("batch_size", "max_pixels"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.beam > MAX_BEAM:  # --beam 100000 was killed for memory
-        p.error(f"--beam must be at most {MAX_BEAM}, got {args.beam}")
+    cli.check_beam(p, args.beam)
     if args.limit is not None and args.limit < 1:
         p.error("--limit must be >= 1")
     if args.threads < 0 or (args.workers is not None and args.workers < 0):

@@ -15,10 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from support import devices
-from support import outputs, runs
+from support import cli, devices, outputs, runs
 from support.atomic import save_figure
-from build_model import MAX_BEAM
 from formats.records import MAX_COORD, SVHN_TEST
 from support.crops import MAX_PIXELS
 from support.tokenizer import label_ids
@@ -198,24 +196,17 @@ def parse_args(argv=None):
     p.add_argument("--overwrite", action="store_true",
                    help="replace files in --out that are not figures of ours (its own earlier "
                         "figures are always redrawn)")
-    p.add_argument("--device", default=None,
-                   help="cpu, cuda, cuda:1, mps; None: CUDA if present, else MPS, else CPU")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="fp32",
-                   help="fp32 (the seed); auto: bf16 autocast on a GPU with bf16 hardware; "
-                        "bf16: autocast (fast where the CPU or GPU computes bf16)")
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch CPU threads; 0: the thread rule (train.py --help)")
+    cli.add_inference_flags(p, workers=False)
     p.add_argument("--show", action="store_true", help="also open a window with the figures")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
                    help="larger images (width x height) are skipped as unreadable")
     args = p.parse_args(argv)
-    for flag, value in (("-n", args.n), ("--beam", args.beam), ("--max-pixels", args.max_pixels)):
+    for flag, value in (("-n", args.n), ("--max-pixels", args.max_pixels)):
         if value < 1:
             p.error(f"{flag} must be >= 1, got {value}")
     if args.threads < 0:
         p.error(f"--threads must be >= 0, got {args.threads}")
-    if args.beam > MAX_BEAM:  # batch x beam rows: --beam 100000 was killed for memory
-        p.error(f"--beam must be at most {MAX_BEAM}, got {args.beam}")
+    cli.check_beam(p, args.beam)
     try:
         args.crop = parse_crop(args.crop) if args.crop is not None else None
     except ValueError as e:

@@ -23,9 +23,9 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from support import devices, runs
+from support import cli, devices, runs
 from support.atomic import atomic_open
-from build_model import MAX_BEAM, as_hw
+from build_model import as_hw
 from support.crops import MAX_PIXELS, eval_input, find_images, open_image, whole_pixels
 
 BATCH_SIZE = 64  # images per decoding batch
@@ -172,23 +172,14 @@ def parse_args(argv=None):
                         "(README: Predict)")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images per batch")
     p.add_argument("--beam", type=int, default=1, help="beam width; 1 = greedy decoding")
-    p.add_argument("--device", default=None,
-                   help="cpu, cuda, cuda:1, mps; None: CUDA if present, else MPS, else CPU")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="fp32",
-                   help="as eval.py: fp32; auto: bf16 on a GPU with bf16 hardware; bf16")
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch CPU threads; 0: the thread rule (train.py --help)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="loader processes; None: the thread rule's on a CPU, min(8, cores/2) "
-                        "on a GPU")
+    cli.add_inference_flags(p)
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
                    help="larger images (width x height) are skipped as unreadable")
     args = p.parse_args(argv)
-    for name in ("batch_size", "beam", "max_pixels"):
+    for name in ("batch_size", "max_pixels"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.beam > MAX_BEAM:
-        p.error(f"--beam must be at most {MAX_BEAM}, got {args.beam}")
+    cli.check_beam(p, args.beam)
     if args.threads < 0 or (args.workers is not None and args.workers < 0):
         p.error("--threads and --workers must be >= 0")
     return args

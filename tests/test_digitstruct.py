@@ -148,7 +148,7 @@ def test_fast_reader_released_when_an_entry_is_invalid(tmp_path, monkeypatch):
             super().__init__(*args)
             parsers.append(self)
 
-    check = digitstruct._entry
+    check = digitstruct.checked_entry
 
     def third_is_bad(i, name, columns):
         if i == 2:
@@ -156,13 +156,13 @@ def test_fast_reader_released_when_an_entry_is_invalid(tmp_path, monkeypatch):
         return check(i, name, columns)
 
     monkeypatch.setattr(digitstruct, "_Raw", Recorded)
-    monkeypatch.setattr(digitstruct, "_entry", third_is_bad)
+    monkeypatch.setattr(digitstruct, "checked_entry", third_is_bad)
     with pytest.raises(DigitStructError, match="planted"):
         read_digitstruct(path)
     assert len(parsers) == 1
     assert parsers[0].buf.closed and parsers[0].fh.closed
     # and on success too
-    monkeypatch.setattr(digitstruct, "_entry", check)
+    monkeypatch.setattr(digitstruct, "checked_entry", check)
     assert read_digitstruct(path) == as_float(ENTRIES)
     assert len(parsers) == 2 and parsers[1].buf.closed and parsers[1].fh.closed
 

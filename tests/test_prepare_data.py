@@ -180,7 +180,8 @@ def test_synthetic_flag_round_trip(tmp_path, capsys):
     data = json.loads((root / "train.json").read_text())
     assert data["num_missing_images"] == 0
     assert [(r["name"], r["digits"], r["boxes"]) for r in data["records"]] == [
-        (name, [int(d[0]) % 10 for d in digits], [[prepare_data._half_up(v) for v in d[1:]] for d in digits])
+        (name, [int(d[0]) % 10 for d in digits],
+         [[prepare_data.half_up(v) for v in d[1:]] for d in digits])
         for name, digits in drawn]
 
 

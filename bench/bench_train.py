@@ -1,6 +1,6 @@
 """Training throughput on this machine, and where the time of a training step goes.
 
-    python bench/bench_train.py [--json data/synth/train.json] [--configs default cpu] [--steps 3]
+    python -m bench.bench_train [--json data/synth/train.json] [--configs default cpu] [--steps 3]
                                 [--precision fp32 bf16] [--device cuda]
 
 For each model size (default = the seed's architecture, cpu = train.py --preset cpu), batch 64,
@@ -15,7 +15,7 @@ All of them run interleaved, one call each per round; medians over --steps round
 round. Each --precision is measured as train.py runs it (its autocast and channels_last), and
 the last lines give each precision's images/s over fp32's. The machine may be shared: absolute
 numbers are noisy, compare the ratios from one run. Never part of the test suite. Without --json
-it draws a temporary SVHN-like split (bench_data.make_temp_split) so it runs on a fresh clone.
+it draws a temporary SVHN-like split (bench.image_sets.make_temp_split) so it runs on a fresh clone.
 """
 import argparse
 import os
@@ -26,13 +26,11 @@ import time
 
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [os.path.dirname(HERE), HERE]
-import build_model  # noqa: E402
-import data  # noqa: E402
-from support import devices  # noqa: E402
-import train  # noqa: E402
-from bench_data import make_temp_split  # noqa: E402
+import build_model
+import data
+import train
+from bench.image_sets import make_temp_split
+from support import devices
 
 CONFIGS = {"default": {"plan": train.PLAN, "hidden": train.HIDDEN}, **train.PRESETS}
 

@@ -163,7 +163,7 @@ def main(argv=None):
     knobs = (args.difficulty, args.long_boost)
     if min(sizes.values()) < 0 or not all(math.isfinite(v) and v >= 0 for v in knobs):
         ap.error("sizes, --difficulty and --long-boost must be finite numbers >= 0")
-    if args.seed < 0:  # was numpy's "expected non-negative integer", naming no flag
+    if args.seed < 0:  # numpy's own refusal would not name the flag
         ap.error(f"--seed must be >= 0, got {args.seed}")
     try:
         if args.list_families:

@@ -152,7 +152,7 @@ def test_unwritable_out_dir_is_a_one_line_error(tmp_path, capsys, monkeypatch):
         raise PermissionError(13, "Permission denied")
     monkeypatch.setattr(prepare_data.json, "dump", refuse)
     code, _, err = run_main(["--root", str(tmp_path), "--splits", "train"], capsys)
-    assert code != 0 and err.count("\n") == 1  # was a traceback from os/json
+    assert code != 0 and err.count("\n") == 1  # one line, not a traceback from os/json
     assert "train.json: cannot write (Permission denied)" in err
     assert not os.path.exists(tmp_path / "train.json.tmp")
 

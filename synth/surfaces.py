@@ -188,17 +188,22 @@ def _metal_colour(rng, H, W):
     return np.clip(tone * shade, 0, 255).astype(np.float32)  # (H, 1, 3): same along a row
 
 
+def _under_ink(img, alpha, fg):
+    """The mean colour of the wall where the ink will be (fg where there is no ink)."""
+    return img[alpha > 0.5].mean(axis=0) if (alpha > 0.5).any() else fg
+
+
 def apply_material(rng, img, alpha, material, fg, bh, d):
     """Ink (alpha, full image) onto the wall as the material."""
     s = max(1, int(round(bh / rng.uniform(12, 25))))
     sx, sy = rng.choice([-1, 1]) * s, rng.choice([-1, 1]) * s
     if material == "embossed":  # raised: lit edge on one side, shadow on the other, same colour
-        base = img[alpha > 0.5].mean(axis=0) if (alpha > 0.5).any() else fg
+        base = _under_ink(img, alpha, fg)
         _blend(img, _shifted(alpha, sx, sy) * 0.8, base * 0.45)
         _blend(img, _shifted(alpha, -sx, -sy) * 0.8, np.minimum(base * 1.5 + 40, 255))
         _blend(img, alpha, base + (fg - base) * rng.uniform(0.5, 0.85))
     elif material == "engraved":  # cut in: shadow inside on the lit side, dark floor
-        base = img[alpha > 0.5].mean(axis=0) if (alpha > 0.5).any() else fg
+        base = _under_ink(img, alpha, fg)
         _blend(img, alpha, fg)
         _blend(img, alpha * _shifted(1 - alpha, sx, sy), base * 0.3)
         _blend(img, _shifted(alpha, -sx, -sy) * (1 - alpha) * 0.7, np.minimum(base + 60, 255))

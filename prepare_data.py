@@ -45,7 +45,8 @@ SYNTH_SPLITS = REAL_SPLITS + ["test_ood"]  # test_ood: typefaces and materials t
 MAX_LEN = 0  # no cap: texts of any length (train.py's decoding cap follows the data)
 
 
-def _half_up(v):
+def half_up(v):
+    """v to the nearest integer, halves rounded up (round() sends 2.5 to 2)."""
     return int(math.floor(v + 0.5))
 
 
@@ -53,7 +54,7 @@ def to_records(entries, on_disk=None):
     """read_digitstruct entries -> JSON records; names not in `on_disk` (a set) are dropped."""
     return [{"name": name,
              "digits": [int(d[0]) % 10 for d in digits],
-             "boxes": [[_half_up(v) for v in d[1:]] for d in digits]}
+             "boxes": [[half_up(v) for v in d[1:]] for d in digits]}
             for name, digits in entries if on_disk is None or name in on_disk]
 
 

@@ -7,16 +7,16 @@ Writes <root>/<split>/1.png ... N.png and <root>/<split>/digitStruct.mat (the re
 layout, through digitstruct_write.write_digitstruct), so prepare_data.py converts it with the
 same code as the official files. The sampling statistics follow the official annotations
 (digits per image, image and box sizes, digit frequencies, rare boxes past the image edge), as
-written out in synth_scene.STATS. Every image is drawn from its own generator seeded by
+written out in synth.scene.STATS. Every image is drawn from its own generator seeded by
 (seed, split, index): byte-identical output for any number of workers.
 
-Glyphs come from TrueType families (synth_fonts.py: matplotlib's own fonts and the openly
+Glyphs come from TrueType families (synth/fonts.py: matplotlib's own fonts and the openly
 licensed fontpkg-* packages of requirements.txt, where installed) and from procedurally drawn
-digit families (synth_digits.py: stroke, angular, brush, outline, 7-segment, stencil, dot
+digit families (synth/digits.py: stroke, angular, brush, outline, 7-segment, stencil, dot
 matrix) with the glyph variants that matter (1 with or without flag and foot, 7 with or without
-bar, open or closed 4, straight or curved tails on 6 and 9). Materials (synth_surfaces.py):
-painted, plate, embossed, metal, engraved, tiles. synth_layout.py lays out and warps a number's
-glyphs; synth_scene.py renders one image. This file writes the splits, draws the contact sheet
+bar, open or closed 4, straight or curved tails on 6 and 9). Materials (synth/surfaces.py):
+painted, plate, embossed, metal, engraved, tiles. synth/layout.py lays out and warps a number's
+glyphs; synth/scene.py renders one image. This file writes the splits, draws the contact sheet
 and is the command line.
 The split `test_ood` is drawn only from families and materials that no other split ever uses
 (HELD_OUT), so accuracy on it measures reading typefaces never seen in training.
@@ -34,8 +34,8 @@ from tqdm import tqdm
 from support.atomic import replacing, save_figure
 # Also re-exported: tests and callers use the generator's parts as synthetic.<name>.
 from synth.digits import PROC_FAMILIES, proc_glyph, proc_style  # noqa: F401
-from synth.fonts import _glyph, fonts  # noqa: F401
-from synth.scene import HELD_OUT, MATERIALS, OOD_SPLIT, _clutter_faces, families, render
+from synth.fonts import fonts, glyph  # noqa: F401
+from synth.scene import HELD_OUT, MATERIALS, OOD_SPLIT, clutter_faces, families, render
 
 
 def image_rng(seed, split, index):
@@ -82,7 +82,7 @@ def generate_split(root, split, n, seed=0, workers=2, difficulty=1.0, long_boost
                 f"long_boost={long_boost}\n")
     if os.path.exists(mat):  # an interrupted run must not leave an old .mat describing new images
         os.remove(mat)
-    _clutter_faces()  # find and check the fonts once, before the workers fork
+    clutter_faces()  # find and check the fonts once, before the workers fork
     jobs = [(folder, split, seed, i, difficulty, long_boost) for i in range(n)]
     bar = dict(total=n, desc=f"synthetic {split}", unit="img", disable=None)
     if workers <= 1:
@@ -163,7 +163,7 @@ def main(argv=None):
     knobs = (args.difficulty, args.long_boost)
     if min(sizes.values()) < 0 or not all(math.isfinite(v) and v >= 0 for v in knobs):
         ap.error("sizes, --difficulty and --long-boost must be finite numbers >= 0")
-    if args.seed < 0:  # was numpy's "expected non-negative integer", naming no flag
+    if args.seed < 0:  # numpy's own refusal would not name the flag
         ap.error(f"--seed must be >= 0, got {args.seed}")
     try:
         if args.list_families:

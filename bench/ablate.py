@@ -1,6 +1,6 @@
 """What each change to the demo's recipe buys on test_ood, the split of held-out typefaces.
 
-    python bench/ablate.py --data data/abl --make 25000 [--device cuda] [--parallel 3]
+    python -m bench.ablate --data data/abl --make 25000 [--device cuda] [--parallel 3]
                            [--only base noaug ...] [--deadline 420] [--out runs/ablate]
 
 Every config trains with train.py (a subprocess, as a user runs it) for a fixed number of images
@@ -25,10 +25,9 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
-from support.atomic import atomic_open  # noqa: E402
+from support.atomic import atomic_open
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where train.py lives
 
 BASE = ["--preset", "cpu", "--lr", "2e-3", "--schedule", "onecycle", "--val-size", "0"]
 SEED_ARCH = ["--plan", "64 64 M 128 128 M 256 256 M 512 512", "--hidden", "256"]  # no preset

@@ -1,7 +1,7 @@
 """Benchmark: fast digitStruct.mat reader vs the naive element-by-element h5py reader.
 
-    python bench/bench_convert.py                  # extra-sized file: 202,353 entries
-    python bench/bench_convert.py --entries 20000  # quicker
+    python -m bench.bench_convert                  # extra-sized file: 202,353 entries
+    python -m bench.bench_convert --entries 20000  # quicker
 
 Builds (once, then reused from --cache-dir) a digitStruct.mat in the real layout with SVHN-like
 digit counts (labels and boxes only, no images), reads it fully with read_digitstruct, reads the
@@ -18,10 +18,9 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from formats.digitstruct import read_digitstruct, read_digitstruct_naive  # noqa: E402
-from formats.digitstruct_write import write_digitstruct  # noqa: E402
-from prepare_data import to_records  # noqa: E402
+from formats.digitstruct import read_digitstruct, read_digitstruct_naive
+from formats.digitstruct_write import write_digitstruct
+from prepare_data import to_records
 
 # digits per image in the official SVHN train annotations (33,402 images): 1..6 digits
 LENGTH_COUNTS = np.array([5137, 18130, 8691, 1434, 9, 1], dtype=np.float64)

@@ -1,6 +1,6 @@
 """Throughput of data.py's pipeline (open PNG, crop, resize, augment, tokenise, collate).
 
-    python bench/bench_data.py [--json data/synth/train.json] [--workers 0 1 2] [--compare-v2]
+    python -m bench.bench_data [--json data/synth/train.json] [--workers 0 1 2] [--compare-v2]
 
 Images/s for DataLoader(num_workers=0, 1, 2), train and eval transforms, batch 64. Per worker
 means images/s divided by max(workers, 1): 0 workers is the main process alone. Configurations
@@ -9,46 +9,16 @@ run (the machine may be shared; absolute numbers are noisy). Without a JSON it d
 temporary SVHN-like split with PIL so it runs on a fresh clone.
 """
 import argparse
-import json
 import os
 import statistics
 import sys
 import tempfile
 import time
 
-import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import data  # noqa: E402
-
-
-def make_temp_split(folder, n, seed=0):
-    """n house-number-like PNGs (SVHN-sized, 1-4 digits) + a split JSON -> JSON path."""
-    rng = np.random.default_rng(seed)
-    records = []
-    for k in range(1, n + 1):
-        w, h = int(rng.integers(48, 300)), int(rng.integers(24, 130))
-        bg = tuple(int(c) for c in rng.integers(0, 256, 3))
-        img = Image.new("RGB", (w, h), bg)
-        draw = ImageDraw.Draw(img)
-        size = max(8, int(h * rng.uniform(0.4, 0.8)))
-        font = ImageFont.load_default(size=size)
-        digits = rng.integers(0, 10, int(rng.integers(1, 5))).tolist()
-        x, boxes = float(rng.uniform(0, w * 0.3)), []
-        for d in digits:
-            y = float(rng.uniform(0, max(h - size, 1)))
-            left, top, right, bottom = draw.textbbox((x, y), str(d), font=font)
-            draw.text((x, y), str(d), font=font, fill=tuple(255 - c for c in bg))
-            boxes.append([int(left), int(top), int(right - left), int(bottom - top)])
-            x = right + size * rng.uniform(0, 0.3)
-        img.save(os.path.join(folder, f"{k}.png"))
-        records.append({"name": f"{k}.png", "digits": digits, "boxes": boxes})
-    path = os.path.join(folder, "train.json")
-    with open(path, "w") as f:
-        json.dump({"split": "train", "image_dir": ".", "records": records}, f)
-    return path
+import data
+from bench.image_sets import make_temp_split
 
 
 def images_per_second(dataset, workers, batch_size, batches):

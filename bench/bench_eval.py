@@ -1,6 +1,6 @@
 """Benchmark: eval.py's batched evaluation vs decoding one image at a time (images/s and ratio).
 
-    python bench/bench_eval.py [--images 512] [--single 32] [--rounds 3] [--plan ...]
+    python -m bench.bench_eval [--images 512] [--single 32] [--rounds 3] [--plan ...]
 
 Default architecture, random weights, small synthetic house-number PNGs written to a temp folder.
   one-at-a-time: for each image, load + crop + transform (SVHNDataset[i]) and greedy decode with
@@ -15,25 +15,18 @@ the worst case for the batched side (a trained model needs it only for its mista
 import argparse
 import copy
 import json
-import os
 import statistics
-import sys
 import tempfile
 import time
 
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-import eval as ev  # noqa: E402
-from support.atomic import atomic_open  # noqa: E402
-from build_model import DEFAULT_CONFIG, build_model  # noqa: E402
-from data import SVHNDataset, collate  # noqa: E402
-from support.tokenizer import build_tokenizer  # noqa: E402
-
-# the tests' image sets: about the size of SVHN test images (130x55) with 1-3 light digits
-sys.path.insert(0, os.path.join(REPO, "tests"))
-from helpers import write_images  # noqa: E402
+import eval as ev
+from bench.image_sets import write_images
+from build_model import DEFAULT_CONFIG, build_model
+from data import SVHNDataset, collate
+from support.atomic import atomic_open
+from support.tokenizer import build_tokenizer
 
 
 def one_at_a_time(model, dataset, indices):
@@ -81,6 +74,7 @@ def main():
     fast = ev.prepare_model(copy.deepcopy(model), "cpu")
     config = model.config
     with tempfile.TemporaryDirectory() as root:
+        # the tests' image sets, about the size of SVHN test images (130x55), 1-3 light digits
         records = write_images(root, args.images, margin=40, height=55)
         dataset = SVHNDataset((root, records), build_tokenizer(records), train=False)
         preloaded = torch.stack([dataset[i][0] for i in range(len(dataset))])

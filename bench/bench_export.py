@@ -1,6 +1,6 @@
 """Exported models against the checkpoint: token agreement and images/s on a split, side by side.
 
-    python bench/bench_export.py --checkpoint weights/replica.pt --json data/synth/test.json \
+    python -m bench.bench_export --checkpoint weights/replica.pt --json data/synth/test.json \
         [--limit 2000] [--batch-size 64] [--threads 0]
 
 Exports the checkpoint with export.py to ONNX and TorchScript in a temporary folder, then reads
@@ -11,21 +11,18 @@ torch.jit), and prints each one's share of images whose tokens equal PyTorch's, 
 """
 import argparse
 import os
-import sys
 import tempfile
 import time
 
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-from support import devices  # noqa: E402
-import export  # noqa: E402
-from build_model import fold_batchnorm  # noqa: E402
-from support.checkpoint import load_checkpoint  # noqa: E402
-from data import SVHNDataset  # noqa: E402
-from formats.records import load_split  # noqa: E402
-from support.tokenizer import tokenizer_from_vocab  # noqa: E402
+import export
+from build_model import fold_batchnorm
+from data import SVHNDataset
+from formats.records import load_split
+from support import devices
+from support.checkpoint import load_checkpoint
+from support.tokenizer import tokenizer_from_vocab
 
 
 def main(argv=None):

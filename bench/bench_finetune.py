@@ -1,6 +1,6 @@
 """Fine-tuning a checkpoint on labelled sets of real photos: accuracy and wall time side by side.
 
-    python bench/bench_finetune.py --checkpoint weights/replica.pt \
+    python -m bench.bench_finetune --checkpoint weights/replica.pt \
         --sets my-plates/ my-meters/ [--variant NAME "FLAGS" ...] [--threads 2]
 
 Each set is a folder with train.csv and test.csv (prepare_data.py's labels CSV) or train.json

@@ -1,6 +1,6 @@
 """predict.py on photos given without boxes: accuracy by how loosely the photo frames the text.
 
-    python bench/bench_predict.py --checkpoint weights/replica.pt --json data/synth/test.json \
+    python -m bench.bench_predict --checkpoint weights/replica.pt --json data/synth/test.json \
         [--grow 1.3 2.0 whole] [--fit squash keep-aspect] [--limit 2000]
 
 For each framing it writes the split's images as new photo files (the digit boxes' union grown
@@ -16,10 +16,10 @@ import subprocess
 import sys
 import tempfile
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-from support.crops import crop_box, open_image  # noqa: E402
-from formats.records import load_split, record_text  # noqa: E402
+from formats.records import load_split, record_text
+from support.crops import crop_box, open_image
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where predict.py lives
 
 
 def write_photos(image_dir, records, grow, folder):

@@ -1,6 +1,6 @@
 """Speed of synthetic.py against an earlier version of itself, side by side in one process.
 
-    python bench/bench_synthetic.py [--against c36c175] [--n 200] [--rounds 5]
+    python -m bench.bench_synthetic [--against c36c175] [--n 200] [--rounds 5]
 
 Each round renders and PNG-encodes --n images of the train split with the older generator (taken
 from git at --against), then --n with this one, then --n of this one's test_ood split;
@@ -8,6 +8,7 @@ medians over the rounds (the machine may be shared: compare the ratio, not the a
 generate_split adds only file writes and a process pool on top of this per-image cost.
 """
 import argparse
+import importlib.util
 import io
 import os
 import statistics
@@ -16,23 +17,26 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path.insert(0, REPO)
+import synthetic
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def load_reference(rev, folder):
-    """synthetic.py as it was at git revision rev, importable as synthetic_ref."""
+    """synthetic.py as it was at git revision rev, loaded as the module synthetic_ref."""
     try:
         text = subprocess.run(["git", "-C", REPO, "show", f"{rev}:synthetic.py"], check=True,
                               capture_output=True, text=True).stdout
     except (OSError, subprocess.CalledProcessError) as e:
         sys.exit(f"bench_synthetic.py: error: cannot read synthetic.py at {rev} from git ({e})")
-    with open(os.path.join(folder, "synthetic_ref.py"), "w") as f:
+    path = os.path.join(folder, "synthetic_ref.py")
+    with open(path, "w") as f:
         f.write(text)
-    sys.path.insert(0, folder)
-    import synthetic_ref
-    return synthetic_ref
+    spec = importlib.util.spec_from_file_location("synthetic_ref", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["synthetic_ref"] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def timed(module, split, n, seed):
@@ -50,7 +54,6 @@ def main(argv=None):
     p.add_argument("--n", type=int, default=200, help="images per generator and round")
     p.add_argument("--rounds", type=int, default=5, help="timed rounds after a warm-up")
     args = p.parse_args(argv)
-    import synthetic
     with tempfile.TemporaryDirectory() as tmp:
         ref = load_reference(args.against, tmp)
         runs = {"old train": (ref, "train"), "new train": (synthetic, "train")}

@@ -1,6 +1,6 @@
 """Training speed under each thread rule, on an idle machine and with a core kept busy.
 
-    python bench/bench_threads.py [--images 1536] [--threads 0 1 2] [--rounds 2]
+    python -m bench.bench_threads [--images 1536] [--threads 0 1 2] [--rounds 2]
 
 For each round, load (idle: nothing added; busy: one more process, a pure-Python spin loop, as
 a browser tab or an IDE keeps a laptop core busy) and --threads value (0 = the thread rule of
@@ -20,10 +20,9 @@ import subprocess
 import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-from bench_data import make_temp_split  # noqa: E402
+from bench.image_sets import make_temp_split
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where train.py lives
 
 
 def spin():

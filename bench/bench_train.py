@@ -1,6 +1,6 @@
 """Training throughput on this machine, and where the time of a training step goes.
 
-    python bench/bench_train.py [--json data/synth/train.json] [--configs default cpu] [--steps 3]
+    python -m bench.bench_train [--json data/synth/train.json] [--configs default cpu] [--steps 3]
                                 [--precision fp32 bf16] [--device cuda]
 
 For each model size (default = the seed's architecture, cpu = train.py --preset cpu), batch 64,
@@ -15,7 +15,7 @@ All of them run interleaved, one call each per round; medians over --steps round
 round. Each --precision is measured as train.py runs it (its autocast and channels_last), and
 the last lines give each precision's images/s over fp32's. The machine may be shared: absolute
 numbers are noisy, compare the ratios from one run. Never part of the test suite. Without --json
-it draws a temporary SVHN-like split (bench_data.make_temp_split) so it runs on a fresh clone.
+it draws a temporary SVHN-like split (bench.image_sets.make_temp_split) so it runs on a fresh clone.
 """
 import argparse
 import os
@@ -26,13 +26,11 @@ import time
 
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [os.path.dirname(HERE), HERE]
-import build_model  # noqa: E402
-import data  # noqa: E402
-from support import devices  # noqa: E402
-import train  # noqa: E402
-from bench_data import make_temp_split  # noqa: E402
+import build_model
+import data
+import train
+from bench.image_sets import make_temp_split
+from support import devices
 
 CONFIGS = {"default": {"plan": train.PLAN, "hidden": train.HIDDEN}, **train.PRESETS}
 
@@ -55,6 +53,8 @@ def make_loader(json_path, batch_size, workers, size):
 
 
 def bench_config(name, cfg, precision, tokenizer, loader, args):
+    """One model size at one precision: time the real step and its parts, print where the time
+    goes; returns the real step's images/s."""
     device = torch.device(args.device)
     run = argparse.Namespace(precision=precision)
     # as train.py runs it, less fp16's loss scaler (a multiply and a check: not what is timed)
@@ -62,15 +62,59 @@ def bench_config(name, cfg, precision, tokenizer, loader, args):
     config = {**cfg, "vocab_size": len(tokenizer.vocab), "crop_size": args.size}
     model = build_model.build_model(config).to(device, memory_format=memory_format).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
+    images, tokens, features = fixed_batch(model, loader, autocast, memory_format, args)
+    waits = []
+    fns = {"real": real_step(model, optimizer, autocast, memory_format, loader, waits),
+           **part_steps(model, optimizer, autocast, images, tokens, features),
+           "data": serial_loader(loader)}
+    t = time_rounds(fns, optimizer, device, args.steps)
+    return report(name, cfg, precision, device, model, t, waits, args)
+
+
+def fixed_batch(model, loader, autocast, memory_format, args):
+    """Noise images, a real batch's tokens (real lengths) and the encoder's features of the
+    images: the decoder's input, so that the decoder is timed on its own."""
+    device = torch.device(args.device)
     B, S = args.batch_size, args.size
-    images, tokens, _ = next(iter(loader))  # real token lengths; images replaced by noise below
+    _, tokens, _ = next(iter(loader))
     images = torch.randn(B, 3, S, S).to(device, memory_format=memory_format)
     tokens = tokens[:B].to(device)
-
     with torch.no_grad(), autocast:
-        features, _ = model.encode(images)  # (B, L, C): the decoder's input, timed on its own
+        features, _ = model.encode(images)  # (B, L, C)
     features = features.float()
     features.requires_grad_(True)  # so the decoder's backward reaches the features, as in training
+    return images, tokens, features
+
+
+def clip_and_step(model, optimizer):
+    """train.py's update: gradient norm clipped to 5, then AdamW."""
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+    optimizer.step()
+
+
+def real_step(model, optimizer, autocast, memory_format, loader, waits):
+    """train.py's step as a function of nothing: DataLoader (worker processes prefetch) ->
+    forward/backward -> clip -> AdamW. Each wait for a batch is appended to waits."""
+    batches = forever(loader)
+    device = next(model.parameters()).device
+
+    def step():
+        t0 = time.perf_counter()
+        imgs, toks, _ = next(batches)
+        waits.append(time.perf_counter() - t0)
+        imgs = imgs.to(device, non_blocking=True, memory_format=memory_format)
+        toks = toks.to(device, non_blocking=True)
+        with autocast:
+            _, loss = model(imgs, toks)
+        loss.backward()
+        clip_and_step(model, optimizer)
+        optimizer.zero_grad(set_to_none=True)
+    return step
+
+
+def part_steps(model, optimizer, autocast, images, tokens, features):
+    """The parts of a step on fixed tensors, each timed on its own: {key: function}.
+    backward = (forward + backward) - no-grad forward."""
     pad = model.config["pad_id"]
 
     def encoder_forward():
@@ -94,47 +138,41 @@ def bench_config(name, cfg, precision, tokenizer, loader, args):
     def decoder_forward_backward():
         decoder_loss().backward()
 
-    def optimiser_step():
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        optimizer.step()
+    return {"enc_f": encoder_forward, "enc_fb": encoder_forward_backward,
+            "dec_f": decoder_forward, "dec_fb": decoder_forward_backward,
+            "opt": lambda: clip_and_step(model, optimizer)}
 
-    def sync():  # CUDA runs asynchronously: a timer must wait for the GPU
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
 
-    real_batches = forever(loader)  # train.py's loader: worker processes prefetch
-    serial_batches = forever(torch.utils.data.DataLoader(  # the same pipeline in this process alone
-        loader.dataset, sampler=loader.sampler, batch_size=B, collate_fn=data.collate))
-    waits = []
+def serial_loader(loader):
+    """The same dataset and sampler loaded in this process alone: one batch per call."""
+    batches = forever(torch.utils.data.DataLoader(
+        loader.dataset, sampler=loader.sampler, batch_size=loader.batch_size,
+        collate_fn=data.collate))
+    return lambda: next(batches)
 
-    def real_step():  # DataLoader -> forward/backward -> clip -> AdamW, as in train.py
-        t0 = time.perf_counter()
-        imgs, toks, _ = next(real_batches)
-        waits.append(time.perf_counter() - t0)
-        imgs = imgs.to(device, non_blocking=True, memory_format=memory_format)
-        toks = toks.to(device, non_blocking=True)
-        with autocast:
-            _, loss = model(imgs, toks)
-        loss.backward()
-        optimiser_step()
-        optimizer.zero_grad(set_to_none=True)
 
-    # Interleaved rounds (one call of each per round, then medians), so that a burst of load on
-    # the shared machine hits every part alike. backward = (forward + backward) - no-grad forward.
-    fns = {"real": real_step, "enc_f": encoder_forward, "enc_fb": encoder_forward_backward,
-           "dec_f": decoder_forward, "dec_fb": decoder_forward_backward, "opt": optimiser_step,
-           "data": lambda: next(serial_batches)}
+def time_rounds(fns, optimizer, device, steps):
+    """{key: [seconds]} of each function over `steps` rounds after a warm-up round. Rounds are
+    interleaved (one call of each per round), so that a burst of load on the shared machine
+    hits every part alike."""
     t = {k: [] for k in fns}
-    for r in range(args.steps + 1):
+    for r in range(steps + 1):
         for k, f in fns.items():
             t0 = time.perf_counter()
             f()
-            sync()
+            if device.type == "cuda":  # CUDA runs asynchronously: a timer must wait for the GPU
+                torch.cuda.synchronize(device)
             if r:  # round 0 is a warm-up (workers start, allocator settles)
                 t[k].append(time.perf_counter() - t0)
         optimizer.zero_grad(set_to_none=True)
-    fastest = min(t["real"])  # the least disturbed step: a bound on what a quiet machine gives
-    t = {k: statistics.median(v) for k, v in t.items()}
+    return t
+
+
+def report(name, cfg, precision, device, model, times, waits, args):
+    """Print one configuration's rates and the share of each part; return images/s."""
+    B, S = args.batch_size, args.size
+    fastest = min(times["real"])  # the least disturbed step: a bound on what a quiet machine gives
+    t = {k: statistics.median(v) for k, v in times.items()}
     step, wait, data_alone = t["real"], statistics.median(waits[1:]), t["data"]
     parts = {"encoder forward": t["enc_f"], "encoder backward": t["enc_fb"] - t["enc_f"],
              "decoder forward": t["dec_f"], "decoder backward": t["dec_fb"] - t["dec_f"],

@@ -1,7 +1,7 @@
 """A labelled set of a kind the SVHN replica never draws: lettered licence plates, as a user's
 own photos would arrive (image files + a labels CSV), for README's "Your own data" example.
 
-    python bench/make_plates.py --out data/plates --train 300 --test 200
+    python -m bench.make_plates --out data/plates --train 300 --test 200
 
 writes data/plates/{train,test}/*.png and data/plates/{train,test}.csv (name,text,left,top,
 width,height; about one row in five has no box, so the model sees that whole photo). Plates read

@@ -1,8 +1,8 @@
 """Plant known bugs one at a time in a copy of the repository; report which the tests miss.
 
-    python bench/mutants.py            # every mutant: a table of bug -> the test that caught it
-    python bench/mutants.py --list     # the mutants, without running anything
-    python bench/mutants.py --only coverage-loose milestone-in-steps
+    python -m bench.mutants            # every mutant: a table of bug -> the test that caught it
+    python -m bench.mutants --list     # the mutants, without running anything
+    python -m bench.mutants --only coverage-loose milestone-in-steps
 
 A test suite earns trust by failing when the code is wrong. For each mutant this script copies the
 working tree (tracked and untracked, not ignored files) to a temporary folder, replaces one exact

@@ -1,6 +1,6 @@
 """Turn a finished run's checkpoint into the shipped weights file, with its provenance.
 
-    python bench/ship_weights.py --checkpoint /work/runs/replica/best.pt --out weights/replica.pt \
+    python -m bench.ship_weights --checkpoint /work/runs/replica/best.pt --out weights/replica.pt \
         --data /work/data/replica --command "python train.py ..." --wall "..." --machine "..."
 
 Keeps what eval.py, play.py, predict.py, export.py and train.py --init need (format, config,
@@ -14,12 +14,8 @@ import argparse
 import os
 import sys
 
-import torch
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-from support import checkpoint  # noqa: E402
-import eval as ev  # noqa: E402
+import eval as ev
+from support import checkpoint
 
 KEPT = ("format", "config", "vocab", "model", "epoch", "step")
 

@@ -100,7 +100,7 @@ def _checked(ds, what, kinds, most):
     return ds
 
 
-def _entry(i, name, columns):
+def checked_entry(i, name, columns):
     """Check one entry's five field columns (dict field -> values) and build its digit list."""
     lengths = {len(columns[k]) for k in FIELDS}
     if len(lengths) != 1:
@@ -143,7 +143,7 @@ def _naive_entry(f, i, name_ref, bbox_ref):
         raise
     except (KeyError, ValueError, TypeError, OSError, IndexError) as e:
         raise DigitStructError(f"{where}: malformed name/bbox ({e})") from None
-    return _entry(i, name, columns)
+    return checked_entry(i, name, columns)
 
 
 def read_digitstruct_naive(path, start=0, stop=None):
@@ -362,7 +362,7 @@ def _read_entries(f, names, bboxes, fast):
                     raise _Unsupported("no fast path for this file")
                 raw, name_addrs, bbox_addrs = fast
                 name, columns = _fast_entry(raw, int(name_addrs[i]), int(bbox_addrs[i]))
-                out.append(_entry(i, name, columns))
+                out.append(checked_entry(i, name, columns))
             except _PARSE_ERRORS:  # includes DigitStructError: h5py then says it again
                 out.append(_naive_entry(f, i, names[i, 0], bboxes[i, 0]))  # slow but exact
                 fallback += 1

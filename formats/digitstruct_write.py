@@ -9,7 +9,7 @@ import numpy as np
 from tqdm import tqdm
 
 from support.atomic import replacing
-from formats.digitstruct import FIELDS, DigitStructError, _entry
+from formats.digitstruct import FIELDS, DigitStructError, checked_entry
 
 FILE_FIELDS = ("height", "left", "top", "width", "label")  # MATLAB's struct field order
 F64 = h5py.h5t.IEEE_F64LE
@@ -100,7 +100,7 @@ def _check_write(i, name, digits):
     if not digits or any(len(d) != 5 for d in digits):
         raise DigitStructError(
             f"entry {i + 1} ({name}): digits must be [label, left, top, width, height]")
-    _entry(i, name, {k: [float(d[j]) for d in digits] for j, k in enumerate(FIELDS)})
+    checked_entry(i, name, {k: [float(d[j]) for d in digits] for j, k in enumerate(FIELDS)})
 
 
 def write_digitstruct(path, entries):

@@ -5,7 +5,7 @@ lit as seven segments, with the glyph variants that matter (1 with or without fl
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from synth.random import _choice
+from synth.random import choice
 
 PROC_FAMILIES = ("stroke", "angular", "brush", "outline", "segment7", "stencil", "dotmatrix")
 PROC_REF = 64  # height at which procedural glyphs are drawn
@@ -106,10 +106,10 @@ def proc_style(rng, family):
         slant=rng.normal(0, 0.12) if rng.random() < 0.35 else 0.0,
         round_caps=bool(rng.random() < 0.6) and family != "angular",
         wobble=rng.uniform(0.01, 0.035) if family == "brush" else 0.0,
-        flag1=("none", "short", "long")[_choice(rng, FLAG1_CDF)],
+        flag1=("none", "short", "long")[choice(rng, FLAG1_CDF)],
         foot1=bool(rng.random() < 0.35), bar7=bool(rng.random() < 0.2),
         curve7=bool(rng.random() < 0.3), nose7=bool(rng.random() < 0.15),
-        four=("closed", "open", "opentop")[_choice(rng, FOUR_CDF)],
+        four=("closed", "open", "opentop")[choice(rng, FOUR_CDF)],
         tail6=bool(rng.random() < 0.4), tail9=bool(rng.random() < 0.4),
         flat3=bool(rng.random() < 0.25), curve2=bool(rng.random() < 0.5),
         boxy=family == "angular" and rng.random() < 0.6,

@@ -41,7 +41,7 @@ def _font(path, size, weight):
 
 
 @lru_cache(maxsize=16384)
-def _glyph(face, ch):
+def glyph(face, ch):
     """Ink-cropped 'L' mask of one character at the reference size, with its top offset."""
     path, weight = face
     im = Image.new("L", (GLYPH_REF * 2, GLYPH_REF * 2))
@@ -50,14 +50,14 @@ def _glyph(face, ch):
     box = im.getbbox()
     if box is None:
         return None
-    glyph = im.crop(box)
-    glyph.info["top"] = box[1]  # offset from the drawing origin keeps baselines aligned
-    return glyph
+    mask = im.crop(box)
+    mask.info["top"] = box[1]  # offset from the drawing origin keeps baselines aligned
+    return mask
 
 
 def _good_face(face):
     """Ten distinct lining digits (no old-style figures, no missing-glyph boxes)."""
-    masks = [_glyph(face, ch) for ch in "0123456789"]
+    masks = [glyph(face, ch) for ch in "0123456789"]
     if any(m is None for m in masks) or len({m.tobytes() for m in masks}) < 10:
         return False
     heights = [m.size[1] for m in masks]

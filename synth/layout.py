@@ -5,7 +5,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from synth.digits import PROC_FAMILIES, proc_glyph, proc_style
-from synth.fonts import _glyph, font_families
+from synth.fonts import font_families, glyph
 
 INK_LEVEL = 60  # where a glyph's ink counts for its box (of 255)
 
@@ -24,10 +24,10 @@ def _number_glyphs(rng, digits, family):
         return out, 1.0
     faces = font_families()[family]
     face = faces[rng.integers(len(faces))]
-    return [_glyph(face, str(x)) for x in digits], rng.uniform(0.45, 0.9)
+    return [glyph(face, str(x)) for x in digits], rng.uniform(0.45, 0.9)
 
 
-def _layout_number(rng, digits, family, ink_h, d):
+def layout_number(rng, digits, family, ink_h, d):
     """Digit masks laid out and warped on one local canvas; returns the masks and ink boxes."""
     ref, aspect = _number_glyphs(rng, digits, family)
     scale = ink_h / max(g.size[1] for g in ref)

@@ -10,10 +10,10 @@ from PIL import Image, ImageFilter
 
 from synth.digits import PROC_FAMILIES
 from synth.fonts import font_families
-from synth.layout import _layout_number
-from synth.random import _cdf, _choice, _lognormal
-from synth.surfaces import (LUMA, _apply_material, _background, _clutter, _colour, _lighting,
-                            _plate, _tiles)
+from synth.layout import layout_number
+from synth.random import cdf, choice, lognormal
+from synth.surfaces import (LUMA, apply_lighting, apply_material, background, paint_clutter,
+                            paint_plate, paint_tiles, random_colour)
 
 # Statistics counted on the official annotations (train: 33,402 images, test: 13,068; box height
 # as median, 5th and 95th percentile in pixels). "extra" follows train; both test splits test.
@@ -55,9 +55,9 @@ def families(held_out):
 def _sample_digits(rng, split, long_boost):
     counts = np.array(STATS[_stats_key(split)]["counts"], dtype=float)
     counts[4:] *= long_boost
-    k = 1 + int(_choice(rng, _cdf(counts)))
-    lead = 1 + int(_choice(rng, LEAD_CDF))
-    return [lead] + [int(d) for d in _choice(rng, REST_CDF, k - 1)]
+    k = 1 + int(choice(rng, cdf(counts)))
+    lead = 1 + int(choice(rng, LEAD_CDF))
+    return [lead] + [int(d) for d in choice(rng, REST_CDF, k - 1)]
 
 
 def _stats_key(split):
@@ -75,10 +75,39 @@ def render(rng, split="train", difficulty=1.0, long_boost=1.0, digits=None, edge
     Split test_ood draws only held-out families and materials; the others never draw them.
     family/material force a choice (tests, figures); meta (a dict) receives the ones drawn and
     each digit's ink as an (H, W) uint8 array in image coordinates."""
+    # Every part draws from rng in this order: reordering them changes every image.
     d = float(difficulty)
     ood = split == OOD_SPLIT
     st = STATS[_stats_key(split)]
     digits = list(digits) if digits is not None else _sample_digits(rng, split, long_boost)
+    family, material = _draw_style(rng, ood, family, material)
+    if meta is not None:
+        meta.update(family=family, material=material)
+    box_h = float(np.clip(lognormal(rng, *st["box_h"]), 9, 400))
+    mt, mb = rng.uniform(0, 0.1, 2)
+    ink_h = 0.93 * box_h / (1 + mt + mb)  # warps and rounding add the rest
+    masks, inks = layout_number(rng, digits, family, ink_h, d)
+    boxes = _svhn_boxes(rng, inks, ink_h, mt, mb)
+    W, H, ox, oy = _frame(rng, boxes, st, edge)
+    boxes = [[b[0] - ox, b[1] - oy, b[2] - ox, b[3] - oy] for b in boxes]  # image coordinates
+    union = (min(b[0] for b in boxes), boxes[0][1], max(b[2] for b in boxes), boxes[0][3])
+    bh = union[3] - union[1]
+    img = _wall(rng, W, H, d, material, boxes, union, ink_h)
+    fg = _digit_colour(rng, img, union, bh, d)
+    alpha = _ink(masks, W, H, ox, oy, meta)
+    # Materials only touch the number and its shadows: work on that window of the image.
+    m = bh // 4 + 4
+    x0, y0 = max(union[0] - m, 0), max(union[1] - m, 0)
+    x1, y1 = min(union[2] + m, W), min(union[3] + m, H)
+    apply_material(rng, img[y0:y1, x0:x1], alpha[y0:y1, x0:x1], material, fg, bh, d)
+    apply_lighting(rng, img, d)
+    out = _camera(rng, Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB"), bh, d)
+    return out, [[float(10 if x == 0 else x), float(b[0]), float(b[1]), float(b[2] - b[0]),
+                  float(b[3] - b[1])] for x, b in zip(digits, boxes)]
+
+
+def _draw_style(rng, ood, family, material):
+    """The glyph family and the material, each drawn unless given."""
     pool = families(ood)
     if family is None:  # half procedural, half TrueType: each kind of source equally often
         proc = [f for f in pool if f in PROC_FAMILIES]
@@ -87,26 +116,29 @@ def render(rng, split="train", difficulty=1.0, long_boost=1.0, digits=None, edge
     if material is None:
         names = [m for m in MATERIALS if (m in HELD_OUT) == ood]
         p = np.array([MATERIAL_P[m] for m in names])
-        material = names[_choice(rng, _cdf(p))]
+        material = names[choice(rng, cdf(p))]
         if ood and rng.random() < 0.5:  # held-out glyphs also on the training materials
             material = _pick(rng, [m for m in MATERIALS if m not in HELD_OUT and m != "plate"])
-    if meta is not None:
-        meta.update(family=family, material=material)
-    box_h = float(np.clip(_lognormal(rng, *st["box_h"]), 9, 400))
-    mt, mb = rng.uniform(0, 0.1, 2)
-    ink_h = 0.93 * box_h / (1 + mt + mb)  # warps and rounding add the rest
-    masks, inks = _layout_number(rng, digits, family, ink_h, d)
-    # SVHN boxes: each encloses its glyph with a small annotator margin; one shared top/height.
+    return family, material
+
+
+def _svhn_boxes(rng, inks, ink_h, mt, mb):
+    """SVHN boxes [x0, y0, x1, y1] around the ink boxes: each encloses its glyph with a small
+    annotator margin (mt, mb above and below, in ink heights); one shared top and height."""
     top, bottom = min(b[1] for b in inks) - mt * ink_h, max(b[3] for b in inks) + mb * ink_h
     side = rng.uniform(0, 0.08, (len(inks), 2)) * ink_h
-    boxes = [[int(np.floor(b[0] - ml)), int(np.floor(top)), int(np.ceil(b[2] + mr)),
-              int(np.ceil(bottom))] for b, (ml, mr) in zip(inks, side)]
+    return [[int(np.floor(b[0] - ml)), int(np.floor(top)), int(np.ceil(b[2] + mr)),
+             int(np.ceil(bottom))] for b, (ml, mr) in zip(inks, side)]
+
+
+def _frame(rng, boxes, st, edge):
+    """Image size (W, H) and the offset (ox, oy) of its top left corner in box coordinates: the
+    number plus context, as in the official crops (almost always landscape)."""
     ux0, uy0 = min(b[0] for b in boxes), boxes[0][1]
     ux1, uy1 = max(b[2] for b in boxes), boxes[0][3]
     bw, bh = ux1 - ux0, uy1 - uy0
-    # Image size: the number plus context, as in the official crops (almost always landscape).
-    H = int(max(bh + 2, min(520, round(bh * _lognormal(rng, *st["ctx_h"])))))  # official max ~500
-    W = int(max(bw + 2, min(1100, round(bw + bh * _lognormal(rng, *st["ctx_w"]))),
+    H = int(max(bh + 2, min(520, round(bh * lognormal(rng, *st["ctx_h"])))))  # official max ~500
+    W = int(max(bw + 2, min(1100, round(bw + bh * lognormal(rng, *st["ctx_w"]))),
                 round(H * rng.uniform(1.05, 1.3))))
     ox = ux0 - int(round((W - bw) * np.clip(rng.normal(0.5, 0.12), 0, 1)))
     oy = uy0 - int(round((H - bh) * np.clip(rng.normal(0.5, 0.12), 0, 1)))
@@ -115,15 +147,25 @@ def render(rng, split="train", difficulty=1.0, long_boost=1.0, digits=None, edge
     shift = int(rng.integers(1, 3))  # within the box margin: the ink itself stays in the image
     ox = {"left": ux0 + shift, "right": ux1 - W - shift}.get(edge, ox)
     oy = {"top": uy0 + shift, "bottom": uy1 - H - shift}.get(edge, oy)
-    union = (ux0 - ox, uy0 - oy, ux1 - ox, uy1 - oy)
-    img = _background(rng, W, H, d, bh)
+    return W, H, ox, oy
+
+
+def _wall(rng, W, H, d, material, boxes, union, ink_h):
+    """The (H, W, 3) float image behind the number: a wall, and on it a plate, tiles or
+    clutter beside the number."""
+    bh = union[3] - union[1]
+    img = background(rng, W, H, d, bh)
     if material == "plate":
-        _plate(rng, img, union, bh, rounded=rng.random() < 0.5)
+        paint_plate(rng, img, union, bh, rounded=rng.random() < 0.5)
     elif material == "tiles":
-        _tiles(rng, img, [[b[0] - ox, b[1] - oy, b[2] - ox, b[3] - oy] for b in boxes], bh)
+        paint_tiles(rng, img, boxes, bh)
     else:
-        _clutter(rng, img, union, ink_h, d, _clutter_faces())
-    # Digit colour: light on dark or dark on light; at full difficulty some are low contrast.
+        paint_clutter(rng, img, union, ink_h, d, clutter_faces())
+    return img
+
+
+def _digit_colour(rng, img, union, bh, d):
+    """Light on dark or dark on light; at full difficulty some are low contrast."""
     bg_lum = float(img[max(union[1], 0):union[3], max(union[0], 0):union[2]].mean(axis=(0, 1))
                    @ LUMA) if bh > 0 else 128.0
     contrast = rng.uniform(60, 100) if rng.random() < 0.2 * d else rng.uniform(100, 200)
@@ -131,26 +173,21 @@ def render(rng, split="train", difficulty=1.0, long_boost=1.0, digits=None, edge
     lum = bg_lum + contrast if up else bg_lum - contrast
     if not 0 <= lum <= 255:  # not reachable on this side: go as far as the other side allows
         lum = 255.0 if 255 - bg_lum > bg_lum else 0.0
-    fg = _colour(rng, np.clip(lum, 0, 255))
-    ink = np.zeros((H, W), np.uint8)  # all digits, one layer
+    return random_colour(rng, np.clip(lum, 0, 255))
+
+
+def _ink(masks, W, H, ox, oy, meta):
+    """All digits' ink in one (H, W) layer in [0, 1]; meta["ink"] gets each digit's own."""
+    ink = np.zeros((H, W), np.uint8)
     for mask, mx, my in masks:
         _paste(ink, mask, mx - ox, my - oy, np.maximum)
-    alpha = ink.astype(np.float32) / 255
     if meta is not None:
         meta["ink"] = []
         for mask, mx, my in masks:
             layer = np.zeros((H, W), np.uint8)
             _paste(layer, mask, mx - ox, my - oy)
             meta["ink"].append(layer)
-    # Materials only touch the number and its shadows: work on that window of the image.
-    m = bh // 4 + 4
-    x0, y0 = max(union[0] - m, 0), max(union[1] - m, 0)
-    x1, y1 = min(union[2] + m, W), min(union[3] + m, H)
-    _apply_material(rng, img[y0:y1, x0:x1], alpha[y0:y1, x0:x1], material, fg, bh, d)
-    _lighting(rng, img, d)
-    out = _camera(rng, Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB"), bh, d)
-    return out, [[float(10 if x == 0 else x), float(b[0] - ox), float(b[1] - oy),
-                  float(b[2] - b[0]), float(b[3] - b[1])] for x, b in zip(digits, boxes)]
+    return ink.astype(np.float32) / 255
 
 
 def _paste(dst, src, x, y, combine=None):
@@ -163,7 +200,7 @@ def _paste(dst, src, x, y, combine=None):
 
 
 @lru_cache(maxsize=None)
-def _clutter_faces():
+def clutter_faces():
     """Neighbouring letters come from the training TrueType faces in every split."""
     table = font_families()
     return tuple(f for fam in families(False) if fam in table for f in table[fam])

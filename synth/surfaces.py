@@ -4,8 +4,8 @@ its ink is made of (painted, embossed, metal, engraved) and the light on the who
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from synth.fonts import _glyph
-from synth.random import _cdf, _choice
+from synth.fonts import glyph
+from synth.random import cdf, choice
 
 CLUTTER_CHARS = "ABCDEFGHKLMNPRSTUWabdehnrst0123456789#-"
 LUMA = np.array([0.299, 0.587, 0.114])
@@ -15,7 +15,7 @@ BACKGROUNDS = ("wall", "brick", "wood", "siding", "stucco")
 BACKGROUND_P = np.array([0.5, 0.12, 0.12, 0.12, 0.14])
 
 
-def _colour(rng, lum=None):
+def random_colour(rng, lum=None):
     """A random RGB colour (0..255 floats), optionally with a given luminance."""
     sat = SAT_LEVELS[np.searchsorted(SAT_CDF, rng.random())]  # walls are mostly dull
     c = np.clip(rng.uniform(0, 255) + sat * (rng.uniform(0, 255, 3) - 128), 0, 255)
@@ -34,11 +34,11 @@ def _smooth_noise(rng, w, h, cells):
     return np.asarray(small.resize((w, h), Image.BICUBIC))
 
 
-def _background(rng, w, h, d, unit):
+def background(rng, w, h, d, unit):
     """A wall: plain, brick, wood, siding or stucco, with gradient and grain. unit ~ box height."""
     d = min(d, 1.5)  # stronger walls would hide the digits rather than make reading harder
-    base = _colour(rng)
-    kind = BACKGROUNDS[_choice(rng, _cdf(BACKGROUND_P))]
+    base = random_colour(rng)
+    kind = BACKGROUNDS[choice(rng, cdf(BACKGROUND_P))]
     yy, xx = np.ogrid[0:h, 0:w]  # (h, 1) and (1, w): broadcast, never materialised
     yy, xx = yy.astype(np.float32), xx.astype(np.float32)
     t = np.deg2rad(rng.uniform(0, 360))
@@ -101,17 +101,17 @@ def _stamp(img, mask, colour, x, y):
     img[y0:y1, x0:x1] = img[y0:y1, x0:x1] * (1 - a) + np.asarray(colour, np.float32) * a
 
 
-def _clutter(rng, img, union, ink_h, d, faces):
+def paint_clutter(rng, img, union, ink_h, d, faces):
     """Neighbouring characters, frame edges and shapes beside the number (never on it)."""
     H, W = img.shape[:2]
     x0, y0, x1, y1 = union
     for _ in range(rng.poisson(1.2 * d)):
         side = rng.choice([-1, 1])
         gap = rng.uniform(0.25, 1.2) * ink_h
-        kind, colour = rng.random(), _colour(rng)
+        kind, colour = rng.random(), random_colour(rng)
         if kind < 0.55:  # a neighbouring character, often cut by the image edge
             face = faces[rng.integers(len(faces))]
-            g = _glyph(face, str(rng.choice(list(CLUTTER_CHARS))))
+            g = glyph(face, str(rng.choice(list(CLUTTER_CHARS))))
             if g is None:
                 continue
             s = ink_h * rng.uniform(0.6, 1.3) / g.size[1]
@@ -129,7 +129,7 @@ def _clutter(rng, img, union, ink_h, d, faces):
             img[max(ya, 0):max(ya + thick, 0)] = colour
 
 
-def _plate(rng, img, union, bh, rounded):
+def paint_plate(rng, img, union, bh, rounded):
     """A plaque behind the number, sometimes with a border line and screws."""
     H, W = img.shape[:2]
     grow = rng.uniform(0.15, 0.6, 4) * bh * [-1, -1, 1, 1]
@@ -143,24 +143,24 @@ def _plate(rng, img, union, bh, rounded):
     px0, py0, px1, py1 = px0 - wx0, py0 - wy0, px1 - wx0, py1 - wy0
     plate = Image.new("L", size)
     ImageDraw.Draw(plate).rounded_rectangle([px0, py0, px1, py1], radius=radius, fill=255)
-    _blend(win, np.asarray(plate, np.float32) / 255, _colour(rng))
+    _blend(win, np.asarray(plate, np.float32) / 255, random_colour(rng))
     if rng.random() < 0.4:
         line = Image.new("L", size)
         inset = max(2, int(bh / 10))
         ImageDraw.Draw(line).rounded_rectangle(
             [px0 + inset, py0 + inset, px1 - inset, py1 - inset], radius=radius,
             outline=255, width=max(1, int(bh / 14)))
-        _blend(win, np.asarray(line, np.float32) / 255, _colour(rng))
+        _blend(win, np.asarray(line, np.float32) / 255, random_colour(rng))
     if rng.random() < 0.3:  # screws in the corners
         screw = Image.new("L", size)
         r, dr = max(1, bh / 16), bh / 6
         for x, y in ((px0 + dr, py0 + dr), (px1 - dr, py0 + dr), (px0 + dr, py1 - dr),
                      (px1 - dr, py1 - dr)):
             ImageDraw.Draw(screw).ellipse([x - r, y - r, x + r, y + r], fill=255)
-        _blend(win, np.asarray(screw, np.float32) / 255, _colour(rng, 180))
+        _blend(win, np.asarray(screw, np.float32) / 255, random_colour(rng, 180))
 
 
-def _tiles(rng, img, boxes, bh):
+def paint_tiles(rng, img, boxes, bh):
     """Each digit on its own square ceramic tile, tiles side by side."""
     H, W = img.shape[:2]
     tile = Image.new("L", (W, H))
@@ -174,8 +174,8 @@ def _tiles(rng, img, boxes, bh):
         rect = [cx - half, cy - side / 2, cx + half, cy + side / 2]
         draw.rectangle(rect, fill=255)
         gdraw.rectangle(rect, outline=255, width=max(1, int(bh / 12)))
-    _blend(img, np.asarray(tile, np.float32) / 255, _colour(rng, rng.uniform(190, 245)))
-    _blend(img, np.asarray(grout, np.float32) / 255, _colour(rng, rng.uniform(90, 170)))
+    _blend(img, np.asarray(tile, np.float32) / 255, random_colour(rng, rng.uniform(190, 245)))
+    _blend(img, np.asarray(grout, np.float32) / 255, random_colour(rng, rng.uniform(90, 170)))
 
 
 def _metal_colour(rng, H, W):
@@ -188,17 +188,22 @@ def _metal_colour(rng, H, W):
     return np.clip(tone * shade, 0, 255).astype(np.float32)  # (H, 1, 3): same along a row
 
 
-def _apply_material(rng, img, alpha, material, fg, bh, d):
+def _under_ink(img, alpha, fg):
+    """The mean colour of the wall where the ink will be (fg where there is no ink)."""
+    return img[alpha > 0.5].mean(axis=0) if (alpha > 0.5).any() else fg
+
+
+def apply_material(rng, img, alpha, material, fg, bh, d):
     """Ink (alpha, full image) onto the wall as the material."""
     s = max(1, int(round(bh / rng.uniform(12, 25))))
     sx, sy = rng.choice([-1, 1]) * s, rng.choice([-1, 1]) * s
     if material == "embossed":  # raised: lit edge on one side, shadow on the other, same colour
-        base = img[alpha > 0.5].mean(axis=0) if (alpha > 0.5).any() else fg
+        base = _under_ink(img, alpha, fg)
         _blend(img, _shifted(alpha, sx, sy) * 0.8, base * 0.45)
         _blend(img, _shifted(alpha, -sx, -sy) * 0.8, np.minimum(base * 1.5 + 40, 255))
         _blend(img, alpha, base + (fg - base) * rng.uniform(0.5, 0.85))
     elif material == "engraved":  # cut in: shadow inside on the lit side, dark floor
-        base = img[alpha > 0.5].mean(axis=0) if (alpha > 0.5).any() else fg
+        base = _under_ink(img, alpha, fg)
         _blend(img, alpha, fg)
         _blend(img, alpha * _shifted(1 - alpha, sx, sy), base * 0.3)
         _blend(img, _shifted(alpha, -sx, -sy) * (1 - alpha) * 0.7, np.minimum(base + 60, 255))
@@ -216,7 +221,7 @@ def _apply_material(rng, img, alpha, material, fg, bh, d):
         _blend(img, alpha, fg)
 
 
-def _lighting(rng, img, d):
+def apply_lighting(rng, img, d):
     """Hard shadow edges, a specular spot and a colour cast."""
     H, W = img.shape[:2]
     if rng.random() < 0.2 * d:

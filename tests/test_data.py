@@ -408,12 +408,12 @@ def test_load_split_rejects_bad_digits_and_boxes(tmp_path, change):
 
 
 def test_load_split_checks_image_dir_and_folder_paths(tmp_path):
-    # an image_dir that is gone used to surface as a traceback from the first image read
+    # an image_dir that is gone is named when the split loads, not at the first image read
     path = write_split(str(tmp_path), SAMPLE_RECORDS, image_dir="moved_away")
     gone = "split.json: image_dir .*moved_away is not a folder"
     with pytest.raises(FileNotFoundError, match=gone):
         load_split(path)
-    path = write_split(str(tmp_path), SAMPLE_RECORDS, image_dir=5)  # was a TypeError from os.path
+    path = write_split(str(tmp_path), SAMPLE_RECORDS, image_dir=5)  # not a TypeError from os.path
     with pytest.raises(ValueError, match="split.json: not a split file"):
         load_split(path)
     with pytest.raises(ValueError, match="is a folder, not a split JSON"):
@@ -447,7 +447,7 @@ def test_cli_writes_figure_and_fails_cleanly(sample_json, tmp_path, capsys):
     folder.mkdir()
     with pytest.raises(SystemExit, match="data.py: error: .*taken"):  # --out is a folder
         data.main(["--json", sample_json, "--n", "1", "--rows", "1", "--out", str(folder)])
-    assert not os.path.exists(str(folder) + ".tmp")  # was left behind
+    assert not os.path.exists(str(folder) + ".tmp")  # no temporary file left behind
 
 
 # -- one way to open images, with a pixel limit ------------------------------------------------
@@ -468,8 +468,9 @@ def png_header(path, width, height):
 
 @pytest.mark.parametrize("side", [13_000, 50_000])
 def test_huge_images_are_unreadable_images_not_tracebacks(tmp_path, side):
-    # 50,000^2 raised PIL's DecompressionBombError out of every script; 13,000^2 (169 MP, under
-    # PIL's error threshold) was decoded, ~0.5 GB a worker, doubled by the RGB conversion
+    # 50,000^2 would raise PIL's DecompressionBombError out of every script; 13,000^2 (169 MP,
+    # under PIL's error threshold) would be decoded, ~0.5 GB a worker, doubled by the RGB
+    # conversion: both are one-line errors above --max-pixels
     png_header(tmp_path / "big.png", side, side)
     before = Image.MAX_IMAGE_PIXELS
     with pytest.raises(OSError) as e:

@@ -58,7 +58,7 @@ def test_plain_cuda_is_this_processs_gpu(gpus, monkeypatch):
     assert devices.choose_device("cuda:1") == torch.device("cuda", 1)  # one process: as asked
     assert devices.choose_device("cpu", 1, 2) == torch.device("cpu")
     # a launcher that gives each of 4 processes one GPU (CUDA_VISIBLE_DEVICES per task):
-    # cuda:LOCAL_RANK was "invalid device ordinal" for ranks 1-3
+    # each rank uses cuda:0, its only visible device (cuda:LOCAL_RANK: "invalid device ordinal")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     for rank in range(4):
         chosen = devices.choose_device("cuda", local_rank=rank, local_world=4)
@@ -89,7 +89,7 @@ def test_check_device_is_one_line():
 
 def test_eval_auto_precision_is_bf16_only_on_native_gpus(gpus):
     assert devices.resolve_precision(torch.device("cuda", 1), "auto") == "bf16"
-    # was bf16 (emulated)
+    # bf16 would be emulated on this one
     assert devices.resolve_precision(torch.device("cuda", 0), "auto") == "fp32"
     assert devices.resolve_precision(torch.device("cpu"), "auto") == "fp32"
     # asked for: honoured

@@ -138,7 +138,7 @@ def test_not_hdf5_and_matlab_v5(tmp_path):
 
 def test_fast_reader_released_when_an_entry_is_invalid(tmp_path, monkeypatch):
     """An invalid entry raises out of read_digitstruct; the memory map and the file handle of the
-    fast parser must still be closed (they were leaked when the close was skipped)."""
+    fast parser must still be closed."""
     path = str(tmp_path / "d.mat")
     write_digitstruct(path, ENTRIES)
     parsers = []
@@ -148,7 +148,7 @@ def test_fast_reader_released_when_an_entry_is_invalid(tmp_path, monkeypatch):
             super().__init__(*args)
             parsers.append(self)
 
-    check = digitstruct._entry
+    check = digitstruct.checked_entry
 
     def third_is_bad(i, name, columns):
         if i == 2:
@@ -156,13 +156,13 @@ def test_fast_reader_released_when_an_entry_is_invalid(tmp_path, monkeypatch):
         return check(i, name, columns)
 
     monkeypatch.setattr(digitstruct, "_Raw", Recorded)
-    monkeypatch.setattr(digitstruct, "_entry", third_is_bad)
+    monkeypatch.setattr(digitstruct, "checked_entry", third_is_bad)
     with pytest.raises(DigitStructError, match="planted"):
         read_digitstruct(path)
     assert len(parsers) == 1
     assert parsers[0].buf.closed and parsers[0].fh.closed
     # and on success too
-    monkeypatch.setattr(digitstruct, "_entry", check)
+    monkeypatch.setattr(digitstruct, "checked_entry", check)
     assert read_digitstruct(path) == as_float(ENTRIES)
     assert len(parsers) == 2 and parsers[1].buf.closed and parsers[1].fh.closed
 
@@ -208,7 +208,7 @@ def test_absurd_entry_count_is_refused_before_reading(tmp_path):
 
 
 def test_boxes_of_no_width_or_height_are_refused(tmp_path):
-    # a negative width from a .mat was written to the JSON and cropped a made-up region
+    # a box of no area from a .mat would go into the JSON and crop a made-up region
     path = str(tmp_path / "d.mat")
     write_highlevel(path, ENTRIES + [("5.png", [[2, 10, 10, -4, 20]])], chunked=False)
     with pytest.raises(DigitStructError) as e:

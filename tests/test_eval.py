@@ -452,7 +452,7 @@ def test_defaults_are_the_seeds_evaluation():
 
 
 def test_beam_is_capped_and_batches_shrink_with_it(tmp_path, capsys, monkeypatch):
-    # --beam 100000 carried batch x beam hypotheses and was killed for memory
+    # batch x beam hypotheses are held at once: a huge --beam would run out of memory
     with pytest.raises(SystemExit):
         ev.parse_args(["--checkpoint", "x.pt", "--beam", "100000"])
     assert "--beam must be at most 64, got 100000" in capsys.readouterr().err

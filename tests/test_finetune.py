@@ -374,7 +374,7 @@ def test_odd_photos_train_and_read(tmp_path):
 def test_a_fine_tuning_run_resumes_with_its_data_chosen_defaults(digits, lettered, tmp_path,
                                                                  capsys):
     # resumed as it was started (--init, no --epochs): its epochs, shape and held-out images
-    # come back from the checkpoint (--epochs was None: a TypeError before)
+    # come back from the checkpoint (with --epochs left None)
     assert run_train(digits, tmp_path / "base", "--epochs", "1") == 0
     base = str(tmp_path / "base" / "last.pt")
     assert run_train(lettered, tmp_path / "ft", "--init", base, "--epochs", "2") == 0

@@ -319,7 +319,7 @@ def test_checkpoint_refuses_foreign_files(trained, tmp_path):
 
 def test_checkpoint_errors_are_short_and_say_why(trained, tmp_path):
     # torch.load's own messages are paragraphs ("Weights only load failed. In PyTorch 2.6, ...");
-    # they used to be cut at 120 characters, mid-sentence, without the reason
+    # ours are short and still give the reason
     model, _ = trained
     good = tmp_path / "good.pt"
     torch.save({"format": CHECKPOINT_FORMAT, "config": model.config, "model": model.state_dict(),
@@ -495,8 +495,8 @@ def _save(path, model, **changes):
 
 
 def test_checkpoint_messages_are_whole_and_say_why(trained, tmp_path):
-    # a pickled object's refusal was cut mid-word without the reason; a plain pickle was called
-    # "truncated"; a weights mismatch ended at "Error(s) in loading state_dict for AttentionOCR:"
+    # each message is whole and says why: a pickled object's refusal, a plain pickle (not
+    # "truncated"), a weights mismatch (beyond "Error(s) in loading state_dict for AttentionOCR:")
     import pickle
 
     class Payload:

@@ -142,7 +142,7 @@ def test_bad_out_folder_and_non_finite_crop(ckpt, tmp_path, capsys):
     image = tmp_path / "in.png"
     Image.new("RGB", (60, 30), (90, 90, 90)).save(image)
     (tmp_path / "taken").write_text("user file")
-    with pytest.raises(SystemExit) as exc:  # --out is a file: was a FileExistsError traceback
+    with pytest.raises(SystemExit) as exc:  # --out is a file: an argparse error, no traceback
         run(ckpt, tmp_path / "taken", str(image))
     message = str(exc.value.code)
     assert message.startswith("play.py: error: --out") and "taken" in message
@@ -233,7 +233,7 @@ def test_out_never_replaces_a_users_png(ckpt, tmp_path, capsys):
 
 
 def test_crop_beyond_float32_is_an_argparse_error(capsys):
-    # 1e308 passed as finite, overflowed to inf in the crop arithmetic, and every image was
+    # 1e308 is finite but overflows to inf in the crop arithmetic: every image would be
     # skipped with "cannot convert float NaN to integer"
     with pytest.raises(SystemExit) as exc:
         play.parse_args(["--crop", "1e308,0,1e308,5"])

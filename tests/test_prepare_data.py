@@ -152,7 +152,7 @@ def test_unwritable_out_dir_is_a_one_line_error(tmp_path, capsys, monkeypatch):
         raise PermissionError(13, "Permission denied")
     monkeypatch.setattr(prepare_data.json, "dump", refuse)
     code, _, err = run_main(["--root", str(tmp_path), "--splits", "train"], capsys)
-    assert code != 0 and err.count("\n") == 1  # was a traceback from os/json
+    assert code != 0 and err.count("\n") == 1  # one line, not a traceback from os/json
     assert "train.json: cannot write (Permission denied)" in err
     assert not os.path.exists(tmp_path / "train.json.tmp")
 
@@ -180,7 +180,8 @@ def test_synthetic_flag_round_trip(tmp_path, capsys):
     data = json.loads((root / "train.json").read_text())
     assert data["num_missing_images"] == 0
     assert [(r["name"], r["digits"], r["boxes"]) for r in data["records"]] == [
-        (name, [int(d[0]) % 10 for d in digits], [[prepare_data._half_up(v) for v in d[1:]] for d in digits])
+        (name, [int(d[0]) % 10 for d in digits],
+         [[prepare_data.half_up(v) for v in d[1:]] for d in digits])
         for name, digits in drawn]
 
 

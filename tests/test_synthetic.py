@@ -45,7 +45,7 @@ def test_fonts_render_ten_distinct_digits():
     assert len(fonts) >= 12  # DejaVu x12, STIX x4, cm x4 on a stock matplotlib alone
     assert not any("LastResort" in p or "Display" in p for p, _ in fonts)
     for face in fonts:
-        masks = [synthetic._glyph(face, ch) for ch in "0123456789"]
+        masks = [synthetic.glyph(face, ch) for ch in "0123456789"]
         assert len({m.tobytes() for m in masks}) == 10
 
 

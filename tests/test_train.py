@@ -244,8 +244,8 @@ def test_sigkill_leaves_last_checkpoint_intact_and_resumable(tiny_json, tmp_path
 
 @pytest.mark.parametrize("workers", ["0", "1"])
 def test_corrupt_image_mid_split_names_it_in_one_line(tiny_json, tmp_path, workers):
-    # a DataLoader worker re-raises with its whole traceback in the message: that was printed
-    # as a traceback (workers 0 and 1 alike, OSError was not caught)
+    # a DataLoader worker re-raises with its whole traceback in the message: the error must be
+    # one line naming the image (workers 0 and 1 alike)
     root = tmp_path / "copy"
     shutil.copytree(os.path.dirname(tiny_json), root)
     good = (root / "train" / "9.png").read_bytes()
@@ -262,20 +262,20 @@ def test_corrupt_image_mid_split_names_it_in_one_line(tiny_json, tmp_path, worke
 def test_bad_numbers_and_device_are_one_line_errors(tiny_json, tmp_path, capsys):
     for flag in (["--epochs", "0"], ["--batch-size", "0"], ["--val-size", "-1"],
                  ["--workers", "-1"], ["--max-pixels", "0"]):
-        # --epochs 0 used to print "wrote last.pt" and write none
+        # --epochs 0 would print "wrote last.pt" and write none
         with pytest.raises(SystemExit) as e:
             train.parse_args(flag)
         assert e.value.code == 2, flag
         # the message names the flag given and its value (--workers -1 named every flag but it)
         assert f"{flag[0]} must be >= " in capsys.readouterr().err, flag
-    with pytest.raises(SystemExit) as e:  # was a RuntimeError traceback from torch.device
+    with pytest.raises(SystemExit) as e:  # not a RuntimeError traceback from torch.device
         run(tiny_json, tmp_path, "--device", "bogus", "--dry-run")
     assert str(e.value.code).startswith("train.py: error: --device bogus: ")
 
 
 def test_resume_refuses_a_different_model_and_says_when_done(tiny_json, tmp_path, capsys):
     assert run(tiny_json, tmp_path, "--epochs", "1", "--workers", "0") == 0
-    # an explicit model flag that disagrees with the checkpoint was silently replaced by its value
+    # an explicit model flag that disagrees with the checkpoint is refused, never replaced
     with pytest.raises(SystemExit) as e:
         run(tiny_json, tmp_path, "--epochs", "2", "--resume", "auto", "--hidden", "32")
     assert "last.pt: trained with --hidden 16, not 32" in str(e.value.code)
@@ -362,14 +362,14 @@ def test_cuda_rng_state_is_this_gpus_only(monkeypatch):
 
 @pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has MPS")
 def test_missing_mps_is_one_line(tiny_json, tmp_path):
-    with pytest.raises(SystemExit) as e:  # was a RuntimeError traceback from model.to
+    with pytest.raises(SystemExit) as e:  # not a RuntimeError traceback from model.to
         run(tiny_json, tmp_path, "--device", "mps", "--dry-run")
     message = str(e.value.code)
     assert message.startswith("train.py: error: --device mps: ") and "\n" not in message
 
 
 def test_resume_refuses_to_stretch_a_planned_schedule(tiny_json, tmp_path):
-    # onecycle/cosine are laid out for --epochs; resuming with more used to crash mid-run
+    # onecycle/cosine are laid out for --epochs; resuming with more would crash mid-run
     # (onecycle: "Tried to step ...") or silently reshape the schedule (cosine)
     assert run(tiny_json, tmp_path, "--epochs", "1", "--schedule", "onecycle",
                "--workers", "0") == 0
@@ -573,7 +573,7 @@ def test_torchrun_resume_on_node_local_disks_and_shared_batchnorm(tiny_json, tmp
     torchrun(tiny_json, split, *common, "--epochs", "1")
     assert not os.path.exists(split[1] / "run")  # rank 1 wrote nothing: its node has no run
     # one process x 4 images would take 3 steps an epoch, not 2: the lr schedule would drop at
-    # epoch 1.33 instead of 1 (onecycle crashed later); refused, nothing touched
+    # epoch 1.33 instead of 1 (and onecycle would crash later); refused, nothing touched
     with pytest.raises(SystemExit) as e:
         run(tiny_json, split[0] / "run", *common, "--epochs", "2", "--resume", "auto",
             "--workers", "0")
@@ -610,7 +610,7 @@ def test_resume_keeps_the_steps_per_epoch(tiny_json, tmp_path):
     message = str(e.value.code)
     assert "1 process(es) x --batch-size 8 took 2 steps an epoch, 1 x 4 would take 3" in message
     assert "\n" not in message
-    # (no --milestones 2 here any more: the restored scheduler state ignored it; now refused)
+    # (no --milestones 2 here: the restored scheduler state would ignore it, so it is refused)
     assert run(tiny_json, tmp_path, "--epochs", "3", "--workers", "0",
                "--resume", "auto", "--batch-size", "7") == 0  # 12 images: still 2 steps
     ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
@@ -716,13 +716,13 @@ def test_nonsense_optimiser_flags_are_refused(capsys, flag, value, why):
 
 
 def test_resume_with_state_or_vocabulary_that_does_not_fit(tiny_json, tmp_path):
-    # a malformed rng state was a TypeError traceback; a vocabulary lacking the data's digits
-    # trained every one of them as <unk>
+    # a malformed rng state must be a one-line error, not a TypeError traceback; a vocabulary
+    # lacking the data's digits would train every one of them as <unk>
     assert run(tiny_json, tmp_path / "a", "--epochs", "1", "--workers", "0") == 0
     full = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
     vocab = full["vocab"][:4] + list("abcdefghijklmnop")[:len(full["vocab"]) - 4]
     torch.save({**full, "rng": {"torch": 5}}, tmp_path / "rng.pt")
-    numpy_list = ["MT19937", [1, 2, 3], 0, 0, 0.0]  # a list where a tensor was: AttributeError
+    numpy_list = ["MT19937", [1, 2, 3], 0, 0, 0.0]  # a list where a tensor belongs
     torch.save({**full, "rng": {**full["rng"], "numpy": numpy_list}}, tmp_path / "np.pt")
     torch.save({**full, "optimizer": {"state": {}, "param_groups": []}}, tmp_path / "opt.pt")
     torch.save({**full, "vocab": vocab}, tmp_path / "letters.pt")
@@ -769,7 +769,7 @@ def test_plot_never_replaces_a_file_that_is_not_a_figure_of_ours(tiny_json, tmp_
 
 
 def test_a_users_tmp_file_beside_an_output_is_kept(tiny_json, tmp_path):
-    # the write probe was <path>.tmp, created and deleted: a user's own <path>.tmp was lost
+    # a user's own <path>.tmp beside an output is never the write probe (created, deleted)
     figs = tmp_path / "figs"
     figs.mkdir()
     (figs / "curve.png.tmp").write_text("the user's notes")
@@ -796,7 +796,7 @@ def test_an_out_holding_only_a_users_loss_png_is_not_overwritten(tiny_json, tmp_
 
 
 def test_overwrite_moves_the_old_runs_reports_aside(tiny_json, tmp_path):
-    # eval.py's reports beside the old checkpoints stayed, describing a model that was gone
+    # eval.py's reports beside the old checkpoints go with them: they describe the old model
     out = tmp_path / "run"
     assert run(tiny_json, out, "--epochs", "1", "--workers", "0") == 0
     for name in ("eval_test.json", "eval_test_coverage.png", "eval_test_mistakes.png"):
@@ -829,8 +829,8 @@ def test_a_second_training_on_the_same_out_is_refused(tiny_json, tmp_path):
 
 
 def test_resume_keeps_the_recipe_its_state_carries(tiny_json, tmp_path):
-    # --resume --lr 1e-2 was recorded in the checkpoint while the restored optimizer kept 2e-3;
-    # a resume without the flag recorded the default 3e-4 (and built another schedule)
+    # the checkpoint records the recipe the restored optimizer runs: not --resume --lr 1e-2
+    # while the optimizer keeps 2e-3, nor the default 3e-4 on a resume without the flag
     out = tmp_path / "run"
     assert run(tiny_json, out, "--epochs", "1", "--workers", "0", "--lr", "2e-3",
                "--milestones", "5") == 0
@@ -847,7 +847,7 @@ def test_resume_keeps_the_recipe_its_state_carries(tiny_json, tmp_path):
 
 
 def test_disk_full_while_saving_a_checkpoint(tiny_json, tmp_path, monkeypatch):
-    # ENOSPC was "[Errno 28] No space left on device", naming no file
+    # ENOSPC's own message, "[Errno 28] No space left on device", names no file: ours does
     out = tmp_path / "run"
     assert run(tiny_json, out, "--epochs", "1", "--workers", "0") == 0
     kept = (out / "last.pt").read_bytes()

@@ -48,7 +48,7 @@ PHOTO_BLUR = 0.3              # share of images blurred, radius up to PHOTO_BLUR
 PHOTO_BLUR_RADIUS = 1.2
 STYLES = ("seed", "photo")
 # Transforms are torchvision v1 on PIL images: measured 1.6x faster than v2 on uint8 tensors for
-# this pipeline (bench/bench_data.py --compare-v2) and as fast as v2 on PIL.
+# this pipeline (python -m bench.bench_data --compare-v2) and as fast as v2 on PIL.
 
 
 # -----------------------------------------------------------------------------

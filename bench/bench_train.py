@@ -44,7 +44,7 @@ def make_loader(json_path, batch_size, workers, size):
     """train.py's training DataLoader (one process, epoch 0) and its tokenizer."""
     args = train.parse_args(["--train-json", json_path, "--val-size", "0",
                              "--batch-size", str(batch_size), "--crop-size", str(size)])
-    tokenizer, train_set, _ = data.load_data(args)
+    tokenizer, train_set, _, _ = data.load_data(args)
     sampler = data.EpochTagged(train_set, 1, 0, shuffle=True, seed=0)
     loader = torch.utils.data.DataLoader(data.SeededSamples(train_set, 0), sampler=sampler,
                                          batch_size=batch_size, collate_fn=data.collate,
@@ -56,9 +56,9 @@ def bench_config(name, cfg, precision, tokenizer, loader, args):
     """One model size at one precision: time the real step and its parts, print where the time
     goes; returns the real step's images/s."""
     device = torch.device(args.device)
-    run = argparse.Namespace(precision=precision)
     # as train.py runs it, less fp16's loss scaler (a multiply and a check: not what is timed)
-    autocast, _, memory_format = train.precision(run, device)
+    autocast = devices.autocast(device, precision)
+    memory_format = devices.memory_format(device)
     config = {**cfg, "vocab_size": len(tokenizer.vocab), "crop_size": args.size}
     model = build_model.build_model(config).to(device, memory_format=memory_format).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)

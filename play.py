@@ -42,10 +42,18 @@ def parse_crop(text):
     if len(box) != 4 or not all(np.isfinite(box)) or box[2] <= 0 or box[3] <= 0:
         raise ValueError(f"--crop {text!r}: expected left,top,width,height (finite numbers) "
                          f"with width, height > 0")
-    if max(abs(v) for v in box) > MAX_COORD:  # 1e308 overflowed to inf in the crop arithmetic
+    if max(abs(v) for v in box) > MAX_COORD:  # float32 boxes: 1e308 would be inf in the crop arithmetic
         raise ValueError(f"--crop {text!r}: each number must be within +-2^24 = {MAX_COORD:,} "
                          f"pixels (boxes are float32, exact only up to 2^24)")
     return box
+
+
+def crop_arg(text):
+    """argparse type of --crop: parse_crop's box, its ValueError an argparse error."""
+    try:
+        return parse_crop(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def load_file(path, crop, image_size, crop_size, max_pixels=MAX_PIXELS):
@@ -188,7 +196,7 @@ def parse_args(argv=None):
                    help="checkpoint written by train.py (last.pt, epoch-NNN.pt or best.pt)")
     p.add_argument("--json", default=SVHN_TEST, help="prepared split used when no images are given")
     p.add_argument("-n", type=int, default=N_IMAGES, help="images taken from the split")
-    p.add_argument("--crop", default=None,
+    p.add_argument("--crop", type=crop_arg, default=None,
                    help="left,top,width,height box around the digits in each image file "
                         "(grown by 30%% like training crops); None: the whole image")
     p.add_argument("--beam", type=int, default=1, help="beam width; 1 = greedy decoding")
@@ -207,10 +215,6 @@ def parse_args(argv=None):
     if args.threads < 0:
         p.error(f"--threads must be >= 0, got {args.threads}")
     cli.check_beam(p, args.beam)
-    try:
-        args.crop = parse_crop(args.crop) if args.crop is not None else None
-    except ValueError as e:
-        p.error(str(e))
     return args
 
 

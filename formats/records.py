@@ -15,7 +15,7 @@ SYNTH_ROOT = "data/synth"  # ... and for the synthetic replica's (--synthetic)
 SVHN_TEST = f"{SVHN_ROOT}/test.json"  # the split eval.py and play.py read by default
 
 # box coordinates beyond this many pixels are refused: float32 (the dataset's boxes) holds every
-# integer up to it exactly, and no image is that large (1e300 overflowed to inf, with warnings)
+# integer up to it exactly, and no image is that large (a 1e300 would be inf in float32)
 MAX_COORD = 2 ** 24
 
 

@@ -199,14 +199,16 @@ class AttentionOCR(nn.Module):
         """
         return self._result(*self.greedy_steps(images, max_len, encoded))
 
+    def decoding_ids(self, max_len=None):
+        """(the length cap: max_len, or the config's; the <pad>, </s> and <s> ids)."""
+        max_len = self.config["max_len"] if max_len is None else max_len
+        return max_len, self.config["pad_id"], self.config["eos_id"], self.config["bos_id"]
+
     def greedy_steps(self, images, max_len=None, encoded=None, early_exit=True):
         """decode()'s tensors: (tokens (B, T), attention (B, T, L), probs (B, T), logprob (B,),
         feature_hw); tokens end with </s>, then <pad>. early_exit=False always runs max_len + 1
         steps, with no data-dependent branch: the graph export.py traces."""
-        max_len = self.config["max_len"] if max_len is None else max_len
-        pad = self.config["pad_id"]
-        eos = self.config["eos_id"]
-        bos = self.config["bos_id"]
+        max_len, pad, eos, bos = self.decoding_ids(max_len)
         features, feature_hw = encoded or self.encode(images)  # (B, L, C)
         projected = self.decoder.attention.project(features)  # (B, L, A)
         state = self.decoder.init_state(features, projected)  # after the glimpse
@@ -246,10 +248,7 @@ class AttentionOCR(nn.Module):
         """
         if beam < 1:
             raise ValueError(f"beam size must be >= 1, got {beam}")
-        max_len = self.config["max_len"] if max_len is None else max_len
-        pad = self.config["pad_id"]
-        eos = self.config["eos_id"]
-        bos = self.config["bos_id"]
+        max_len, pad, eos, bos = self.decoding_ids(max_len)
         K = beam
         features, feature_hw = encoded or self.encode(images)  # (B, L, C), see decode()
         B, L, _ = features.shape

@@ -364,10 +364,7 @@ def parse_args(argv=None):
                    help="folder for the coverage curve and mistakes gallery; "
                         "None: the report's folder")
     args = p.parse_args(argv)
-    for name in ("batch_size", "max_pixels"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1")
-    cli.check_beam(p, args.beam)
+    cli.check_decoding(p, args)
     if args.limit is not None and args.limit < 1:
         p.error("--limit must be >= 1")
     if args.threads < 0 or (args.workers is not None and args.workers < 0):

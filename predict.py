@@ -176,10 +176,7 @@ def parse_args(argv=None):
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
                    help="larger images (width x height) are skipped as unreadable")
     args = p.parse_args(argv)
-    for name in ("batch_size", "max_pixels"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1")
-    cli.check_beam(p, args.beam)
+    cli.check_decoding(p, args)
     if args.threads < 0 or (args.workers is not None and args.workers < 0):
         p.error("--threads and --workers must be >= 0")
     return args

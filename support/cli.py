@@ -24,6 +24,15 @@ def add_inference_flags(p, workers=True):
                             "two cores are free, else 0)")
 
 
+def check_decoding(p, args):
+    """p.error (exit 2) for --batch-size or --max-pixels below 1, or a --beam check_beam
+    refuses."""
+    for name in ("batch_size", "max_pixels"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    check_beam(p, args.beam)
+
+
 def check_beam(p, beam):
     """p.error (exit 2) for a beam no run can use: below 1, or above MAX_BEAM (batch x beam rows
     are decoded at once: --beam 100000 runs out of memory)."""

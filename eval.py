@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from support import cli, devices, outputs, runs
 from support.atomic import atomic_open, save_figure
-from build_model import fold_batchnorm
+from build_model import inference_model
 from formats.records import SVHN_TEST
 from support.crops import MAX_PIXELS
 from support.tokenizer import label_ids
@@ -150,11 +150,6 @@ def attention_hits(peaks, pred_lens, boxes):
 
 # -----------------------------------------------------------------------------
 # running the model
-
-def prepare_model(model, device):
-    """Eval mode, BN folded, channels_last (oneDNN's fast layout on CPU, tensor cores on GPU)."""
-    model = fold_batchnorm(model.eval())
-    return model.to(device=device, memory_format=devices.memory_format(device))
 
 
 def truth_ids(tokens, config):
@@ -428,7 +423,7 @@ def run(args):
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
                                          num_workers=workers, collate_fn=collate,
                                          pin_memory=device.type == "cuda")
-    model = prepare_model(model, device)
+    model = inference_model(model, device)
     start = time.perf_counter()
     res = evaluate(model, loader, config, beam=args.beam, device=device, precision=precision)
     seconds = time.perf_counter() - start

@@ -122,6 +122,7 @@ def predict(model, items, vocab, beam=1, device="cpu", precision="fp32"):
     for start in range(0, len(items), BATCH):
         chunk = items[start:start + BATCH]
         images = torch.stack([it["image"] for it in chunk]).to(device)  # (B, 3, S, S)
+        images = images.contiguous(memory_format=devices.memory_format(device))
         with devices.autocast(device, precision):
             out = model.decode(images) if beam == 1 else model.beam_search(images, beam=beam)
         h, w = out["feature_hw"]
@@ -224,7 +225,7 @@ def main(argv=None):
     if not args.show:
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from build_model import fold_batchnorm
+    from build_model import inference_model
     from support.checkpoint import load_checkpoint
     try:
         device = devices.device_from_flag(args.device)
@@ -234,8 +235,7 @@ def main(argv=None):
         if note:
             print(f"play.py: {note}", file=sys.stderr)
         model, ckpt = load_checkpoint(args.checkpoint, map_location="cpu")
-        # BatchNorm folded into the convolutions, as eval.py decodes: the same answers, faster
-        model = fold_batchnorm(model.eval()).to(device)
+        model = inference_model(model, device)
     except (ValueError, OSError, RuntimeError) as e:
         sys.exit(f"play.py: error: {e}")
     config, vocab = model.config, list(ckpt["vocab"])

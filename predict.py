@@ -195,7 +195,7 @@ def check_output(path, overwrite):
 
 
 def run(args):
-    from build_model import fold_batchnorm
+    from build_model import inference_model
     from support.checkpoint import load_checkpoint
     check_output(args.csv, args.overwrite)
     files, skipped = find_images(args.paths)
@@ -211,7 +211,7 @@ def run(args):
     model, ckpt = load_checkpoint(args.checkpoint, map_location="cpu")
     vocab = list(ckpt["vocab"])
     config = model.config
-    model = fold_batchnorm(model.eval()).to(device, memory_format=devices.memory_format(device))
+    model = inference_model(model, device)
     photos = PhotoSet(files, config, boxes, args.max_pixels, args.fit)
     loader = torch.utils.data.DataLoader(photos,
                                          batch_size=args.batch_size, num_workers=workers,

@@ -71,7 +71,7 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = build_model({"plan": args.plan, "hidden": args.hidden}).eval()
-    fast = ev.prepare_model(copy.deepcopy(model), "cpu")
+    fast = ev.inference_model(copy.deepcopy(model), "cpu")
     config = model.config
     with tempfile.TemporaryDirectory() as root:
         # the tests' image sets, about the size of SVHN test images (130x55), 1-3 light digits

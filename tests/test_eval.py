@@ -144,7 +144,7 @@ def test_fold_batchnorm_is_exact():
             m.running_var.uniform_(0.5, 2)
     x = torch.randn(3, 3, 54, 54)
     ref = model.decode(x)
-    fast = ev.prepare_model(model, "cpu").decode(x.contiguous(memory_format=torch.channels_last))
+    fast = ev.inference_model(model, "cpu").decode(x.contiguous(memory_format=torch.channels_last))
     assert ref["tokens"] == fast["tokens"]
     assert torch.allclose(ref["logprob"], fast["logprob"], atol=1e-4)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
@@ -232,13 +232,13 @@ def run_with_oracle(tmp_path, monkeypatch, answers, misses=()):
     ckpt = write_checkpoint(tmp_path / "m.pt")
     dataset = SVHNDataset(split, tokenizer_from_vocab(VOCAB), train=False)
     boxes = [dataset[i][2].tolist() for i in range(len(dataset))]  # in network-input pixels
-    real_prepare = ev.prepare_model
+    real_prepare = ev.inference_model
 
     def prepare(model, device):
         model = real_prepare(model, device)
         model.decode = Oracle(model, answers, CONFIDENCE, boxes, misses).decode
         return model
-    monkeypatch.setattr(ev, "prepare_model", prepare)
+    monkeypatch.setattr(ev, "inference_model", prepare)
     return run_eval(tmp_path, ckpt, split, "--batch-size", "4")  # batches of 4, 4, 2
 
 
@@ -290,7 +290,7 @@ def test_report_of_a_model_right_on_half_any_batch_size_and_beam(tmp_path):
     # both, which an untrained model (all wrong, every path alike) could not show.
     ckpt = write_checkpoint(tmp_path / "m.pt", decoder_scale=30.0)
     split = write_split(tmp_path, n=8)
-    model = ev.prepare_model(load_checkpoint(ckpt)[0], "cpu")
+    model = ev.inference_model(load_checkpoint(ckpt)[0], "cpu")
     dataset = SVHNDataset(split, tokenizer_from_vocab(VOCAB), train=False)
     images = torch.stack([dataset[i][0] for i in range(8)])  # (8, 3, 54, 54)
     greedy = model.decode(images)["tokens"]
@@ -334,7 +334,7 @@ def test_report_of_a_model_right_on_half_any_batch_size_and_beam(tmp_path):
 
 def test_batched_decode_equals_single_greedy_and_beam(tmp_path):
     torch.manual_seed(1)
-    model = ev.prepare_model(build_model(TINY), "cpu")
+    model = ev.inference_model(build_model(TINY), "cpu")
     x = torch.randn(5, 3, 54, 54)
     for decode in (model.decode, lambda im: model.beam_search(im, beam=3)):
         batch = decode(x)

@@ -37,13 +37,14 @@ def test_real_sample_image(ckpt, sample_dir, tmp_path):
 
 
 def assert_probabilities_are_the_models(ckpt, items):
-    """play.py's digits and probabilities equal the model's own decode of the same inputs (with
-    BatchNorm folded, as play.py and eval.py decode; unfolded, the same digits and
+    """play.py's digits and probabilities equal the model's own decode of the same inputs (as
+    play.py and eval.py decode: BatchNorm folded, channels_last; unfolded, the same digits and
     probabilities within rounding)."""
     model, _ = checkpoint.load_checkpoint(ckpt)
     images = torch.stack([it["image"] for it in items])
     unfolded = model.decode(images)
-    out = build_model.fold_batchnorm(model).decode(images)
+    fast = build_model.inference_model(model, "cpu")
+    out = fast.decode(images.contiguous(memory_format=torch.channels_last))
     for b, item in enumerate(items):
         ids = out["tokens"][b]
         assert unfolded["tokens"][b] == ids

@@ -1,7 +1,8 @@
 """Turn a finished run's checkpoint into the shipped weights file, with its provenance.
 
     python -m bench.ship_weights --checkpoint /work/runs/replica/best.pt --out weights/replica.pt \
-        --data /work/data/replica --command "python train.py ..." --wall "..." --machine "..."
+        --data /work/data/replica --command "python train.py ..." \
+        --data-command "python prepare_data.py ..." --wall "..." --machine "..."
 
 Keeps what eval.py, play.py, predict.py, export.py and train.py --init need (format, config,
 vocab, weights, epoch, step: no optimizer state, a third of the size), evaluates it with eval.py
@@ -26,6 +27,8 @@ def main(argv=None):
     p.add_argument("--out", default="weights/replica.pt")
     p.add_argument("--data", required=True, help="folder with test.json and test_ood.json")
     p.add_argument("--command", required=True, help="the training command, as run")
+    p.add_argument("--data-command", required=True,
+                   help="how the training data was made (prepare_data.py command, seed, sizes)")
     p.add_argument("--wall", required=True, help="wall time of training")
     p.add_argument("--machine", required=True, help="where it trained")
     p.add_argument("--notes", default="", help="anything else a reader must know")
@@ -46,8 +49,7 @@ def main(argv=None):
                           "character_accuracy": report["digit_accuracy"],
                           "coverage_at_98": report["coverage_at_98"]}
     shipped["provenance"] = {
-        "command": args.command, "data": "python prepare_data.py --synthetic (seed 0): "
-        "train=80000 (2,000 held out for validation and best.pt), test=2000, test_ood=2000",
+        "command": args.command, "data": args.data_command,
         "wall_time": args.wall, "machine": args.machine, "notes": args.notes,
         "source_checkpoint": os.path.basename(args.checkpoint), "figures": figures}
     checkpoint.save_checkpoint(shipped, args.out)

@@ -326,13 +326,13 @@ def train(args, procs, device):
     parts = make_parts(run, model, train_set, val_set, workers, procs, device)
     parts.tokenizer = tokenizer
     state = restore(ckpt, resume, parts, files, procs, device)
-    if procs.ddp:  # after restoring: rank 0's weights are broadcast to the others here
-        parts.model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     if state.epoch >= parts.plan.epochs:  # say so, rather than list files as written
         if procs.master:
             print(f"{resume} already holds epoch {state.epoch} of --epochs {parts.plan.epochs}: "
                   f"nothing to train")
         return 0
+    if procs.ddp:  # after restoring: rank 0's weights are broadcast to the others here
+        parts.model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     if procs.master and not run.dry_run:
         prepare_outputs(run, files, ckpt, state)
         start = "from scratch"

@@ -42,7 +42,7 @@ def parse_crop(text):
     if len(box) != 4 or not all(np.isfinite(box)) or box[2] <= 0 or box[3] <= 0:
         raise ValueError(f"--crop {text!r}: expected left,top,width,height (finite numbers) "
                          f"with width, height > 0")
-    if max(abs(v) for v in box) > MAX_COORD:  # float32 boxes: 1e308 would be inf in the crop arithmetic
+    if max(abs(v) for v in box) > MAX_COORD:  # float32 boxes: 1e308 would be inf
         raise ValueError(f"--crop {text!r}: each number must be within +-2^24 = {MAX_COORD:,} "
                          f"pixels (boxes are float32, exact only up to 2^24)")
     return box

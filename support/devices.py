@@ -218,7 +218,8 @@ def thread_rule(processes=1):
     (free_cores, rounded, at least 1), shared between the processes; one loader worker where a
     second core is free, else none (loading then runs between steps instead of fighting the
     compute for the core). A core kept busy by another program is left to it: two threads on
-    one free core wait on each other at every parallel region (10x slower: python -m bench.bench_threads)."""
+    one free core wait on each other at every parallel region (10x slower: python -m
+    bench.bench_threads)."""
     cores = cpu_cores()
     free = free_cores()
     if free is None:

@@ -318,13 +318,12 @@ def train(args, procs, device):
         raise ValueError(f"{resume}: trained on {ckpt['args']['json_records']} records of "
                          f"{' '.join(run.train_json)}, which now hold {json_records}; "
                          f"the data changed: use a new --out")
+    max_len = run.max_len
     if not ckpt and "max_len" not in run.model_flags:  # the cap follows the data
-        max_len = max(run.max_len, data.longest_text(train_set) + MAX_LEN_MARGIN)
-        run = argparse.Namespace(**{**vars(run), "max_len": max_len})
-    run = argparse.Namespace(**vars(run), json_records=json_records)
+        max_len = max(max_len, data.longest_text(train_set) + MAX_LEN_MARGIN)
+    run = argparse.Namespace(**{**vars(run), "max_len": max_len, "json_records": json_records})
     model = build(run, tokenizer, init, device)
-    parts = make_parts(run, model, train_set, val_set, workers, procs, device)
-    parts.tokenizer = tokenizer
+    parts = make_parts(run, model, tokenizer, train_set, val_set, workers, procs, device, files)
     state = restore(ckpt, resume, parts, files, procs, device)
     if state.epoch >= parts.plan.epochs:  # say so, rather than list files as written
         if procs.master:
@@ -527,10 +526,10 @@ def build(run, tokenizer, init, device):
     return model.to(device, memory_format=devices.memory_format(device))
 
 
-def make_parts(run, model, train_set, val_set, workers, procs, device):
+def make_parts(run, model, tokenizer, train_set, val_set, workers, procs, device, files):
     """What the loop steps: the model (model: wrapped by DDP under torchrun once restored;
-    raw_model: the module itself), optimizer, lr schedule and its Plan, loss scaler, sampler,
-    loaders, and the fixed settings engine.train_one_epoch reads."""
+    raw_model: the module itself), its tokenizer, optimizer, lr schedule and its Plan, loss
+    scaler, sampler, loaders, and the fixed settings engine.train_one_epoch reads."""
     cuda = device.type == "cuda"
     optimizer = torch.optim.AdamW(model.parameters(), lr=run.lr, weight_decay=run.weight_decay)
     sampler = data.EpochTagged(train_set, procs.world, procs.rank, shuffle=True, seed=run.seed)
@@ -551,9 +550,9 @@ def make_parts(run, model, train_set, val_set, workers, procs, device):
     settings = SimpleNamespace(device=device, autocast=autocast,
                                memory_format=devices.memory_format(device), clip=run.clip,
                                world=procs.world, ddp=procs.ddp, epochs=run.epochs,
-                               dry_run=run.dry_run, last_path=os.path.join(run.out, "last.pt"),
+                               dry_run=run.dry_run, last_path=files.last,
                                show_bar=procs.master)
-    return SimpleNamespace(model=model, raw_model=model, optimizer=optimizer,
+    return SimpleNamespace(model=model, raw_model=model, tokenizer=tokenizer, optimizer=optimizer,
                            scheduler=make_scheduler(run, optimizer, len(loader), plan),
                            scaler=devices.loss_scaler(device, run.precision), plan=plan,
                            sampler=sampler, loader=loader, val_loader=val_loader,

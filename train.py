@@ -24,8 +24,8 @@ from torch.utils.data import DataLoader, Subset
 
 import build_model
 import data
-from formats.records import SVHN_ROOT, load_split
-from support import checkpoint, devices, engine, runs
+from formats.records import SVHN_ROOT
+from support import checkpoint, devices, engine, runs, start
 from support.crops import MAX_PIXELS
 from support.tokenizer import BOS, EOS, PAD
 
@@ -64,27 +64,14 @@ PRECISION = "fp32"    # bf16 / fp16: autocast (fp16 with a loss scaler on CUDA)
 # system
 SEED = 0
 MAX_MINUTES = 0.0     # time budget (0: none); the epochs are cut to what fits after the first
-# flags stored in the checkpoint's model config
-MODEL_ARGS = ("plan", "hidden", "dropout", "image_size", "crop_size", "max_len", "glimpse",
-              "normalize")
-# the data a run sees, kept on resume
-DATA_ARGS = ("train_json", "val_size", "val_json", "seed", "augment", "loose", "augment_style")
-# the recipe that the optimizer and scheduler states carry: kept on resume (a new --lr was
-# recorded, then overridden by the restored state)
-RECIPE_ARGS = ("lr", "weight_decay", "schedule", "milestones", "gamma", "warmup")
 # model sizes; "cpu" trains at a useful speed on 2 cores
 PRESETS = {"cpu": {"plan": "32 M 64 M 128 M 128", "hidden": 128}}
 # fine-tuning (--init): defaults for a few hundred real photos, replacing the recipe's where not
 # given (measured on real plates, README "Your own data"). None: chosen from the data
-# (finetune_defaults): the input shape, the epochs and the validation images.
+# (start.finetune_defaults): the input shape, the epochs and the validation images.
 FINETUNE = {"epochs": None, "batch_size": 16, "lr": 2e-3, "schedule": "cosine", "warmup": 0.1,
             "dropout": 0.2, "val_size": None, "augment_style": "seed", "max_minutes": 9.0,
             "image_size": None, "crop_size": None, "epoch_checkpoints": False}
-FINETUNE_IMAGES = 24_000  # images seen: epochs = this / training images, within FINETUNE_EPOCHS
-FINETUNE_EPOCHS = (20, 120)
-FINETUNE_VAL = (0.1, 8, 200)  # share of the images held out for best.pt, at least, at most
-FINETUNE_MAX_ASPECT = 8.0  # the widest input fine-tuning picks, width / height
-FINETUNE_FLAGS = ("max_len", "dropout", "image_size", "crop_size")  # --init may change: no weight
 # -----------------------------------------------------------------------------
 
 
@@ -180,11 +167,12 @@ def add_system_flags(a):
            f"Defaults then become {FINETUNE} (flags given explicitly win), meant for a few "
            "hundred images; None is chosen from the data: the input shape (height: the "
            "checkpoint's input height; width: that times the median width/height of the images, "
-           f"up to {FINETUNE_MAX_ASPECT:g}x, in multiples of 8; no crop margin), epochs "
-           f"({FINETUNE_IMAGES:,} images seen, {FINETUNE_EPOCHS[0]}-{FINETUNE_EPOCHS[1]} epochs) "
-           f"and validation images ({round(100 * FINETUNE_VAL[0])}%% held out for best.pt, "
-           f"{FINETUNE_VAL[1]}-{FINETUNE_VAL[2]}). Of the model flags only --max-len, --dropout, "
-           "--image-size and --crop-size may change (they shape no weight)")
+           f"up to {start.FINETUNE_MAX_ASPECT:g}x, in multiples of 8; no crop margin), epochs "
+           f"({start.FINETUNE_IMAGES:,} images seen, "
+           f"{start.FINETUNE_EPOCHS[0]}-{start.FINETUNE_EPOCHS[1]} epochs) and validation images "
+           f"({round(100 * start.FINETUNE_VAL[0])}%% held out for best.pt, "
+           f"{start.FINETUNE_VAL[1]}-{start.FINETUNE_VAL[2]}). Of the model flags only --max-len, "
+           "--dropout, --image-size and --crop-size may change (they shape no weight)")
     a("--max-minutes", type=float, default=MAX_MINUTES,
       help="time budget in minutes (0: none). After the first epoch the run plans as many epochs "
            "as fit and lays the lr schedule out over them (recorded as --epochs); cosine and "
@@ -207,7 +195,8 @@ def parse_args(argv=None):
     names of the model, data and recipe flags given (model_flags, data_flags, recipe_flags):
     resume and --init compare those with the checkpoint's."""
     p = build_parser()
-    unset = argparse.Namespace(**dict.fromkeys(MODEL_ARGS + DATA_ARGS + RECIPE_ARGS))
+    flags = start.MODEL_ARGS + start.DATA_ARGS + start.RECIPE_ARGS
+    unset = argparse.Namespace(**dict.fromkeys(flags))
     given = vars(p.parse_args(argv, unset))  # None: not given
     chosen = {**PRESETS.get(given["preset"], {}), **(FINETUNE if given["init"] else {})}
     p.set_defaults(**chosen)  # as if given
@@ -217,9 +206,9 @@ def parse_args(argv=None):
     check_values(p, args)
     return argparse.Namespace(
         **vars(args),
-        model_flags=[k for k in MODEL_ARGS if given[k] is not None or k in chosen],
-        data_flags=[k for k in DATA_ARGS if given[k] is not None],
-        recipe_flags=[k for k in RECIPE_ARGS if given[k] is not None])
+        model_flags=[k for k in start.MODEL_ARGS if given[k] is not None or k in chosen],
+        data_flags=[k for k in start.DATA_ARGS if given[k] is not None],
+        recipe_flags=[k for k in start.RECIPE_ARGS if given[k] is not None])
 
 
 def check_values(p, args):
@@ -310,8 +299,8 @@ def train(args, procs, device):
     started = time.time()
     workers = set_threads(args, device, procs.local_world)
     files = run_files(args)
-    ckpt, resume = open_run(args, files, procs)
-    run, init = settle(args, ckpt, resume, procs.master)
+    ckpt, resume = start.open_run(args, files, procs)
+    run, init = start.settle(args, ckpt, resume, procs.master)
     vocab = ckpt["vocab"] if ckpt else init[1] if init else None
     tokenizer, train_set, val_set, json_records = data.load_data(run, vocab, extend=bool(init))
     if ckpt and ckpt["args"].get("json_records") not in (None, json_records):
@@ -324,7 +313,7 @@ def train(args, procs, device):
     run = argparse.Namespace(**{**vars(run), "max_len": max_len, "json_records": json_records})
     model = build(run, tokenizer, init, device)
     parts = make_parts(run, model, tokenizer, train_set, val_set, workers, procs, device, files)
-    state = restore(ckpt, resume, parts, files, procs, device)
+    state = start.restore(ckpt, resume, parts, files, procs, device)
     if state.epoch >= parts.plan.epochs:  # say so, rather than list files as written
         if procs.master:
             print(f"{resume} already holds epoch {state.epoch} of --epochs {parts.plan.epochs}: "
@@ -334,15 +323,15 @@ def train(args, procs, device):
         parts.model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     if procs.master and not run.dry_run:
         prepare_outputs(run, files, ckpt, state)
-        start = "from scratch"
+        origin = "from scratch"
         if ckpt:
-            start = f"resuming {resume} after epoch {state.epoch} (step {state.step})"
+            origin = f"resuming {resume} after epoch {state.epoch} (step {state.step})"
         elif init:
-            start = f"fine-tuning {run.init}"
+            origin = f"fine-tuning {run.init}"
         parameters = sum(p.numel() for p in model.parameters())
         print(f"{len(train_set)} training images, {len(val_set or [])} validation, "
               f"{procs.world} process(es) on {device}, {workers} loader workers, "
-              f"{parameters:,} parameters, {start}")
+              f"{parameters:,} parameters, {origin}")
     try:
         return run_epochs(run, parts, state, files, procs, started)
     finally:  # dropped, the loaders stop their persistent workers (which hold the run lock too)
@@ -385,136 +374,10 @@ def run_files(args):
                            val_csv=os.path.join(args.out, "val.csv"), plots=plots)
 
 
-def open_run(args, files, procs):
-    """(the checkpoint to resume or None, its path): --out locked for this run, and a run already
-    there refused unless it is the one resumed (or moved aside by --overwrite). Rank 0 decides
-    for every rank (other nodes may lack --out)."""
-    resume = files.last if args.resume == "auto" else args.resume
-
-    def load_resume():
-        if not args.dry_run:  # one train.py per --out: a second one (two --resume auto) refused
-            runs.lock_run(args.out)
-        if resume and (args.resume != "auto" or os.path.exists(resume)):
-            return checkpoint.load_checkpoint(resume, map_location="cpu", resume=True)[1]
-        return None
-    ckpt = devices.from_rank0(load_resume, procs.ddp, procs.rank)
-
-    def check_out():
-        in_place = ckpt is not None and os.path.exists(files.last)
-        in_place = in_place and os.path.samefile(resume, files.last)  # continuing the run in --out
-        if args.dry_run or in_place:
-            return None
-        # a fresh start, or another run's checkpoint continued here: it must not replace a run
-        return runs.check_fresh_start(args.out, args.overwrite, args.resume == "auto")
-    aside = devices.from_rank0(check_out, procs.ddp, procs.rank)
-    if aside and procs.master:
-        print(f"--overwrite: moved the run that was in {args.out} to {aside}")
-    return ckpt, resume
-
-
-def settle(args, ckpt, resume, master):
-    """(the run's flags, --init's (model, vocabulary) or None): the flags as given, with what the
-    checkpoint resumed fixes, or --init's model config and the defaults chosen from the data."""
-    if ckpt:
-        return argparse.Namespace(**{**vars(args), **adopt_resumed(args, ckpt, resume)}), None
-    if not args.init:
-        return args, None
-    model, vocab, flags = init_from(args, args.init)
-    run = argparse.Namespace(**{**vars(args), **flags})
-    chosen = finetune_defaults(run, model.config)
-    if chosen and master:
-        shown = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in chosen.items())
-        print(f"fine-tuning defaults from the data: {shown}")
-    return argparse.Namespace(**{**vars(run), **chosen}), (model, vocab)
-
-
-def adopt_resumed(args, ckpt, resume):
-    """{flag: value} that the checkpoint to resume from fixes: its model flags, the data it sees
-    and its recipe. ValueError for an explicit flag that differs, or an --epochs its schedule was
-    not made for."""
-    flags = {}
-    for key in MODEL_ARGS:  # the model and its input size come from the checkpoint
-        saved = ckpt["config"][key]
-        if key in args.model_flags and str(getattr(args, key)).split() != str(saved).split():
-            raise ValueError(f"{resume}: trained with --{key.replace('_', '-')} {saved!r}, "
-                             f"not {getattr(args, key)!r}; drop the flag to resume, "
-                             f"or use a new --out")
-        flags[key] = saved
-    for key in DATA_ARGS:  # and so does the data it sees: held-out images, order, augmentation
-        saved = ckpt["args"].get(key)
-        if saved is None:  # a checkpoint that did not record it
-            continue
-        if key in args.data_flags and getattr(args, key) != saved:
-            raise ValueError(f"{resume}: trained with --{key.replace('_', '-')} {saved!r}, "
-                             f"not {getattr(args, key)!r}, which changes the data it sees; "
-                             f"drop the flag to resume, or use a new --out")
-        flags[key] = saved
-    flags.update(checkpoint.kept_recipe(args, ckpt["args"], RECIPE_ARGS, args.recipe_flags,
-                                        resume))
-    planned = ckpt["args"].get("epochs")
-    epochs = args.epochs
-    if epochs is None:  # a fine-tuning run's epochs came from its data: keep them
-        epochs = flags["epochs"] = planned
-    schedule = ckpt["args"].get("schedule")
-    annealing = schedule in ("cosine", "onecycle")
-    if annealing and epochs > ckpt["epoch"] and epochs != planned:
-        raise ValueError(f"{resume}: its {schedule} schedule was laid out for --epochs {planned}; "
-                         f"resume with that, or start a new --out")
-    return flags
-
-
-def init_from(args, path):
-    """--init: (the checkpoint's model, its vocabulary, {flag: value} of its model config). The
-    config replaces the flags, which may differ only where they shape no weight
-    (FINETUNE_FLAGS)."""
-    model, ckpt = checkpoint.load_checkpoint(path, map_location="cpu")
-    flags = {}
-    for key in MODEL_ARGS:
-        if key in FINETUNE_FLAGS and key in args.model_flags:
-            continue
-        differs = str(getattr(args, key)).split() != str(model.config[key]).split()
-        if key in args.model_flags and differs:
-            raise ValueError(f"{path}: trained with --{key.replace('_', '-')} "
-                             f"{model.config[key]!r}, not {getattr(args, key)!r}; --init keeps "
-                             f"the checkpoint's model")
-        flags[key] = model.config[key]
-    return model, list(ckpt["vocab"]), flags
-
-
-def finetune_defaults(args, config):
-    """--init's data-driven defaults (FINETUNE's None): the input shape from the images' median
-    aspect and the checkpoint's input height, the held-out images and the epochs from their
-    number. Returns {flag: value} for those not given."""
-    image_dir, records = load_split(args.train_json[0])
-    n = len(records) + sum(len(load_split(path)[1]) for path in args.train_json[1:])
-    chosen = {}
-    if args.val_size is None:
-        share, low, high = FINETUNE_VAL
-        chosen["val_size"] = 0
-        if not args.val_json and len(records) >= 5 * low:
-            chosen["val_size"] = min(high, max(low, round(share * len(records))))
-    if args.epochs is None:
-        low, high = FINETUNE_EPOCHS
-        seen = n - chosen.get("val_size", args.val_size)
-        chosen["epochs"] = min(high, max(low, round(FINETUNE_IMAGES / max(1, seen))))
-    if args.crop_size is None or args.image_size is None:
-        height, _ = build_model.as_hw(config["crop_size"])
-        aspect = data.median_aspect(image_dir, records)
-        shape = (config["image_size"], config["crop_size"])  # near square: the checkpoint's
-        if aspect > 1.25:  # wide text: as wide as the images, no crop margin
-            width = 8 * round(height * min(aspect, FINETUNE_MAX_ASPECT) / 8)
-            shape = ([height, width], [height, width])
-        if args.image_size is None:
-            chosen["image_size"] = shape[0]
-        if args.crop_size is None:
-            chosen["crop_size"] = shape[1]
-    return chosen
-
-
 def build(run, tokenizer, init, device):
     """The model of the run's config on `device`, seeded alike on every rank; with --init its
     weights copied in (new characters' rows keep the fresh initialisation)."""
-    config = {key: getattr(run, key) for key in MODEL_ARGS}
+    config = {key: getattr(run, key) for key in start.MODEL_ARGS}
     config.update(vocab_size=len(tokenizer.vocab), pad_id=PAD, eos_id=EOS, bos_id=BOS)
     torch.manual_seed(run.seed)  # the same initial weights on every rank
     model = build_model.build_model(config)
@@ -580,46 +443,6 @@ def make_scheduler(args, optimizer, steps_per_epoch, plan=None):
             return (s + 1) / warm
         return 0.5 + 0.5 * math.cos(math.pi * (s - warm) / max(1, total - warm))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
-
-
-def restore(ckpt, resume, parts, files, procs, device):
-    """The loop's state (epoch, step, best validation accuracy): zeros on a fresh start; on
-    resume the checkpoint's, with the model, optimizer, schedule, loss scale and random states
-    restored from it."""
-    state = SimpleNamespace(epoch=0, step=0, best=-1.0)
-    if not ckpt:
-        return state
-    state = SimpleNamespace(epoch=ckpt["epoch"], step=ckpt["step"], best=ckpt["best_metric"])
-    kept = checkpoint.saved_metric(files.best) if procs.master else None
-    if kept is not None:  # best.pt is never replaced by a worse one
-        state.best = max(state.best, kept)
-    if state.epoch >= parts.plan.epochs:
-        return state
-    check_steps_per_epoch(ckpt, resume, procs.world, parts.loader.batch_size, len(parts.loader))
-    try:  # the dicts are checked for type only: their insides may still not fit
-        parts.raw_model.load_state_dict(ckpt["model"])
-        parts.optimizer.load_state_dict(ckpt["optimizer"])
-        parts.scheduler.load_state_dict(ckpt["scheduler"])
-        if ckpt.get("scaler"):  # fp16's loss scale ({} when the scaler is off: bf16, CPU)
-            parts.scaler.load_state_dict(ckpt["scaler"])
-        checkpoint.set_rng_states(ckpt["rng"], device)
-    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
-        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{resume}: cannot restore its training state ({why})") from None
-    return state
-
-
-def check_steps_per_epoch(ckpt, resume, world, batch_size, steps):
-    """The schedule counts steps, so it holds only while an epoch takes as many steps: another
-    number of processes is fine with a --batch-size that keeps the images per step."""
-    before = ckpt.get("steps_per_epoch", ckpt["step"] // max(1, ckpt["epoch"]))
-    if before == steps:
-        return
-    was = f"{ckpt.get('world', '?')} process(es) x --batch-size {ckpt['args'].get('batch_size')}"
-    now = f"{world} x {batch_size}"
-    raise ValueError(f"{resume}: {was} took {before} steps an epoch, {now} would take "
-                     f"{steps} and shift the lr schedule; resume with as many images "
-                     f"per step, or start a new --out")
 
 
 def prepare_outputs(run, files, ckpt, state):

@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 import build_model
 from support import checkpoint
 import data
-from support import engine
+from support import engine, start
 import eval as ev
 import prepare_data
 import train
@@ -301,16 +301,16 @@ def test_finetune_defaults_follow_the_data(tmp_path):
     (folder / "train.csv").write_text("\n".join(rows) + "\n")
     assert prepare_data.main(["--csv", str(folder / "train.csv")]) == 0
     args = train.parse_args(["--init", "x.pt", "--train-json", str(folder / "train.json")])
-    chosen = train.finetune_defaults(args, {"image_size": 64, "crop_size": 54})
+    chosen = start.finetune_defaults(args, {"image_size": 64, "crop_size": 54})
     assert chosen["image_size"] == chosen["crop_size"] == [54, 160]  # 54 x 3, in multiples of 8
     assert chosen["val_size"] == 8  # 10% of 40 is 4: at least 8
-    low, high = train.FINETUNE_EPOCHS
-    assert chosen["epochs"] == min(high, max(low, round(train.FINETUNE_IMAGES / 32)))
+    low, high = start.FINETUNE_EPOCHS
+    assert chosen["epochs"] == min(high, max(low, round(start.FINETUNE_IMAGES / 32)))
     # near-square images keep the checkpoint's shape; given flags are never replaced
     args = train.parse_args(["--init", "x.pt", "--train-json", str(folder / "train.json"),
                              "--crop-size", "40x120", "--image-size", "40x120", "--epochs", "3",
                              "--val-size", "0"])
-    assert train.finetune_defaults(args, {"image_size": 64, "crop_size": 54}) == {}
+    assert start.finetune_defaults(args, {"image_size": 64, "crop_size": 54}) == {}
 
 
 def test_max_minutes_cuts_the_epochs_and_records_it(digits, tmp_path):
@@ -362,7 +362,7 @@ def test_odd_photos_train_and_read(tmp_path):
                        "--epochs", "1", "--out", str(tmp_path / "base")]) == 0
     args = train.parse_args(["--init", str(tmp_path / "base" / "last.pt"), "--train-json",
                              str(folder / "train.json")])
-    chosen = train.finetune_defaults(args, {"image_size": 32, "crop_size": 28})
+    chosen = start.finetune_defaults(args, {"image_size": 32, "crop_size": 28})
     assert chosen["crop_size"][1] <= 8 * 28 + 8
     import predict
     out = tmp_path / "p.csv"

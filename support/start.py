@@ -1,0 +1,195 @@
+"""How a train.py run starts: afresh, continuing its own last.pt exactly (--resume), or from another
+checkpoint's weights (--init, fine-tuning). A checkpoint resumed fixes the model, the data the run
+sees and the recipe its optimizer and schedule carry (the flags given may not contradict them);
+--init fixes the model's weights and lets the data choose the fine-tuning defaults train.py leaves
+open (FINETUNE's None: input shape, epochs, validation images).
+"""
+import argparse
+import os
+from types import SimpleNamespace
+
+import build_model
+import data
+from formats.records import load_split
+from support import checkpoint, devices, runs
+
+# flags stored in the checkpoint's model config
+MODEL_ARGS = ("plan", "hidden", "dropout", "image_size", "crop_size", "max_len", "glimpse",
+              "normalize")
+# the data a run sees, kept on resume
+DATA_ARGS = ("train_json", "val_size", "val_json", "seed", "augment", "loose", "augment_style")
+# the recipe that the optimizer and scheduler states carry: kept on resume (a new --lr was
+# recorded, then overridden by the restored state)
+RECIPE_ARGS = ("lr", "weight_decay", "schedule", "milestones", "gamma", "warmup")
+# --init: what finetune_defaults chooses from the data, and the flags --init may change
+FINETUNE_IMAGES = 24_000  # images seen: epochs = this / training images, within FINETUNE_EPOCHS
+FINETUNE_EPOCHS = (20, 120)
+FINETUNE_VAL = (0.1, 8, 200)  # share of the images held out for best.pt, at least, at most
+FINETUNE_MAX_ASPECT = 8.0  # the widest input fine-tuning picks, width / height
+FINETUNE_FLAGS = ("max_len", "dropout", "image_size", "crop_size")  # --init may change: no weight
+
+
+def open_run(args, files, procs):
+    """(the checkpoint to resume or None, its path): --out locked for this run, and a run already
+    there refused unless it is the one resumed (or moved aside by --overwrite). Rank 0 decides
+    for every rank (other nodes may lack --out)."""
+    resume = files.last if args.resume == "auto" else args.resume
+
+    def load_resume():
+        if not args.dry_run:  # one train.py per --out: a second one (two --resume auto) refused
+            runs.lock_run(args.out)
+        if resume and (args.resume != "auto" or os.path.exists(resume)):
+            return checkpoint.load_checkpoint(resume, map_location="cpu", resume=True)[1]
+        return None
+    ckpt = devices.from_rank0(load_resume, procs.ddp, procs.rank)
+
+    def check_out():
+        in_place = ckpt is not None and os.path.exists(files.last)
+        in_place = in_place and os.path.samefile(resume, files.last)  # continuing the run in --out
+        if args.dry_run or in_place:
+            return None
+        # a fresh start, or another run's checkpoint continued here: it must not replace a run
+        return runs.check_fresh_start(args.out, args.overwrite, args.resume == "auto")
+    aside = devices.from_rank0(check_out, procs.ddp, procs.rank)
+    if aside and procs.master:
+        print(f"--overwrite: moved the run that was in {args.out} to {aside}")
+    return ckpt, resume
+
+
+def settle(args, ckpt, resume, master):
+    """(the run's flags, --init's (model, vocabulary) or None): the flags as given, with what the
+    checkpoint resumed fixes, or --init's model config and the defaults chosen from the data."""
+    if ckpt:
+        return argparse.Namespace(**{**vars(args), **adopt_resumed(args, ckpt, resume)}), None
+    if not args.init:
+        return args, None
+    model, vocab, flags = init_from(args, args.init)
+    run = argparse.Namespace(**{**vars(args), **flags})
+    chosen = finetune_defaults(run, model.config)
+    if chosen and master:
+        shown = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in chosen.items())
+        print(f"fine-tuning defaults from the data: {shown}")
+    return argparse.Namespace(**{**vars(run), **chosen}), (model, vocab)
+
+
+def adopt_resumed(args, ckpt, resume):
+    """{flag: value} that the checkpoint to resume from fixes: its model flags, the data it sees
+    and its recipe. ValueError for an explicit flag that differs, or an --epochs its schedule was
+    not made for."""
+    flags = {}
+    for key in MODEL_ARGS:  # the model and its input size come from the checkpoint
+        saved = ckpt["config"][key]
+        if key in args.model_flags and str(getattr(args, key)).split() != str(saved).split():
+            raise ValueError(f"{resume}: trained with --{key.replace('_', '-')} {saved!r}, "
+                             f"not {getattr(args, key)!r}; drop the flag to resume, "
+                             f"or use a new --out")
+        flags[key] = saved
+    for key in DATA_ARGS:  # and so does the data it sees: held-out images, order, augmentation
+        saved = ckpt["args"].get(key)
+        if saved is None:  # a checkpoint that did not record it
+            continue
+        if key in args.data_flags and getattr(args, key) != saved:
+            raise ValueError(f"{resume}: trained with --{key.replace('_', '-')} {saved!r}, "
+                             f"not {getattr(args, key)!r}, which changes the data it sees; "
+                             f"drop the flag to resume, or use a new --out")
+        flags[key] = saved
+    flags.update(checkpoint.kept_recipe(args, ckpt["args"], RECIPE_ARGS, args.recipe_flags,
+                                        resume))
+    planned = ckpt["args"].get("epochs")
+    epochs = args.epochs
+    if epochs is None:  # a fine-tuning run's epochs came from its data: keep them
+        epochs = flags["epochs"] = planned
+    schedule = ckpt["args"].get("schedule")
+    annealing = schedule in ("cosine", "onecycle")
+    if annealing and epochs > ckpt["epoch"] and epochs != planned:
+        raise ValueError(f"{resume}: its {schedule} schedule was laid out for --epochs {planned}; "
+                         f"resume with that, or start a new --out")
+    return flags
+
+
+def init_from(args, path):
+    """--init: (the checkpoint's model, its vocabulary, {flag: value} of its model config). The
+    config replaces the flags, which may differ only where they shape no weight
+    (FINETUNE_FLAGS)."""
+    model, ckpt = checkpoint.load_checkpoint(path, map_location="cpu")
+    flags = {}
+    for key in MODEL_ARGS:
+        if key in FINETUNE_FLAGS and key in args.model_flags:
+            continue
+        differs = str(getattr(args, key)).split() != str(model.config[key]).split()
+        if key in args.model_flags and differs:
+            raise ValueError(f"{path}: trained with --{key.replace('_', '-')} "
+                             f"{model.config[key]!r}, not {getattr(args, key)!r}; --init keeps "
+                             f"the checkpoint's model")
+        flags[key] = model.config[key]
+    return model, list(ckpt["vocab"]), flags
+
+
+def finetune_defaults(args, config):
+    """--init's data-driven defaults (FINETUNE's None): the input shape from the images' median
+    aspect and the checkpoint's input height, the held-out images and the epochs from their
+    number. Returns {flag: value} for those not given."""
+    image_dir, records = load_split(args.train_json[0])
+    n = len(records) + sum(len(load_split(path)[1]) for path in args.train_json[1:])
+    chosen = {}
+    if args.val_size is None:
+        share, low, high = FINETUNE_VAL
+        chosen["val_size"] = 0
+        if not args.val_json and len(records) >= 5 * low:
+            chosen["val_size"] = min(high, max(low, round(share * len(records))))
+    if args.epochs is None:
+        low, high = FINETUNE_EPOCHS
+        seen = n - chosen.get("val_size", args.val_size)
+        chosen["epochs"] = min(high, max(low, round(FINETUNE_IMAGES / max(1, seen))))
+    if args.crop_size is None or args.image_size is None:
+        height, _ = build_model.as_hw(config["crop_size"])
+        aspect = data.median_aspect(image_dir, records)
+        shape = (config["image_size"], config["crop_size"])  # near square: the checkpoint's
+        if aspect > 1.25:  # wide text: as wide as the images, no crop margin
+            width = 8 * round(height * min(aspect, FINETUNE_MAX_ASPECT) / 8)
+            shape = ([height, width], [height, width])
+        if args.image_size is None:
+            chosen["image_size"] = shape[0]
+        if args.crop_size is None:
+            chosen["crop_size"] = shape[1]
+    return chosen
+
+
+def restore(ckpt, resume, parts, files, procs, device):
+    """The loop's state (epoch, step, best validation accuracy): zeros on a fresh start; on
+    resume the checkpoint's, with the model, optimizer, schedule, loss scale and random states
+    restored from it."""
+    state = SimpleNamespace(epoch=0, step=0, best=-1.0)
+    if not ckpt:
+        return state
+    state = SimpleNamespace(epoch=ckpt["epoch"], step=ckpt["step"], best=ckpt["best_metric"])
+    kept = checkpoint.saved_metric(files.best) if procs.master else None
+    if kept is not None:  # best.pt is never replaced by a worse one
+        state.best = max(state.best, kept)
+    if state.epoch >= parts.plan.epochs:
+        return state
+    check_steps_per_epoch(ckpt, resume, procs.world, parts.loader.batch_size, len(parts.loader))
+    try:  # the dicts are checked for type only: their insides may still not fit
+        parts.raw_model.load_state_dict(ckpt["model"])
+        parts.optimizer.load_state_dict(ckpt["optimizer"])
+        parts.scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):  # fp16's loss scale ({} when the scaler is off: bf16, CPU)
+            parts.scaler.load_state_dict(ckpt["scaler"])
+        checkpoint.set_rng_states(ckpt["rng"], device)
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{resume}: cannot restore its training state ({why})") from None
+    return state
+
+
+def check_steps_per_epoch(ckpt, resume, world, batch_size, steps):
+    """The schedule counts steps, so it holds only while an epoch takes as many steps: another
+    number of processes is fine with a --batch-size that keeps the images per step."""
+    before = ckpt.get("steps_per_epoch", ckpt["step"] // max(1, ckpt["epoch"]))
+    if before == steps:
+        return
+    was = f"{ckpt.get('world', '?')} process(es) x --batch-size {ckpt['args'].get('batch_size')}"
+    now = f"{world} x {batch_size}"
+    raise ValueError(f"{resume}: {was} took {before} steps an epoch, {now} would take "
+                     f"{steps} and shift the lr schedule; resume with as many images "
+                     f"per step, or start a new --out")

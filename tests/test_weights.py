@@ -53,3 +53,27 @@ def test_every_script_defaults_or_takes_it(script):
     run = subprocess.run([sys.executable, script, "--help"], cwd=REPO, capture_output=True,
                          text=True)
     assert run.returncode == 0 and "--checkpoint" in run.stdout
+
+
+def test_average_weights_is_the_mean_of_floats_and_keeps_the_first_counters(tmp_path, capsys):
+    from bench import average_weights
+    _, shipped = checkpoint.load_checkpoint(WEIGHTS)
+    shifted = {**shipped, "model": {k: v + 2 if v.is_floating_point() else v + 5
+                                    for k, v in shipped["model"].items()}}
+    paths = [str(tmp_path / "a.pt"), str(tmp_path / "b.pt")]
+    checkpoint.save_checkpoint(shipped, paths[0])
+    checkpoint.save_checkpoint(shifted, paths[1])
+    out = str(tmp_path / "soup.pt")
+    average_weights.main([*paths, "--out", out])
+    soup = torch.load(out, map_location="cpu", weights_only=True)
+    assert "optimizer" not in soup and soup["vocab"] == shipped["vocab"]
+    for key, value in shipped["model"].items():
+        if value.is_floating_point():  # (x + (x + 2)) / 2
+            assert torch.allclose(soup["model"][key], value + 1, atol=1e-5), key
+        else:  # BatchNorm's batch counters: the first checkpoint's
+            assert torch.equal(soup["model"][key], value), key
+    with pytest.raises(SystemExit, match="exists; pass --overwrite"):
+        average_weights.main([*paths, "--out", out])
+    checkpoint.save_checkpoint({**shifted, "vocab": shipped["vocab"][:-1] + ["A"]}, paths[1])
+    with pytest.raises(SystemExit, match=r"b\.pt: its vocab differs"):
+        average_weights.main([*paths, "--out", str(tmp_path / "other.pt")])

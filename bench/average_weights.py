@@ -14,9 +14,8 @@ import argparse
 import os
 import sys
 
+from bench.ship_weights import KEPT
 from support import checkpoint
-
-KEPT = ("format", "config", "vocab", "epoch", "step")
 
 
 def average(ckpts, names):
@@ -34,7 +33,7 @@ def average(ckpts, names):
             model[key] = sum(ckpt["model"][key] for ckpt in ckpts) / len(ckpts)
         else:
             model[key] = value
-    return {**{key: first[key] for key in KEPT}, "model": model}
+    return {**{key: first[key] for key in KEPT if key != "model"}, "model": model}
 
 
 def main(argv=None):

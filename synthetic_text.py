@@ -122,7 +122,7 @@ def preview(path, seed=0):
             ax.set_title(f"{text!r}  {tag}{style}/{variant} {meta['family'] or ''}", fontsize=6,
                          color="crimson" if held else "black")
     fig.suptitle("synthetic text lines: training styles, then held-out (test_ood) in red")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.98))  # room for the title
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     save_figure(fig, path, format="png", dpi=80)
     plt.close(fig)

@@ -1,5 +1,7 @@
 """Drawing a line of text in a TrueType face as an ink mask (optionally with per-character
 jitter, as handwriting), and the small painting helpers the line styles share."""
+from functools import lru_cache
+
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -48,28 +50,37 @@ def _line(rng, text, face, size, pad, tracking, jitter):
         if c != " ":
             dy = jitter * size * (0.05 * np.sin(wobble + i / period * 2 * np.pi)
                                   + rng.normal(0, 0.02))
-            _char(rng, ink, c, font, x, pad + ascent + dy, size, jitter)
+            _char(rng, ink, c, face, size, x, pad + ascent + dy, jitter)
         x += adv
     return Image.fromarray((ink * 255).astype(np.uint8))
 
 
-def _char(rng, ink, c, font, x, baseline, size, jitter):
+@lru_cache(maxsize=32768)
+def _glyph(path, weight, size, c):
+    """One character's 'L' image cropped to its box, and the box's (left, top) from the
+    drawing origin (baseline): cached, since handwriting draws every character on its own."""
+    font = load_font(path, size, weight)
+    left, top, right, bottom = font.getbbox(c, anchor="ls")
+    im = Image.new("L", (max(right - left, 1), max(bottom - top, 1)))
+    ImageDraw.Draw(im).text((-left, -top), c, font=font, fill=255, anchor="ls")
+    return im, left, top
+
+
+def _char(rng, ink, c, face, size, x, baseline, jitter):
     """One character into ink at (x, baseline), rotated and scaled by up to jitter's amount."""
-    side = 2 * size
-    im = Image.new("L", (side, side))
-    ImageDraw.Draw(im).text((size // 2, size * 1.3), c, font=font, fill=255, anchor="ls")
+    im, left, top = _glyph(face[0], face[1], size, c)
+    cx, cy = left + im.size[0] / 2, top + im.size[1] / 2  # its centre, from the origin
     if jitter:
-        angle = rng.normal(0, 6 * jitter)
         scale = 1 + rng.normal(0, 0.06 * jitter)
-        im = im.rotate(angle, resample=Image.BILINEAR, center=(size, size * 1.1))
-        if abs(scale - 1) > 0.02:
-            s = max(1, int(round(side * scale)))
-            im = im.resize((s, s), Image.BILINEAR)  # the baseline scales with it (below)
+        angle = rng.normal(0, 6 * jitter)
+        if abs(scale - 1) > 0.02:  # about the origin: the baseline stays where it is
+            size_ = (max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale)))
+            im = im.resize(size_, Image.BILINEAR)
+            cx, cy = cx * scale, cy * scale
+        im = im.rotate(angle, resample=Image.BILINEAR, expand=True)  # about its centre
     a = np.asarray(im, np.float32) / 255
-    scale_y = a.shape[0] / side
-    top = int(round(baseline - size * 1.3 * scale_y))
-    left = int(round(x - size // 2 * scale_y))
-    paste_max(ink, a, left, top)
+    left = int(round(x + cx - a.shape[1] / 2))
+    paste_max(ink, a, left, int(round(baseline + cy - a.shape[0] / 2)))
 
 
 def paste_max(dst, src, x, y):
@@ -90,8 +101,12 @@ def flat(H, W, colour):
 
 
 def paint(img, alpha, colour):
-    """surfaces.blend with the colour as float32: a float64 colour doubles the cost."""
-    blend(img, alpha, np.asarray(colour, np.float32))
+    """surfaces.blend within the box where alpha > 0, the colour as float32 (a float64 colour
+    doubles the cost): most masks (lines, frames, screws) cover little of the image."""
+    box = ink_box(alpha, 0)
+    if box is not None:
+        x0, y0, x1, y1 = box
+        blend(img[y0:y1, x0:x1], alpha[y0:y1, x0:x1], np.asarray(colour, np.float32))
 
 
 def ink_box(ink, level=0.1):

@@ -101,7 +101,7 @@ def preview(path, seed=0):
     import matplotlib.pyplot as plt
     rows = [(s, v, False) for s in STYLES for v in variants(s, False)]
     rows += [(s, v, True) for s in STYLES for v in STYLES[s][1]]
-    cols = 4
+    cols = 3
     fig, axes = plt.subplots(len(rows), cols, figsize=(3.2 * cols, 0.75 * len(rows)))
     for r, (style, variant, held) in enumerate(rows):
         for c in range(cols):

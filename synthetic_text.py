@@ -158,10 +158,11 @@ def main(argv=None):
     ap.add_argument("--val", type=int, default=1000,
                     help="number of val images (the training styles and faces)")
     ap.add_argument("--test-ood", type=int, default=1000,
-                    help="number of test_ood images: held-out faces and variants only")
-    ap.add_argument("--alphabet", default="DEFAULT",
-                    help=f"the characters of the texts, or a name: {', '.join(ALPHABETS)} "
-                         f"(DEFAULT: {ALPHABETS['DEFAULT']!r})")
+                    help="number of test_ood images: held-out faces only, held-out variants "
+                         "half of the time")
+    names = f"{', '.join(ALPHABETS)} (DEFAULT: {ALPHABETS['DEFAULT']!r})"
+    ap.add_argument("--alphabet", default="DEFAULT",  # argparse formats help: % must be %%
+                    help=f"the characters of the texts, or a name: {names.replace('%', '%%')}")
     ap.add_argument("--min-len", type=int, default=1, help="shortest text, in characters")
     ap.add_argument("--max-len", type=int, default=16, help="longest text, in characters")
     ap.add_argument("--seed", type=int, default=0,

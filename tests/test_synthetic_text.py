@@ -142,3 +142,13 @@ def test_image_rng_is_per_index():
     c = render_line(image_rng(0, "train", 4), "AB12")
     assert a.tobytes() == b.tobytes()
     assert a.size != c.size or a.tobytes() != c.tobytes()
+
+
+def test_help_lists_every_flag(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        synthetic_text.main(["--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--out", "--alphabet", "--min-len", "--max-len", "--workers", "--test-ood",
+                 "--preview", "--list-styles", "--seed"):
+        assert flag in text

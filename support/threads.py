@@ -7,10 +7,13 @@ otherwise keep two threads fighting over one core (4x slower) or leave a freed c
 How the load is read, and why: over the window since the last check, the cores this process may
 use were idle for I core-seconds (/proc/stat) and this process and its loader workers used U
 (getrusage and /proc/PID/stat). The rest went to other programs, so this process may count on
-(I + U) / window cores. Neither half works alone: os.getloadavg is a minute-long average (it
-saw a taken core after ~40 s); /proc/stat idle alone reads ~0 whenever our own threads fill
-the cores, so it cannot tell our load from another program's; and CPU time / wall time of this
-process drops when a core is taken but stays at 1 with one thread when a core is freed.
+(I + U) / window cores. Neither half works alone, nor does the load average. os.getloadavg is
+the kernel's exponential average over a minute, sampled every 5 s: it lags a change by tens of
+seconds. /proc/stat's idle alone reads 0 whenever our own threads fill the cores, so it cannot
+tell our load from another program's (measured, a one-thread matrix loop on one shared core,
+2 s windows: idle 0.00 with and without a spinning process beside it). CPU time / wall time
+alone fell when the spinner came (0.25 -> 0.13 there) but cannot see a freed core: with one
+thread it stays at most 1 whether the other core is busy or idle.
 """
 import os
 import resource

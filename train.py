@@ -599,8 +599,9 @@ def save_epoch(run, parts, state, files, trained, acc):
         csv.writer(f).writerow(row)
     runs.plot_curves(run.out, files.plots)  # redrawn after every epoch
     val = "" if acc is None else f", val acc {acc:.4f} (best {state.best:.4f})"
+    cpu = f", {torch.get_num_threads()} threads at the end" if device.type == "cpu" else ""
     print(f"epoch {state.epoch}: train loss {trained.mean_loss:.4f}{val}, "
-          f"{images_per_s:.0f} images/s, {trained.seconds:.0f} s")
+          f"{images_per_s:.0f} images/s, {trained.seconds:.0f} s{cpu}")
 
 
 def epoch_name(epoch):

@@ -38,7 +38,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, settings, epoch
     """Train `model` over `loader` once; returns an Epoch.
 
     settings: the run's fixed choices (device, autocast, memory_format, clip, world, ddp, epochs,
-    dry_run, last_path, show_bar, follow: a support.threads.Follower or None). log: an open loss.csv (or None) that gets one row per step.
+    dry_run, last_path, show_bar; follow: a support.threads.Follower, or None). log: an open
+    loss.csv (or None) that gets one row per step.
     The loss and gradient norm stay on the device and are read back every LOG_EVERY steps in one
     sync (and before the epoch ends), then checked for non-finite values and logged."""
     s = settings

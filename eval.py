@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from support import cli, devices, outputs, runs
+from support import cli, devices, outputs, runs, threads
 from support.atomic import atomic_open, save_figure
 from build_model import inference_model
 from formats.records import SVHN_TEST
@@ -423,6 +423,7 @@ def run(args):
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
                                          num_workers=workers, collate_fn=collate,
                                          pin_memory=device.type == "cuda")
+    loader = threads.paced(loader, device, args.threads)  # threads re-checked between batches
     model = inference_model(model, device)
     start = time.perf_counter()
     res = evaluate(model, loader, config, beam=args.beam, device=device, precision=precision)

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from support import cli, devices, runs
+from support import cli, devices, runs, threads
 from support.atomic import atomic_open
 from build_model import as_hw
 from support.crops import MAX_PIXELS, eval_input, find_images, open_image, whole_pixels
@@ -216,6 +216,7 @@ def run(args):
     loader = torch.utils.data.DataLoader(photos,
                                          batch_size=args.batch_size, num_workers=workers,
                                          collate_fn=collate)
+    loader = threads.paced(loader, device, args.threads)  # threads re-checked between batches
     start = time.time()
     results, failed = predict(model, loader, vocab, device, precision, args.beam)
     seconds = time.time() - start

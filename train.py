@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Subset
 import build_model
 import data
 from formats.records import SVHN_ROOT
-from support import checkpoint, devices, engine, runs, start
+from support import budget, checkpoint, devices, engine, runs, start, threads
 from support.crops import MAX_PIXELS
 from support.tokenizer import BOS, EOS, PAD
 
@@ -63,7 +63,8 @@ CLIP = 5.0            # gradient-norm clipping
 PRECISION = "fp32"    # bf16 / fp16: autocast (fp16 with a loss scaler on CUDA)
 # system
 SEED = 0
-MAX_MINUTES = 0.0     # time budget (0: none); the epochs are cut to what fits after the first
+MAX_MINUTES = 0.0     # time budget (0: none); the epochs are cut to what fits, planned from a
+                      # steady epoch (support/budget.py)
 # model sizes; "cpu" trains at a useful speed on 2 cores
 PRESETS = {"cpu": {"plan": "32 M 64 M 128 M 128", "hidden": 128}}
 # fine-tuning (--init): defaults for a few hundred real photos, replacing the recipe's where not
@@ -148,8 +149,10 @@ def add_system_flags(a):
            "by the thread rule (see --threads): 1 where two cores are free, else 0")
     a("--threads", type=int, default=0,
       help="torch CPU threads. 0: the thread rule: the cores this process may use that are idle "
-           "at start (sampled from /proc/stat for 0.25 s), shared between the node's processes. "
-           "A core another program keeps busy is left to it; sharing it would cost 10x")
+           "(sampled from /proc/stat for 0.25 s at start, then re-checked every few seconds "
+           "between steps; loader workers follow at each epoch), shared between the node's "
+           "processes. A core another program keeps busy is left to it; sharing it would cost "
+           "4-10x")
     a("--out", default=runs.OUT,
       help="run folder: last.pt (resumable), epoch-NNN.pt (weights), best.pt, loss.csv, val.csv")
     a("--epoch-checkpoints", action=argparse.BooleanOptionalAction, default=True,
@@ -175,8 +178,10 @@ def add_system_flags(a):
            "--dropout, --image-size and --crop-size may change (they shape no weight)")
     a("--max-minutes", type=float, default=MAX_MINUTES,
       help="time budget in minutes (0: none). After the first epoch the run plans as many epochs "
-           "as fit and lays the lr schedule out over them (recorded as --epochs); cosine and "
-           "step schedules only")
+           "as fit, from its median step (a warm-up's slow steps do not count), and lays the lr "
+           "schedule out over them (recorded as --epochs); later epochs only cut the plan where "
+           "the rest no longer fits, the cosine going on from its lr there, without a jump; "
+           "cosine and step schedules only")
     a("--dry-run", action="store_true",
       help="one training batch and one validation batch; writes nothing")
 
@@ -286,13 +291,6 @@ class Processes:
         return self.rank == 0
 
 
-@dataclass
-class Plan:
-    """The epochs the lr schedule is laid out over: --epochs, cut by --max-minutes once an
-    epoch's time is known (a cosine schedule reads it on every step)."""
-    epochs: int
-
-
 def train(args, procs, device):
     """Set up (resume or fresh start, data, model, optimizer, loaders), then train epoch by epoch,
     saving the checkpoints and logs after each."""
@@ -310,7 +308,9 @@ def train(args, procs, device):
     max_len = run.max_len
     if not ckpt and "max_len" not in run.model_flags:  # the cap follows the data
         max_len = max(max_len, data.longest_text(train_set) + MAX_LEN_MARGIN)
-    run = argparse.Namespace(**{**vars(run), "max_len": max_len, "json_records": json_records})
+    relaid = ckpt["args"].get("relaid") if ckpt else None  # where --max-minutes cut the plan
+    run = argparse.Namespace(**{**vars(run), "max_len": max_len, "json_records": json_records,
+                                "relaid": relaid})
     model = build(run, tokenizer, init, device)
     parts = make_parts(run, model, tokenizer, train_set, val_set, workers, procs, device, files)
     state = start.restore(ckpt, resume, parts, files, procs, device)
@@ -389,23 +389,33 @@ def build(run, tokenizer, init, device):
     return model.to(device, memory_format=devices.memory_format(device))
 
 
+def make_loaders(run, train_set, val_set, sampler, workers, procs, device):
+    """(training loader, validation loader or None) with `workers` loader processes each. Each
+    has a generator of its own: a loader draws its workers' base seed from it when it starts
+    them (each epoch, or once with persistent workers), which from torch's global generator
+    would move dropout's random stream by a draw that a resumed run or another worker count
+    makes at another epoch. SeededSamples seeds every sample itself."""
+    loader_kw = dict(batch_size=run.batch_size, collate_fn=data.collate, num_workers=workers,
+                     pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+    loader = DataLoader(data.SeededSamples(train_set, run.seed), sampler=sampler,
+                        generator=torch.Generator(), **loader_kw)
+    if not val_set:
+        return loader, None
+    # validation's workers start for each pass: kept alive, they would double the processes
+    val_kw = {**loader_kw, "persistent_workers": False}
+    shard = Subset(val_set, range(procs.rank, len(val_set), procs.world))
+    return loader, DataLoader(shard, generator=torch.Generator(), **val_kw)
+
+
 def make_parts(run, model, tokenizer, train_set, val_set, workers, procs, device, files):
     """What the loop steps: the model (model: wrapped by DDP under torchrun once restored;
     raw_model: the module itself), its tokenizer, optimizer, lr schedule and its Plan, loss
-    scaler, sampler, loaders, and the fixed settings engine.train_one_epoch reads."""
-    cuda = device.type == "cuda"
+    scaler, sampler, loaders, and the fixed settings engine.train_one_epoch reads (with the
+    Follower that keeps the threads in line with the load)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=run.lr, weight_decay=run.weight_decay)
     sampler = data.EpochTagged(train_set, procs.world, procs.rank, shuffle=True, seed=run.seed)
-    loader_kw = dict(batch_size=run.batch_size, collate_fn=data.collate, num_workers=workers,
-                     pin_memory=cuda, persistent_workers=workers > 0)
-    loader = DataLoader(data.SeededSamples(train_set, run.seed), sampler=sampler, **loader_kw)
-    # validation's workers start for each pass: kept alive, they would double the processes
-    val_kw = {**loader_kw, "persistent_workers": False}
-    val_loader = None
-    if val_set:
-        shard = Subset(val_set, range(procs.rank, len(val_set), procs.world))
-        val_loader = DataLoader(shard, **val_kw)
-    plan = Plan(run.epochs)
+    loader, val_loader = make_loaders(run, train_set, val_set, sampler, workers, procs, device)
+    plan = budget.Plan(run.epochs, run.relaid)
     autocast = devices.autocast(device, run.precision)
     note = devices.emulated_bf16_note(device, run.precision)  # e.g. a T4: right, but slow
     if note and procs.master:
@@ -414,18 +424,21 @@ def make_parts(run, model, tokenizer, train_set, val_set, workers, procs, device
                                memory_format=devices.memory_format(device), clip=run.clip,
                                world=procs.world, ddp=procs.ddp, epochs=run.epochs,
                                dry_run=run.dry_run, last_path=files.last,
-                               show_bar=procs.master)
+                               show_bar=procs.master,
+                               follow=threads.follower(device, run.threads, procs.local_world))
     return SimpleNamespace(model=model, raw_model=model, tokenizer=tokenizer, optimizer=optimizer,
                            scheduler=make_scheduler(run, optimizer, len(loader), plan),
                            scaler=devices.loss_scaler(device, run.precision), plan=plan,
                            sampler=sampler, loader=loader, val_loader=val_loader,
-                           settings=settings)
+                           settings=settings, workers=workers,
+                           loaders=lambda n: make_loaders(run, train_set, val_set, sampler, n,
+                                                          procs, device))
 
 
 def make_scheduler(args, optimizer, steps_per_epoch, plan=None):
     """All schedules step once per batch; --milestones are in epochs. The cosine schedule reads
-    plan.epochs (None: a Plan of --epochs) on every step: --max-minutes may shorten the run."""
-    plan = plan or Plan(args.epochs)
+    plan (None: a Plan of --epochs) on every step: --max-minutes may cut the run."""
+    plan = plan or budget.Plan(args.epochs)
     total = plan.epochs * steps_per_epoch
     if args.schedule == "step":
         return torch.optim.lr_scheduler.MultiStepLR(
@@ -437,11 +450,7 @@ def make_scheduler(args, optimizer, steps_per_epoch, plan=None):
                                                    pct_start=warm / steps)
 
     def cosine(s):
-        total = plan.epochs * steps_per_epoch
-        warm = max(2, int(args.warmup * total))
-        if s < warm:
-            return (s + 1) / warm
-        return 0.5 + 0.5 * math.cos(math.pi * (s - warm) / max(1, total - warm))
+        return budget.cosine_factor(s, plan.epochs * steps_per_epoch, args.warmup, plan.anchor)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
 
 
@@ -464,8 +473,9 @@ def prepare_outputs(run, files, ckpt, state):
 
 def run_epochs(run, parts, state, files, procs, started):
     """Train, validate and save epoch by epoch until the Plan's epochs are done."""
-    slowest = 0.0  # seconds of the slowest epoch, for --max-minutes
+    timing = SimpleNamespace(first=None, work=[], saves=[])  # for --max-minutes
     while state.epoch < parts.plan.epochs:
+        follow_load(run, parts, procs)
         epoch_start = time.time()
         trained = train_epoch(run, parts, state, files, procs)
         if procs.ddp:  # every rank validates the BatchNorm statistics that rank 0 saves
@@ -481,20 +491,58 @@ def run_epochs(run, parts, state, files, procs, started):
                   f"val acc {acc or 0:.4f}")
             return 0
         state.epoch += 1
-        slowest = max(slowest, time.time() - epoch_start)
-        fit = devices.from_rank0(
-            lambda: epochs_within_budget(run, parts.plan.epochs, started, state.epoch, slowest),
-            procs.ddp, procs.rank)
-        if fit < parts.plan.epochs:  # recorded in this epoch's checkpoint; cosine re-lays itself
-            if procs.master:
-                print(f"--max-minutes {run.max_minutes:g}: {fit} of {parts.plan.epochs} "
-                      f"epochs fit")
-            parts.plan.epochs = fit
+        timing.work.append(time.time() - epoch_start)
+        plan_budget(run, parts, state, procs, started, timing, trained)
         if procs.master:
+            save_start = time.time()
             save_epoch(run, parts, state, files, trained, acc)
+            timing.saves.append(time.time() - save_start)
     if procs.master:  # the files that exist: a resumed run may lack early epochs' checkpoints
         print(f"wrote {runs.written(run.out, run.plot)}")
     return 0
+
+
+def follow_load(run, parts, procs):
+    """Before an epoch: the threads re-checked against the load, and the loaders rebuilt where
+    the loader workers those threads imply changed (unless --workers was given). The data
+    order and every sample's augmentation do not depend on the workers (SeededSamples)."""
+    follow = parts.settings.follow
+    follow.check()
+    if run.workers is not None:
+        return
+    workers = follow.workers(parts.workers)
+    if workers == parts.workers:
+        return
+    parts.loader = parts.val_loader = None  # their persistent workers stop first
+    parts.loader, parts.val_loader = parts.loaders(workers)
+    if procs.master:
+        print(f"{follow.threads} threads: {workers} loader workers from this epoch on")
+    parts.workers = workers
+
+
+def plan_budget(run, parts, state, procs, started, timing, trained):
+    """--max-minutes, after an epoch's validation: the epochs that fit, planned from the first
+    epoch's median step, then from the later epochs' times (rank 0's); a cut re-lays the cosine
+    from its lr at this step (no jump) and is recorded in this epoch's checkpoint."""
+    if not run.max_minutes:
+        return
+    now = time.time()
+    if timing.first is None:  # from the median step: a warm-up's slow first steps do not count
+        timing.first = budget.steady_epoch_seconds(trained.step_seconds,
+                                                   timing.work[-1] - trained.seconds)
+    seconds = budget.epoch_seconds(timing.first, timing.work, timing.saves)
+    plan = parts.plan
+    fit = devices.from_rank0(
+        lambda: budget.epochs_that_fit(run.max_minutes, now - started, state.epoch, seconds,
+                                       plan.epochs), procs.ddp, procs.rank)
+    if fit == plan.epochs:
+        return
+    if procs.master:
+        print(f"--max-minutes {run.max_minutes:g}: {fit} of {plan.epochs} epochs fit "
+              f"({seconds:.1f} s an epoch)")
+    steps = plan.epochs * len(parts.loader)  # the cosine's factor now, where the cut starts
+    budget.cut(plan, fit, state.step,
+               budget.cosine_factor(state.step, steps, run.warmup, plan.anchor))
 
 
 def train_epoch(run, parts, state, files, procs):
@@ -517,15 +565,6 @@ def train_epoch(run, parts, state, files, procs):
     return trained
 
 
-def epochs_within_budget(run, epochs, started, epoch, epoch_seconds):
-    """--max-minutes: the epochs that fit in the time left, from the slowest epoch so far (at
-    least the ones done, at most `epochs`, those planned)."""
-    if not run.max_minutes:
-        return epochs
-    left = run.max_minutes * 60 - (time.time() - started)
-    return max(epoch, min(epochs, epoch + int(left // epoch_seconds)))
-
-
 # -- saving ---------------------------------------------------------------------------------------
 
 def save_epoch(run, parts, state, files, trained, acc):
@@ -535,7 +574,8 @@ def save_epoch(run, parts, state, files, trained, acc):
     if improved:
         state.best = acc
     device = parts.settings.device
-    recorded = {**vars(run), "epochs": parts.plan.epochs}  # the flags the run ran with
+    # the flags the run ran with, and where --max-minutes cut the plan
+    recorded = {**vars(run), "epochs": parts.plan.epochs, "relaid": parts.plan.anchor}
     ckpt = checkpoint.make_checkpoint(
         parts.raw_model, parts.tokenizer.vocab, optimizer=parts.optimizer,
         scheduler=parts.scheduler, scaler=parts.scaler, epoch=state.epoch, step=state.step,
@@ -559,8 +599,9 @@ def save_epoch(run, parts, state, files, trained, acc):
         csv.writer(f).writerow(row)
     runs.plot_curves(run.out, files.plots)  # redrawn after every epoch
     val = "" if acc is None else f", val acc {acc:.4f} (best {state.best:.4f})"
+    cpu = f", {torch.get_num_threads()} threads at the end" if device.type == "cpu" else ""
     print(f"epoch {state.epoch}: train loss {trained.mean_loss:.4f}{val}, "
-          f"{images_per_s:.0f} images/s, {trained.seconds:.0f} s")
+          f"{images_per_s:.0f} images/s, {trained.seconds:.0f} s{cpu}")
 
 
 def epoch_name(epoch):

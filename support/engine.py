@@ -18,7 +18,7 @@ LOG_EVERY = 50  # steps between reads of the loss to the host (each read waits f
 
 class Epoch:
     """What an epoch of training reports: its last step, summed loss over its batches, images
-    seen (over all ranks), batches run and seconds taken."""
+    seen (over all ranks), batches run, seconds taken and each step's seconds."""
 
     def __init__(self, step):
         self.step = step
@@ -27,6 +27,7 @@ class Epoch:
         self.seen = 0
         self.batches = 0
         self.seconds = 0.0
+        self.step_seconds = []
 
     @property
     def mean_loss(self):
@@ -37,13 +38,15 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, settings, epoch
     """Train `model` over `loader` once; returns an Epoch.
 
     settings: the run's fixed choices (device, autocast, memory_format, clip, world, ddp, epochs,
-    dry_run, last_path, show_bar). log: an open loss.csv (or None) that gets one row per step.
+    dry_run, last_path, show_bar; follow: a support.threads.Follower, or None). log: an open
+    loss.csv (or None) that gets one row per step.
     The loss and gradient norm stay on the device and are read back every LOG_EVERY steps in one
     sync (and before the epoch ends), then checked for non-finite values and logged."""
     s = settings
     model.train()
     result = Epoch(step)
     start = time.time()
+    step_start = time.perf_counter()
     pending = []  # (step, epoch, lr, loss, gradient norm) of steps not yet read to the host
     desc = f"epoch {epoch + 1}/{s.epochs}"
     bar = tqdm(loader, desc=desc, disable=None if s.show_bar else True)
@@ -62,6 +65,11 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, settings, epoch
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
+        if s.follow is not None:  # between steps: torch's threads may change here
+            s.follow.after_step()
+        now = time.perf_counter()
+        result.step_seconds.append(now - step_start)
+        step_start = now
         result.step += 1
         result.batches = batch + 1
         result.seen += images.size(0) * s.world

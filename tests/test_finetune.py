@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 import build_model
 from support import checkpoint
 import data
-from support import engine, start
+from support import budget, engine, start
 import eval as ev
 import prepare_data
 import train
@@ -320,28 +320,29 @@ def test_max_minutes_cuts_the_epochs_and_records_it(digits, tmp_path):
     ckpt = torch.load(tmp_path / "r" / "last.pt", weights_only=True)
     assert ckpt["epoch"] == 1 and ckpt["args"]["epochs"] == 1
     assert not os.path.exists(tmp_path / "r" / "epoch-002.pt")
-    # the rule: the epochs that fit in what is left, from the slowest epoch so far
-    args = train.parse_args(["--epochs", "50", "--max-minutes", "10"])
-    now = train.time.time()
-    assert train.epochs_within_budget(args, 50, now - 59.5, 1, 60.0) == 1 + 9  # 9 more minutes
-    assert train.epochs_within_budget(args, 50, now - 700, 3, 60.0) == 3  # over: stop, keep done
-    assert train.epochs_within_budget(args, 50, now - 10, 1, 1.0) == 50  # never above --epochs
-    args = train.parse_args(["--epochs", "50"])
-    assert train.epochs_within_budget(args, 50, now - 1e6, 1, 60.0) == 50  # 0: no budget
-    # the cosine schedule re-lays itself over the new epochs: it reads plan.epochs each step
+    # the rule: the epochs that fit in what is left, at the planned seconds an epoch
+    assert budget.epochs_that_fit(10, 59.5, 1, 60.0, 50) == 1 + 9  # 9 more minutes
+    assert budget.epochs_that_fit(10, 700, 3, 60.0, 50) == 3  # over: stop, keep the done
+    assert budget.epochs_that_fit(10, 10, 1, 1.0, 50) == 50  # never above the plan
+    assert budget.epochs_that_fit(0, 1e6, 1, 60.0, 50) == 50  # 0: no budget
+    # a cut re-lays the cosine from its lr at the cut: it anneals to 0 by the new end
     model = torch.nn.Linear(1, 1)
     opt = torch.optim.AdamW(model.parameters(), lr=1.0)
     args = train.parse_args(["--epochs", "10", "--schedule", "cosine", "--warmup", "0"])
-    plan = train.Plan(args.epochs)
+    plan = budget.Plan(args.epochs)
     sched = train.make_scheduler(args, opt, steps_per_epoch=10, plan=plan)
     for _ in range(10):
         opt.step()
         sched.step()
-    plan.epochs = 2  # cut after the first epoch: the second anneals to 0
-    for _ in range(9):
+    before = opt.param_groups[0]["lr"]
+    budget.cut(plan, 2, 10, budget.cosine_factor(10, 100, 0, None))  # after the first epoch
+    opt.step()
+    sched.step()
+    assert 0.95 * before < opt.param_groups[0]["lr"] < before  # no jump: 1 - cos(pi / 10)
+    for _ in range(8):
         opt.step()
         sched.step()
-    assert opt.param_groups[0]["lr"] < 0.02
+    assert opt.param_groups[0]["lr"] < 0.03 * before  # one step before 0
     with pytest.raises(SystemExit):
         train.parse_args(["--max-minutes", "-1"])
 

@@ -46,7 +46,14 @@ PHOTO_ROTATE = 3.0            # degrees, either way
 PHOTO_JITTER = (0.4, 0.4, 0.4, 0.05)  # brightness, contrast, saturation, hue
 PHOTO_BLUR = 0.3              # share of images blurred, radius up to PHOTO_BLUR_RADIUS input pixels
 PHOTO_BLUR_RADIUS = 1.2
-STYLES = ("seed", "photo")
+# the text augmentation (--augment-style text): for lines of text framed by their whole image,
+# where any crop inside the frame may cut the first or last character out of the picture and
+# teach a label the image no longer shows. It only ever zooms out: a random margin on each side
+# (edge pixels repeated), a small turn whose corners are filled the same way, colour and focus.
+TEXT_MARGIN_Y = 0.15          # each of top and bottom grows by up to this share of the height
+TEXT_MARGIN_X = 0.05          # each of left and right grows by up to this share of the width
+TEXT_ROTATE = 2.0             # degrees, either way, on the grown canvas: the text stays inside
+STYLES = ("seed", "photo", "text")
 # Transforms are torchvision v1 on PIL images: measured 1.6x faster than v2 on uint8 tensors for
 # this pipeline (python -m bench.bench_data --compare-v2) and as fast as v2 on PIL.
 
@@ -74,6 +81,30 @@ def photo_augment(img, jitter):
     img = TF.rotate(img, random.uniform(-PHOTO_ROTATE, PHOTO_ROTATE),
                     interpolation=T.InterpolationMode.BILINEAR)
     img = jitter(img)
+    if random.random() < PHOTO_BLUR:
+        img = img.filter(ImageFilter.GaussianBlur(random.uniform(0.3, PHOTO_BLUR_RADIUS)))
+    return img
+
+
+def text_augment(img, jitter):
+    """The text augmentation of a resized region (PIL, its size kept): margins grown at random
+    by repeating the edge pixels, a small turn, colour jitter, sometimes a blur. Every pixel of
+    the input stays in the picture, so no character is cut. Draws from `random`."""
+    width, height = img.size
+    top = round(random.uniform(0, TEXT_MARGIN_Y) * height)
+    bottom = round(random.uniform(0, TEXT_MARGIN_Y) * height)
+    left = round(random.uniform(0, TEXT_MARGIN_X) * width)
+    right = round(random.uniform(0, TEXT_MARGIN_X) * width)
+    # a turn of a degrees moves a corner of a w x h line by up to w/2 * sin(a) vertically:
+    # the vertical margin must hold it, so the angle is capped by the margins drawn
+    room = min(top, bottom) / max(1.0, width / 2)
+    limit = min(TEXT_ROTATE, math.degrees(math.asin(min(1.0, room))))
+    pixels = np.pad(np.asarray(img), ((top, bottom), (left, right), (0, 0)), mode="edge")
+    grown = Image.fromarray(pixels)
+    if limit > 0:
+        fill = tuple(int(v) for v in np.median(pixels.reshape(-1, 3), axis=0))
+        grown = grown.rotate(random.uniform(-limit, limit), resample=Image.BILINEAR, fillcolor=fill)
+    img = jitter(grown.resize((width, height), Image.BILINEAR))
     if random.random() < PHOTO_BLUR:
         img = img.filter(ImageFilter.GaussianBlur(random.uniform(0.3, PHOTO_BLUR_RADIUS)))
     return img
@@ -134,7 +165,7 @@ class SVHNDataset(torch.utils.data.Dataset):
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.boxes = np.array([b for bs in char_boxes for b in bs], dtype=np.float32).reshape(-1, 4)
         self.jitter = T.ColorJitter(JITTER, JITTER, JITTER, JITTER)
-        if style == "photo":
+        if style in ("photo", "text"):
             self.jitter = T.ColorJitter(*PHOTO_JITTER)
 
     def __len__(self):
@@ -174,10 +205,11 @@ class SVHNDataset(torch.utils.data.Dataset):
     def augment(self, img, boxes):
         """Recipe transform of a load() result -> (tensor (3, S, S), boxes (K, 4) tensor)."""
         ch, cw = as_hw(self.crop_size)
-        if self.train and self.style == "photo":
+        if self.train and self.style in ("photo", "text"):
             top, left = self.centre_offsets()
             sx = sy = 1.0
-            x = centre_input(photo_augment(img, self.jitter), self.crop_size)  # (3, H, W)
+            augment = photo_augment if self.style == "photo" else text_augment
+            x = centre_input(augment(img, self.jitter), self.crop_size)  # (3, H, W)
         elif self.train:
             # the seed's aspect range, around the input's own shape (a square: exactly the seed's)
             ratio = RATIO

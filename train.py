@@ -100,7 +100,9 @@ def add_data_flags(a):
       help="seed: the recipe's random resized crop (scale 0.7-1) and colour jitter 0.5; photo: "
            "for real photos, the region's sides moved up to 6%%, a rotation up to 3 degrees, "
            "milder colour jitter, sometimes a blur (measured worse than seed on real plates, "
-           "README)")
+           "README); text: for lines framed by their whole image, only zooms out (margins of "
+           "repeated edge pixels, a turn up to 2 degrees inside them, photo's colour and "
+           "blur), so no character is ever cut out of the frame")
     a("--normalize", action=argparse.BooleanOptionalAction, default=NORMALIZE,
       help="map input pixels [0, 1] -> [-1, 1] inside the model (stored in the checkpoint)")
 

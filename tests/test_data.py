@@ -674,3 +674,29 @@ def test_json_errors_name_the_file(tmp_path):
     huge = [{"name": "a.png", "digits": [1], "boxes": [[0, 0, 1e20, 5]]}]
     with pytest.raises(ValueError, match=r"record 0 has a box value 1e\+20, beyond \+-2\^24"):
         load_split(write_split(str(tmp_path), huge))
+
+
+def test_text_augmentation_never_cuts_the_first_or_last_character(tmp_path):
+    # a line framed by its whole image: dark strokes touch the left and right edges; any crop
+    # inside the frame (the seed's random resized crop) loses one of them in some draws
+    img = np.full((30, 150, 3), 230, np.uint8)
+    img[5:25, 0:5] = 10
+    img[5:25, 145:150] = 10
+    Image.fromarray(img).save(tmp_path / "a.png")
+    path = write_split(str(tmp_path), [{"name": "a.png", "text": "1I"}])
+    import random
+    ds = data.SVHNDataset(path, train=True, image_size=[32, 160], crop_size=[32, 160],
+                          style="text")
+    shapes = set()
+    for seed in range(60):
+        random.seed(seed)
+        torch.manual_seed(seed)
+        x, _, _ = ds[0]
+        shapes.add(round(float(x.sum()), 2))
+        grey = x.mean(0)  # (H, W)
+        dark = grey < grey.median() - 0.25  # the strokes, under any colour jitter
+        columns = dark.any(0).nonzero().flatten()
+        assert len(columns) > 0, seed
+        # both strokes are still in the picture, one in each outer eighth
+        assert columns.min() < 20 and columns.max() >= 140, seed
+    assert len(shapes) > 50  # margins, turns and colours vary

@@ -242,6 +242,78 @@ class SVHNDataset(torch.utils.data.Dataset):
 
 
 # -----------------------------------------------------------------------------
+# synthetic lines of the training texts' own characters (--synth-mix): a few hundred photos show
+# each character a few dozen times; drawn lines of the same alphabet, lengths and layouts show
+# them thousands of times, in every style the text generator has (synth/text.py)
+
+SYNTH_KEEP = 0.3   # share of a real text's characters a look-alike keeps where they are
+SYNTH_RANDOM = 0.3  # share of synthetic texts drawn at random from the alphabet, not look-alikes
+
+
+def char_class(c):
+    """The class a look-alike text swaps a character within: digit, upper, lower, or itself."""
+    if c.isdigit():
+        return "digit"
+    if c.isupper():
+        return "upper"
+    if c.islower():
+        return "lower"
+    return c
+
+
+class SynthLines(torch.utils.data.Dataset):
+    """`size` synthetic lines whose texts look like the training texts: a training text with
+    most characters swapped for others of their class (digit, upper, lower; the rest kept), or
+    a random string of the alphabet at a training text's length. Characters no style of the
+    generator can draw are left out of them (`undrawable`; the photos still teach them). Each
+    item is (image tensor, tokens, no boxes), drawn from the seeded `random` (SeededSamples)."""
+
+    def __init__(self, texts, tokenizer, size, image_size, crop_size):
+        from synth import text as synth_text  # the generator's fonts load only when mixed in
+        self.render = synth_text.render_line
+        alphabet = sorted({c for t in texts for c in t})
+        self.undrawable = sorted(synth_text.undrawable(alphabet))
+        drop = set(self.undrawable)
+        self.texts = [t for t in ("".join(c for c in t if c not in drop) for t in texts) if t]
+        if not self.texts:
+            raise ValueError(f"no synthetic lines: the text generator draws none of "
+                             f"{''.join(alphabet)!r}")
+        self.alphabet = sorted({c for t in self.texts for c in t})
+        self.classes = {}
+        for c in self.alphabet:
+            self.classes.setdefault(char_class(c), []).append(c)
+        self.tokenizer = tokenizer
+        self.size = size
+        self.image_size = image_size
+        self.crop_size = crop_size
+        self.jitter = T.ColorJitter(*PHOTO_JITTER)
+
+    def __len__(self):
+        return self.size
+
+    def sample_text(self):
+        """A look-alike of a random training text, or a random string at its length."""
+        model = random.choice(self.texts)
+        if random.random() < SYNTH_RANDOM:
+            return "".join(random.choice(self.alphabet) for _ in model)
+        out = []
+        for c in model:
+            if random.random() < SYNTH_KEEP:
+                out.append(c)
+            else:
+                out.append(random.choice(self.classes[char_class(c)]))
+        return "".join(out)
+
+    def __getitem__(self, i):
+        text = self.sample_text()
+        rng = np.random.default_rng(random.getrandbits(64))
+        img = resize_region(self.render(rng, text), self.image_size)
+        x = centre_input(text_augment(img, self.jitter), self.crop_size)  # (3, H, W)
+        tokens = self.tokenizer.encode(token_text(text)).long()  # (len(text) + 2,)
+        return x, tokens, torch.zeros((0, 4))
+
+
+# -----------------------------------------------------------------------------
 # deterministic sampling for training: what makes train.py --resume exact
 
 class EpochTagged(torch.utils.data.DistributedSampler):
@@ -338,7 +410,16 @@ def load_data(args, vocab=None, extend=False):
         return SVHNDataset(source, tokenizer, train=train, image_size=args.image_size,
                            crop_size=args.crop_size, max_pixels=args.max_pixels,
                            loose=args.loose, style=args.augment_style)
-    train_set = ConcatDataset([dataset(part, args.augment) for part in parts])
+    train_sets = [dataset(part, args.augment) for part in parts]
+    if args.synth_mix:
+        texts = [t for part in train_sets for t in part.texts]
+        size = round(len(texts) * args.synth_mix / (1 - args.synth_mix))
+        synth = SynthLines(texts, tokenizer, size, args.image_size, args.crop_size)
+        if synth.undrawable:
+            print(f"--synth-mix: no style draws {''.join(synth.undrawable)!r}: only the "
+                  f"photos teach them")
+        train_sets.append(synth)
+    train_set = ConcatDataset(train_sets)
     val_set = None
     if held:
         val_set = dataset((image_dir, [first[i] for i in sorted(held)]), False)

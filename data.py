@@ -248,6 +248,7 @@ class SVHNDataset(torch.utils.data.Dataset):
 
 SYNTH_KEEP = 0.3   # share of a real text's characters a look-alike keeps where they are
 SYNTH_RANDOM = 0.3  # share of synthetic texts drawn at random from the alphabet, not look-alikes
+SYNTH_TRIES = 20  # texts drawn before falling back to one character
 
 
 def char_class(c):
@@ -269,10 +270,10 @@ class SynthLines(torch.utils.data.Dataset):
     item is (image tensor, tokens, no boxes), drawn from the seeded `random` (SeededSamples)."""
 
     def __init__(self, texts, tokenizer, size, image_size, crop_size):
-        from synth import text as synth_text  # the generator's fonts load only when mixed in
-        self.render = synth_text.render_line
+        from synth import line  # the generator's fonts load only when mixed in
+        self.render = line.render_line
         alphabet = sorted({c for t in texts for c in t})
-        self.undrawable = sorted(synth_text.undrawable(alphabet))
+        self.undrawable = line.uncovered("".join(alphabet))
         drop = set(self.undrawable)
         self.texts = [t for t in ("".join(c for c in t if c not in drop) for t in texts) if t]
         if not self.texts:
@@ -304,10 +305,22 @@ class SynthLines(torch.utils.data.Dataset):
                 out.append(random.choice(self.classes[char_class(c)]))
         return "".join(out)
 
+    def drawn(self):
+        """(text, PIL image) of a look-alike that one style draws whole: each character has a
+        style, but a mix of them may have none in common, so a few draws may be needed."""
+        for _ in range(SYNTH_TRIES):
+            text = self.sample_text()
+            rng = np.random.default_rng(random.getrandbits(64))
+            try:
+                return text, self.render(rng, text)
+            except ValueError:  # no single style draws this mix: draw another text
+                continue
+        text = random.choice(random.choice(self.texts))  # one character: some style draws it
+        return text, self.render(np.random.default_rng(random.getrandbits(64)), text)
+
     def __getitem__(self, i):
-        text = self.sample_text()
-        rng = np.random.default_rng(random.getrandbits(64))
-        img = resize_region(self.render(rng, text), self.image_size)
+        text, img = self.drawn()
+        img = resize_region(img, self.image_size)
         x = centre_input(text_augment(img, self.jitter), self.crop_size)  # (3, H, W)
         tokens = self.tokenizer.encode(token_text(text)).long()  # (len(text) + 2,)
         return x, tokens, torch.zeros((0, 4))

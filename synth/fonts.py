@@ -26,7 +26,8 @@ MPL_FAMILIES = (("DejaVuSansMono", "dejavu-sans-mono"), ("DejaVuSans", "dejavu-s
 
 
 @lru_cache(maxsize=None)
-def _font(path, size, weight):
+def load_font(path, size, weight):
+    """A FreeTypeFont at `size` pixels; a variable font set to `weight` (None: one face)."""
     font = ImageFont.truetype(path, size)
     if weight is not None:  # a variable font: set its weight axis, others at their defaults
         values = []
@@ -45,7 +46,7 @@ def glyph(face, ch):
     """Ink-cropped 'L' mask of one character at the reference size, with its top offset."""
     path, weight = face
     im = Image.new("L", (GLYPH_REF * 2, GLYPH_REF * 2))
-    font = _font(path, GLYPH_REF, weight)
+    font = load_font(path, GLYPH_REF, weight)
     ImageDraw.Draw(im).text((GLYPH_REF // 4, GLYPH_REF // 4), ch, font=font, fill=255)
     box = im.getbbox()
     if box is None:
@@ -73,7 +74,14 @@ def _font_files():
         family = next((fam for prefix, fam in MPL_FAMILIES if name.startswith(prefix)), None)
         if family and name.endswith(".ttf") and "Display" not in name:
             files.setdefault(family, []).append(os.path.join(folder, name))
-    for family in FONTPKG_FAMILIES:
+    files.update(fontpkg_files(FONTPKG_FAMILIES))
+    return files
+
+
+def fontpkg_files(families):
+    """{family: [ttf paths]} of those fontpkg-* families that are installed here."""
+    files = {}
+    for family in families:
         spec = importlib.util.find_spec("fontpkg_" + family.replace("-", "_"))
         if spec is None or not spec.submodule_search_locations:
             continue
@@ -84,6 +92,19 @@ def _font_files():
     return files
 
 
+def faces_of(path):
+    """The faces of one file as (path, weight): four weights of a variable font, else one."""
+    axes = []
+    try:
+        axes = ImageFont.truetype(path, 12).get_variation_axes()
+    except (OSError, ValueError):
+        pass  # not a variable font (or FreeType without variations): one face
+    weights = [None]
+    if any(str(a["name"]).lower().find("weight") >= 0 for a in axes):
+        weights = [300, 450, 700, 900]
+    return [(path, w) for w in weights]
+
+
 @lru_cache(maxsize=None)
 def font_families():
     """{family: ((path, weight), ...)} of usable faces; a variable font gives several weights."""
@@ -91,15 +112,7 @@ def font_families():
     for family, paths in _font_files().items():
         faces = []
         for path in paths:
-            axes = []
-            try:
-                axes = ImageFont.truetype(path, 12).get_variation_axes()
-            except (OSError, ValueError):
-                pass  # not a variable font (or FreeType without variations): one face
-            weights = [None]
-            if any(str(a["name"]).lower().find("weight") >= 0 for a in axes):
-                weights = [300, 450, 700, 900]
-            faces += [(path, w) for w in weights if _good_face((path, w))]
+            faces += [face for face in faces_of(path) if _good_face(face)]
         if faces:
             found[family] = tuple(faces)
     if not found:

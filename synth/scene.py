@@ -101,7 +101,7 @@ def render(rng, split="train", difficulty=1.0, long_boost=1.0, digits=None, edge
     x1, y1 = min(union[2] + m, W), min(union[3] + m, H)
     apply_material(rng, img[y0:y1, x0:x1], alpha[y0:y1, x0:x1], material, fg, bh, d)
     apply_lighting(rng, img, d)
-    out = _camera(rng, Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB"), bh, d)
+    out = camera(rng, Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB"), bh, d)
     return out, [[float(10 if x == 0 else x), float(b[0]), float(b[1]), float(b[2] - b[0]),
                   float(b[3] - b[1])] for x, b in zip(digits, boxes)]
 
@@ -206,7 +206,7 @@ def clutter_faces():
     return tuple(f for fam in families(False) if fam in table for f in table[fam])
 
 
-def _camera(rng, out, bh, d):
+def camera(rng, out, bh, d):
     """Defocus, low resolution, sensor noise, compression. These saturate above difficulty 1.25:
     past that they erase digits instead of making them harder to read."""
     dc, (W, H) = min(d, 1.25), out.size

@@ -83,7 +83,7 @@ def _shifted(a, dx, dy):
     return out
 
 
-def _blend(img, alpha, colour):
+def blend(img, alpha, colour):
     """img (H, W, 3) <- colour (3,) or (H, W, 3) through alpha (H, W) in [0, 1]."""
     a = alpha[..., None]
     img *= 1 - a
@@ -143,21 +143,21 @@ def paint_plate(rng, img, union, bh, rounded):
     px0, py0, px1, py1 = px0 - wx0, py0 - wy0, px1 - wx0, py1 - wy0
     plate = Image.new("L", size)
     ImageDraw.Draw(plate).rounded_rectangle([px0, py0, px1, py1], radius=radius, fill=255)
-    _blend(win, np.asarray(plate, np.float32) / 255, random_colour(rng))
+    blend(win, np.asarray(plate, np.float32) / 255, random_colour(rng))
     if rng.random() < 0.4:
         line = Image.new("L", size)
         inset = max(2, int(bh / 10))
         ImageDraw.Draw(line).rounded_rectangle(
             [px0 + inset, py0 + inset, px1 - inset, py1 - inset], radius=radius,
             outline=255, width=max(1, int(bh / 14)))
-        _blend(win, np.asarray(line, np.float32) / 255, random_colour(rng))
+        blend(win, np.asarray(line, np.float32) / 255, random_colour(rng))
     if rng.random() < 0.3:  # screws in the corners
         screw = Image.new("L", size)
         r, dr = max(1, bh / 16), bh / 6
         for x, y in ((px0 + dr, py0 + dr), (px1 - dr, py0 + dr), (px0 + dr, py1 - dr),
                      (px1 - dr, py1 - dr)):
             ImageDraw.Draw(screw).ellipse([x - r, y - r, x + r, y + r], fill=255)
-        _blend(win, np.asarray(screw, np.float32) / 255, random_colour(rng, 180))
+        blend(win, np.asarray(screw, np.float32) / 255, random_colour(rng, 180))
 
 
 def paint_tiles(rng, img, boxes, bh):
@@ -174,8 +174,8 @@ def paint_tiles(rng, img, boxes, bh):
         rect = [cx - half, cy - side / 2, cx + half, cy + side / 2]
         draw.rectangle(rect, fill=255)
         gdraw.rectangle(rect, outline=255, width=max(1, int(bh / 12)))
-    _blend(img, np.asarray(tile, np.float32) / 255, random_colour(rng, rng.uniform(190, 245)))
-    _blend(img, np.asarray(grout, np.float32) / 255, random_colour(rng, rng.uniform(90, 170)))
+    blend(img, np.asarray(tile, np.float32) / 255, random_colour(rng, rng.uniform(190, 245)))
+    blend(img, np.asarray(grout, np.float32) / 255, random_colour(rng, rng.uniform(90, 170)))
 
 
 def _metal_colour(rng, H, W):
@@ -199,14 +199,14 @@ def apply_material(rng, img, alpha, material, fg, bh, d):
     sx, sy = rng.choice([-1, 1]) * s, rng.choice([-1, 1]) * s
     if material == "embossed":  # raised: lit edge on one side, shadow on the other, same colour
         base = _under_ink(img, alpha, fg)
-        _blend(img, _shifted(alpha, sx, sy) * 0.8, base * 0.45)
-        _blend(img, _shifted(alpha, -sx, -sy) * 0.8, np.minimum(base * 1.5 + 40, 255))
-        _blend(img, alpha, base + (fg - base) * rng.uniform(0.5, 0.85))
+        blend(img, _shifted(alpha, sx, sy) * 0.8, base * 0.45)
+        blend(img, _shifted(alpha, -sx, -sy) * 0.8, np.minimum(base * 1.5 + 40, 255))
+        blend(img, alpha, base + (fg - base) * rng.uniform(0.5, 0.85))
     elif material == "engraved":  # cut in: shadow inside on the lit side, dark floor
         base = _under_ink(img, alpha, fg)
-        _blend(img, alpha, fg)
-        _blend(img, alpha * _shifted(1 - alpha, sx, sy), base * 0.3)
-        _blend(img, _shifted(alpha, -sx, -sy) * (1 - alpha) * 0.7, np.minimum(base + 60, 255))
+        blend(img, alpha, fg)
+        blend(img, alpha * _shifted(1 - alpha, sx, sy), base * 0.3)
+        blend(img, _shifted(alpha, -sx, -sy) * (1 - alpha) * 0.7, np.minimum(base + 60, 255))
     elif material == "metal":  # cut-out letters off the wall: soft drop shadow, metallic face
         shadow = Image.fromarray((_shifted(alpha, 2 * sx, 2 * sy) * 255).astype(np.uint8))
         shadow = np.asarray(shadow.filter(ImageFilter.GaussianBlur(s)), np.float32) / 255
@@ -214,11 +214,11 @@ def apply_material(rng, img, alpha, material, fg, bh, d):
         H, W = alpha.shape
         face = _metal_colour(rng, H, W)
         face += float(fg @ LUMA) - float(face.mean(axis=(0, 1)) @ LUMA)  # keep the contrast
-        _blend(img, alpha, np.clip(face, 0, 255))
+        blend(img, alpha, np.clip(face, 0, 255))
     else:  # painted, printed, on a plate; sometimes with a hard drop shadow
         if rng.random() < 0.25 * d:
-            _blend(img, _shifted(alpha, sx, sy), fg * 0.35)
-        _blend(img, alpha, fg)
+            blend(img, _shifted(alpha, sx, sy), fg * 0.35)
+        blend(img, alpha, fg)
 
 
 def apply_lighting(rng, img, d):

@@ -1,0 +1,94 @@
+"""TrueType faces of the text-line generator, by the role they play (printed, plate, handwriting,
+stamped, dot-matrix source), the held-out families of test_ood, and coverage: which characters
+each face really draws."""
+from functools import lru_cache
+
+from PIL import Image, ImageDraw
+
+from synth.fonts import MPL_FAMILIES, _font_files, faces_of, fontpkg_files, load_font
+
+# fontpkg-* families by role (installed ones only are used). A family may serve several roles.
+ROLES = {
+    "printed": ("roboto", "open-sans", "montserrat", "oswald", "fira-sans", "ibm-plex-mono",
+                "roboto-slab", "pt-serif", "libre-baskerville", "archivo-black", "varela-round",
+                "righteous", "roboto-condensed", "barlow-condensed", "saira-condensed",
+                "rajdhani", "titan-one", "alfa-slab-one", "inconsolata", "share-tech",
+                "dejavu-sans", "dejavu-sans-mono", "stix", "bitter", "exo-2", "josefin-sans",
+                "space-mono", "dejavu-serif", "abril-fatface"),
+    "plate": ("roboto-condensed", "oswald", "bebas-neue", "barlow-condensed", "saira-condensed",
+              "teko", "rajdhani", "anton", "share-tech", "dejavu-sans", "dejavu-sans-mono",
+              "roboto", "russo-one", "league-spartan", "chakra-petch"),
+    "handwriting": ("caveat", "indie-flower", "shadows-into-light",
+                    "lobster", "kalam", "dancing-script"),
+    "stamped": ("black-ops-one", "dejavu-sans-mono", "ibm-plex-mono", "inconsolata",
+                "roboto-slab", "roboto-condensed", "oswald", "archivo-black", "orbitron",
+                "space-mono", "russo-one"),
+    "dotmatrix": ("press-start-2p", "dejavu-sans-mono", "inconsolata", "ibm-plex-mono",
+                  "space-mono"),
+}
+# Never drawn for train/val; the only families of test_ood (handwriting, serif, mono, display).
+HELD_OUT_FAMILIES = frozenset({"kalam", "dancing-script", "bitter", "exo-2", "josefin-sans",
+                               "space-mono", "dejavu-serif", "russo-one", "league-spartan",
+                               "chakra-petch", "abril-fatface"})
+COVER_SIZE = 28  # pixel size of the coverage test renders
+MISSING = "\U0010fffd"  # a private-use code point no face maps: it draws the face's .notdef
+
+
+@lru_cache(maxsize=None)
+def role_faces(role, held_out):
+    """The (family, (path, weight)) faces of a role in the training pool or the held-out one."""
+    names = [n for n in ROLES[role] if (n in HELD_OUT_FAMILIES) == held_out]
+    files = {fam: paths for fam, paths in _font_files().items()
+             if fam in dict(MPL_FAMILIES).values()}
+    files.update(fontpkg_files(names))
+    out = []
+    for name in names:
+        for path in files.get(name, ()):
+            out += [(name, face) for face in faces_of(path)]
+    return tuple(out)
+
+
+def all_families():
+    return sorted({n for names in ROLES.values() for n in names})
+
+
+@lru_cache(maxsize=None)
+def _mask(path, ch):
+    im = Image.new("L", (2 * COVER_SIZE, 2 * COVER_SIZE))
+    font = load_font(path, COVER_SIZE, None)
+    ImageDraw.Draw(im).text((COVER_SIZE // 2, COVER_SIZE // 2), ch, font=font, fill=255)
+    return im.tobytes()
+
+
+@lru_cache(maxsize=None)
+def draws(path, ch):
+    """True if the file draws `ch`: ink unlike its .notdef, and a lower-case letter unlike its
+    capital (caps-only faces map both to one glyph, and the label would lie). Space: any face."""
+    if ch == " ":
+        return True
+    mask = _mask(path, ch)
+    if not mask.strip(b"\0") or mask == _mask(path, MISSING):
+        return False
+    if ch.upper() != ch and len(ch.upper()) == 1 and mask == _mask(path, ch.upper()):
+        return False
+    return True
+
+
+def covering(role, held_out, text):
+    """The faces (family, (path, weight)) of a role's pool that draw every character of text."""
+    faces = role_faces(role, held_out)
+    keep = set(range(len(faces)))
+    for c in set(text):
+        keep &= _drawers(role, held_out, c)
+    return [faces[i] for i in sorted(keep)]
+
+
+@lru_cache(maxsize=None)
+def _drawers(role, held_out, ch):
+    """Indices of the faces of role_faces(role, held_out) that draw ch."""
+    return frozenset(i for i, f in enumerate(role_faces(role, held_out)) if draws(f[1][0], ch))
+
+
+def describe(chars):
+    """'x' (U+0078), ... for an error message."""
+    return ", ".join(f"{c!r} (U+{ord(c):04X})" for c in chars)

@@ -1,0 +1,154 @@
+"""synthetic_text.py and synth.line / synth.text: texts within the alphabet and lengths, every
+style renders without cutting a character, determinism for any worker count, uncovered
+characters named, and the written split read by formats.records and train.py."""
+import os
+
+import numpy as np
+import pytest
+
+import synthetic_text
+import train
+from formats.records import load_split
+from synth.line import STYLES, render_line, variants
+from synth.text import DEFAULT_ALPHABET, sample_text
+from synthetic import image_rng
+
+TINY = ["--plan", "8 M 16", "--hidden", "16", "--image-size", "32", "--crop-size", "28",
+        "--batch-size", "4", "--val-size", "4", "--threads", "1"]
+
+
+@pytest.mark.parametrize("alphabet,lo,hi", [(DEFAULT_ALPHABET, 1, 16), ("0123456789", 3, 5),
+                                            ("7", 1, 4), ("ab ", 2, 6), ("XYZ-", 1, 1)])
+def test_texts_keep_to_alphabet_and_lengths(alphabet, lo, hi):
+    rng = np.random.default_rng(0)
+    texts = [sample_text(rng, alphabet, lo, hi) for _ in range(400)]
+    for t in texts:
+        assert set(t) <= set(alphabet) and lo <= len(t) <= hi, t
+        assert t == t.strip() and "  " not in t, repr(t)
+    seen = set("".join(texts))
+    assert seen == set(alphabet) - ({" "} if hi < 3 else set())
+
+
+def test_every_character_of_the_default_alphabet_is_frequent():
+    rng = np.random.default_rng(1)
+    text = "".join(sample_text(rng, DEFAULT_ALPHABET, 1, 16) for _ in range(3000))
+    counts = {c: text.count(c) for c in DEFAULT_ALPHABET}
+    assert min(counts.values()) >= 0.15 * len(text) / len(DEFAULT_ALPHABET), counts
+
+
+def _ink_inside(img, meta):
+    """The ink box lies in the image with at least one pixel of margin on every side."""
+    x0, y0, x1, y1 = meta["box"]
+    W, H = img.size
+    return x0 >= 1 and y0 >= 1 and x1 <= W - 1 and y1 <= H - 1
+
+
+@pytest.mark.parametrize("held_out", [False, True])
+@pytest.mark.parametrize("style", list(STYLES))
+def test_every_style_and_variant_renders_without_cutting_ink(style, held_out):
+    rng = np.random.default_rng(2)
+    pool = variants(style, held_out) or variants(style, False)
+    for variant in pool:
+        for text in ("7", "04.50", "0123456789012345") if style == "display7" else \
+                ("Q", "Ab12-x9 Qz", "Mixed text 1,234.5"):
+            meta = {}
+            img = render_line(rng, text, held_out, style, variant, meta)
+            assert img.mode == "RGB" and meta["style"] == style and meta["variant"] == variant
+            assert _ink_inside(img, meta), (style, variant, text, img.size, meta["box"])
+            W, H = img.size
+            assert W <= 10.5 * H and H <= 3 * W, (style, variant, text, img.size)
+            assert 14 <= meta["box"][3] - meta["box"][1] <= 120, meta["box"]
+
+
+def test_random_lines_keep_ink_and_aspect():
+    rng = np.random.default_rng(3)
+    for _ in range(60):
+        meta = {}
+        img = render_line(rng, sample_text(rng, DEFAULT_ALPHABET, 1, 16), meta=meta)
+        assert _ink_inside(img, meta), (img.size, meta)
+        assert img.size[0] <= 10.5 * img.size[1], img.size
+
+
+def test_held_out_faces_and_variants_never_in_training():
+    rng = np.random.default_rng(4)
+    seen = set()
+    for _ in range(150):
+        meta = {}
+        render_line(rng, sample_text(rng, "0123456789ABC", 1, 8), meta=meta)
+        seen.add((meta["style"], meta["variant"], meta["family"]))
+    from synth.line import HELD_OUT_VARIANTS
+    from synth.textfaces import HELD_OUT_FAMILIES
+    assert not {f for _, _, f in seen} & HELD_OUT_FAMILIES
+    assert not {(s, v) for s, v, _ in seen} & HELD_OUT_VARIANTS
+
+
+def test_uncovered_character_is_named():
+    with pytest.raises(ValueError, match=r"U\+4E2D"):
+        render_line(np.random.default_rng(0), "AB\u4e2d")
+    with pytest.raises(SystemExit, match=r"'\\u4e2d'|'中'.*U\+4E2D"):
+        synthetic_text.main(["--out", "unused", "--alphabet", "AB\u4e2d", "--train", "1"])
+
+
+def _write(out, workers, alphabet="0123456789AB.", n=12):
+    synthetic_text.main(["--out", str(out), "--train", str(n), "--val", "3", "--test-ood", "3",
+                         "--alphabet", alphabet, "--min-len", "1", "--max-len", "6",
+                         "--workers", str(workers), "--seed", "5"])
+
+
+def test_split_is_deterministic_for_any_worker_count_and_loads(tmp_path):
+    _write(tmp_path / "one", 1)
+    _write(tmp_path / "two", 2)
+    for split in ("train", "val", "test_ood"):
+        folder_a, recs_a = load_split(str(tmp_path / "one" / f"{split}.json"))
+        folder_b, recs_b = load_split(str(tmp_path / "two" / f"{split}.json"))
+        assert recs_a == recs_b
+        for r in recs_a:
+            with open(os.path.join(folder_a, r["name"]), "rb") as fa:
+                with open(os.path.join(folder_b, r["name"]), "rb") as fb:
+                    assert fa.read() == fb.read(), r
+    _, recs = load_split(str(tmp_path / "one" / "train.json"))
+    assert all(set(r["text"]) <= set("0123456789AB.") and 1 <= len(r["text"]) <= 6 for r in recs)
+    # same seed, same image: regeneration over our own folder is allowed and identical
+    _write(tmp_path / "one", 1)
+    assert load_split(str(tmp_path / "one" / "train.json"))[1] == recs
+
+
+def test_an_alphabet_of_one_character(tmp_path):
+    _write(tmp_path, 1, alphabet="5", n=4)
+    _, recs = load_split(str(tmp_path / "train.json"))
+    assert {c for r in recs for c in r["text"]} == {"5"}
+
+
+def test_refuses_a_folder_it_did_not_write(tmp_path):
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "mine.png").write_bytes(b"x")
+    with pytest.raises(SystemExit, match="refusing"):
+        _write(tmp_path, 1)
+    assert (tmp_path / "train" / "mine.png").read_bytes() == b"x"
+    assert not (tmp_path / "val").exists()  # checked before any split is written
+
+
+def test_train_py_reads_the_generated_split(tmp_path):
+    _write(tmp_path / "data", 1, n=12)
+    out = tmp_path / "run"
+    assert train.main(["--train-json", str(tmp_path / "data" / "train.json"), *TINY,
+                       "--epochs", "1", "--workers", "0", "--out", str(out)]) == 0
+    assert (out / "last.pt").exists()
+
+
+def test_image_rng_is_per_index():
+    a = render_line(image_rng(0, "train", 3), "AB12")
+    b = render_line(image_rng(0, "train", 3), "AB12")
+    c = render_line(image_rng(0, "train", 4), "AB12")
+    assert a.tobytes() == b.tobytes()
+    assert a.size != c.size or a.tobytes() != c.tobytes()
+
+
+def test_help_lists_every_flag(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        synthetic_text.main(["--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--out", "--alphabet", "--min-len", "--max-len", "--workers", "--test-ood",
+                 "--preview", "--list-styles", "--seed"):
+        assert flag in text

@@ -46,7 +46,14 @@ PHOTO_ROTATE = 3.0            # degrees, either way
 PHOTO_JITTER = (0.4, 0.4, 0.4, 0.05)  # brightness, contrast, saturation, hue
 PHOTO_BLUR = 0.3              # share of images blurred, radius up to PHOTO_BLUR_RADIUS input pixels
 PHOTO_BLUR_RADIUS = 1.2
-STYLES = ("seed", "photo")
+# the text augmentation (--augment-style text): for lines of text framed by their whole image,
+# where any crop inside the frame may cut the first or last character out of the picture and
+# teach a label the image no longer shows. It only ever zooms out: a random margin on each side
+# (edge pixels repeated), a small turn whose corners are filled the same way, colour and focus.
+TEXT_MARGIN_Y = 0.15          # each of top and bottom grows by up to this share of the height
+TEXT_MARGIN_X = 0.05          # each of left and right grows by up to this share of the width
+TEXT_ROTATE = 2.0             # degrees, either way, on the grown canvas: the text stays inside
+STYLES = ("seed", "photo", "text")
 # Transforms are torchvision v1 on PIL images: measured 1.6x faster than v2 on uint8 tensors for
 # this pipeline (python -m bench.bench_data --compare-v2) and as fast as v2 on PIL.
 
@@ -74,6 +81,30 @@ def photo_augment(img, jitter):
     img = TF.rotate(img, random.uniform(-PHOTO_ROTATE, PHOTO_ROTATE),
                     interpolation=T.InterpolationMode.BILINEAR)
     img = jitter(img)
+    if random.random() < PHOTO_BLUR:
+        img = img.filter(ImageFilter.GaussianBlur(random.uniform(0.3, PHOTO_BLUR_RADIUS)))
+    return img
+
+
+def text_augment(img, jitter):
+    """The text augmentation of a resized region (PIL, its size kept): margins grown at random
+    by repeating the edge pixels, a small turn, colour jitter, sometimes a blur. Every pixel of
+    the input stays in the picture, so no character is cut. Draws from `random`."""
+    width, height = img.size
+    top = round(random.uniform(0, TEXT_MARGIN_Y) * height)
+    bottom = round(random.uniform(0, TEXT_MARGIN_Y) * height)
+    left = round(random.uniform(0, TEXT_MARGIN_X) * width)
+    right = round(random.uniform(0, TEXT_MARGIN_X) * width)
+    # a turn of a degrees moves a corner of a w x h line by up to w/2 * sin(a) vertically:
+    # the vertical margin must hold it, so the angle is capped by the margins drawn
+    room = min(top, bottom) / max(1.0, width / 2)
+    limit = min(TEXT_ROTATE, math.degrees(math.asin(min(1.0, room))))
+    pixels = np.pad(np.asarray(img), ((top, bottom), (left, right), (0, 0)), mode="edge")
+    grown = Image.fromarray(pixels)
+    if limit > 0:
+        fill = tuple(int(v) for v in np.median(pixels.reshape(-1, 3), axis=0))
+        grown = grown.rotate(random.uniform(-limit, limit), resample=Image.BILINEAR, fillcolor=fill)
+    img = jitter(grown.resize((width, height), Image.BILINEAR))
     if random.random() < PHOTO_BLUR:
         img = img.filter(ImageFilter.GaussianBlur(random.uniform(0.3, PHOTO_BLUR_RADIUS)))
     return img
@@ -134,7 +165,7 @@ class SVHNDataset(torch.utils.data.Dataset):
         self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.boxes = np.array([b for bs in char_boxes for b in bs], dtype=np.float32).reshape(-1, 4)
         self.jitter = T.ColorJitter(JITTER, JITTER, JITTER, JITTER)
-        if style == "photo":
+        if style in ("photo", "text"):
             self.jitter = T.ColorJitter(*PHOTO_JITTER)
 
     def __len__(self):
@@ -174,10 +205,11 @@ class SVHNDataset(torch.utils.data.Dataset):
     def augment(self, img, boxes):
         """Recipe transform of a load() result -> (tensor (3, S, S), boxes (K, 4) tensor)."""
         ch, cw = as_hw(self.crop_size)
-        if self.train and self.style == "photo":
+        if self.train and self.style in ("photo", "text"):
             top, left = self.centre_offsets()
             sx = sy = 1.0
-            x = centre_input(photo_augment(img, self.jitter), self.crop_size)  # (3, H, W)
+            augment = photo_augment if self.style == "photo" else text_augment
+            x = centre_input(augment(img, self.jitter), self.crop_size)  # (3, H, W)
         elif self.train:
             # the seed's aspect range, around the input's own shape (a square: exactly the seed's)
             ratio = RATIO
@@ -207,6 +239,91 @@ class SVHNDataset(torch.utils.data.Dataset):
         x, boxes = self.augment(img, boxes)
         tokens = self.tokenizer.encode(token_text(self.texts[i])).long()  # (len(text) + 2,)
         return x, tokens, boxes
+
+
+# -----------------------------------------------------------------------------
+# synthetic lines of the training texts' own characters (--synth-mix): a few hundred photos show
+# each character a few dozen times; drawn lines of the same alphabet, lengths and layouts show
+# them thousands of times, in every style the text generator has (synth/text.py)
+
+SYNTH_KEEP = 0.3   # share of a real text's characters a look-alike keeps where they are
+SYNTH_RANDOM = 0.3  # share of synthetic texts drawn at random from the alphabet, not look-alikes
+SYNTH_TRIES = 20  # texts drawn before falling back to one character
+
+
+def char_class(c):
+    """The class a look-alike text swaps a character within: digit, upper, lower, or itself."""
+    if c.isdigit():
+        return "digit"
+    if c.isupper():
+        return "upper"
+    if c.islower():
+        return "lower"
+    return c
+
+
+class SynthLines(torch.utils.data.Dataset):
+    """`size` synthetic lines whose texts look like the training texts: a training text with
+    most characters swapped for others of their class (digit, upper, lower; the rest kept), or
+    a random string of the alphabet at a training text's length. Characters no style of the
+    generator can draw are left out of them (`undrawable`; the photos still teach them). Each
+    item is (image tensor, tokens, no boxes), drawn from the seeded `random` (SeededSamples)."""
+
+    def __init__(self, texts, tokenizer, size, image_size, crop_size):
+        from synth import line  # the generator's fonts load only when mixed in
+        self.render = line.render_line
+        alphabet = sorted({c for t in texts for c in t})
+        self.undrawable = line.uncovered("".join(alphabet))
+        drop = set(self.undrawable)
+        self.texts = [t for t in ("".join(c for c in t if c not in drop) for t in texts) if t]
+        if not self.texts:
+            raise ValueError(f"no synthetic lines: the text generator draws none of "
+                             f"{''.join(alphabet)!r}")
+        self.alphabet = sorted({c for t in self.texts for c in t})
+        self.classes = {}
+        for c in self.alphabet:
+            self.classes.setdefault(char_class(c), []).append(c)
+        self.tokenizer = tokenizer
+        self.size = size
+        self.image_size = image_size
+        self.crop_size = crop_size
+        self.jitter = T.ColorJitter(*PHOTO_JITTER)
+
+    def __len__(self):
+        return self.size
+
+    def sample_text(self):
+        """A look-alike of a random training text, or a random string at its length."""
+        model = random.choice(self.texts)
+        if random.random() < SYNTH_RANDOM:
+            return "".join(random.choice(self.alphabet) for _ in model)
+        out = []
+        for c in model:
+            if random.random() < SYNTH_KEEP:
+                out.append(c)
+            else:
+                out.append(random.choice(self.classes[char_class(c)]))
+        return "".join(out)
+
+    def drawn(self):
+        """(text, PIL image) of a look-alike that one style draws whole: each character has a
+        style, but a mix of them may have none in common, so a few draws may be needed."""
+        for _ in range(SYNTH_TRIES):
+            text = self.sample_text()
+            rng = np.random.default_rng(random.getrandbits(64))
+            try:
+                return text, self.render(rng, text)
+            except ValueError:  # no single style draws this mix: draw another text
+                continue
+        text = random.choice(random.choice(self.texts))  # one character: some style draws it
+        return text, self.render(np.random.default_rng(random.getrandbits(64)), text)
+
+    def __getitem__(self, i):
+        text, img = self.drawn()
+        img = resize_region(img, self.image_size)
+        x = centre_input(text_augment(img, self.jitter), self.crop_size)  # (3, H, W)
+        tokens = self.tokenizer.encode(token_text(text)).long()  # (len(text) + 2,)
+        return x, tokens, torch.zeros((0, 4))
 
 
 # -----------------------------------------------------------------------------
@@ -306,7 +423,16 @@ def load_data(args, vocab=None, extend=False):
         return SVHNDataset(source, tokenizer, train=train, image_size=args.image_size,
                            crop_size=args.crop_size, max_pixels=args.max_pixels,
                            loose=args.loose, style=args.augment_style)
-    train_set = ConcatDataset([dataset(part, args.augment) for part in parts])
+    train_sets = [dataset(part, args.augment) for part in parts]
+    if args.synth_mix:
+        texts = [t for part in train_sets for t in part.texts]
+        size = round(len(texts) * args.synth_mix / (1 - args.synth_mix))
+        synth = SynthLines(texts, tokenizer, size, args.image_size, args.crop_size)
+        if synth.undrawable:
+            print(f"--synth-mix: no style draws {''.join(synth.undrawable)!r}: only the "
+                  f"photos teach them")
+        train_sets.append(synth)
+    train_set = ConcatDataset(train_sets)
     val_set = None
     if held:
         val_set = dataset((image_dir, [first[i] for i in sorted(held)]), False)

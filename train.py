@@ -40,6 +40,7 @@ CROP_SIZE = build_model.DEFAULT_CONFIG["crop_size"]  # ...then cropped: at rando
 AUGMENT = True        # random resized crop (scale 0.7-1) + colour jitter 0.5 on training images
 LOOSE = 0.0           # share of training crops widened at random toward the whole photo
 AUGMENT_STYLE = "seed"  # seed: random resized crop + colour jitter; photo: data.photo_augment
+SYNTH_MIX = 0.0       # share of training images drawn by the text generator (0: none, the seed)
 NORMALIZE = build_model.DEFAULT_CONFIG["normalize"]  # pixels enter the encoder in [0, 1]
 # model (build_model.DEFAULT_CONFIG)
 PLAN = build_model.DEFAULT_CONFIG["plan"]  # VGG channel plan, M = max-pool 3/2/1
@@ -101,7 +102,14 @@ def add_data_flags(a):
       help="seed: the recipe's random resized crop (scale 0.7-1) and colour jitter 0.5; photo: "
            "for real photos, the region's sides moved up to 6%%, a rotation up to 3 degrees, "
            "milder colour jitter, sometimes a blur (measured worse than seed on real plates, "
-           "README)")
+           "README); text: for lines framed by their whole image, only zooms out (margins of "
+           "repeated edge pixels, a turn up to 2 degrees inside them, photo's colour and "
+           "blur), so no character is ever cut out of the frame")
+    a("--synth-mix", type=float, default=SYNTH_MIX,
+      help="share of every epoch's images drawn anew by the text generator (synth/text.py) in "
+           "the training texts' own characters, lengths and layouts (a look-alike of a training "
+           "text, or a random string of its characters at its length), so that characters a "
+           "few hundred photos show a few dozen times are seen thousands of times; 0: none")
     a("--normalize", action=argparse.BooleanOptionalAction, default=NORMALIZE,
       help="map input pixels [0, 1] -> [-1, 1] inside the model (stored in the checkpoint)")
 
@@ -234,6 +242,7 @@ def check_values(p, args):
             ("weight-decay", args.weight_decay, args.weight_decay >= 0, ">= 0"),
             ("warmup", args.warmup, 0 <= args.warmup < 1, "in [0, 1)"),
             ("loose", args.loose, 0 <= args.loose <= 1, "in [0, 1]"),
+            ("synth-mix", args.synth_mix, 0 <= args.synth_mix < 1, "in [0, 1)"),
             ("max-minutes", args.max_minutes, args.max_minutes >= 0, ">= 0")]:
         if not (math.isfinite(value) and ok):
             p.error(f"--{name} must be a finite number {want}, got {value}")

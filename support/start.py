@@ -17,7 +17,8 @@ from support import checkpoint, devices, runs
 MODEL_ARGS = ("plan", "hidden", "dropout", "image_size", "crop_size", "max_len", "glimpse",
               "normalize")
 # the data a run sees, kept on resume
-DATA_ARGS = ("train_json", "val_size", "val_json", "seed", "augment", "loose", "augment_style")
+DATA_ARGS = ("train_json", "val_size", "val_json", "seed", "augment", "loose", "augment_style",
+             "synth_mix")
 # the recipe that the optimizer and scheduler states carry: kept on resume (a new --lr was
 # recorded, then overridden by the restored state)
 RECIPE_ARGS = ("lr", "weight_decay", "schedule", "milestones", "gamma", "warmup")

@@ -674,3 +674,76 @@ def test_json_errors_name_the_file(tmp_path):
     huge = [{"name": "a.png", "digits": [1], "boxes": [[0, 0, 1e20, 5]]}]
     with pytest.raises(ValueError, match=r"record 0 has a box value 1e\+20, beyond \+-2\^24"):
         load_split(write_split(str(tmp_path), huge))
+
+
+def test_text_augmentation_never_cuts_the_first_or_last_character(tmp_path):
+    # a line framed by its whole image: dark strokes touch the left and right edges; any crop
+    # inside the frame (the seed's random resized crop) loses one of them in some draws
+    img = np.full((30, 150, 3), 230, np.uint8)
+    img[5:25, 0:5] = 10
+    img[5:25, 145:150] = 10
+    Image.fromarray(img).save(tmp_path / "a.png")
+    path = write_split(str(tmp_path), [{"name": "a.png", "text": "1I"}])
+    import random
+    ds = data.SVHNDataset(path, train=True, image_size=[32, 160], crop_size=[32, 160],
+                          style="text")
+    shapes = set()
+    for seed in range(60):
+        random.seed(seed)
+        torch.manual_seed(seed)
+        x, _, _ = ds[0]
+        shapes.add(round(float(x.sum()), 2))
+        grey = x.mean(0)  # (H, W)
+        dark = grey < grey.median() - 0.25  # the strokes, under any colour jitter
+        columns = dark.any(0).nonzero().flatten()
+        assert len(columns) > 0, seed
+        # both strokes are still in the picture, one in each outer eighth
+        assert columns.min() < 20 and columns.max() >= 140, seed
+    assert len(shapes) > 50  # margins, turns and colours vary
+
+
+def test_synthetic_lines_look_like_the_training_texts(monkeypatch):
+    import random
+    texts = ["AB12.5", "XY90.1", "KM33.0"]
+    tokenizer = build_tokenizer([{"name": "a.png", "text": t} for t in texts])
+    ds = data.SynthLines(texts, tokenizer, 40, [32, 96], [32, 96])
+    assert len(ds) == 40 and ds.undrawable == []
+    pattern = ["upper", "upper", "digit", "digit", ".", "digit"]
+    monkeypatch.setattr(data, "SYNTH_RANDOM", 0.0)  # look-alikes only
+    seen = set()
+    for i in range(40):
+        random.seed(i)
+        text = ds.sample_text()
+        # every character swapped within its class (digit, upper) or kept ('.')
+        assert [data.char_class(c) for c in text] == pattern
+        seen |= set(text)
+    assert seen == set("".join(texts))  # all 14 characters, in new places
+    monkeypatch.setattr(data, "SYNTH_RANDOM", 1.0)  # random strings at a training length
+    patterns = set()
+    for i in range(40):
+        random.seed(i)
+        text = ds.sample_text()
+        assert len(text) == 6 and set(text) <= set("".join(texts))
+        patterns.add(tuple(data.char_class(c) for c in text))
+    assert len(patterns) > 30
+    samples = data.SeededSamples(ds, seed=3)  # as training draws them: seeded by (epoch, index)
+    x, tokens, boxes = samples[(1, 7)]
+    again, tokens_again, _ = samples[(1, 7)]
+    other, _, _ = samples[(2, 7)]
+    assert x.shape == (3, 32, 96) and boxes.shape == (0, 4)
+    assert torch.equal(x, again) and torch.equal(tokens, tokens_again)
+    assert not torch.equal(x, other)  # a fresh line every epoch
+    assert tokens[0] == BOS and tokens[-1] == EOS and UNK not in tokens.tolist()
+
+
+def test_synthetic_lines_leave_out_what_no_style_draws():
+    import random
+    texts = ["12\u4eac5", "7\u4eac"]  # a CJK province character no typeface here draws
+    tokenizer = build_tokenizer([{"name": "a.png", "text": t} for t in texts])
+    ds = data.SynthLines(texts, tokenizer, 8, [32, 64], [32, 64])
+    assert ds.undrawable == ["\u4eac"]
+    for i in range(8):
+        random.seed(i)
+        assert "\u4eac" not in ds.sample_text()
+    with pytest.raises(ValueError, match="draws none"):
+        data.SynthLines(["\u4eac"], tokenizer, 8, [32, 64], [32, 64])

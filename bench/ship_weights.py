@@ -7,8 +7,8 @@
 Keeps what eval.py, play.py, predict.py, export.py and train.py --init need (format, config,
 vocab, weights, epoch, step: no optimizer state, a third of the size; with --image-size, the
 size its regions are resized to before the centre crop, chosen on validation), evaluates the
-file so made with eval.py on the replica's test and test_ood splits under --data, and stores
-those figures with the command, data, wall time and machine under "provenance" (plain strings
+file so made with eval.py on the --splits under --data (the replica's test and test_ood), and
+stores those figures with the command, data, wall time and machine under "provenance" (plain strings
 and numbers, so the file still loads with torch.load(weights_only=True)). Written atomically;
 an existing --out is never replaced without --overwrite.
 """
@@ -27,7 +27,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", default="weights/replica.pt")
-    p.add_argument("--data", required=True, help="folder with test.json and test_ood.json")
+    p.add_argument("--data", required=True, help="folder with the --splits' JSONs")
+    p.add_argument("--splits", nargs="+", default=["test", "test_ood"],
+                   help="the splits under --data the file is evaluated on (<split>.json)")
     p.add_argument("--command", required=True, help="the training command, as run")
     p.add_argument("--data-command", required=True,
                    help="how the training data was made (prepare_data.py command, seed, sizes)")
@@ -51,7 +53,7 @@ def main(argv=None):
     candidate = os.path.join(folder, "ship_candidate.pt")
     checkpoint.save_checkpoint(shipped, candidate)
     figures = {}
-    for split in ("test", "test_ood"):
+    for split in args.splits:
         report_path = os.path.join(folder, f"ship_{split}.json")
         report = ev.run(ev.parse_args(["--checkpoint", candidate, "--json",
                                        os.path.join(args.data, f"{split}.json"), "--report",

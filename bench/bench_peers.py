@@ -202,6 +202,9 @@ def main(argv=None):
     missing = [path for path in args.checkpoint if not os.path.isfile(path)]
     if missing:
         p.error(f"--checkpoint {missing[0]}: no such file")
+    missing = [path for path in args.sets if not os.path.isdir(path)]
+    if missing:
+        p.error(f"--sets {missing[0]}: no such folder")
     chosen = readers(args)
     work = args.work or tempfile.mkdtemp(prefix="bench_peers-")
     try:

@@ -377,14 +377,15 @@ def main(argv=None):
         sys.exit(f"eval.py: error: {last.removeprefix(type(e).__name__ + ': ')}")
 
 
-def check_outputs(report_path, figures, overwrite):
+def check_outputs(report_path, figures, overwrite, inputs=()):
     """ValueError unless the report and figure paths replace only eval.py's own earlier outputs
-    (--report may name the training JSON or a checkpoint; --figures a folder of photos)."""
+    (--report may name the training JSON or a checkpoint; --figures a folder of photos), and
+    none of them is one of `inputs` (even with --overwrite)."""
     outputs.check_replaceable(report_path, "--report", overwrite, outputs.is_eval_report,
-                              "an eval.py report")
+                              "an eval.py report", inputs)
     for path in figures:
         outputs.check_replaceable(path, "--figures", overwrite, outputs.is_own_figure,
-                                  "a figure this repository drew")
+                                  "a figure this repository drew", inputs)
 
 
 def run(args):
@@ -414,7 +415,8 @@ def run(args):
     os.makedirs(fig_dir, exist_ok=True)
     coverage_png = os.path.join(fig_dir, f"eval_{split}_coverage.png")
     mistakes_png = os.path.join(fig_dir, f"eval_{split}_mistakes.png")
-    check_outputs(report_path, [coverage_png, mistakes_png], args.overwrite)  # before the wait
+    check_outputs(report_path, [coverage_png, mistakes_png], args.overwrite,  # before the wait
+                  [args.checkpoint, args.json])
 
     dataset = SVHNDataset((image_dir, records), tokenizer_from_vocab(vocab), train=False,
                           image_size=config["image_size"], crop_size=config["crop_size"],

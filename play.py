@@ -257,7 +257,8 @@ def main(argv=None):
     try:  # a figure of ours is redrawn; a user's attention_x.png is not replaced
         for path in paths + [grid]:
             outputs.check_replaceable(path, "--out", args.overwrite, outputs.is_own_figure,
-                                      "a figure this repository drew")
+                                      "a figure this repository drew",
+                                      [args.checkpoint, args.json, *args.images])
     except ValueError as e:
         sys.exit(f"play.py: error: {e}")
     predict(model, items, vocab, args.beam, device, precision)

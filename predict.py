@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from support import cli, devices, runs
+from support import cli, devices, outputs, runs
 from support.atomic import atomic_open
 from build_model import as_hw
 from support.crops import MAX_PIXELS, eval_input, find_images, open_image, whole_pixels
@@ -182,23 +182,23 @@ def parse_args(argv=None):
     return args
 
 
-def check_output(path, overwrite):
-    """ValueError unless `path` may be written: not a folder, not an existing file (without
-    --overwrite), in a folder that exists."""
-    if os.path.isdir(path):
-        raise ValueError(f"{path}: --csv is a folder")
-    if os.path.exists(path) and not overwrite:
-        raise ValueError(f"{path}: exists; pass --overwrite to replace it")
+def check_output(path, overwrite, inputs=()):
+    """What is at `path` now (the write's `expect`), or ValueError unless `path` may be written:
+    not a folder, not one of `inputs`, not an existing file (without --overwrite), in a folder
+    that exists."""
+    expect = outputs.check_replaceable(path, "--csv", overwrite, inputs=inputs)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ValueError(f"{path}: no folder {folder}")
+    return expect
 
 
 def run(args):
     from build_model import inference_model
     from support.checkpoint import load_checkpoint
-    check_output(args.csv, args.overwrite)
+    check_output(args.csv, args.overwrite)  # before the search: a mistake fails at once
     files, skipped = find_images(args.paths)
+    expect = check_output(args.csv, args.overwrite, files + [args.checkpoint, args.boxes])
     if args.fit == "keep-aspect":
         files = by_aspect(files)
     if not files:
@@ -223,7 +223,7 @@ def run(args):
     if not results:
         raise ValueError(f"none of the {len(files)} image file(s) could be read "
                          f"(first: {failed[0][0]}: {failed[0][1]}); nothing written")
-    with atomic_open(args.csv, "w", newline="", encoding="utf-8") as f:
+    with atomic_open(args.csv, "w", expect=expect, newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["file", "text", "confidence"])
         for i in sorted(results, key=lambda i: files[i]):

@@ -32,7 +32,7 @@ import sys
 import time
 
 from support import outputs
-from support.atomic import atomic_open
+from support.atomic import ANY, LostRace, atomic_open
 from formats.digitstruct import DigitStructError, read_digitstruct
 from formats.labels_csv import LabelsError, read_gt, read_labels, read_names
 from formats.records import SVHN_ROOT, SYNTH_ROOT
@@ -115,21 +115,26 @@ def build_csv(csv_path, out_dir, max_len, kind="csv", max_pixels=None):
     return obj, summary
 
 
-def write_json(path, obj):
-    """Atomic: a half-written JSON never replaces a good one."""
+def write_json(path, obj, expect=ANY):
+    """Atomic: a half-written JSON never replaces a good one (expect: atomic.replacing's)."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with atomic_open(path, "w") as fh:  # full disk, Ctrl-C: no half-written .tmp left behind
+    # full disk, Ctrl-C: no half-written .tmp left behind
+    with atomic_open(path, "w", expect=expect) as fh:
         json.dump(obj, fh, separators=(",", ":"))
 
 
-def check_outputs(outputs_and_folders, overwrite):
-    """ValueError unless each JSON path replaces only a split JSON of the same image folder (a
-    rerun of the same conversion), or --overwrite: --out-dir may hold the training JSON of
-    other images, or a JSON that is no split at all."""
+def check_outputs(outputs_and_folders, overwrite, inputs=()):
+    """{JSON path: what is there now (the write's expect)}; ValueError unless each JSON path
+    replaces only a split JSON of the same image folder (a rerun of the same conversion), or
+    --overwrite: --out-dir may hold the training JSON of other images, or a JSON that is no
+    split at all. None of `inputs` (the labels files) is ever replaced."""
+    expects = {}
     for path, folder in outputs_and_folders:
-        outputs.check_replaceable(path, "output", overwrite,
-                                  lambda p: outputs.is_split_of(p, folder),
-                                  f"a split JSON of the images in {folder}")
+        expects[path] = outputs.check_replaceable(path, "output", overwrite,
+                                                  lambda p: outputs.is_split_of(p, folder),
+                                                  f"a split JSON of the images in {folder}",
+                                                  inputs)
+    return expects
 
 
 def convert_split(root, split, out_dir):
@@ -245,13 +250,15 @@ def main(argv=None):
             if not os.path.isfile(os.path.join(root, split, "digitStruct.mat")):
                 build_split(root, split, out_dir)  # raises the precise message
         built = [build_split(root, split, out_dir) for split in splits]
-        check_outputs(pairs, args.overwrite)
+        expects = check_outputs(pairs, args.overwrite)
     except (DigitStructError, OSError, ValueError, ImportError) as e:
         sys.exit(f"{PROG}: error: {e}")
     for obj, summary in built:  # everything read and checked: now write
         start = time.time()
         try:
-            write_json(summary["json"], obj)
+            write_json(summary["json"], obj, expects[summary["json"]])
+        except LostRace as e:
+            sys.exit(f"{PROG}: error: {e}")
         except OSError as e:  # e.g. --out-dir is a file or not writable
             sys.exit(f"{PROG}: error: {summary['json']}: cannot write ({e.strerror or e})")
         summary["seconds"] += time.time() - start
@@ -282,12 +289,15 @@ def main_csv(ap, args):
                              "folder)")
         folders = [os.path.join(os.path.dirname(p), obj["image_dir"])
                    for p, (obj, _) in zip(jsons, built)]
-        check_outputs(zip(jsons, folders), args.overwrite)
+        expects = check_outputs(zip(jsons, folders), args.overwrite,
+                                [path for _, path in sources])
     except (LabelsError, ValueError) as e:
         sys.exit(f"{PROG}: error: {e}")
-    for obj, summary in built:
+    for (obj, summary), path in zip(built, jsons):
         try:
-            write_json(summary["json"], obj)
+            write_json(summary["json"], obj, expects[path])
+        except LostRace as e:
+            sys.exit(f"{PROG}: error: {e}")
         except OSError as e:
             sys.exit(f"{PROG}: error: {summary['json']}: cannot write ({e.strerror or e})")
         report(summary)

@@ -451,7 +451,8 @@ def prepare_outputs(run, files, ckpt, state):
     back to the checkpoint's step."""
     runs.remove_stale_temps(run.out, run.plot)  # left by a kill during a save
     outputs = [("--out", files.last)]
-    runs.check_plot(run.plot, run.out, run.overwrite)
+    inputs = [*run.train_json, run.val_json, run.init, run.resume]
+    runs.check_plot(run.plot, run.out, run.overwrite, inputs)
     if run.plot:
         outputs.append(("--plot", run.plot))
     runs.check_writable(outputs)

@@ -135,9 +135,10 @@ def check_writable(outputs):
             raise ValueError(f"{flag} {path}: cannot write there ({e.strerror or e})") from None
 
 
-def check_plot(plot, out, overwrite):
-    """--plot: never one of the run's own files, and an existing file only if it is a figure of
-    ours (or with --overwrite): it may name another run's last.pt or a user's photo."""
+def check_plot(plot, out, overwrite, inputs=()):
+    """--plot: never one of the run's own files nor of its `inputs` (the training JSONs, the
+    checkpoint it starts from), and an existing file only if it is a figure of ours (or with
+    --overwrite): it may name another run's last.pt or a user's photo."""
     if not plot:
         return
     real = os.path.realpath(plot)
@@ -146,7 +147,7 @@ def check_plot(plot, out, overwrite):
     if in_out and (name in RUN_FILES or fnmatch.fnmatch(name, EPOCH_FILES)):
         raise ValueError(f"--plot {plot}: is one of the run's own files in --out {out}")
     outputs.check_replaceable(plot, "--plot", overwrite, outputs.is_own_figure,
-                              "a figure this repository drew")
+                              "a figure this repository drew", inputs)
 
 
 _locked = []  # file descriptors of the run folders this process holds the lock of

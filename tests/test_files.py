@@ -1,0 +1,153 @@
+"""Issue 33: never lose a file (an output replaces only what it may, whole, checked, and never
+one of the run's inputs; two runs on one output cannot both succeed), never hang on a FIFO or
+read /dev/zero whole, and say which file, line or record is at fault."""
+import os
+
+import pytest
+import torch
+
+import export
+import predict
+import train
+from support import atomic, outputs
+from helpers import write_images, write_split
+from test_eval import TINY, write_checkpoint
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN_TINY = ["--plan", "8 M 16", "--hidden", "16", "--image-size", "32", "--crop-size", "28",
+              "--batch-size", "4", "--val-size", "4", "--threads", "1", "--workers", "0"]
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "m.pt", TINY, decoder_scale=3.0)
+
+
+@pytest.fixture(scope="module")
+def tiny_json(tmp_path_factory):
+    numbers = [[(i * 7 + k * 3) % 10 for k in range(1 + i % 3)] for i in range(12)]
+    root = tmp_path_factory.mktemp("tiny")
+    return write_split(str(root), numbers=numbers, split="train", image_dir="train")
+
+
+def error_of(main, args):
+    """The one-line message main(args) exits with."""
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    message = str(e.value.code).strip()
+    assert "\n" not in message, message
+    return message
+
+
+def no_temps(folder):
+    return not [n for n in os.listdir(folder) if n.endswith(".tmp")]
+
+
+# -----------------------------------------------------------------------------
+# the output rule
+
+def test_a_failed_export_check_keeps_the_earlier_export(ckpt, tmp_path, monkeypatch):
+    out = str(tmp_path / "good.pt")
+    assert export.main(["--checkpoint", ckpt, "--out", out]) == 0
+    before = {n: (tmp_path / n).read_bytes() for n in ("good.pt", "good.pt.json")}
+    real = export.run_exported
+
+    def diverged(path, images, onnx=None):  # the new export answers otherwise
+        tokens, probs = real(path, images, onnx)
+        return tokens + 1, probs
+    monkeypatch.setattr(export, "run_exported", diverged)
+    message = error_of(export.main, ["--checkpoint", ckpt, "--out", out, "--overwrite"])
+    assert "differ from the checkpoint's" in message
+    assert {n: (tmp_path / n).read_bytes() for n in before} == before
+    assert no_temps(tmp_path)
+
+
+def test_export_never_writes_over_its_checkpoint(ckpt, tmp_path):
+    path = tmp_path / "X.pt"
+    path.write_bytes(open(ckpt, "rb").read())
+    message = error_of(export.main, ["--checkpoint", str(path), "--out", str(path),
+                                     "--overwrite"])
+    assert "is also an input of this run" in message
+    assert path.read_bytes() == open(ckpt, "rb").read()
+
+
+def test_a_folder_in_the_way_of_the_sidecar_writes_neither(ckpt, tmp_path):
+    out = tmp_path / "m.pt"
+    (tmp_path / "m.pt.json").mkdir()
+    message = error_of(export.main, ["--checkpoint", ckpt, "--out", str(out), "--overwrite"])
+    assert "m.pt.json: is a folder" in message
+    assert sorted(os.listdir(tmp_path)) == ["m.pt.json"]
+
+
+def test_files_replaced_together_or_not_at_all(tmp_path):
+    first = tmp_path / "a.onnx"
+    second = tmp_path / "a.onnx.json"
+    first.write_text("old a")
+    expects = [atomic.fingerprint(str(first)), None]  # the second was absent when checked
+    with pytest.raises(atomic.LostRace):
+        with atomic.replacing_all([str(first), str(second)], expects) as (t1, t2):
+            open(t1, "w").write("new a")
+            open(t2, "w").write("new json")
+            second.write_text("another process's")  # appears while this one works
+    assert first.read_text() == "old a"  # put back
+    assert second.read_text() == "another process's"
+    assert no_temps(tmp_path)
+
+
+def test_predict_never_writes_over_an_input_photo(ckpt, tmp_path):
+    write_images(str(tmp_path), n=1)
+    photo = str(tmp_path / "1.png")
+    before = open(photo, "rb").read()
+    message = error_of(predict.main, ["--checkpoint", ckpt, "--csv", photo, "--overwrite",
+                                      "--threads", "1", photo])
+    assert "is also an input of this run" in message
+    assert open(photo, "rb").read() == before
+
+
+def test_two_predict_runs_on_one_csv_cannot_both_succeed(ckpt, tmp_path, monkeypatch):
+    write_images(str(tmp_path / "in"), n=2)
+    out = tmp_path / "out.csv"
+    real = predict.predict
+
+    def meanwhile(*args, **kwargs):  # the other run, started seconds apart, finishes first
+        out.write_text("file,text,confidence\nthe other run's,1,0.5\n")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(predict, "predict", meanwhile)
+    message = error_of(predict.main, ["--checkpoint", ckpt, "--csv", str(out), "--threads", "1",
+                                      str(tmp_path / "in")])
+    assert "appeared while this run worked" in message
+    assert "the other run's" in out.read_text()
+    assert no_temps(tmp_path)
+
+
+def test_export_with_overwrite_loses_a_race_loudly(ckpt, tmp_path, monkeypatch):
+    out = tmp_path / "m.pt"
+    out.write_text("an old export")
+    real = export.check
+
+    def meanwhile(*args, **kwargs):
+        out.write_text("another export, written meanwhile")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(export, "check", meanwhile)
+    message = error_of(export.main, ["--checkpoint", ckpt, "--out", str(out), "--overwrite"])
+    assert "changed while this run worked" in message
+    assert out.read_text() == "another export, written meanwhile"
+    assert not (tmp_path / "m.pt.json").exists()
+
+
+def test_train_plot_never_replaces_the_training_json(tiny_json, tmp_path):
+    before = open(tiny_json, "rb").read()
+    message = error_of(train.main, ["--train-json", tiny_json, *TRAIN_TINY, "--epochs", "1",
+                                    "--out", str(tmp_path / "run"), "--plot", tiny_json,
+                                    "--overwrite"])
+    assert "--plot" in message and "is also an input of this run" in message
+    assert open(tiny_json, "rb").read() == before
+
+
+def test_check_replaceable_refuses_an_input_through_a_link(tmp_path):
+    data = tmp_path / "data.json"
+    data.write_text("{}")
+    os.symlink(data, tmp_path / "link.json")
+    with pytest.raises(ValueError, match="is also an input"):
+        outputs.check_replaceable(str(tmp_path / "link.json"), "--out", True,
+                                  inputs=[str(data)])

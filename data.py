@@ -27,8 +27,8 @@ from torch.utils.data import ConcatDataset
 
 from support.atomic import save_figure
 from build_model import DEFAULT_CONFIG, as_hw
-from support.crops import (MAX_PIXELS, centre_input, check_file, crop_image, open_image,
-                           resize_region)
+from support.crops import MAX_PIXELS, centre_input, crop_image, open_image, resize_region
+from support.inputs import check_file
 from formats.records import SVHN_ROOT, SYNTH_ROOT, load_split, record_region, record_text
 from support.tokenizer import (PAD, build_tokenizer, extend_vocab, token_text, tokenizer_from_vocab,
                        unknown_chars)

@@ -15,6 +15,7 @@ without --overwrite.
 """
 import argparse
 import csv
+import io
 import os
 import sys
 import time
@@ -27,6 +28,7 @@ from support import cli, devices, outputs, runs
 from support.atomic import atomic_open
 from build_model import as_hw
 from support.crops import MAX_PIXELS, eval_input, find_images, open_image, whole_pixels
+from support.inputs import read_input
 
 BATCH_SIZE = 64  # images per decoding batch
 FITS = ("squash", "keep-aspect")
@@ -106,9 +108,9 @@ def read_boxes(path):
     folder = os.path.dirname(os.path.abspath(path))
     boxes = {}
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f))
-    except (OSError, UnicodeDecodeError) as e:
+        text = read_input(path, "a --boxes CSV").decode("utf-8-sig")
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except (UnicodeDecodeError, csv.Error) as e:
         raise ValueError(f"{path}: cannot read it ({e})") from None
     header = [h.strip().lower() for h in rows[0]] if rows else []
     want = ["name", "left", "top", "width", "height"]

@@ -32,6 +32,7 @@ import sys
 import time
 
 from support import outputs
+from support.inputs import check_input
 from support.atomic import ANY, LostRace, atomic_open
 from formats.digitstruct import DigitStructError, read_digitstruct
 from formats.labels_csv import LabelsError, read_gt, read_labels, read_names
@@ -65,8 +66,9 @@ def build_split(root, split, out_dir):
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{folder}: split folder not found (download and extract "
                                 f"{split}.tar.gz there, or run with --synthetic)")
-    if not os.path.isfile(mat):
+    if not os.path.exists(mat):
         raise FileNotFoundError(f"{mat}: digitStruct.mat not found")
+    check_input(mat, "a digitStruct.mat", limit=None)  # a FIFO would block h5py
     start = time.time()
     try:
         entries = read_digitstruct(mat)

@@ -21,6 +21,8 @@ import os
 
 from PIL import Image, ImageOps
 
+from support.inputs import check_file, read_input
+
 BOX_COLUMNS = ["left", "top", "width", "height"]
 HELP_HEADER = "name,text[,left,top,width,height]"
 
@@ -32,14 +34,9 @@ class LabelsError(ValueError):
 def _decode(path):
     """The CSV's text (UTF-8, with or without Excel's byte-order mark); LabelsError otherwise."""
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except IsADirectoryError:
-        raise LabelsError(f"{path}: is a folder, not a labels CSV") from None
-    except FileNotFoundError:
-        raise LabelsError(f"{path}: no such file") from None
-    except OSError as e:
-        raise LabelsError(f"{path}: cannot read ({e.strerror or e})") from None
+        raw = read_input(path, "a labels file")
+    except (OSError, ValueError) as e:  # missing, a folder, a FIFO or device, too large
+        raise LabelsError(str(e)) from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -86,15 +83,18 @@ def _parse_box(cells):
     return [int(v) if v.is_integer() else v for v in box]
 
 
-def _image_size(path, max_pixels=None):
+def _image_size(path, max_pixels=None, root=None):
     """(width, height) of a readable image; ValueError with a short reason otherwise. An image of
     more than max_pixels pixels (None: crops.MAX_PIXELS, as the other scripts) is refused from its
-    header, before decoding: a few KB of PNG can decode to gigabytes."""
+    header, before decoding: a few KB of PNG can decode to gigabytes. root: the labels' folder,
+    which the image must be inside once links are followed (as records.load_split's readers
+    check it later)."""
     if max_pixels is None:
         from support.crops import MAX_PIXELS  # (crops imports this module: not at the top)
         max_pixels = MAX_PIXELS
-    if not os.path.isfile(path):
-        raise ValueError("no such file" if not os.path.exists(path) else "not a file")
+    if not os.path.exists(path):
+        raise ValueError("no such file")
+    check_file(path, root)
     old_limit = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None  # max_pixels decides, in both directions (as crops.open_image)
     try:
@@ -137,7 +137,7 @@ def _record(row, columns, n_fields, folder, max_len, max_pixels=None):
         except ValueError as e:
             raise ValueError(f"{name}: {e}") from None
     try:
-        width, height = _image_size(os.path.join(folder, name), max_pixels)
+        width, height = _image_size(os.path.join(folder, name), max_pixels, root=folder)
     except ValueError as e:
         raise ValueError(f"image {name!r}: {e}") from None
     record = {"name": name, "text": text}

@@ -9,6 +9,7 @@ import math
 import os
 
 from support.crops import crop_box, whole_pixels
+from support.inputs import read_input
 
 SVHN_ROOT = "data/svhn"  # prepare_data.py's folder for SVHN's splits ({split}.json)
 SYNTH_ROOT = "data/synth"  # ... and for the synthetic replica's (--synthetic)
@@ -26,11 +27,10 @@ def load_split(json_path):
     climbs out of image_dir with '..' included."""
     if os.path.isdir(json_path):
         raise ValueError(f"{json_path}: is a folder, not a split JSON file")
-    if not os.path.isfile(json_path):
+    if not os.path.exists(json_path):
         raise FileNotFoundError(f"{json_path}: no such file (run prepare_data.py first)")
     try:
-        with open(json_path) as f:
-            split = json.load(f)
+        split = json.loads(read_input(json_path, "a split JSON"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{json_path}: not valid JSON ({e})") from None
     except ValueError as e:  # e.g. a 5000-digit integer: past Python's int conversion limit

@@ -18,6 +18,7 @@ import zipfile
 import numpy as np
 import torch
 
+from support import inputs
 from support.atomic import atomic_open
 from build_model import AttentionOCR, check_config
 
@@ -220,6 +221,7 @@ def load_checkpoint(path, map_location="cpu", resume=False):
     train.py --resume needs), the config within CONFIG_LIMITS, the weights' names and shapes
     against a model built on the meta device (no memory), so no file can make this allocate
     more than the weights it holds."""
+    inputs.check_input(path, "a checkpoint", inputs.MAX_CHECKPOINT_BYTES)  # no FIFO, no device
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error says enough
             warnings.simplefilter("ignore", UserWarning)

@@ -14,6 +14,7 @@ from PIL import Image, ImageOps
 
 from build_model import as_hw
 from formats.labels_csv import IMAGE_EXTS
+from support.inputs import check_file
 
 GROW = 1.3                    # the union box's width and height x 1.3, around its centre
 # Images (and crop boxes) above this many pixels are refused, read from the header before any
@@ -120,19 +121,6 @@ def open_image(path, box=None, max_pixels=MAX_PIXELS, draft=None, root=None):
         raise OSError(f"{path}: cannot read image ({reason})") from None
     finally:
         Image.MAX_IMAGE_PIXELS = old_limit
-
-
-def check_file(path, root=None):
-    """ValueError unless `path` is a regular file, inside folder `root` (when given) once
-    symbolic links are followed: a link in the data folder must not read a file outside it."""
-    if not stat.S_ISREG(os.stat(path).st_mode):
-        raise ValueError("not a regular file (a FIFO, device or folder)")
-    if root is None:
-        return
-    real = os.path.realpath(path)
-    folder = os.path.realpath(root)
-    if os.path.commonpath([real, folder]) != folder:
-        raise ValueError(f"a link to {real}, outside the data folder {folder}")
 
 
 def to_rgb(img):

@@ -17,6 +17,7 @@
 import csv
 import fnmatch
 import glob
+import io
 import os
 import tempfile
 import time
@@ -25,6 +26,7 @@ import numpy as np
 
 from support import outputs
 from support.atomic import atomic_open, save_figure
+from support.inputs import read_input
 
 try:  # the run lock; where fcntl is missing (Windows) runs go unlocked
     import fcntl
@@ -211,8 +213,9 @@ def trim_csv(path, header, last_step):
     leaves rows past it)."""
     rows = []
     if last_step is not None and os.path.exists(path):
-        with open(path, newline="") as f:
-            rows = [r for r in list(csv.reader(f))[1:] if r and int(r[0]) <= last_step]
+        text = read_input(path, "a training log").decode()
+        rows = [r for r in list(csv.reader(io.StringIO(text, newline="")))[1:]
+                if r and int(r[0]) <= last_step]
     with atomic_open(path, "w", newline="") as f:
         csv.writer(f).writerows([header] + rows)
 

@@ -151,3 +151,96 @@ def test_check_replaceable_refuses_an_input_through_a_link(tmp_path):
     with pytest.raises(ValueError, match="is also an input"):
         outputs.check_replaceable(str(tmp_path / "link.json"), "--out", True,
                                   inputs=[str(data)])
+
+
+# -----------------------------------------------------------------------------
+# the input rule
+
+@pytest.fixture
+def hostile(tmp_path):
+    """make(kind) -> the path of a file no script may open: a FIFO (a thread opens it for
+    writing after a few seconds, so that a reader that blocks on it fails instead of hanging
+    the suite), /dev/zero, or a sparse file past the size limits (no disk used)."""
+    import threading
+
+    def make(kind, name="x"):
+        path = str(tmp_path / name)
+        if kind == "fifo":
+            os.mkfifo(path)
+
+            def unblock():
+                import time
+                time.sleep(5)
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+                    os.close(fd)
+                except OSError:  # no reader: nothing blocked on it
+                    pass
+            threading.Thread(target=unblock, daemon=True).start()
+            return path
+        if kind == "zero":
+            return "/dev/zero"
+        with open(path, "wb") as f:
+            f.truncate(9 * 2 ** 30)
+        return path
+    return make
+
+
+HOSTILE = [("fifo", "not a regular file"), ("zero", "not a regular file"),
+           ("huge", "bytes, more than")]
+
+
+@pytest.mark.parametrize("kind, words", HOSTILE)
+def test_predict_boxes_and_checkpoint_are_looked_at_before_opening(ckpt, tmp_path, hostile,
+                                                                  kind, words):
+    write_images(str(tmp_path / "in"), n=1)
+    bad = hostile(kind, "boxes.csv")
+    common = ["--csv", str(tmp_path / "o.csv"), "--threads", "1", str(tmp_path / "in")]
+    message = error_of(predict.main, ["--checkpoint", ckpt, "--boxes", bad, *common])
+    assert bad in message and words in message
+    message = error_of(predict.main, ["--checkpoint", bad, *common])
+    assert bad in message and words in message
+
+
+@pytest.mark.parametrize("kind, words", HOSTILE)
+def test_prepare_labels_file_is_looked_at_before_opening(tmp_path, hostile, kind, words):
+    import prepare_data
+    bad = hostile(kind, "gt.txt")
+    message = error_of(prepare_data.main, ["--labels", bad, "--out-dir", str(tmp_path / "o")])
+    assert bad in message and words in message
+
+
+@pytest.mark.parametrize("kind, words", HOSTILE[:2])
+def test_split_json_is_looked_at_before_opening(tmp_path, hostile, kind, words):
+    from formats.records import load_split
+    bad = hostile(kind, "train.json")
+    with pytest.raises(ValueError, match=words):
+        load_split(bad)
+
+
+def outside_layout(tmp_path):
+    """labels/ with a real image, a link to an image outside it and a link to a folder outside
+    it; outside/ holds the targets."""
+    write_images(str(tmp_path / "outside"), n=2)
+    write_images(str(tmp_path / "labels"), n=1)
+    os.symlink(tmp_path / "outside" / "1.png", tmp_path / "labels" / "7.png")
+    os.symlink(tmp_path / "outside", tmp_path / "labels" / "sub")
+    return tmp_path / "labels"
+
+
+@pytest.mark.parametrize("entry", ["7.png", "sub/2.png"])
+def test_prepare_labels_refuses_links_out_of_the_folder(tmp_path, entry):
+    import prepare_data
+    labels = outside_layout(tmp_path)
+    (labels / "gt.txt").write_text(f"1.png\t1\n{entry}\t7\n")
+    message = error_of(prepare_data.main, ["--labels", str(labels / "gt.txt")])
+    assert "line 2" in message and "outside the data folder" in message
+    assert not (labels / "gt.json").exists()
+
+
+def test_prepare_labels_from_names_refuses_links_out_of_the_folder(tmp_path):
+    import prepare_data
+    labels = outside_layout(tmp_path)
+    message = error_of(prepare_data.main, ["--labels-from-names", str(labels)])
+    assert "7.png" in message and "outside the data folder" in message
+    assert not (tmp_path / "labels.json").exists()

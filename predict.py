@@ -55,7 +55,7 @@ class PhotoSet(torch.utils.data.Dataset):
         try:
             if os.path.getsize(path) == 0:
                 return i, None, "an empty file (0 bytes)"
-            img = open_image(path, box, self.max_pixels)
+            img = open_image(path, box, self.max_pixels, inside=True)
         except OSError as e:  # "<path>: cannot read image (why)"
             return i, None, str(e).removeprefix(f"{path}: ")
         if self.fit == "keep-aspect":
@@ -76,24 +76,24 @@ def keep_aspect_input(img, image_size, crop_size):
 
 
 def collate(batch):
-    """(indices, images (B, 3, H, W) or None, [(index, reason)] of the unreadable ones). Inputs
-    of different widths (--fit keep-aspect) are padded with black on both sides to the widest."""
-    good = [(i, x) for i, x, _ in batch if x is not None]
+    """([(indices, images (B, 3, H, W))] one group per input shape, [(index, reason)] of the
+    unreadable ones). Inputs of different widths (--fit keep-aspect) are decoded apart, never
+    padded to a common width: a photo's text must not depend on the other files."""
+    groups = {}
+    for i, x, _ in batch:
+        if x is not None:
+            groups.setdefault(tuple(x.shape), []).append((i, x))
     bad = [(i, why) for i, x, why in batch if x is None]
-    if not good:
-        return [], None, bad
-    indices, images = zip(*good)
-    widest = max(x.shape[-1] for x in images)
-    padded = []
-    for x in images:
-        left = (widest - x.shape[-1]) // 2
-        padded.append(torch.nn.functional.pad(x, (left, widest - x.shape[-1] - left)))
-    return list(indices), torch.stack(padded), bad
+    stacked = []
+    for members in groups.values():
+        indices, images = zip(*members)
+        stacked.append((list(indices), torch.stack(images)))
+    return stacked, bad
 
 
 def by_aspect(files):
-    """The files ordered by width / height (from their headers), so that a batch holds inputs of
-    about one width; an unreadable header sorts first (it is skipped when read)."""
+    """The files ordered by width / height (from their headers), so that a batch holds few input
+    widths (each decoded as one group); an unreadable header sorts first (skipped when read)."""
     def aspect(path):
         try:
             with Image.open(path) as img:
@@ -104,9 +104,13 @@ def by_aspect(files):
 
 
 def read_boxes(path):
-    """--boxes: {real path of the image: (left, top, width, height)}; ValueError naming the line."""
+    """--boxes: ({real path of the image: (left, top, width, height)}, {real path: its line},
+    [(line, name, the line that gave it first)] of the duplicates, whose first box is used);
+    ValueError naming the line for a row that is no box."""
     folder = os.path.dirname(os.path.abspath(path))
     boxes = {}
+    lines = {}
+    duplicates = []
     try:
         text = read_input(path, "a --boxes CSV").decode("utf-8-sig")
         rows = list(csv.reader(io.StringIO(text, newline="")))
@@ -128,8 +132,30 @@ def read_boxes(path):
         if not all(abs(v) < 2 ** 24 for v in box) or box[2] <= 0 or box[3] <= 0:
             raise ValueError(f"{path} line {line}: a box needs finite numbers and width, "
                              f"height > 0")
-        boxes[os.path.realpath(os.path.join(folder, name))] = whole_pixels(*box)
-    return boxes
+        real = os.path.realpath(os.path.join(folder, name))
+        if real in boxes:
+            duplicates.append((line, name, lines[real]))
+            continue
+        boxes[real] = whole_pixels(*box)
+        lines[real] = line
+    return boxes, lines, duplicates
+
+
+def box_notes(path, lines, duplicates, files):
+    """The lines to say about --boxes `path`: its rows naming no image among `files`, and its
+    duplicate names (counted, the first of each named)."""
+    found = {os.path.realpath(f) for f in files}
+    unknown = sorted((line, real) for real, line in lines.items() if real not in found)
+    notes = []
+    if unknown:
+        line, real = unknown[0]
+        notes.append(f"--boxes {path}: {len(unknown)} row(s) name no image read here (first: "
+                     f"line {line}: {real}); not used")
+    if duplicates:
+        line, name, first = duplicates[0]
+        notes.append(f"--boxes {path}: {len(duplicates)} duplicate row(s), each name's first box "
+                     f"used (first: line {line}: {name}, given on line {first})")
+    return notes
 
 
 @torch.inference_mode()
@@ -139,20 +165,19 @@ def predict(model, loader, vocab, device, precision, beam=1, progress=True):
     results = {}
     failed = []
     bar = tqdm(loader, desc="predict", unit="batch", disable=None if progress else True)
-    for indices, images, bad in bar:
+    for groups, bad in bar:
         failed += bad
-        if images is None:
-            continue
-        images = images.to(device).contiguous(memory_format=devices.memory_format(device))
-        with devices.autocast(device, precision):
-            if beam == 1:
-                out = model.decode(images)
-            else:
-                out = model.beam_search(images, beam=beam)
-        probs = out["logprob"].float().exp().cpu().tolist()
-        for i, tokens, p in zip(indices, out["tokens"], probs):
-            text = "".join(vocab[t] for t in label_ids(tokens))
-            results[i] = (text, min(1.0, max(0.0, p)))
+        for indices, images in groups:  # one input shape each
+            images = images.to(device).contiguous(memory_format=devices.memory_format(device))
+            with devices.autocast(device, precision):
+                if beam == 1:
+                    out = model.decode(images)
+                else:
+                    out = model.beam_search(images, beam=beam)
+            probs = out["logprob"].float().exp().cpu().tolist()
+            for i, tokens, p in zip(indices, out["tokens"], probs):
+                text = "".join(vocab[t] for t in label_ids(tokens))
+                results[i] = (text, min(1.0, max(0.0, p)))
     return results, failed
 
 
@@ -206,7 +231,11 @@ def run(args):
     if not files:
         why = f" ({len(skipped)} skipped: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
         raise ValueError(f"no image files in {' '.join(args.paths)}{why}")
-    boxes = read_boxes(args.boxes) if args.boxes else None
+    boxes = None
+    notes = []
+    if args.boxes:
+        boxes, lines, duplicates = read_boxes(args.boxes)
+        notes = box_notes(args.boxes, lines, duplicates, files)
     device = devices.device_from_flag(args.device)
     workers = devices.apply_thread_rule(device, args.threads, args.workers)
     precision = devices.resolve_precision(device, args.precision)
@@ -225,19 +254,46 @@ def run(args):
     if not results:
         raise ValueError(f"none of the {len(files)} image file(s) could be read "
                          f"(first: {failed[0][0]}: {failed[0][1]}); nothing written")
-    with atomic_open(args.csv, "w", expect=expect, newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["file", "text", "confidence"])
-        for i in sorted(results, key=lambda i: files[i]):
-            text, confidence = results[i]
-            writer.writerow([files[i], text, f"{confidence:.6f}"])
+    notes += write_csv(args.csv, files, results, expect)
     print(f"predict.py: {len(results)} image(s) read in {seconds:.1f} s "
           f"({len(results) / max(seconds, 1e-9):.1f} images/s) -> {args.csv}")
+    for note in notes:
+        print(f"predict.py: {note}", file=sys.stderr)
     if failed:
         print(f"predict.py: {len(failed)} skipped:", file=sys.stderr)
         for path, why in failed:
             print(f"  {path}: {why}", file=sys.stderr)
     return results, failed
+
+
+def write_csv(path, files, results, expect):
+    """The CSV file,text,confidence, sorted by file, written atomically (expect: atomic's).
+    A file name that is not UTF-8 (bytes the file system allows) is written as those bytes, so
+    that it still names the file; returns the line that says how many there were."""
+    odd = []
+    with atomic_open(path, "w", expect=expect, newline="", encoding="utf-8",
+                     errors="surrogateescape") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "text", "confidence"])
+        for i in sorted(results, key=lambda i: files[i]):
+            text, confidence = results[i]
+            writer.writerow([files[i], text, f"{confidence:.6f}"])
+            if not is_utf8(files[i]):
+                odd.append(files[i])
+    if not odd:
+        return []
+    shown = odd[0].encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return [f"{len(odd)} file name(s) are not UTF-8, written to {path} as their bytes on disk "
+            f"(first: {shown})"]
+
+
+def is_utf8(name):
+    """False for a file name holding bytes that are not UTF-8 (surrogate escapes)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def main(argv=None):

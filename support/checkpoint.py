@@ -189,6 +189,15 @@ def _weights_mismatch(model, state):
     return "; ".join(problems)
 
 
+def first_non_finite(state):
+    """The name of the first floating-point tensor of a state_dict holding a NaN or an infinity,
+    or None."""
+    for key, value in state.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            return key
+    return None
+
+
 def check_checkpoint(ckpt, path, resume=False):
     """ValueError naming what a loaded checkpoint lacks for evaluation (or, resume=True, for
     resuming training); a checkpoint train.py wrote passes both."""
@@ -251,6 +260,10 @@ def load_checkpoint(path, map_location="cpu", resume=False):
         mismatch = _weights_mismatch(AttentionOCR(config), state)
     if mismatch:
         raise ValueError(f"{path}: weights do not match the model config: {mismatch}")
+    bad = first_non_finite(state)
+    if bad:  # a diverged run's weights would read every image as <unk> at confidence 0
+        raise ValueError(f"{path}: weight {bad} holds NaN or infinite values (a diverged run?); "
+                         f"refusing to use it")
     if len(set(ckpt["vocab"])) != len(ckpt["vocab"]):
         raise ValueError(f"{path}: vocabulary repeats a token")
     for key, token in (("pad_id", "<pad>"), ("eos_id", "</s>"), ("bos_id", "<s>")):

@@ -82,7 +82,7 @@ def eval_input(img, image_size, crop_size):
 # -----------------------------------------------------------------------------
 # opening image files
 
-def open_image(path, box=None, max_pixels=MAX_PIXELS, draft=None, root=None):
+def open_image(path, box=None, max_pixels=MAX_PIXELS, draft=None, root=None, inside=False):
     """Read an image file (any PIL mode) as RGB: the one way every script opens images.
 
     box: (left, top, width, height) in whole pixels to crop to (outside the image: black);
@@ -91,7 +91,8 @@ def open_image(path, box=None, max_pixels=MAX_PIXELS, draft=None, root=None):
     corrupt or truncated file, an image or box of more than max_pixels pixels (decompression
     bombs included: the size is read from the header, before decoding), anything but a regular
     file (a FIFO would block the reader forever), and with `root` (the data folder of a split)
-    a file that is not inside it once links are followed."""
+    a file that is not inside it once links are followed; with `inside`, a box that lies wholly
+    outside the image (a user's box for another photo: the crop would be all black)."""
     old_limit = Image.MAX_IMAGE_PIXELS
     # max_pixels replaces PIL's global limit (a warning at 89 MP, an error past 179 MP), so that
     # one flag decides, in both directions
@@ -112,6 +113,9 @@ def open_image(path, box=None, max_pixels=MAX_PIXELS, draft=None, root=None):
             # as it is shown (boxes are given in that frame too)
             img = ImageOps.exif_transpose(img)
             img = to_rgb(img)
+            if inside and box is not None and not overlaps(box, img.size):
+                raise ValueError(f"its box {','.join(map(str, box))} lies wholly outside the "
+                                 f"{img.size[0]}x{img.size[1]} image")
             if box is not None:
                 img = crop_image(img, box)
             img.load()
@@ -121,6 +125,12 @@ def open_image(path, box=None, max_pixels=MAX_PIXELS, draft=None, root=None):
         raise OSError(f"{path}: cannot read image ({reason})") from None
     finally:
         Image.MAX_IMAGE_PIXELS = old_limit
+
+
+def overlaps(box, size):
+    """True if box (left, top, width, height) shares a pixel with an image of size (w, h)."""
+    left, top, width, height = box
+    return left < size[0] and top < size[1] and left + width > 0 and top + height > 0
 
 
 def to_rgb(img):

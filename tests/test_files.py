@@ -244,3 +244,76 @@ def test_prepare_labels_from_names_refuses_links_out_of_the_folder(tmp_path):
     message = error_of(prepare_data.main, ["--labels-from-names", str(labels)])
     assert "7.png" in message and "outside the data folder" in message
     assert not (tmp_path / "labels.json").exists()
+
+
+# -----------------------------------------------------------------------------
+# predict.py: answers of their own, weights that are numbers, --boxes that say what they skip
+
+def read_csv(path):
+    import csv
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
+        return {r["file"]: (r["text"], r["confidence"]) for r in csv.DictReader(f)}
+
+
+def test_keep_aspect_text_does_not_depend_on_the_other_files(ckpt, tmp_path):
+    from PIL import Image
+    folder = tmp_path / "photos"
+    write_images(str(folder), n=12, seed=3)
+    for k, name in enumerate(sorted(os.listdir(folder))):  # widths 1.0 to 3.2 x the height
+        img = Image.open(folder / name)
+        img.resize((img.height + 8 * k, img.height)).save(folder / name)
+    args = ["--checkpoint", ckpt, "--threads", "1", "--fit", "keep-aspect", "--batch-size", "16"]
+    assert predict.main([*args, "--csv", str(tmp_path / "a.csv"), str(folder)]) == 0
+    Image.new("RGB", (900, 60), (200, 200, 200)).save(folder / "wide.png")  # unrelated, wide
+    assert predict.main([*args, "--csv", str(tmp_path / "b.csv"), str(folder)]) == 0
+    before = read_csv(tmp_path / "a.csv")
+    after = read_csv(tmp_path / "b.csv")
+    assert {f: after[f] for f in before} == before
+
+
+def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path):
+    from support import checkpoint
+    path = str(tmp_path / "diverged.pt")
+    write_checkpoint(path, TINY)
+    ckpt = torch.load(path, weights_only=True)
+    name = sorted(ckpt["model"])[3]
+    ckpt["model"][name] = ckpt["model"][name].float() * float("nan")
+    checkpoint.save_checkpoint(ckpt, path)
+    write_images(str(tmp_path / "in"), n=1)
+    message = error_of(predict.main, ["--checkpoint", path, "--csv", str(tmp_path / "o.csv"),
+                                      "--threads", "1", str(tmp_path / "in")])
+    assert f"weight {name} holds NaN or infinite values" in message
+    message = error_of(export.main, ["--checkpoint", path, "--out", str(tmp_path / "e.pt")])
+    assert f"weight {name} holds NaN" in message
+    assert sorted(os.listdir(tmp_path)) == ["diverged.pt", "in"]
+
+
+def test_boxes_unknown_outside_and_duplicate_rows_are_counted(ckpt, tmp_path, capsys):
+    write_images(str(tmp_path), n=3)  # 1.png .. 3.png
+    (tmp_path / "boxes.csv").write_text("name,left,top,width,height\n"
+                                        "1.png,2,2,20,20\n"
+                                        "nope.png,0,0,5,5\n"
+                                        "1.png,4,4,10,10\n"
+                                        "2.png,5000,5000,10,10\n")
+    out = tmp_path / "o.csv"
+    assert predict.main(["--checkpoint", ckpt, "--csv", str(out), "--threads", "1",
+                         "--boxes", str(tmp_path / "boxes.csv"),
+                         *(str(tmp_path / f"{k}.png") for k in (1, 2, 3))]) == 0
+    err = capsys.readouterr().err
+    assert "1 row(s) name no image read here (first: line 3:" in err
+    assert "1 duplicate row(s), each name's first box used (first: line 4: 1.png, given on " \
+           "line 2)" in err
+    assert "2.png: cannot read image (its box 5000,5000,10,10 lies wholly outside" in err
+    assert sorted(os.path.basename(f) for f in read_csv(out)) == ["1.png", "3.png"]
+
+
+def test_a_file_name_that_is_not_utf8_is_written_as_its_bytes(ckpt, tmp_path, capsys):
+    write_images(str(tmp_path / "in"), n=2)
+    odd = os.path.join(os.fsencode(tmp_path / "in"), b"caf\xe9.png")
+    os.rename(os.fsencode(tmp_path / "in" / "2.png"), odd)
+    out = tmp_path / "o.csv"
+    assert predict.main(["--checkpoint", ckpt, "--csv", str(out), "--threads", "1",
+                         str(tmp_path / "in")]) == 0
+    assert os.fsdecode(odd) in read_csv(out)
+    assert b"caf\xe9.png," in out.read_bytes()
+    assert "1 file name(s) are not UTF-8" in capsys.readouterr().err

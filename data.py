@@ -29,6 +29,7 @@ from support.atomic import save_figure
 from build_model import DEFAULT_CONFIG, as_hw
 from support.crops import MAX_PIXELS, centre_input, crop_image, open_image, resize_region
 from support.inputs import check_file
+from support.script import run_main
 from formats.records import SVHN_ROOT, SYNTH_ROOT, load_split, record_region, record_text
 from support.tokenizer import (PAD, build_tokenizer, extend_vocab, token_text, tokenizer_from_vocab,
                        unknown_chars)
@@ -424,4 +425,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main("data.py", main)

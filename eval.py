@@ -23,6 +23,7 @@ from build_model import inference_model
 from formats.records import SVHN_TEST
 from support.crops import MAX_PIXELS
 from support.tokenizer import label_ids
+from support.script import run_main
 
 matplotlib.use("Agg")  # files only: this script never opens a window
 import matplotlib.pyplot as plt  # noqa: E402
@@ -451,4 +452,4 @@ def run(args):
 
 
 if __name__ == "__main__":
-    main()
+    run_main("eval.py", main)

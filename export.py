@@ -28,6 +28,7 @@ from support.atomic import replacing_all
 from build_model import as_hw, fold_batchnorm
 from support import runs
 from support.checkpoint import load_checkpoint
+from support.script import run_main
 
 ONNX_OPSET = 17
 
@@ -155,4 +156,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main("export.py", main))

@@ -20,6 +20,7 @@ from support.atomic import save_figure
 from formats.records import MAX_COORD, SVHN_TEST
 from support.crops import MAX_PIXELS
 from support.tokenizer import label_ids
+from support.script import run_main
 
 # -----------------------------------------------------------------------------
 # defaults
@@ -279,4 +280,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main("play.py", main)

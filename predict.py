@@ -29,6 +29,7 @@ from support.atomic import atomic_open
 from build_model import as_hw
 from support.crops import MAX_PIXELS, eval_input, find_images, open_image, whole_pixels
 from support.inputs import read_input
+from support.script import run_main
 
 BATCH_SIZE = 64  # images per decoding batch
 FITS = ("squash", "keep-aspect")
@@ -307,4 +308,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main("predict.py", main))

@@ -37,6 +37,7 @@ from support.atomic import ANY, LostRace, atomic_open
 from formats.digitstruct import DigitStructError, read_digitstruct
 from formats.labels_csv import LabelsError, read_gt, read_labels, read_names
 from formats.records import SVHN_ROOT, SYNTH_ROOT
+from support.script import run_main
 
 PROG = "prepare_data.py"
 LABEL_NOTE = "SVHN label 10 is stored as digit 0"
@@ -307,4 +308,4 @@ def main_csv(ap, args):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(PROG, main))

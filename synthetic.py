@@ -36,6 +36,7 @@ from support.atomic import replacing, save_figure
 from synth.digits import PROC_FAMILIES, proc_glyph, proc_style  # noqa: F401
 from synth.fonts import fonts, glyph  # noqa: F401
 from synth.scene import HELD_OUT, MATERIALS, OOD_SPLIT, clutter_faces, families, render
+from support.script import run_main
 
 
 def image_rng(seed, split, index):
@@ -186,4 +187,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main("synthetic.py", main)

@@ -27,6 +27,7 @@ import data
 from formats.records import SVHN_ROOT
 from support import checkpoint, devices, engine, runs, start
 from support.crops import MAX_PIXELS
+from support.script import run_main
 from support.tokenizer import BOS, EOS, PAD
 
 # -----------------------------------------------------------------------------
@@ -262,10 +263,12 @@ def main(argv=None):
     try:
         return train(args, Processes(ddp, rank, world, local_world), device)
     except (OSError, ValueError, FloatingPointError) as e:  # e.g. an unreadable image in a worker
+        runs.forget_unstarted(args.out)
         # a worker's error holds its traceback: keep the last line
         last = str(e).strip().splitlines()[-1]
         sys.exit(f"train.py: error: {last.removeprefix(type(e).__name__ + ': ')}")
     except KeyboardInterrupt:  # Ctrl-C: checkpoints are written atomically, so last.pt is whole
+        runs.forget_unstarted(args.out)
         sys.exit(f"\ntrain.py: {runs.interrupted_message(args.out)}")
     finally:
         runs.release_runs()
@@ -311,6 +314,8 @@ def train(args, procs, device):
     if not ckpt and "max_len" not in run.model_flags:  # the cap follows the data
         max_len = max(max_len, data.longest_text(train_set) + MAX_LEN_MARGIN)
     run = argparse.Namespace(**{**vars(run), "max_len": max_len, "json_records": json_records})
+    if not ckpt:  # a resumed run's input was checked when it started
+        start.check_input_shape(run, data.longest_text(train_set))
     model = build(run, tokenizer, init, device)
     parts = make_parts(run, model, tokenizer, train_set, val_set, workers, procs, device, files)
     state = start.restore(ckpt, resume, parts, files, procs, device)
@@ -570,4 +575,4 @@ def epoch_name(epoch):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main("train.py", main))

@@ -21,7 +21,7 @@ import os
 
 from PIL import Image, ImageOps
 
-from support.inputs import check_file, read_input
+from support.inputs import MAX_TEXT_CHARS, check_file, read_input
 
 BOX_COLUMNS = ["left", "top", "width", "height"]
 HELP_HEADER = "name,text[,left,top,width,height]"
@@ -111,6 +111,13 @@ def _image_size(path, max_pixels=None, root=None):
         Image.MAX_IMAGE_PIXELS = old_limit
 
 
+def shorten(text, keep=40):
+    """repr(text), cut to its first `keep` characters: a message stays one readable line."""
+    if len(text) <= keep:
+        return repr(text)
+    return repr(text[:keep]) + "..."
+
+
 def _record(row, columns, n_fields, folder, max_len, max_pixels=None):
     """One data row -> JSON record; ValueError naming the problem (caller adds file and line)."""
     if len(row) > n_fields:  # e.g. a comma inside an unquoted text
@@ -128,8 +135,11 @@ def _record(row, columns, n_fields, folder, max_len, max_pixels=None):
     if not text:
         raise ValueError(f"{name}: empty text")
     if max_len and len(text) > max_len:
-        raise ValueError(f"{name}: text {text!r} has {len(text)} characters, more than --max-len "
-                         f"{max_len} (0 allows any length)")
+        raise ValueError(f"{name}: text {shorten(text)} has {len(text):,} characters, more than "
+                         f"--max-len {max_len} (0 allows any length)")
+    if len(text) > MAX_TEXT_CHARS:
+        raise ValueError(f"{name}: text {shorten(text)} has {len(text):,} characters, more than "
+                         f"the {MAX_TEXT_CHARS} a model reads")
     box = None
     if "left" in columns:
         try:

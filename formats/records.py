@@ -9,7 +9,7 @@ import math
 import os
 
 from support.crops import crop_box, whole_pixels
-from support.inputs import read_input
+from support.inputs import MAX_TEXT_CHARS, read_input
 
 SVHN_ROOT = "data/svhn"  # prepare_data.py's folder for SVHN's splits ({split}.json)
 SYNTH_ROOT = "data/synth"  # ... and for the synthetic replica's (--synthetic)
@@ -98,6 +98,10 @@ def record_problem(r):
     problem = _name_problem(r["name"])
     if problem:
         return problem
+    label = r.get("text", r.get("digits"))
+    if isinstance(label, (str, list)) and len(label) > MAX_TEXT_CHARS:
+        return (f"has a text of {len(label):,} characters, more than the {MAX_TEXT_CHARS} a "
+                f"model reads")
     huge = _huge_coordinate(r)
     if huge is not None:
         return (f"has a box value {huge:g}, beyond +-2^24 = {MAX_COORD:,} pixels (boxes are held "

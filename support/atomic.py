@@ -23,8 +23,24 @@ import shutil
 # figures by it, so that a script replaces them but never a user's image of the same name
 FIGURE_MARK = "svhn-attention-ocr"
 ANY = "any"  # expect=ANY: replace whatever is at the path when the write ends
-# every path this process has written, in order: what an interrupted script says it kept
-published = []
+
+
+class Published:
+    """The files this process has written (the first few named, all counted): what an
+    interrupted script says it kept."""
+    NAMED = 5
+
+    def __init__(self):
+        self.names = []
+        self.count = 0
+
+    def add(self, path):
+        self.count += 1
+        if len(self.names) < self.NAMED:
+            self.names.append(path)
+
+
+published = Published()
 
 
 def fingerprint(path):
@@ -110,7 +126,8 @@ def publish_together(pairs, expects):
         for _, before in done:
             if before is not None and os.path.lexists(before):
                 os.remove(before)
-    published.extend(path for _, path in pairs)
+    for _, path in pairs:
+        published.add(path)
 
 
 @contextlib.contextmanager

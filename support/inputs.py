@@ -19,6 +19,10 @@ import stat
 MAX_TEXT_BYTES = 512 * 2 ** 20
 # a checkpoint: the seed's model with its optimizer state is ~100 MB
 MAX_CHECKPOINT_BYTES = 8 * 2 ** 30
+# the longest text a label may have: a model decodes at most build_model.CONFIG_LIMITS's
+# max_len (256) characters, and train.py sets max_len to the longest text + MAX_LEN_MARGIN (2).
+# prepare_data.py refuses a longer one naming file and line, records.load_split naming record.
+MAX_TEXT_CHARS = 254
 
 
 def _check_stat(path, st, what, limit):

@@ -153,6 +153,9 @@ def check_plot(plot, out, overwrite, inputs=()):
 
 
 _locked = []  # file descriptors of the run folders this process holds the lock of
+# the --out folder this process made and the logs it started afresh: a run that ends before its
+# first checkpoint takes them back (forget_unstarted)
+_started = []
 
 
 def lock_run(out):
@@ -162,7 +165,9 @@ def lock_run(out):
     if os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"--out {out}: exists and is not a folder")
     try:
-        os.makedirs(out, exist_ok=True)
+        if not os.path.isdir(out):
+            os.makedirs(out)
+            _started.append(out)
         fd = os.open(out, os.O_RDONLY)
     except OSError as e:
         raise ValueError(f"--out {out}: cannot write there ({e.strerror or e})") from None
@@ -182,9 +187,10 @@ def lock_run(out):
 
 
 def release_runs():
-    """Give back every run lock this process holds."""
+    """Give back every run lock this process holds (and forget what its runs started)."""
     while _locked:
         os.close(_locked.pop())
+    _started.clear()
 
 
 def written(out, plot=None):
@@ -200,6 +206,23 @@ def written(out, plot=None):
     return ", ".join(os.path.join(out, n) for n in names) + copy
 
 
+def forget_unstarted(out):
+    """After a run stopped (an error, Ctrl-C) before its first checkpoint: remove the logs it
+    started and the --out folder it made (if empty), so that no header-only loss.csv blocks the
+    rerun as "already holds a run". Nothing is removed once <out>/last.pt exists."""
+    if os.path.exists(os.path.join(out, "last.pt")):
+        return
+    for path in reversed(_started):
+        if os.path.realpath(out) not in (os.path.realpath(path),
+                                         os.path.realpath(os.path.dirname(path))):
+            continue  # another run's (a test runs several in one process)
+        if os.path.isfile(path):
+            os.remove(path)
+        elif os.path.isdir(path) and not os.listdir(path):
+            os.rmdir(path)
+    _started.clear()
+
+
 def interrupted_message(out):
     """What to say on Ctrl-C: how to continue, naming a last.pt only where there is one."""
     last = os.path.join(out, "last.pt")
@@ -212,6 +235,8 @@ def trim_csv(path, header, last_step):
     """Start a log, or on resume keep only the rows up to the checkpoint's step (a kill mid-epoch
     leaves rows past it)."""
     rows = []
+    if last_step is None:
+        _started.append(path)
     if last_step is not None and os.path.exists(path):
         text = read_input(path, "a training log").decode()
         rows = [r for r in list(csv.reader(io.StringIO(text, newline="")))[1:]

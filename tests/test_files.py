@@ -317,3 +317,88 @@ def test_a_file_name_that_is_not_utf8_is_written_as_its_bytes(ckpt, tmp_path, ca
     assert os.fsdecode(odd) in read_csv(out)
     assert b"caf\xe9.png," in out.read_bytes()
     assert "1 file name(s) are not UTF-8" in capsys.readouterr().err
+
+
+# -----------------------------------------------------------------------------
+# messages that name the file, line or record; runs that leave nothing behind when they fail
+
+def test_init_resume_auto_resumes_its_own_run(ckpt, tiny_json, tmp_path, capsys):
+    out = tmp_path / "ft"
+    command = ["--init", ckpt, "--train-json", tiny_json, "--epochs", "1", "--batch-size", "4",
+               "--threads", "1", "--workers", "0", "--out", str(out), "--resume", "auto"]
+    assert train.main(command) == 0
+    assert train.main(command) == 0  # the same command again: its own run, done
+    assert "already holds epoch 1 of --epochs 1: nothing to train" in capsys.readouterr().out
+
+
+def test_a_huge_text_is_refused_at_prepare_naming_file_and_line(tmp_path):
+    import prepare_data
+    write_images(str(tmp_path), n=2)
+    (tmp_path / "gt.txt").write_text("1.png\t12\n2.png\t" + "7" * 10_000_000 + "\n")
+    message = error_of(prepare_data.main, ["--labels", str(tmp_path / "gt.txt")])
+    assert "gt.txt line 2: 2.png: text '7777" in message
+    assert "10,000,000 characters, more than the 254 a model reads" in message
+    assert len(message) < 400 and not (tmp_path / "gt.json").exists()
+
+
+def test_a_huge_text_in_a_json_is_refused_naming_the_record(tiny_json, tmp_path):
+    import json
+    split = json.load(open(tiny_json))
+    split["image_dir"] = os.path.join(os.path.dirname(tiny_json), split["image_dir"])
+    split["records"][2] = {"name": split["records"][2]["name"], "text": "1" * 300}
+    path = tmp_path / "long.json"
+    path.write_text(json.dumps(split))
+    out = tmp_path / "run"
+    message = error_of(train.main, ["--train-json", str(path), *TRAIN_TINY, "--out", str(out)])
+    assert f"{path}: record 2 has a text of 300 characters" in message
+    assert not out.exists()  # no empty --out left behind
+
+
+def test_a_run_failing_at_its_first_batch_leaves_no_run_behind(tiny_json, tmp_path):
+    import json
+    import shutil
+    root = tmp_path / "data"
+    shutil.copytree(os.path.dirname(tiny_json), root)
+    split = json.load(open(root / "train.json"))
+    image = root / split["image_dir"] / split["records"][0]["name"]
+    good = image.read_bytes()
+    image.write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    out = tmp_path / "run"
+    command = ["--train-json", str(root / "train.json"), *TRAIN_TINY, "--val-size", "0",
+               "--epochs", "1", "--out", str(out)]
+    message = error_of(train.main, command)
+    assert "cannot read image" in message
+    assert not out.exists()  # neither header-only loss.csv / val.csv nor an empty folder
+    image.write_bytes(good)
+    assert train.main(command) == 0  # the rerun with fixed data is not "already holds a run"
+
+
+def test_an_input_too_small_for_the_encoder_is_refused(tiny_json, tmp_path):
+    base = ["--train-json", tiny_json, "--plan", "8 M 16", "--hidden", "16", "--threads", "1",
+            "--workers", "0", "--epochs", "1", "--out", str(tmp_path / "run")]
+    message = error_of(train.main, [*base, "--image-size", "1x1", "--crop-size", "1"])
+    assert "--crop-size 1: an input too small for the encoder's 1 max-pools" in message
+    message = error_of(train.main, [*base, "--image-size", "2x2", "--crop-size", "2"])
+    assert "feature map is 1x1, fewer places to attend than the longest training text's 3" \
+        in message
+    assert not (tmp_path / "run").exists()
+
+
+def test_ctrl_c_is_one_line_saying_what_was_kept(ckpt, tmp_path, monkeypatch):
+    from support import script
+    monkeypatch.setattr(atomic, "published", atomic.Published())
+    write_images(str(tmp_path / "in"), n=1)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(predict, "predict", interrupted)
+    args = ["--checkpoint", ckpt, "--csv", str(tmp_path / "o.csv"), "--threads", "1",
+            str(tmp_path / "in")]
+    message = error_of(lambda a: script.run_main("predict.py", lambda: predict.main(a)), args)
+    assert message == ("predict.py: interrupted; nothing was written (outputs appear whole, at "
+                       "the end, or not at all)")
+    with atomic.atomic_open(str(tmp_path / "a.json")) as f:
+        f.write("{}")
+    message = error_of(lambda a: script.run_main("predict.py", lambda: predict.main(a)), args)
+    assert message == (f"predict.py: interrupted; kept {tmp_path / 'a.json'}, each written "
+                       f"whole; nothing else was written")

@@ -25,7 +25,8 @@ import torchvision.transforms.functional as TF
 from PIL import Image, ImageFilter
 from torch.utils.data import ConcatDataset
 
-from support.atomic import save_figure
+from support import outputs
+from support.atomic import ANY, save_figure
 from build_model import DEFAULT_CONFIG, as_hw
 from support.crops import MAX_PIXELS, centre_input, crop_image, open_image, resize_region
 from support.inputs import check_file
@@ -351,7 +352,7 @@ def default_json():
     return None
 
 
-def plot_augmentations(dataset, indices, rows, out, show=False):
+def plot_augmentations(dataset, indices, rows, out, show=False, expect=ANY):
     import matplotlib
     if not show:
         matplotlib.use("Agg")
@@ -380,7 +381,7 @@ def plot_augmentations(dataset, indices, rows, out, show=False):
         axes[row, 0].set_ylabel(f"train {dataset.crop_size}", fontsize=8)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    save_figure(fig, out, dpi=120)  # e.g. --out is a folder: an error, and no stray .tmp
+    save_figure(fig, out, expect=expect, dpi=120)  # --out a folder: an error, no stray .tmp
     if show:
         plt.show()
     plt.close(fig)
@@ -403,6 +404,8 @@ def main(argv=None):
                    help="larger images (width x height) are refused as unreadable")
     p.add_argument("--out", default="img/aug.png", help="output figure")
     p.add_argument("--show", action="store_true", help="also open a window with the figure")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an --out that is not a figure of ours")
     args = p.parse_args(argv)
     for name, low in (("n", 1), ("rows", 0), ("max_pixels", 1)):
         if getattr(args, name) < low:
@@ -410,7 +413,10 @@ def main(argv=None):
     if args.json is None:
         sys.exit("data.py: error: no data/svhn/train.json or data/synth/train.json; run "
                  "prepare_data.py (or prepare_data.py --synthetic) first, or pass --json")
-    try:
+    try:  # a figure of ours is redrawn; the JSON read, or a user's photo, is not replaced
+        expect = outputs.check_replaceable(args.out, "--out", args.overwrite,
+                                           outputs.is_own_figure,
+                                           "a figure this repository drew", [args.json])
         ds = SVHNDataset(args.json, train=True, image_size=args.image_size,
                          crop_size=args.crop_size, max_pixels=args.max_pixels)
         if len(ds) == 0:
@@ -418,7 +424,7 @@ def main(argv=None):
         torch.manual_seed(args.seed)
         rng = np.random.default_rng(args.seed)
         indices = sorted(rng.choice(len(ds), size=min(args.n, len(ds)), replace=False).tolist())
-        plot_augmentations(ds, indices, args.rows, args.out, args.show)
+        plot_augmentations(ds, indices, args.rows, args.out, args.show, expect)
     except (OSError, ValueError) as e:
         sys.exit(f"data.py: error: {e}")
     print(f"saved {args.out} ({len(indices)} images, {args.rows} augmentations each)")

@@ -402,3 +402,22 @@ def test_ctrl_c_is_one_line_saying_what_was_kept(ckpt, tmp_path, monkeypatch):
     message = error_of(lambda a: script.run_main("predict.py", lambda: predict.main(a)), args)
     assert message == (f"predict.py: interrupted; kept {tmp_path / 'a.json'}, each written "
                        f"whole; nothing else was written")
+
+
+def test_every_figure_script_keeps_a_users_file_and_its_input(tiny_json, tmp_path):
+    import data
+    import synthetic
+    from PIL import Image
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (5, 5), (200, 10, 10)).save(photo)
+    kept = {p: open(p, "rb").read() for p in (tiny_json, str(photo))}
+    common = ["--json", tiny_json, "--n", "2", "--rows", "1"]
+    message = error_of(data.main, [*common, "--out", tiny_json, "--overwrite"])
+    assert f"--out {tiny_json}: is also an input of this run" in message
+    message = error_of(data.main, [*common, "--out", str(photo)])
+    assert "exists and is not a figure this repository drew" in message
+    message = error_of(synthetic.main, ["--preview", str(photo)])
+    assert "exists and is not a figure this repository drew" in message
+    assert {p: open(p, "rb").read() for p in kept} == kept
+    data.main([*common, "--out", str(tmp_path / "aug.png")])
+    data.main([*common, "--out", str(tmp_path / "aug.png")])  # its own figure: redrawn

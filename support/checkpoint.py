@@ -230,6 +230,8 @@ def load_checkpoint(path, map_location="cpu", resume=False):
     train.py --resume needs), the config within CONFIG_LIMITS, the weights' names and shapes
     against a model built on the meta device (no memory), so no file can make this allocate
     more than the weights it holds."""
+    if os.path.isdir(path):
+        raise ValueError(f"{path}: not a PyTorch checkpoint (a folder)")
     inputs.check_input(path, "a checkpoint", inputs.MAX_CHECKPOINT_BYTES)  # no FIFO, no device
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error says enough

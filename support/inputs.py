@@ -15,8 +15,8 @@ import os
 import stat
 
 # labels files, CSVs, split JSONs, --boxes: SVHN's largest JSON (extra) is ~20 MB; read whole
-# into memory, a text file takes several times its size as Python strings
-MAX_TEXT_BYTES = 512 * 2 ** 20
+# into memory, a text file takes several times its size as Python strings and lists
+MAX_TEXT_BYTES = 256 * 2 ** 20
 # a checkpoint: the seed's model with its optimizer state is ~100 MB
 MAX_CHECKPOINT_BYTES = 8 * 2 ** 30
 # the longest text a label may have: a model decodes at most build_model.CONFIG_LIMITS's

@@ -22,14 +22,15 @@ import numpy as np
 import torch
 import torchvision.transforms as T
 import torchvision.transforms.functional as TF
-from PIL import Image, ImageFilter
+from PIL import ImageFilter
 from torch.utils.data import ConcatDataset
 
 from support import outputs
 from support.atomic import ANY, save_figure
 from build_model import DEFAULT_CONFIG, as_hw
-from support.crops import MAX_PIXELS, centre_input, crop_image, open_image, resize_region
-from support.inputs import check_file
+from support import images
+from support.crops import centre_input, resize_region
+from support.images import MAX_PIXELS, crop_image, open_image
 from support.script import run_main
 from formats.records import SVHN_ROOT, SYNTH_ROOT, load_split, record_region, record_text
 from support.tokenizer import (PAD, build_tokenizer, extend_vocab, token_text, tokenizer_from_vocab,
@@ -324,22 +325,11 @@ def longest_text(dataset):
 
 def median_aspect(image_dir, records, sample=200):
     """Median width / height of the regions a split's images are read from, over up to `sample`
-    records spread over it (image headers only, for records without a region)."""
+    records spread over it (images.median_aspect: image headers only, for records without a
+    region)."""
     step = max(1, len(records) // sample)
-    aspects = []
-    for r in records[::step]:
-        region = record_region(r)
-        if region is None:  # the whole image: its size from the header
-            path = os.path.join(image_dir, r["name"])
-            try:
-                check_file(path, image_dir)  # a FIFO would block here; a link must stay inside
-                with Image.open(path) as img:
-                    region = (0, 0, *img.size)
-            except (OSError, ValueError):  # unreadable: training names it when it gets there
-                continue
-        x0, y0, x1, y1 = region
-        aspects.append((x1 - x0) / max(y1 - y0, 1))
-    return float(np.median(aspects)) if aspects else 1.0
+    return images.median_aspect(image_dir, [(r["name"], record_region(r))
+                                            for r in records[::step]])
 
 
 # -----------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from support import cli, devices, outputs, runs
 from support.atomic import ANY, atomic_open, save_figure
 from build_model import inference_model
 from formats.records import SVHN_TEST
-from support.crops import MAX_PIXELS
+from support.images import MAX_PIXELS
 from support.tokenizer import label_ids
 from support.script import run_main
 

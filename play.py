@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from support import cli, devices, outputs, runs
 from support.atomic import save_figure
 from formats.records import MAX_COORD, SVHN_TEST
-from support.crops import MAX_PIXELS
+from support.images import MAX_PIXELS
 from support.tokenizer import label_ids
 from support.script import run_main
 
@@ -62,7 +62,8 @@ def load_file(path, crop, image_size, crop_size, max_pixels=MAX_PIXELS):
     region (the whole image, or the --crop box grown by 30% like training crops), resize to
     image_size, centre crop. Any PIL mode; ValueError with a reason when it cannot be read."""
     from build_model import as_hw
-    from support.crops import crop_box, eval_input, open_image
+    from support.crops import eval_input
+    from support.images import crop_box, open_image
     box = None
     if crop is not None:
         box = crop_box([crop])
@@ -77,7 +78,7 @@ def load_file(path, crop, image_size, crop_size, max_pixels=MAX_PIXELS):
 
 
 def inputs_from_files(paths, crop, config, max_pixels=MAX_PIXELS):
-    from support.crops import find_images
+    from support.images import find_images
     items, failed = [], []
     files, skipped = find_images(paths)  # missing files, FIFOs, directory loops
     for path, reason in skipped:

@@ -21,13 +21,13 @@ import sys
 import time
 
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from support import cli, devices, outputs, runs
 from support.atomic import atomic_open
 from build_model import as_hw
-from support.crops import MAX_PIXELS, eval_input, find_images, open_image, whole_pixels
+from support.crops import eval_input
+from support.images import MAX_PIXELS, aspect, find_images, open_image, whole_pixels
 from support.inputs import read_input
 from support.script import run_main
 
@@ -95,13 +95,12 @@ def collate(batch):
 def by_aspect(files):
     """The files ordered by width / height (from their headers), so that a batch holds few input
     widths (each decoded as one group); an unreadable header sorts first (skipped when read)."""
-    def aspect(path):
+    def key(path):
         try:
-            with Image.open(path) as img:
-                return img.size[0] / max(img.size[1], 1)
+            return aspect(path)
         except Exception:  # noqa: BLE001 (any unreadable file: the reader names it)
             return 0.0
-    return sorted(files, key=aspect)
+    return sorted(files, key=key)
 
 
 def read_boxes(path):

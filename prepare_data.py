@@ -184,7 +184,7 @@ def add_safety_flags(ap):
     ap.add_argument("--max-pixels", type=int, default=None,
                     help="with --csv, --labels, --labels-from-names: an image (width x height) "
                          "above this is refused, read from its header; None: the other scripts' "
-                         "limit (support/crops.py MAX_PIXELS)")
+                         "limit (support/images.py MAX_PIXELS)")
     ap.add_argument("--overwrite", action="store_true",
                     help="replace an existing <split>.json even when it is not a split JSON of "
                          "the same images (a rerun of the same conversion always replaces it)")

@@ -106,7 +106,8 @@ def preview(path, n=40, seed=0, split="train", difficulty=1.0, long_boost=1.0, o
     from matplotlib.patches import Rectangle
 
     # torch and torchvision: only the figure needs them, not the generator
-    from support.crops import crop_box, crop_image, resize_region
+    from support.crops import resize_region
+    from support.images import crop_box, crop_image
     cols, rows = 8, (n + 7) // 8
     fig, axes = plt.subplots(2 * rows, cols, figsize=(2.2 * cols, 2.7 * rows))
     for i in range(rows * cols):

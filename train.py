@@ -26,7 +26,7 @@ import build_model
 import data
 from formats.records import SVHN_ROOT
 from support import checkpoint, devices, engine, runs, start
-from support.crops import MAX_PIXELS
+from support.images import MAX_PIXELS
 from support.script import run_main
 from support.tokenizer import BOS, EOS, PAD
 

@@ -8,7 +8,7 @@ import json
 import math
 import os
 
-from support.crops import crop_box, whole_pixels
+from support.images import crop_box, whole_pixels
 from support.inputs import MAX_TEXT_CHARS, read_input
 
 SVHN_ROOT = "data/svhn"  # prepare_data.py's folder for SVHN's splits ({split}.json)

@@ -421,3 +421,37 @@ def test_every_figure_script_keeps_a_users_file_and_its_input(tiny_json, tmp_pat
     assert {p: open(p, "rb").read() for p in kept} == kept
     data.main([*common, "--out", str(tmp_path / "aug.png")])
     data.main([*common, "--out", str(tmp_path / "aug.png")])  # its own figure: redrawn
+
+
+# -----------------------------------------------------------------------------
+# the image layer (issue 34 item 3): one torch-free module
+
+def test_prepare_data_and_formats_import_no_torch():
+    import subprocess
+    import sys
+    for command in (["prepare_data.py", "--help"],
+                    ["-c", "import formats.records, formats.labels_csv, formats.digitstruct"]):
+        done = subprocess.run([sys.executable, "-X", "importtime", *command], cwd=REPO,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-500:]
+        loaded = [line.split("|")[-1].strip() for line in done.stderr.splitlines()]
+        assert not [m for m in loaded if m.split(".")[0] in ("torch", "torchvision")], command
+
+
+def test_labels_from_names_walks_folders_as_predict_does(tmp_path):
+    from formats.labels_csv import read_names
+    from support.images import find_images
+    folder = tmp_path / "plates"
+    write_images(str(folder / "b"), n=1)
+    (folder / "b" / "1.png").rename(folder / "b" / "KX7_1.png")
+    write_images(str(folder), n=1)
+    (folder / "1.png").rename(folder / "AB12.png")
+    os.symlink(folder, folder / "b" / "loop")  # a loop: skipped, its files listed once
+    records = read_names(str(folder))
+    assert [(r["name"], r["text"]) for r in records] == [("AB12.png", "AB12"),
+                                                          (os.path.join("b", "KX7_1.png"), "KX7")]
+    files, skipped = find_images([str(folder)])
+    assert len(files) == 2 and "a directory loop" in skipped[0][1]
+    os.mkfifo(folder / "b" / "pipe.png")
+    with pytest.raises(ValueError, match="pipe.png: not a regular file"):
+        read_names(str(folder))

@@ -13,7 +13,8 @@ from PIL import Image
 from support import checkpoint
 import export
 import predict
-from support.crops import eval_input, open_image
+from support.crops import eval_input
+from support.images import open_image
 from build_model import build_model
 from helpers import overfit, write_images
 from test_eval import TINY, VOCAB, write_checkpoint

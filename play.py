@@ -256,11 +256,12 @@ def main(argv=None):
         sys.exit(f"play.py: error: --out {args.out}: cannot make the folder ({e.strerror or e})")
     taken, grid = set(), os.path.join(args.out, "attention.png")
     paths = [os.path.join(args.out, figure_name(item["name"], taken)) for item in items]
+    # what the figures must never replace, even with --overwrite: every file read
+    inputs = [args.checkpoint, args.json] + [item["name"] for item in items if args.images]
     try:  # a figure of ours is redrawn; a user's attention_x.png is not replaced
         for path in paths + [grid]:
             outputs.check_replaceable(path, "--out", args.overwrite, outputs.is_own_figure,
-                                      "a figure this repository drew",
-                                      [args.checkpoint, args.json, *args.images])
+                                      "a figure this repository drew", inputs)
     except ValueError as e:
         sys.exit(f"play.py: error: {e}")
     predict(model, items, vocab, args.beam, device, precision)

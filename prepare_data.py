@@ -190,7 +190,8 @@ def add_safety_flags(ap):
                          "the same images (a rerun of the same conversion always replaces it)")
 
 
-def main(argv=None):
+def build_parser():
+    """prepare_data.py's flags."""
     ap = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                  formatter_class=_HelpFormatter)
     ap.add_argument("--root", default=None,
@@ -222,6 +223,11 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0, help="with --synthetic: generator seed")
     ap.add_argument("--workers", type=int, default=2, help="with --synthetic: rendering processes")
     add_safety_flags(ap)
+    return ap
+
+
+def main(argv=None):
+    ap = build_parser()
     args = ap.parse_args(argv)
     if args.max_pixels is not None and args.max_pixels < 1:
         ap.error(f"--max-pixels must be >= 1, got {args.max_pixels}")
@@ -256,17 +262,23 @@ def main(argv=None):
         expects = check_outputs(pairs, args.overwrite)
     except (DigitStructError, OSError, ValueError, ImportError) as e:
         sys.exit(f"{PROG}: error: {e}")
-    for obj, summary in built:  # everything read and checked: now write
+    write_all(built, [expects[summary["json"]] for _, summary in built])
+    return 0
+
+
+def write_all(built, expects):
+    """Write each (JSON object, summary), everything read and checked, and report it (expects:
+    check_outputs's, in the same order); one line and exit on a failure."""
+    for (obj, summary), expect in zip(built, expects):
         start = time.time()
         try:
-            write_json(summary["json"], obj, expects[summary["json"]])
-        except LostRace as e:
+            write_json(summary["json"], obj, expect)
+        except LostRace as e:  # another process wrote it meanwhile: the message says so
             sys.exit(f"{PROG}: error: {e}")
         except OSError as e:  # e.g. --out-dir is a file or not writable
             sys.exit(f"{PROG}: error: {summary['json']}: cannot write ({e.strerror or e})")
         summary["seconds"] += time.time() - start
         report(summary)
-    return 0
 
 
 def main_csv(ap, args):
@@ -296,14 +308,7 @@ def main_csv(ap, args):
                                 [path for _, path in sources])
     except (LabelsError, ValueError) as e:
         sys.exit(f"{PROG}: error: {e}")
-    for (obj, summary), path in zip(built, jsons):
-        try:
-            write_json(summary["json"], obj, expects[path])
-        except LostRace as e:
-            sys.exit(f"{PROG}: error: {e}")
-        except OSError as e:
-            sys.exit(f"{PROG}: error: {summary['json']}: cannot write ({e.strerror or e})")
-        report(summary)
+    write_all(built, [expects[path] for path in jsons])
     return 0
 
 

@@ -200,7 +200,7 @@ def read_names(folder, max_len=None, max_pixels=None):
     os.walk's order (a folder's files before its subfolders); records checked as a CSV's."""
     if not os.path.isdir(folder):
         raise LabelsError(f"{folder}: not a folder")
-    files, skipped = find_images([folder])
+    files, skipped = find_images([folder], unique=False)
     located = []
     for path in sorted(files, key=lambda p: _walk_order(os.path.relpath(p, folder))):
         relative = os.path.relpath(path, folder)

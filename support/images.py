@@ -182,15 +182,18 @@ def median_aspect(folder, regions):
 # -----------------------------------------------------------------------------
 # finding image files
 
-def find_images(paths):
+def find_images(paths, unique=True):
     """(image files, skipped) from files and folders: folders are searched recursively (symbolic
     links followed, each real folder once: a link back up is a loop, skipped and named) for
     files with an image extension, sorted; a file given by name is kept whatever its extension.
     skipped: (path, reason) for what cannot be an image file (missing, a FIFO or device, a loop),
-    so that nothing ever blocks on opening it."""
+    so that nothing ever blocks on opening it, and for a file found a second time (given twice,
+    or a link to one found already), so that no file gets two answers; unique=False keeps it
+    (labels read from file names: each name is a label of its own)."""
     files = []
     skipped = []
     seen = set()
+    first = {}  # real path of each file kept: the path it was first found as
 
     def walk(folder):
         real = os.path.realpath(folder)
@@ -219,6 +222,11 @@ def find_images(paths):
         if not stat.S_ISREG(mode):  # a FIFO would block the reader forever
             skipped.append((path, "not a regular file"))
             return
+        real = os.path.realpath(path)
+        if unique and real in first:  # given twice, or a link to one found: one answer each
+            skipped.append((path, f"the same file as {first[real]}"))
+            return
+        first[real] = path
         files.append(path)
 
     for path in paths:

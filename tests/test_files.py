@@ -2,6 +2,8 @@
 one of the run's inputs; two runs on one output cannot both succeed), never hang on a FIFO or
 read /dev/zero whole, and say which file, line or record is at fault."""
 import os
+import threading
+import time
 
 import pytest
 import torch
@@ -161,15 +163,12 @@ def hostile(tmp_path):
     """make(kind) -> the path of a file no script may open: a FIFO (a thread opens it for
     writing after a few seconds, so that a reader that blocks on it fails instead of hanging
     the suite), /dev/zero, or a sparse file past the size limits (no disk used)."""
-    import threading
-
     def make(kind, name="x"):
         path = str(tmp_path / name)
         if kind == "fifo":
             os.mkfifo(path)
 
             def unblock():
-                import time
                 time.sleep(5)
                 try:
                     fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
@@ -455,3 +454,14 @@ def test_labels_from_names_walks_folders_as_predict_does(tmp_path):
     os.mkfifo(folder / "b" / "pipe.png")
     with pytest.raises(ValueError, match="pipe.png: not a regular file"):
         read_names(str(folder))
+
+
+def test_a_photo_found_twice_gets_one_answer(ckpt, tmp_path, capsys):
+    write_images(str(tmp_path / "in"), n=2)
+    os.symlink(tmp_path / "in" / "1.png", tmp_path / "in" / "same.png")
+    out = tmp_path / "o.csv"
+    assert predict.main(["--checkpoint", ckpt, "--csv", str(out), "--threads", "1",
+                         str(tmp_path / "in"), str(tmp_path / "in" / "2.png")]) == 0
+    assert sorted(os.path.basename(f) for f in read_csv(out)) == ["1.png", "2.png"]
+    err = capsys.readouterr().err
+    assert "2 skipped" in err and "same.png: the same file as" in err

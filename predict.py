@@ -28,7 +28,7 @@ from support.atomic import atomic_open
 from build_model import as_hw
 from support.crops import eval_input
 from support.images import MAX_PIXELS, aspect, find_images, open_image, whole_pixels
-from support.inputs import read_input
+from support.inputs import is_utf8, read_input, shown
 from support.script import run_main
 
 BATCH_SIZE = 64  # images per decoding batch
@@ -282,18 +282,9 @@ def write_csv(path, files, results, expect):
                 odd.append(files[i])
     if not odd:
         return []
-    shown = odd[0].encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     return [f"{len(odd)} file name(s) are not UTF-8, written to {path} as their bytes on disk "
-            f"(first: {shown})"]
+            f"(first: {shown(odd[0])})"]
 
-
-def is_utf8(name):
-    """False for a file name holding bytes that are not UTF-8 (surrogate escapes)."""
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def main(argv=None):

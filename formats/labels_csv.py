@@ -20,7 +20,7 @@ import math
 import os
 
 from support.images import MAX_PIXELS, find_images, image_size
-from support.inputs import MAX_TEXT_CHARS, read_input
+from support.inputs import MAX_TEXT_CHARS, is_utf8, read_input, shown
 
 BOX_COLUMNS = ["left", "top", "width", "height"]
 HELP_HEADER = "name,text[,left,top,width,height]"
@@ -105,6 +105,9 @@ def _record(row, columns, n_fields, folder, max_len, max_pixels=None):
                          f"path, no '..'); move the CSV up or the images in")
     if not text:
         raise ValueError(f"{name}: empty text")
+    if not is_utf8(text):  # read from a file name that is not UTF-8
+        raise ValueError(f"{shown(name)}: text {shown(text)} holds bytes that are not UTF-8; "
+                         f"rename the file")
     if max_len and len(text) > max_len:
         raise ValueError(f"{name}: text {shorten(text)} has {len(text):,} characters, more than "
                          f"--max-len {max_len} (0 allows any length)")
@@ -205,7 +208,7 @@ def read_names(folder, max_len=None, max_pixels=None):
     for path in sorted(files, key=lambda p: _walk_order(os.path.relpath(p, folder))):
         relative = os.path.relpath(path, folder)
         text = os.path.splitext(os.path.basename(relative))[0].split("_")[0]
-        located.append((f"{folder}: {relative}", [relative, text]))
+        located.append((f"{folder}: {shown(relative)}", [relative, text]))
     # a loop's files were listed once already; anything else skipped (a FIFO) is a bad entry
     bad = [(path, why) for path, why in skipped if not why.startswith("a directory loop")]
     if bad:

@@ -9,7 +9,7 @@ import math
 import os
 
 from support.images import crop_box, whole_pixels
-from support.inputs import MAX_TEXT_CHARS, read_input
+from support.inputs import MAX_TEXT_CHARS, is_utf8, read_input, shown
 
 SVHN_ROOT = "data/svhn"  # prepare_data.py's folder for SVHN's splits ({split}.json)
 SYNTH_ROOT = "data/synth"  # ... and for the synthetic replica's (--synthetic)
@@ -118,6 +118,8 @@ def record_problem(r):
         return None
     if not isinstance(r["text"], str) or not r["text"]:
         return "needs a non-empty 'text' string"
+    if not is_utf8(r["text"]):
+        return f"has a 'text' {shown(r['text'])} holding bytes that are not UTF-8"
     if "region" in r and not (_is_box(r["region"]) and r["region"][2] > 0 and r["region"][3] > 0):
         return "'region' must be [left, top, width, height], finite, width and height > 0"
     boxes = r.get("boxes")

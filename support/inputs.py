@@ -61,6 +61,21 @@ def read_input(path, what="an input file", limit=MAX_TEXT_BYTES):
         return f.read()
 
 
+def is_utf8(text):
+    """False for a str holding lone surrogates: bytes that were not UTF-8 (a file name read with
+    surrogateescape, a JSON's "\\udce9"), which no model can be taught or show as a label."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown(text):
+    """text, printable whatever it holds: bytes that were not UTF-8 as backslash escapes."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def check_file(path, root=None):
     """ValueError unless `path` is a regular file, inside folder `root` (when given) once
     symbolic links are followed: a link in the data folder must not read a file outside it."""

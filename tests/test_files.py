@@ -465,3 +465,19 @@ def test_a_photo_found_twice_gets_one_answer(ckpt, tmp_path, capsys):
     assert sorted(os.path.basename(f) for f in read_csv(out)) == ["1.png", "2.png"]
     err = capsys.readouterr().err
     assert "2 skipped" in err and "same.png: the same file as" in err
+
+
+def test_a_label_that_is_not_utf8_is_refused_naming_it(tmp_path):
+    import json
+    import prepare_data
+    from formats.records import load_split
+    write_images(str(tmp_path / "in"), n=2)
+    os.rename(os.fsencode(tmp_path / "in" / "2.png"),
+              os.path.join(os.fsencode(tmp_path / "in"), b"caf\xe9.png"))
+    message = error_of(prepare_data.main, ["--labels-from-names", str(tmp_path / "in")])
+    assert "caf\\xe9.png: text caf\\xe9 holds bytes that are not UTF-8" in message
+    assert not (tmp_path / "in.json").exists()
+    split = {"image_dir": "in", "records": [{"name": "1.png", "text": "caf\udce9"}]}
+    (tmp_path / "s.json").write_text(json.dumps(split))  # "\\udce9" in the file
+    with pytest.raises(ValueError, match="s.json: record 0 has a 'text' caf.xe9 holding"):
+        load_split(str(tmp_path / "s.json"))

@@ -131,6 +131,7 @@ def main(argv=None):
         expects = [outputs.check_replaceable(path, "--out", args.overwrite,
                                              inputs=[args.checkpoint])
                    for path in (args.out, meta)]
+        outputs.check_folder(args.out, "--out")
         model, ckpt = load_checkpoint(args.checkpoint, map_location="cpu")
         config = model.config
         module = Greedy(fold_batchnorm(model.eval())).eval()

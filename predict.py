@@ -214,9 +214,7 @@ def check_output(path, overwrite, inputs=()):
     not a folder, not one of `inputs`, not an existing file (without --overwrite), in a folder
     that exists."""
     expect = outputs.check_replaceable(path, "--csv", overwrite, inputs=inputs)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise ValueError(f"{path}: no folder {folder}")
+    outputs.check_folder(path, "--csv")
     return expect
 
 

@@ -89,6 +89,14 @@ def check_replaceable(path, flag, overwrite, own=None, what="", inputs=()):
                      f"(pass --overwrite to replace it, or choose another path)")
 
 
+def check_folder(path, flag):
+    """ValueError unless the folder `path` would be written into exists (for scripts that do not
+    make it): said now, not as a temporary file's name after the work."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"{flag} {path}: no folder {folder}")
+
+
 def check_not_input(path, flag, inputs):
     """ValueError if the existing file `path` is one of `inputs` (the same file, through any
     link): an output that replaced it would destroy what the script reads."""

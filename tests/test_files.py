@@ -481,3 +481,10 @@ def test_a_label_that_is_not_utf8_is_refused_naming_it(tmp_path):
     (tmp_path / "s.json").write_text(json.dumps(split))  # "\\udce9" in the file
     with pytest.raises(ValueError, match="s.json: record 0 has a 'text' caf.xe9 holding"):
         load_split(str(tmp_path / "s.json"))
+
+
+def test_an_output_in_a_missing_folder_is_named_before_the_work(ckpt, tmp_path):
+    for suffix in (".pt", ".onnx"):
+        out = tmp_path / "nodir" / f"x{suffix}"
+        message = error_of(export.main, ["--checkpoint", ckpt, "--out", str(out)])
+        assert message == f"export.py: error: --out {out}: no folder {tmp_path / 'nodir'}"

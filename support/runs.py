@@ -235,7 +235,7 @@ def trim_csv(path, header, last_step):
     """Start a log, or on resume keep only the rows up to the checkpoint's step (a kill mid-epoch
     leaves rows past it)."""
     rows = []
-    if last_step is None:
+    if not os.path.exists(path):  # started by this run: taken back if it stops before a save
         _started.append(path)
     if last_step is not None and os.path.exists(path):
         text = read_input(path, "a training log").decode()

@@ -488,3 +488,24 @@ def test_an_output_in_a_missing_folder_is_named_before_the_work(ckpt, tmp_path):
         out = tmp_path / "nodir" / f"x{suffix}"
         message = error_of(export.main, ["--checkpoint", ckpt, "--out", str(out)])
         assert message == f"export.py: error: --out {out}: no folder {tmp_path / 'nodir'}"
+
+
+def test_a_resume_into_a_new_out_failing_at_once_leaves_no_run(tiny_json, tmp_path):
+    import json
+    import shutil
+    root = tmp_path / "data"
+    shutil.copytree(os.path.dirname(tiny_json), root)
+    first = tmp_path / "first"
+    base = ["--train-json", str(root / "train.json"), *TRAIN_TINY, "--val-size", "0"]
+    assert train.main([*base, "--epochs", "1", "--out", str(first)]) == 0
+    split = json.load(open(root / "train.json"))
+    image = root / split["image_dir"] / split["records"][0]["name"]
+    good = image.read_bytes()
+    image.write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    out = tmp_path / "second"
+    command = ["--resume", str(first / "last.pt"), "--epochs", "2", "--batch-size", "4",
+               "--threads", "1", "--workers", "0", "--out", str(out)]
+    assert "cannot read image" in error_of(train.main, command)
+    assert not out.exists()
+    image.write_bytes(good)
+    assert train.main(command) == 0

@@ -113,4 +113,4 @@ def check_not_input(path, flag, inputs):
             continue
         if (st.st_dev, st.st_ino) == (out.st_dev, out.st_ino):
             raise ValueError(f"{flag} {path}: is also an input of this run ({source}); refusing "
-                             f"to write over it, even with --overwrite")
+                             f"to replace or move it, even with --overwrite")

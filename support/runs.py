@@ -66,9 +66,11 @@ def report_files(out):
     return sorted(set(os.path.basename(p) for p in paths))
 
 
-def check_fresh_start(out, overwrite, auto_resume=False):
+def check_fresh_start(out, overwrite, auto_resume=False, inputs=()):
     """Before a run that resumes nothing: ValueError if `out` holds another run; with
-    `overwrite`, move that run aside instead and return the folder it went to (else None).
+    `overwrite`, move that run aside instead and return the folder it went to (else None), unless
+    one of its files is one of the run's `inputs` (--init's checkpoint: it would be moved away
+    before it is read).
 
     auto_resume: --resume auto found no last.pt. Logs of a run killed before its first save
     may then be restarted, but checkpoints (best.pt, epoch-*.pt) still stop it."""
@@ -89,6 +91,8 @@ def check_fresh_start(out, overwrite, auto_resume=False):
         hint = "" if auto_resume else "continue it with --resume auto, or "
         raise ValueError(f"--out {out} already holds a run ({', '.join(names)}); {hint}"
                          f"pick a new --out (--overwrite moves the old run aside)")
+    for name in run_files(out) + [PLOT] + report_files(out):
+        outputs.check_not_input(os.path.join(out, name), "--overwrite would move", inputs)
     aside = os.path.join(out, time.strftime("replaced-%Y%m%d-%H%M%S"))
     suffix = 2
     while os.path.exists(aside):  # two overwrites within a second

@@ -50,7 +50,8 @@ def open_run(args, files, procs):
         if args.dry_run or in_place:
             return None
         # a fresh start, or another run's checkpoint continued here: it must not replace a run
-        return runs.check_fresh_start(args.out, args.overwrite, args.resume == "auto")
+        return runs.check_fresh_start(args.out, args.overwrite, args.resume == "auto",
+                                      [args.init, *args.train_json, args.val_json])
     aside = devices.from_rank0(check_out, procs.ddp, procs.rank)
     if aside and procs.master:
         print(f"--overwrite: moved the run that was in {args.out} to {aside}")

@@ -493,7 +493,7 @@ def test_report_and_figures_never_replace_a_file_that_is_not_evals(tmp_path):
             run_eval(tmp_path, ckpt, split, "--report", path)
         message = str(exc.value.code)
         assert message == (f"eval.py: error: --report {path}: is also an input of this run "
-                           f"({path}); refusing to write over it, even with --overwrite")
+                           f"({path}); refusing to replace or move it, even with --overwrite")
         with pytest.raises(SystemExit):  # its inputs: not even with --overwrite
             run_eval(tmp_path, ckpt, split, "--report", path, "--overwrite")
     assert {p: open(p, "rb").read() for p in kept} == kept

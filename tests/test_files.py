@@ -509,3 +509,15 @@ def test_a_resume_into_a_new_out_failing_at_once_leaves_no_run(tiny_json, tmp_pa
     assert not out.exists()
     image.write_bytes(good)
     assert train.main(command) == 0
+
+
+def test_overwrite_never_moves_away_the_checkpoint_the_run_starts_from(ckpt, tiny_json,
+                                                                        tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "last.pt").write_bytes(open(ckpt, "rb").read())  # an earlier run's, to fine-tune
+    message = error_of(train.main, ["--init", str(out / "last.pt"), "--train-json", tiny_json,
+                                    "--epochs", "1", "--batch-size", "4", "--threads", "1",
+                                    "--workers", "0", "--out", str(out), "--overwrite"])
+    assert f"--overwrite would move {out / 'last.pt'}: is also an input of this run" in message
+    assert os.listdir(out) == ["last.pt"]

@@ -22,13 +22,16 @@ import numpy as np
 import torch
 import torchvision.transforms as T
 import torchvision.transforms.functional as TF
-from PIL import Image, ImageFilter
+from PIL import ImageFilter
 from torch.utils.data import ConcatDataset
 
-from support.atomic import save_figure
+from support import outputs
+from support.atomic import ANY, save_figure
 from build_model import DEFAULT_CONFIG, as_hw
-from support.crops import (MAX_PIXELS, centre_input, check_file, crop_image, open_image,
-                           resize_region)
+from support import images
+from support.crops import centre_input, resize_region
+from support.images import MAX_PIXELS, crop_image, open_image
+from support.script import run_main
 from formats.records import SVHN_ROOT, SYNTH_ROOT, load_split, record_region, record_text
 from support.tokenizer import (PAD, build_tokenizer, extend_vocab, token_text, tokenizer_from_vocab,
                        unknown_chars)
@@ -448,22 +451,11 @@ def longest_text(dataset):
 
 def median_aspect(image_dir, records, sample=200):
     """Median width / height of the regions a split's images are read from, over up to `sample`
-    records spread over it (image headers only, for records without a region)."""
+    records spread over it (images.median_aspect: image headers only, for records without a
+    region)."""
     step = max(1, len(records) // sample)
-    aspects = []
-    for r in records[::step]:
-        region = record_region(r)
-        if region is None:  # the whole image: its size from the header
-            path = os.path.join(image_dir, r["name"])
-            try:
-                check_file(path, image_dir)  # a FIFO would block here; a link must stay inside
-                with Image.open(path) as img:
-                    region = (0, 0, *img.size)
-            except (OSError, ValueError):  # unreadable: training names it when it gets there
-                continue
-        x0, y0, x1, y1 = region
-        aspects.append((x1 - x0) / max(y1 - y0, 1))
-    return float(np.median(aspects)) if aspects else 1.0
+    return images.median_aspect(image_dir, [(r["name"], record_region(r))
+                                            for r in records[::step]])
 
 
 # -----------------------------------------------------------------------------
@@ -476,7 +468,7 @@ def default_json():
     return None
 
 
-def plot_augmentations(dataset, indices, rows, out, show=False):
+def plot_augmentations(dataset, indices, rows, out, show=False, expect=ANY):
     import matplotlib
     if not show:
         matplotlib.use("Agg")
@@ -505,7 +497,7 @@ def plot_augmentations(dataset, indices, rows, out, show=False):
         axes[row, 0].set_ylabel(f"train {dataset.crop_size}", fontsize=8)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    save_figure(fig, out, dpi=120)  # e.g. --out is a folder: an error, and no stray .tmp
+    save_figure(fig, out, expect=expect, dpi=120)  # --out a folder: an error, no stray .tmp
     if show:
         plt.show()
     plt.close(fig)
@@ -528,6 +520,8 @@ def main(argv=None):
                    help="larger images (width x height) are refused as unreadable")
     p.add_argument("--out", default="img/aug.png", help="output figure")
     p.add_argument("--show", action="store_true", help="also open a window with the figure")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an --out that is not a figure of ours")
     args = p.parse_args(argv)
     for name, low in (("n", 1), ("rows", 0), ("max_pixels", 1)):
         if getattr(args, name) < low:
@@ -535,7 +529,10 @@ def main(argv=None):
     if args.json is None:
         sys.exit("data.py: error: no data/svhn/train.json or data/synth/train.json; run "
                  "prepare_data.py (or prepare_data.py --synthetic) first, or pass --json")
-    try:
+    try:  # a figure of ours is redrawn; the JSON read, or a user's photo, is not replaced
+        expect = outputs.check_replaceable(args.out, "--out", args.overwrite,
+                                           outputs.is_own_figure,
+                                           "a figure this repository drew", [args.json])
         ds = SVHNDataset(args.json, train=True, image_size=args.image_size,
                          crop_size=args.crop_size, max_pixels=args.max_pixels)
         if len(ds) == 0:
@@ -543,11 +540,11 @@ def main(argv=None):
         torch.manual_seed(args.seed)
         rng = np.random.default_rng(args.seed)
         indices = sorted(rng.choice(len(ds), size=min(args.n, len(ds)), replace=False).tolist())
-        plot_augmentations(ds, indices, args.rows, args.out, args.show)
+        plot_augmentations(ds, indices, args.rows, args.out, args.show, expect)
     except (OSError, ValueError) as e:
         sys.exit(f"data.py: error: {e}")
     print(f"saved {args.out} ({len(indices)} images, {args.rows} augmentations each)")
 
 
 if __name__ == "__main__":
-    main()
+    run_main("data.py", main)

@@ -18,11 +18,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from support import cli, devices, outputs, runs, threads
-from support.atomic import atomic_open, save_figure
+from support.atomic import ANY, atomic_open, save_figure
 from build_model import inference_model
 from formats.records import SVHN_TEST
-from support.crops import MAX_PIXELS
+from support.images import MAX_PIXELS
 from support.tokenizer import label_ids
+from support.script import run_main
 
 matplotlib.use("Agg")  # files only: this script never opens a window
 import matplotlib.pyplot as plt  # noqa: E402
@@ -299,8 +300,9 @@ def close_figure(fig, path):
     plt.close(fig)
 
 
-def write_json(obj, path):
-    with atomic_open(path, "w") as f:
+def write_json(obj, path, expect=ANY):
+    """The report, atomically (expect: atomic.replacing's)."""
+    with atomic_open(path, "w", expect=expect) as f:
         json.dump(obj, f, indent=2)
         f.write("\n")
 
@@ -377,14 +379,17 @@ def main(argv=None):
         sys.exit(f"eval.py: error: {last.removeprefix(type(e).__name__ + ': ')}")
 
 
-def check_outputs(report_path, figures, overwrite):
+def check_outputs(report_path, figures, overwrite, inputs=()):
     """ValueError unless the report and figure paths replace only eval.py's own earlier outputs
-    (--report may name the training JSON or a checkpoint; --figures a folder of photos)."""
-    outputs.check_replaceable(report_path, "--report", overwrite, outputs.is_eval_report,
-                              "an eval.py report")
+    (--report may name the training JSON or a checkpoint; --figures a folder of photos), and
+    none of them is one of `inputs` (even with --overwrite). Returns what is at the report path
+    now (its write's expect: a second eval.py writing the same report meanwhile is an error)."""
+    expect = outputs.check_replaceable(report_path, "--report", overwrite,
+                                       outputs.is_eval_report, "an eval.py report", inputs)
     for path in figures:
         outputs.check_replaceable(path, "--figures", overwrite, outputs.is_own_figure,
-                                  "a figure this repository drew")
+                                  "a figure this repository drew", inputs)
+    return expect
 
 
 def run(args):
@@ -414,7 +419,8 @@ def run(args):
     os.makedirs(fig_dir, exist_ok=True)
     coverage_png = os.path.join(fig_dir, f"eval_{split}_coverage.png")
     mistakes_png = os.path.join(fig_dir, f"eval_{split}_mistakes.png")
-    check_outputs(report_path, [coverage_png, mistakes_png], args.overwrite)  # before the wait
+    expect = check_outputs(report_path, [coverage_png, mistakes_png],  # before the wait
+                           args.overwrite, [args.checkpoint, args.json])
 
     dataset = SVHNDataset((image_dir, records), tokenizer_from_vocab(vocab), train=False,
                           image_size=config["image_size"], crop_size=config["crop_size"],
@@ -443,11 +449,11 @@ def run(args):
     coverage, accuracy = coverage_curve(correct, confidence)
     plot_coverage(coverage, accuracy, TARGET_ACCURACY, coverage_png)
     plot_mistakes(dataset, report["worst_mistakes"], mistakes_png)
-    write_json(report, report_path)
+    write_json(report, report_path, expect)
     print_table(report, TARGET_ACCURACY)
     print(f"report: {report_path}")
     return report
 
 
 if __name__ == "__main__":
-    main()
+    run_main("eval.py", main)

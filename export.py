@@ -12,20 +12,23 @@ Beside it, FILE.json: vocab (index = token id), image_size, crop_size, input_sha
 ids, normalisation (none: pixels in [0, 1]; a --normalize model maps them itself), max_len.
 BatchNorm is folded into the convolutions first. --check (on by default) runs the exported
 model against the checkpoint in PyTorch on random inputs and refuses to write on a mismatch.
-An existing FILE is never replaced without --overwrite.
+FILE and FILE.json are written under temporary names, checked, and only then replace what was
+there, together or not at all: a failed check keeps an earlier export whole. An existing FILE is
+never replaced without --overwrite, nor the checkpoint read, even with it.
 """
 import argparse
 import json
-import os
 import sys
 import warnings
 
 import torch
 
-from support.atomic import atomic_open, replacing
+from support import outputs
+from support.atomic import replacing_all
 from build_model import as_hw, fold_batchnorm
 from support import runs
 from support.checkpoint import load_checkpoint
+from support.script import run_main
 
 ONNX_OPSET = 17
 
@@ -58,9 +61,9 @@ def sidecar(config, vocab):
 def export_onnx(module, example, path):
     # the TorchScript-based exporter: the unrolled loop needs no control-flow ops, and it needs
     # neither onnxscript nor torch.export (its deprecation warning is silenced)
-    with replacing(path) as tmp, warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(module, (example,), tmp, input_names=["images"],
+        torch.onnx.export(module, (example,), path, input_names=["images"],
                           output_names=["tokens", "probs"], opset_version=ONNX_OPSET,
                           dynamic_axes={"images": {0: "batch"}, "tokens": {0: "batch"},
                                         "probs": {0: "batch"}}, dynamo=False)
@@ -70,13 +73,15 @@ def export_torchscript(module, example, path):
     with warnings.catch_warnings():  # TorchScript is deprecated, and still what C++ loads
         warnings.simplefilter("ignore", FutureWarning)
         traced = torch.jit.trace(module, (example,), check_trace=False)
-    with replacing(path) as tmp:
-        traced.save(tmp)
+    traced.save(path)
 
 
-def run_exported(path, images):
-    """(tokens, probs) of the exported file on images (B, 3, H, W), as a deployment runs it."""
-    if path.endswith(".onnx"):
+def run_exported(path, images, onnx=None):
+    """(tokens, probs) of the exported file on images (B, 3, H, W), as a deployment runs it.
+    onnx: whether the file is ONNX (None: from its name)."""
+    if onnx is None:
+        onnx = path.endswith(".onnx")
+    if onnx:
         import onnxruntime
         session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
         tokens, probs = session.run(None, {"images": images.numpy()})
@@ -88,18 +93,20 @@ def run_exported(path, images):
         return loaded(images)
 
 
-def check(path, module, shape, n=8, seed=0):
+def check(path, module, shape, n=8, seed=0, name=None):
     """ValueError unless the exported file gives the checkpoint's tokens on n random inputs of
-    two batch sizes (the batch is dynamic)."""
+    two batch sizes (the batch is dynamic). name: the output it is to become (the file checked
+    is its temporary copy), for the message and the format."""
+    name = name or path
     generator = torch.Generator().manual_seed(seed)
     for batch in (n, 3):
         images = torch.rand(batch, 3, *shape, generator=generator)
         with torch.no_grad():
             want, want_probs = module(images)
-        got, got_probs = run_exported(path, images)
+        got, got_probs = run_exported(path, images, onnx=name.endswith(".onnx"))
         if not torch.equal(got.long(), want) or not torch.allclose(got_probs, want_probs,
                                                                    atol=1e-4):
-            raise ValueError(f"{path}: the exported model's tokens differ from the checkpoint's "
+            raise ValueError(f"{name}: the exported model's tokens differ from the checkpoint's "
                              f"(batch {batch}); not kept")
 
 
@@ -121,26 +128,26 @@ def main(argv=None):
     args = parse_args(argv)
     meta = args.out + ".json"
     try:
-        for path in (args.out, meta):
-            if os.path.exists(path) and not args.overwrite:
-                raise ValueError(f"{path}: exists; pass --overwrite to replace it")
+        expects = [outputs.check_replaceable(path, "--out", args.overwrite,
+                                             inputs=[args.checkpoint])
+                   for path in (args.out, meta)]
+        outputs.check_folder(args.out, "--out")
         model, ckpt = load_checkpoint(args.checkpoint, map_location="cpu")
         config = model.config
         module = Greedy(fold_batchnorm(model.eval())).eval()
         shape = as_hw(config["crop_size"])
         example = torch.rand(2, 3, *shape)
-        if args.out.endswith(".onnx"):
-            export_onnx(module, example, args.out)
-        else:
-            export_torchscript(module, example, args.out)
-        if args.check:
-            try:
-                check(args.out, module, shape)
-            except ValueError:
-                os.remove(args.out)
-                raise
-        with atomic_open(meta, "w") as f:
-            json.dump(sidecar(config, ckpt["vocab"]), f, indent=1)
+        # both files are written and checked under temporary names; only then do they replace
+        # what was there, together
+        with replacing_all([args.out, meta], expects) as (tmp, tmp_meta):
+            if args.out.endswith(".onnx"):
+                export_onnx(module, example, tmp)
+            else:
+                export_torchscript(module, example, tmp)
+            if args.check:
+                check(tmp, module, shape, name=args.out)
+            with open(tmp_meta, "w") as f:
+                json.dump(sidecar(config, ckpt["vocab"]), f, indent=1)
     except (OSError, ValueError, RuntimeError) as e:
         last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         sys.exit(f"export.py: error: {last}")
@@ -150,4 +157,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main("export.py", main))

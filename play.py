@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from support import cli, devices, outputs, runs
 from support.atomic import save_figure
 from formats.records import MAX_COORD, SVHN_TEST
-from support.crops import MAX_PIXELS
+from support.images import MAX_PIXELS
 from support.tokenizer import label_ids
+from support.script import run_main
 
 # -----------------------------------------------------------------------------
 # defaults
@@ -61,7 +62,8 @@ def load_file(path, crop, image_size, crop_size, max_pixels=MAX_PIXELS):
     region (the whole image, or the --crop box grown by 30% like training crops), resize to
     image_size, centre crop. Any PIL mode; ValueError with a reason when it cannot be read."""
     from build_model import as_hw
-    from support.crops import crop_box, eval_input, open_image
+    from support.crops import eval_input
+    from support.images import crop_box, open_image
     box = None
     if crop is not None:
         box = crop_box([crop])
@@ -76,7 +78,7 @@ def load_file(path, crop, image_size, crop_size, max_pixels=MAX_PIXELS):
 
 
 def inputs_from_files(paths, crop, config, max_pixels=MAX_PIXELS):
-    from support.crops import find_images
+    from support.images import find_images
     items, failed = [], []
     files, skipped = find_images(paths)  # missing files, FIFOs, directory loops
     for path, reason in skipped:
@@ -254,10 +256,12 @@ def main(argv=None):
         sys.exit(f"play.py: error: --out {args.out}: cannot make the folder ({e.strerror or e})")
     taken, grid = set(), os.path.join(args.out, "attention.png")
     paths = [os.path.join(args.out, figure_name(item["name"], taken)) for item in items]
+    # what the figures must never replace, even with --overwrite: every file read
+    inputs = [args.checkpoint, args.json] + [item["name"] for item in items if args.images]
     try:  # a figure of ours is redrawn; a user's attention_x.png is not replaced
         for path in paths + [grid]:
             outputs.check_replaceable(path, "--out", args.overwrite, outputs.is_own_figure,
-                                      "a figure this repository drew")
+                                      "a figure this repository drew", inputs)
     except ValueError as e:
         sys.exit(f"play.py: error: {e}")
     predict(model, items, vocab, args.beam, device, precision)
@@ -278,4 +282,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main("play.py", main)

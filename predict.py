@@ -15,18 +15,21 @@ without --overwrite.
 """
 import argparse
 import csv
+import io
 import os
 import sys
 import time
 
 import torch
-from PIL import Image
 from tqdm import tqdm
 
-from support import cli, devices, runs, threads
+from support import cli, devices, outputs, runs, threads
 from support.atomic import atomic_open
 from build_model import as_hw
-from support.crops import MAX_PIXELS, eval_input, find_images, open_image, whole_pixels
+from support.crops import eval_input
+from support.images import MAX_PIXELS, aspect, find_images, open_image, whole_pixels
+from support.inputs import is_utf8, read_input, shown
+from support.script import run_main
 
 BATCH_SIZE = 64  # images per decoding batch
 FITS = ("squash", "keep-aspect")
@@ -53,7 +56,7 @@ class PhotoSet(torch.utils.data.Dataset):
         try:
             if os.path.getsize(path) == 0:
                 return i, None, "an empty file (0 bytes)"
-            img = open_image(path, box, self.max_pixels)
+            img = open_image(path, box, self.max_pixels, inside=True)
         except OSError as e:  # "<path>: cannot read image (why)"
             return i, None, str(e).removeprefix(f"{path}: ")
         if self.fit == "keep-aspect":
@@ -74,41 +77,44 @@ def keep_aspect_input(img, image_size, crop_size):
 
 
 def collate(batch):
-    """(indices, images (B, 3, H, W) or None, [(index, reason)] of the unreadable ones). Inputs
-    of different widths (--fit keep-aspect) are padded with black on both sides to the widest."""
-    good = [(i, x) for i, x, _ in batch if x is not None]
+    """([(indices, images (B, 3, H, W))] one group per input shape, [(index, reason)] of the
+    unreadable ones). Inputs of different widths (--fit keep-aspect) are decoded apart, never
+    padded to a common width: a photo's text must not depend on the other files."""
+    groups = {}
+    for i, x, _ in batch:
+        if x is not None:
+            groups.setdefault(tuple(x.shape), []).append((i, x))
     bad = [(i, why) for i, x, why in batch if x is None]
-    if not good:
-        return [], None, bad
-    indices, images = zip(*good)
-    widest = max(x.shape[-1] for x in images)
-    padded = []
-    for x in images:
-        left = (widest - x.shape[-1]) // 2
-        padded.append(torch.nn.functional.pad(x, (left, widest - x.shape[-1] - left)))
-    return list(indices), torch.stack(padded), bad
+    stacked = []
+    for members in groups.values():
+        indices, images = zip(*members)
+        stacked.append((list(indices), torch.stack(images)))
+    return stacked, bad
 
 
 def by_aspect(files):
-    """The files ordered by width / height (from their headers), so that a batch holds inputs of
-    about one width; an unreadable header sorts first (it is skipped when read)."""
-    def aspect(path):
+    """The files ordered by width / height (from their headers), so that a batch holds few input
+    widths (each decoded as one group); an unreadable header sorts first (skipped when read)."""
+    def key(path):
         try:
-            with Image.open(path) as img:
-                return img.size[0] / max(img.size[1], 1)
+            return aspect(path)
         except Exception:  # noqa: BLE001 (any unreadable file: the reader names it)
             return 0.0
-    return sorted(files, key=aspect)
+    return sorted(files, key=key)
 
 
 def read_boxes(path):
-    """--boxes: {real path of the image: (left, top, width, height)}; ValueError naming the line."""
+    """--boxes: ({real path of the image: (left, top, width, height)}, {real path: its line},
+    [(line, name, the line that gave it first)] of the duplicates, whose first box is used);
+    ValueError naming the line for a row that is no box."""
     folder = os.path.dirname(os.path.abspath(path))
     boxes = {}
+    lines = {}
+    duplicates = []
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f))
-    except (OSError, UnicodeDecodeError) as e:
+        text = read_input(path, "a --boxes CSV").decode("utf-8-sig")
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except (UnicodeDecodeError, csv.Error) as e:
         raise ValueError(f"{path}: cannot read it ({e})") from None
     header = [h.strip().lower() for h in rows[0]] if rows else []
     want = ["name", "left", "top", "width", "height"]
@@ -126,8 +132,30 @@ def read_boxes(path):
         if not all(abs(v) < 2 ** 24 for v in box) or box[2] <= 0 or box[3] <= 0:
             raise ValueError(f"{path} line {line}: a box needs finite numbers and width, "
                              f"height > 0")
-        boxes[os.path.realpath(os.path.join(folder, name))] = whole_pixels(*box)
-    return boxes
+        real = os.path.realpath(os.path.join(folder, name))
+        if real in boxes:
+            duplicates.append((line, name, lines[real]))
+            continue
+        boxes[real] = whole_pixels(*box)
+        lines[real] = line
+    return boxes, lines, duplicates
+
+
+def box_notes(path, lines, duplicates, files):
+    """The lines to say about --boxes `path`: its rows naming no image among `files`, and its
+    duplicate names (counted, the first of each named)."""
+    found = {os.path.realpath(f) for f in files}
+    unknown = sorted((line, real) for real, line in lines.items() if real not in found)
+    notes = []
+    if unknown:
+        line, real = unknown[0]
+        notes.append(f"--boxes {path}: {len(unknown)} row(s) name no image read here (first: "
+                     f"line {line}: {real}); not used")
+    if duplicates:
+        line, name, first = duplicates[0]
+        notes.append(f"--boxes {path}: {len(duplicates)} duplicate row(s), each name's first box "
+                     f"used (first: line {line}: {name}, given on line {first})")
+    return notes
 
 
 @torch.inference_mode()
@@ -137,20 +165,19 @@ def predict(model, loader, vocab, device, precision, beam=1, progress=True):
     results = {}
     failed = []
     bar = tqdm(loader, desc="predict", unit="batch", disable=None if progress else True)
-    for indices, images, bad in bar:
+    for groups, bad in bar:
         failed += bad
-        if images is None:
-            continue
-        images = images.to(device).contiguous(memory_format=devices.memory_format(device))
-        with devices.autocast(device, precision):
-            if beam == 1:
-                out = model.decode(images)
-            else:
-                out = model.beam_search(images, beam=beam)
-        probs = out["logprob"].float().exp().cpu().tolist()
-        for i, tokens, p in zip(indices, out["tokens"], probs):
-            text = "".join(vocab[t] for t in label_ids(tokens))
-            results[i] = (text, min(1.0, max(0.0, p)))
+        for indices, images in groups:  # one input shape each
+            images = images.to(device).contiguous(memory_format=devices.memory_format(device))
+            with devices.autocast(device, precision):
+                if beam == 1:
+                    out = model.decode(images)
+                else:
+                    out = model.beam_search(images, beam=beam)
+            probs = out["logprob"].float().exp().cpu().tolist()
+            for i, tokens, p in zip(indices, out["tokens"], probs):
+                text = "".join(vocab[t] for t in label_ids(tokens))
+                results[i] = (text, min(1.0, max(0.0, p)))
     return results, failed
 
 
@@ -182,29 +209,31 @@ def parse_args(argv=None):
     return args
 
 
-def check_output(path, overwrite):
-    """ValueError unless `path` may be written: not a folder, not an existing file (without
-    --overwrite), in a folder that exists."""
-    if os.path.isdir(path):
-        raise ValueError(f"{path}: --csv is a folder")
-    if os.path.exists(path) and not overwrite:
-        raise ValueError(f"{path}: exists; pass --overwrite to replace it")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise ValueError(f"{path}: no folder {folder}")
+def check_output(path, overwrite, inputs=()):
+    """What is at `path` now (the write's `expect`), or ValueError unless `path` may be written:
+    not a folder, not one of `inputs`, not an existing file (without --overwrite), in a folder
+    that exists."""
+    expect = outputs.check_replaceable(path, "--csv", overwrite, inputs=inputs)
+    outputs.check_folder(path, "--csv")
+    return expect
 
 
 def run(args):
     from build_model import inference_model
     from support.checkpoint import load_checkpoint
-    check_output(args.csv, args.overwrite)
+    check_output(args.csv, args.overwrite)  # before the search: a mistake fails at once
     files, skipped = find_images(args.paths)
+    expect = check_output(args.csv, args.overwrite, files + [args.checkpoint, args.boxes])
     if args.fit == "keep-aspect":
         files = by_aspect(files)
     if not files:
         why = f" ({len(skipped)} skipped: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
         raise ValueError(f"no image files in {' '.join(args.paths)}{why}")
-    boxes = read_boxes(args.boxes) if args.boxes else None
+    boxes = None
+    notes = []
+    if args.boxes:
+        boxes, lines, duplicates = read_boxes(args.boxes)
+        notes = box_notes(args.boxes, lines, duplicates, files)
     device = devices.device_from_flag(args.device)
     workers = devices.apply_thread_rule(device, args.threads, args.workers)
     precision = devices.resolve_precision(device, args.precision)
@@ -224,19 +253,37 @@ def run(args):
     if not results:
         raise ValueError(f"none of the {len(files)} image file(s) could be read "
                          f"(first: {failed[0][0]}: {failed[0][1]}); nothing written")
-    with atomic_open(args.csv, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["file", "text", "confidence"])
-        for i in sorted(results, key=lambda i: files[i]):
-            text, confidence = results[i]
-            writer.writerow([files[i], text, f"{confidence:.6f}"])
+    notes += write_csv(args.csv, files, results, expect)
     print(f"predict.py: {len(results)} image(s) read in {seconds:.1f} s "
           f"({len(results) / max(seconds, 1e-9):.1f} images/s) -> {args.csv}")
+    for note in notes:
+        print(f"predict.py: {note}", file=sys.stderr)
     if failed:
         print(f"predict.py: {len(failed)} skipped:", file=sys.stderr)
         for path, why in failed:
             print(f"  {path}: {why}", file=sys.stderr)
     return results, failed
+
+
+def write_csv(path, files, results, expect):
+    """The CSV file,text,confidence, sorted by file, written atomically (expect: atomic's).
+    A file name that is not UTF-8 (bytes the file system allows) is written as those bytes, so
+    that it still names the file; returns the line that says how many there were."""
+    odd = []
+    with atomic_open(path, "w", expect=expect, newline="", encoding="utf-8",
+                     errors="surrogateescape") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "text", "confidence"])
+        for i in sorted(results, key=lambda i: files[i]):
+            text, confidence = results[i]
+            writer.writerow([files[i], text, f"{confidence:.6f}"])
+            if not is_utf8(files[i]):
+                odd.append(files[i])
+    if not odd:
+        return []
+    return [f"{len(odd)} file name(s) are not UTF-8, written to {path} as their bytes on disk "
+            f"(first: {shown(odd[0])})"]
+
 
 
 def main(argv=None):
@@ -250,4 +297,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main("predict.py", main))

@@ -32,10 +32,12 @@ import sys
 import time
 
 from support import outputs
-from support.atomic import atomic_open
+from support.inputs import check_input
+from support.atomic import ANY, LostRace, atomic_open
 from formats.digitstruct import DigitStructError, read_digitstruct
 from formats.labels_csv import LabelsError, read_gt, read_labels, read_names
 from formats.records import SVHN_ROOT, SYNTH_ROOT
+from support.script import run_main
 
 PROG = "prepare_data.py"
 LABEL_NOTE = "SVHN label 10 is stored as digit 0"
@@ -65,8 +67,9 @@ def build_split(root, split, out_dir):
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{folder}: split folder not found (download and extract "
                                 f"{split}.tar.gz there, or run with --synthetic)")
-    if not os.path.isfile(mat):
+    if not os.path.exists(mat):
         raise FileNotFoundError(f"{mat}: digitStruct.mat not found")
+    check_input(mat, "a digitStruct.mat", limit=None)  # a FIFO would block h5py
     start = time.time()
     try:
         entries = read_digitstruct(mat)
@@ -115,21 +118,26 @@ def build_csv(csv_path, out_dir, max_len, kind="csv", max_pixels=None):
     return obj, summary
 
 
-def write_json(path, obj):
-    """Atomic: a half-written JSON never replaces a good one."""
+def write_json(path, obj, expect=ANY):
+    """Atomic: a half-written JSON never replaces a good one (expect: atomic.replacing's)."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with atomic_open(path, "w") as fh:  # full disk, Ctrl-C: no half-written .tmp left behind
+    # full disk, Ctrl-C: no half-written .tmp left behind
+    with atomic_open(path, "w", expect=expect) as fh:
         json.dump(obj, fh, separators=(",", ":"))
 
 
-def check_outputs(outputs_and_folders, overwrite):
-    """ValueError unless each JSON path replaces only a split JSON of the same image folder (a
-    rerun of the same conversion), or --overwrite: --out-dir may hold the training JSON of
-    other images, or a JSON that is no split at all."""
+def check_outputs(outputs_and_folders, overwrite, inputs=()):
+    """{JSON path: what is there now (the write's expect)}; ValueError unless each JSON path
+    replaces only a split JSON of the same image folder (a rerun of the same conversion), or
+    --overwrite: --out-dir may hold the training JSON of other images, or a JSON that is no
+    split at all. None of `inputs` (the labels files) is ever replaced."""
+    expects = {}
     for path, folder in outputs_and_folders:
-        outputs.check_replaceable(path, "output", overwrite,
-                                  lambda p: outputs.is_split_of(p, folder),
-                                  f"a split JSON of the images in {folder}")
+        expects[path] = outputs.check_replaceable(path, "output", overwrite,
+                                                  lambda p: outputs.is_split_of(p, folder),
+                                                  f"a split JSON of the images in {folder}",
+                                                  inputs)
+    return expects
 
 
 def convert_split(root, split, out_dir):
@@ -176,13 +184,14 @@ def add_safety_flags(ap):
     ap.add_argument("--max-pixels", type=int, default=None,
                     help="with --csv, --labels, --labels-from-names: an image (width x height) "
                          "above this is refused, read from its header; None: the other scripts' "
-                         "limit (support/crops.py MAX_PIXELS)")
+                         "limit (support/images.py MAX_PIXELS)")
     ap.add_argument("--overwrite", action="store_true",
                     help="replace an existing <split>.json even when it is not a split JSON of "
                          "the same images (a rerun of the same conversion always replaces it)")
 
 
-def main(argv=None):
+def build_parser():
+    """prepare_data.py's flags."""
     ap = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                  formatter_class=_HelpFormatter)
     ap.add_argument("--root", default=None,
@@ -214,6 +223,11 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0, help="with --synthetic: generator seed")
     ap.add_argument("--workers", type=int, default=2, help="with --synthetic: rendering processes")
     add_safety_flags(ap)
+    return ap
+
+
+def main(argv=None):
+    ap = build_parser()
     args = ap.parse_args(argv)
     if args.max_pixels is not None and args.max_pixels < 1:
         ap.error(f"--max-pixels must be >= 1, got {args.max_pixels}")
@@ -245,18 +259,26 @@ def main(argv=None):
             if not os.path.isfile(os.path.join(root, split, "digitStruct.mat")):
                 build_split(root, split, out_dir)  # raises the precise message
         built = [build_split(root, split, out_dir) for split in splits]
-        check_outputs(pairs, args.overwrite)
+        expects = check_outputs(pairs, args.overwrite)
     except (DigitStructError, OSError, ValueError, ImportError) as e:
         sys.exit(f"{PROG}: error: {e}")
-    for obj, summary in built:  # everything read and checked: now write
+    write_all(built, [expects[summary["json"]] for _, summary in built])
+    return 0
+
+
+def write_all(built, expects):
+    """Write each (JSON object, summary), everything read and checked, and report it (expects:
+    check_outputs's, in the same order); one line and exit on a failure."""
+    for (obj, summary), expect in zip(built, expects):
         start = time.time()
         try:
-            write_json(summary["json"], obj)
+            write_json(summary["json"], obj, expect)
+        except LostRace as e:  # another process wrote it meanwhile: the message says so
+            sys.exit(f"{PROG}: error: {e}")
         except OSError as e:  # e.g. --out-dir is a file or not writable
             sys.exit(f"{PROG}: error: {summary['json']}: cannot write ({e.strerror or e})")
         summary["seconds"] += time.time() - start
         report(summary)
-    return 0
 
 
 def main_csv(ap, args):
@@ -282,17 +304,13 @@ def main_csv(ap, args):
                              "folder)")
         folders = [os.path.join(os.path.dirname(p), obj["image_dir"])
                    for p, (obj, _) in zip(jsons, built)]
-        check_outputs(zip(jsons, folders), args.overwrite)
+        expects = check_outputs(zip(jsons, folders), args.overwrite,
+                                [path for _, path in sources])
     except (LabelsError, ValueError) as e:
         sys.exit(f"{PROG}: error: {e}")
-    for obj, summary in built:
-        try:
-            write_json(summary["json"], obj)
-        except OSError as e:
-            sys.exit(f"{PROG}: error: {summary['json']}: cannot write ({e.strerror or e})")
-        report(summary)
+    write_all(built, [expects[path] for path in jsons])
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(PROG, main))

@@ -31,11 +31,13 @@ from multiprocessing import Pool
 import numpy as np
 from tqdm import tqdm
 
-from support.atomic import replacing, save_figure
+from support import outputs
+from support.atomic import ANY, replacing, save_figure
 # Also re-exported: tests and callers use the generator's parts as synthetic.<name>.
 from synth.digits import PROC_FAMILIES, proc_glyph, proc_style  # noqa: F401
 from synth.fonts import fonts, glyph  # noqa: F401
 from synth.scene import HELD_OUT, MATERIALS, OOD_SPLIT, clutter_faces, families, render
+from support.script import run_main
 
 
 def image_rng(seed, split, index):
@@ -94,7 +96,8 @@ def generate_split(root, split, n, seed=0, workers=2, difficulty=1.0, long_boost
     return entries
 
 
-def preview(path, n=40, seed=0, split="train", difficulty=1.0, long_boost=1.0, ood_rows=1):
+def preview(path, n=40, seed=0, split="train", difficulty=1.0, long_boost=1.0, ood_rows=1,
+            expect=ANY):
     """Contact sheet: samples with boxes, labels, family and material, each above its 64x64
     model crop; the last ood_rows rows come from the held-out split test_ood."""
     import matplotlib
@@ -103,7 +106,8 @@ def preview(path, n=40, seed=0, split="train", difficulty=1.0, long_boost=1.0, o
     from matplotlib.patches import Rectangle
 
     # torch and torchvision: only the figure needs them, not the generator
-    from support.crops import crop_box, crop_image, resize_region
+    from support.crops import resize_region
+    from support.images import crop_box, crop_image
     cols, rows = 8, (n + 7) // 8
     fig, axes = plt.subplots(2 * rows, cols, figsize=(2.2 * cols, 2.7 * rows))
     for i in range(rows * cols):
@@ -131,7 +135,7 @@ def preview(path, n=40, seed=0, split="train", difficulty=1.0, long_boost=1.0, o
                  f"{difficulty}): images with boxes, and the 64x64 crops a model sees")
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    save_figure(fig, path, format="png", dpi=80)
+    save_figure(fig, path, expect=expect, format="png", dpi=80)
     plt.close(fig)
 
 
@@ -155,6 +159,8 @@ def main(argv=None):
     ap.add_argument("--preview", metavar="PNG", default=None,
                     help="only save a contact sheet of 40 samples (with boxes and crops)")
     ap.add_argument("--preview-split", default="train", help="statistics of the contact sheet")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="let --preview replace a file that is not a figure of ours")
     ap.add_argument("--list-families", action="store_true",
                     help="only print the glyph families of training and of test_ood")
     args = ap.parse_args(argv)
@@ -171,9 +177,12 @@ def main(argv=None):
             print(f"{OOD_SPLIT} families:", " ".join(families(True)))
             print("held-out materials:", " ".join(m for m in MATERIALS if m in HELD_OUT))
             return
-        if args.preview:
+        if args.preview:  # a figure of ours is redrawn; a user's file of that name is not replaced
+            expect = outputs.check_replaceable(args.preview, "--preview", args.overwrite,
+                                               outputs.is_own_figure,
+                                               "a figure this repository drew")
             preview(args.preview, seed=args.seed, split=args.preview_split,
-                    difficulty=args.difficulty, long_boost=args.long_boost)
+                    difficulty=args.difficulty, long_boost=args.long_boost, expect=expect)
             print(f"wrote {args.preview}")
             return
         for split, n in sizes.items():
@@ -186,4 +195,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main("synthetic.py", main)

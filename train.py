@@ -26,7 +26,8 @@ import build_model
 import data
 from formats.records import SVHN_ROOT
 from support import budget, checkpoint, devices, engine, runs, start, threads
-from support.crops import MAX_PIXELS
+from support.images import MAX_PIXELS
+from support.script import run_main
 from support.tokenizer import BOS, EOS, PAD
 
 # -----------------------------------------------------------------------------
@@ -276,10 +277,12 @@ def main(argv=None):
     try:
         return train(args, Processes(ddp, rank, world, local_world), device)
     except (OSError, ValueError, FloatingPointError) as e:  # e.g. an unreadable image in a worker
+        runs.forget_unstarted(args.out)
         # a worker's error holds its traceback: keep the last line
         last = str(e).strip().splitlines()[-1]
         sys.exit(f"train.py: error: {last.removeprefix(type(e).__name__ + ': ')}")
     except KeyboardInterrupt:  # Ctrl-C: checkpoints are written atomically, so last.pt is whole
+        runs.forget_unstarted(args.out)
         sys.exit(f"\ntrain.py: {runs.interrupted_message(args.out)}")
     finally:
         runs.release_runs()
@@ -320,6 +323,8 @@ def train(args, procs, device):
     relaid = ckpt["args"].get("relaid") if ckpt else None  # where --max-minutes cut the plan
     run = argparse.Namespace(**{**vars(run), "max_len": max_len, "json_records": json_records,
                                 "relaid": relaid})
+    if not ckpt:  # a resumed run's input was checked when it started
+        start.check_input_shape(run, data.longest_text(train_set))
     model = build(run, tokenizer, init, device)
     parts = make_parts(run, model, tokenizer, train_set, val_set, workers, procs, device, files)
     state = start.restore(ckpt, resume, parts, files, procs, device)
@@ -469,7 +474,8 @@ def prepare_outputs(run, files, ckpt, state):
     back to the checkpoint's step."""
     runs.remove_stale_temps(run.out, run.plot)  # left by a kill during a save
     outputs = [("--out", files.last)]
-    runs.check_plot(run.plot, run.out, run.overwrite)
+    inputs = [*run.train_json, run.val_json, run.init, run.resume]
+    runs.check_plot(run.plot, run.out, run.overwrite, inputs)
     if run.plot:
         outputs.append(("--plot", run.plot))
     runs.check_writable(outputs)
@@ -619,4 +625,4 @@ def epoch_name(epoch):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main("train.py", main))

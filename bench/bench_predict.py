@@ -17,7 +17,7 @@ import sys
 import tempfile
 
 from formats.records import load_split, record_text
-from support.crops import crop_box, open_image
+from support.images import crop_box, open_image
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where predict.py lives
 

@@ -90,7 +90,7 @@ MUTANTS = [
     ("train-xy-scale-swapped", "training boxes: RandomResizedCrop's x and y scales swapped",
      "data.py", [("sx, sy = cw / w, ch / h", "sx, sy = cw / h, ch / w")], ["tests/test_data.py"]),
     ("crop-rounding", "crop in rounded instead of int()-truncated pixels",
-     "support/crops.py", [("return int(left), int(top), max(int(width), 1), max(int(height), 1)",
+     "support/images.py", [("return int(left), int(top), max(int(width), 1), max(int(height), 1)",
                    "return round(left), round(top), max(round(width), 1), max(round(height), 1)")],
      ["tests/test_data.py"]),
     ("peaks-rows-cols-swapped", "attention peak: row and column of the argmax cell swapped",

@@ -22,6 +22,8 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
+from support.inputs import check_input
+
 FIELDS = ("label", "left", "top", "width", "height")  # output order of each digit
 # what one entry may hold: sizes are checked from each dataset's shape before it is read (a
 # (2^38, 1) name or a (2^40, 1) field in a few KB of file would otherwise ask for TiBs)
@@ -45,8 +47,10 @@ _PARSE_ERRORS = (_Unsupported, IndexError, KeyError, ValueError, struct.error)
 def _open(path):
     """Open with h5py and check the top-level structure.
     Returns (file, name dataset, bbox dataset)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        check_input(path, "a digitStruct.mat", limit=None)  # h5py reads only what it needs
+    except ValueError as e:
+        raise DigitStructError(str(e).removeprefix(f"{path}: ")) from None
     if not h5py.is_hdf5(path):
         with open(path, "rb") as fh:
             if fh.read(19) == b"MATLAB 5.0 MAT-file":

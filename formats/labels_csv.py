@@ -19,7 +19,8 @@ import io
 import math
 import os
 
-from PIL import Image, ImageOps
+from support.images import MAX_PIXELS, find_images, image_size
+from support.inputs import MAX_TEXT_CHARS, is_utf8, read_input, shown
 
 BOX_COLUMNS = ["left", "top", "width", "height"]
 HELP_HEADER = "name,text[,left,top,width,height]"
@@ -32,14 +33,9 @@ class LabelsError(ValueError):
 def _decode(path):
     """The CSV's text (UTF-8, with or without Excel's byte-order mark); LabelsError otherwise."""
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except IsADirectoryError:
-        raise LabelsError(f"{path}: is a folder, not a labels CSV") from None
-    except FileNotFoundError:
-        raise LabelsError(f"{path}: no such file") from None
-    except OSError as e:
-        raise LabelsError(f"{path}: cannot read ({e.strerror or e})") from None
+        raw = read_input(path, "a labels file")
+    except (OSError, ValueError) as e:  # missing, a folder, a FIFO or device, too large
+        raise LabelsError(str(e)) from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -86,29 +82,11 @@ def _parse_box(cells):
     return [int(v) if v.is_integer() else v for v in box]
 
 
-def _image_size(path, max_pixels=None):
-    """(width, height) of a readable image; ValueError with a short reason otherwise. An image of
-    more than max_pixels pixels (None: crops.MAX_PIXELS, as the other scripts) is refused from its
-    header, before decoding: a few KB of PNG can decode to gigabytes."""
-    if max_pixels is None:
-        from support.crops import MAX_PIXELS  # (crops imports this module: not at the top)
-        max_pixels = MAX_PIXELS
-    if not os.path.isfile(path):
-        raise ValueError("no such file" if not os.path.exists(path) else "not a file")
-    old_limit = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None  # max_pixels decides, in both directions (as crops.open_image)
-    try:
-        with Image.open(path) as img:
-            if img.size[0] * img.size[1] > max_pixels:
-                raise ValueError(f"{img.size[0]} x {img.size[1]} pixels, above the limit of "
-                                 f"{max_pixels:,} (--max-pixels)")
-            img.load()  # decode it all: a truncated file fails here, not mid-training
-            return ImageOps.exif_transpose(img).size  # as shown: the frame boxes are given in
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(f"cannot read it as an image ({reason})") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = old_limit
+def shorten(text, keep=40):
+    """repr(text), cut to its first `keep` characters: a message stays one readable line."""
+    if len(text) <= keep:
+        return repr(text)
+    return repr(text[:keep]) + "..."
 
 
 def _record(row, columns, n_fields, folder, max_len, max_pixels=None):
@@ -127,9 +105,15 @@ def _record(row, columns, n_fields, folder, max_len, max_pixels=None):
                          f"path, no '..'); move the CSV up or the images in")
     if not text:
         raise ValueError(f"{name}: empty text")
+    if not is_utf8(text):  # read from a file name that is not UTF-8
+        raise ValueError(f"{shown(name)}: text {shown(text)} holds bytes that are not UTF-8; "
+                         f"rename the file")
     if max_len and len(text) > max_len:
-        raise ValueError(f"{name}: text {text!r} has {len(text)} characters, more than --max-len "
-                         f"{max_len} (0 allows any length)")
+        raise ValueError(f"{name}: text {shorten(text)} has {len(text):,} characters, more than "
+                         f"--max-len {max_len} (0 allows any length)")
+    if len(text) > MAX_TEXT_CHARS:
+        raise ValueError(f"{name}: text {shorten(text)} has {len(text):,} characters, more than "
+                         f"the {MAX_TEXT_CHARS} a model reads")
     box = None
     if "left" in columns:
         try:
@@ -137,7 +121,7 @@ def _record(row, columns, n_fields, folder, max_len, max_pixels=None):
         except ValueError as e:
             raise ValueError(f"{name}: {e}") from None
     try:
-        width, height = _image_size(os.path.join(folder, name), max_pixels)
+        width, height = image_size(os.path.join(folder, name), max_pixels or MAX_PIXELS, folder)
     except ValueError as e:
         raise ValueError(f"image {name!r}: {e}") from None
     record = {"name": name, "text": text}
@@ -212,23 +196,29 @@ def read_gt(path, max_len=None, max_pixels=None):
     return _check_rows(path, located, {"name": 0, "text": 1}, 2, folder, max_len, max_pixels)
 
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-
-
 def read_names(folder, max_len=None, max_pixels=None):
     """A folder whose image file names are the texts (LPRNet's convention): `KX7204.jpg` reads
     KX7204, and `KX7204_2.jpg` too (from the first `_` on, a name only tells files apart).
-    Searched recursively; records checked as a CSV's."""
+    Searched recursively (images.find_images: links followed once, loops and FIFOs named), in
+    os.walk's order (a folder's files before its subfolders); records checked as a CSV's."""
     if not os.path.isdir(folder):
         raise LabelsError(f"{folder}: not a folder")
+    files, skipped = find_images([folder], unique=False)
     located = []
-    for root, dirs, names in os.walk(folder):
-        dirs.sort()
-        for name in sorted(names):
-            if not name.lower().endswith(IMAGE_EXTS):
-                continue
-            relative = os.path.relpath(os.path.join(root, name), folder)
-            text = os.path.splitext(name)[0].split("_")[0]
-            located.append((f"{folder}: {relative}", [relative, text]))
+    for path in sorted(files, key=lambda p: _walk_order(os.path.relpath(p, folder))):
+        relative = os.path.relpath(path, folder)
+        text = os.path.splitext(os.path.basename(relative))[0].split("_")[0]
+        located.append((f"{folder}: {shown(relative)}", [relative, text]))
+    # a loop's files were listed once already; anything else skipped (a FIFO) is a bad entry
+    bad = [(path, why) for path, why in skipped if not why.startswith("a directory loop")]
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise LabelsError(f"{folder}: {os.path.relpath(bad[0][0], folder)}: {bad[0][1]}{more}")
     return _check_rows(folder, located, {"name": 0, "text": 1}, 2, os.path.abspath(folder),
                        max_len, max_pixels)
+
+
+def _walk_order(relative):
+    """A sort key that lists a folder's files before its subfolders, each by name."""
+    parts = relative.split(os.sep)
+    return [(1, p) for p in parts[:-1]] + [(0, parts[-1])]

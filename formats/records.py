@@ -8,7 +8,8 @@ import json
 import math
 import os
 
-from support.crops import crop_box, whole_pixels
+from support.images import crop_box, whole_pixels
+from support.inputs import MAX_TEXT_CHARS, is_utf8, read_input, shown
 
 SVHN_ROOT = "data/svhn"  # prepare_data.py's folder for SVHN's splits ({split}.json)
 SYNTH_ROOT = "data/synth"  # ... and for the synthetic replica's (--synthetic)
@@ -26,11 +27,10 @@ def load_split(json_path):
     climbs out of image_dir with '..' included."""
     if os.path.isdir(json_path):
         raise ValueError(f"{json_path}: is a folder, not a split JSON file")
-    if not os.path.isfile(json_path):
+    if not os.path.exists(json_path):
         raise FileNotFoundError(f"{json_path}: no such file (run prepare_data.py first)")
     try:
-        with open(json_path) as f:
-            split = json.load(f)
+        split = json.loads(read_input(json_path, "a split JSON"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{json_path}: not valid JSON ({e})") from None
     except ValueError as e:  # e.g. a 5000-digit integer: past Python's int conversion limit
@@ -98,6 +98,10 @@ def record_problem(r):
     problem = _name_problem(r["name"])
     if problem:
         return problem
+    label = r.get("text", r.get("digits"))
+    if isinstance(label, (str, list)) and len(label) > MAX_TEXT_CHARS:
+        return (f"has a text of {len(label):,} characters, more than the {MAX_TEXT_CHARS} a "
+                f"model reads")
     huge = _huge_coordinate(r)
     if huge is not None:
         return (f"has a box value {huge:g}, beyond +-2^24 = {MAX_COORD:,} pixels (boxes are held "
@@ -114,6 +118,8 @@ def record_problem(r):
         return None
     if not isinstance(r["text"], str) or not r["text"]:
         return "needs a non-empty 'text' string"
+    if not is_utf8(r["text"]):
+        return f"has a 'text' {shown(r['text'])} holding bytes that are not UTF-8"
     if "region" in r and not (_is_box(r["region"]) and r["region"][2] > 0 and r["region"][3] > 0):
         return "'region' must be [left, top, width, height], finite, width and height > 0"
     boxes = r.get("boxes")

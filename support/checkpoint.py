@@ -18,6 +18,7 @@ import zipfile
 import numpy as np
 import torch
 
+from support import inputs
 from support.atomic import atomic_open
 from build_model import AttentionOCR, check_config
 
@@ -188,6 +189,15 @@ def _weights_mismatch(model, state):
     return "; ".join(problems)
 
 
+def first_non_finite(state):
+    """The name of the first floating-point tensor of a state_dict holding a NaN or an infinity,
+    or None."""
+    for key, value in state.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            return key
+    return None
+
+
 def check_checkpoint(ckpt, path, resume=False):
     """ValueError naming what a loaded checkpoint lacks for evaluation (or, resume=True, for
     resuming training); a checkpoint train.py wrote passes both."""
@@ -220,6 +230,9 @@ def load_checkpoint(path, map_location="cpu", resume=False):
     train.py --resume needs), the config within CONFIG_LIMITS, the weights' names and shapes
     against a model built on the meta device (no memory), so no file can make this allocate
     more than the weights it holds."""
+    if os.path.isdir(path):
+        raise ValueError(f"{path}: not a PyTorch checkpoint (a folder)")
+    inputs.check_input(path, "a checkpoint", inputs.MAX_CHECKPOINT_BYTES)  # no FIFO, no device
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error says enough
             warnings.simplefilter("ignore", UserWarning)
@@ -249,6 +262,10 @@ def load_checkpoint(path, map_location="cpu", resume=False):
         mismatch = _weights_mismatch(AttentionOCR(config), state)
     if mismatch:
         raise ValueError(f"{path}: weights do not match the model config: {mismatch}")
+    bad = first_non_finite(state)
+    if bad:  # a diverged run's weights would read every image as <unk> at confidence 0
+        raise ValueError(f"{path}: weight {bad} holds NaN or infinite values (a diverged run?); "
+                         f"refusing to use it")
     if len(set(ckpt["vocab"])) != len(ckpt["vocab"]):
         raise ValueError(f"{path}: vocabulary repeats a token")
     for key, token in (("pad_id", "<pad>"), ("eos_id", "</s>"), ("bos_id", "<s>")):

@@ -12,7 +12,7 @@ import stat
 
 from PIL import Image
 
-from support.atomic import FIGURE_MARK
+from support.atomic import FIGURE_MARK, fingerprint
 
 # an own report or split JSON is read to recognise it; past this size it is not read (and so is
 # not taken for one): a stray 40 GB file must not be loaded to be refused
@@ -69,15 +69,48 @@ def is_split_of(path, image_dir):
     return os.path.realpath(folder) == os.path.realpath(image_dir)
 
 
-def check_replaceable(path, flag, overwrite, own, what):
-    """ValueError unless writing `path` (given as `flag`) replaces nothing but our own output:
-    it is absent, own(path) is true, or --overwrite was given. `what` names the kind of file
-    that may be replaced, for the message. A folder is never replaced."""
+def check_replaceable(path, flag, overwrite, own=None, what="", inputs=()):
+    """What is at `path` now (atomic.fingerprint: pass it to the write as `expect`), or
+    ValueError unless writing `path` (given as `flag`) replaces nothing but our own output: it
+    is absent, own(path) is true, or --overwrite was given (own None: nothing is ours). `what`
+    names the kind of file that may be replaced, for the message. A folder is never replaced,
+    nor one of `inputs` (the files the script reads), even with --overwrite."""
     if not os.path.lexists(path):
-        return
+        return None
     if os.path.isdir(path):
         raise ValueError(f"{flag} {path}: is a folder, not a file")
-    if overwrite or own(path):
-        return
+    check_not_input(path, flag, inputs)
+    if overwrite or (own is not None and own(path)):
+        return fingerprint(path)
+    if own is None:
+        raise ValueError(f"{flag} {path}: exists; pass --overwrite to replace it (or choose "
+                         f"another path)")
     raise ValueError(f"{flag} {path}: exists and is not {what}; refusing to replace it "
                      f"(pass --overwrite to replace it, or choose another path)")
+
+
+def check_folder(path, flag):
+    """ValueError unless the folder `path` would be written into exists (for scripts that do not
+    make it): said now, not as a temporary file's name after the work."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"{flag} {path}: no folder {folder}")
+
+
+def check_not_input(path, flag, inputs):
+    """ValueError if the existing file `path` is one of `inputs` (the same file, through any
+    link): an output that replaced it would destroy what the script reads."""
+    try:
+        out = os.stat(path)
+    except OSError:
+        return
+    for source in inputs:
+        if not source:
+            continue
+        try:
+            st = os.stat(source)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (out.st_dev, out.st_ino):
+            raise ValueError(f"{flag} {path}: is also an input of this run ({source}); refusing "
+                             f"to replace or move it, even with --overwrite")

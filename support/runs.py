@@ -17,6 +17,7 @@
 import csv
 import fnmatch
 import glob
+import io
 import os
 import tempfile
 import time
@@ -25,6 +26,7 @@ import numpy as np
 
 from support import outputs
 from support.atomic import atomic_open, save_figure
+from support.inputs import read_input
 
 try:  # the run lock; where fcntl is missing (Windows) runs go unlocked
     import fcntl
@@ -64,9 +66,11 @@ def report_files(out):
     return sorted(set(os.path.basename(p) for p in paths))
 
 
-def check_fresh_start(out, overwrite, auto_resume=False):
+def check_fresh_start(out, overwrite, auto_resume=False, inputs=()):
     """Before a run that resumes nothing: ValueError if `out` holds another run; with
-    `overwrite`, move that run aside instead and return the folder it went to (else None).
+    `overwrite`, move that run aside instead and return the folder it went to (else None), unless
+    one of its files is one of the run's `inputs` (--init's checkpoint: it would be moved away
+    before it is read).
 
     auto_resume: --resume auto found no last.pt. Logs of a run killed before its first save
     may then be restarted, but checkpoints (best.pt, epoch-*.pt) still stop it."""
@@ -87,6 +91,8 @@ def check_fresh_start(out, overwrite, auto_resume=False):
         hint = "" if auto_resume else "continue it with --resume auto, or "
         raise ValueError(f"--out {out} already holds a run ({', '.join(names)}); {hint}"
                          f"pick a new --out (--overwrite moves the old run aside)")
+    for name in run_files(out) + [PLOT] + report_files(out):
+        outputs.check_not_input(os.path.join(out, name), "--overwrite would move", inputs)
     aside = os.path.join(out, time.strftime("replaced-%Y%m%d-%H%M%S"))
     suffix = 2
     while os.path.exists(aside):  # two overwrites within a second
@@ -135,9 +141,10 @@ def check_writable(outputs):
             raise ValueError(f"{flag} {path}: cannot write there ({e.strerror or e})") from None
 
 
-def check_plot(plot, out, overwrite):
-    """--plot: never one of the run's own files, and an existing file only if it is a figure of
-    ours (or with --overwrite): it may name another run's last.pt or a user's photo."""
+def check_plot(plot, out, overwrite, inputs=()):
+    """--plot: never one of the run's own files nor of its `inputs` (the training JSONs, the
+    checkpoint it starts from), and an existing file only if it is a figure of ours (or with
+    --overwrite): it may name another run's last.pt or a user's photo."""
     if not plot:
         return
     real = os.path.realpath(plot)
@@ -146,10 +153,13 @@ def check_plot(plot, out, overwrite):
     if in_out and (name in RUN_FILES or fnmatch.fnmatch(name, EPOCH_FILES)):
         raise ValueError(f"--plot {plot}: is one of the run's own files in --out {out}")
     outputs.check_replaceable(plot, "--plot", overwrite, outputs.is_own_figure,
-                              "a figure this repository drew")
+                              "a figure this repository drew", inputs)
 
 
 _locked = []  # file descriptors of the run folders this process holds the lock of
+# the --out folder this process made and the logs it started afresh: a run that ends before its
+# first checkpoint takes them back (forget_unstarted)
+_started = []
 
 
 def lock_run(out):
@@ -159,7 +169,9 @@ def lock_run(out):
     if os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"--out {out}: exists and is not a folder")
     try:
-        os.makedirs(out, exist_ok=True)
+        if not os.path.isdir(out):
+            os.makedirs(out)
+            _started.append(out)
         fd = os.open(out, os.O_RDONLY)
     except OSError as e:
         raise ValueError(f"--out {out}: cannot write there ({e.strerror or e})") from None
@@ -179,9 +191,10 @@ def lock_run(out):
 
 
 def release_runs():
-    """Give back every run lock this process holds."""
+    """Give back every run lock this process holds (and forget what its runs started)."""
     while _locked:
         os.close(_locked.pop())
+    _started.clear()
 
 
 def written(out, plot=None):
@@ -197,6 +210,23 @@ def written(out, plot=None):
     return ", ".join(os.path.join(out, n) for n in names) + copy
 
 
+def forget_unstarted(out):
+    """After a run stopped (an error, Ctrl-C) before its first checkpoint: remove the logs it
+    started and the --out folder it made (if empty), so that no header-only loss.csv blocks the
+    rerun as "already holds a run". Nothing is removed once <out>/last.pt exists."""
+    if os.path.exists(os.path.join(out, "last.pt")):
+        return
+    for path in reversed(_started):
+        if os.path.realpath(out) not in (os.path.realpath(path),
+                                         os.path.realpath(os.path.dirname(path))):
+            continue  # another run's (a test runs several in one process)
+        if os.path.isfile(path):
+            os.remove(path)
+        elif os.path.isdir(path) and not os.listdir(path):
+            os.rmdir(path)
+    _started.clear()
+
+
 def interrupted_message(out):
     """What to say on Ctrl-C: how to continue, naming a last.pt only where there is one."""
     last = os.path.join(out, "last.pt")
@@ -209,9 +239,12 @@ def trim_csv(path, header, last_step):
     """Start a log, or on resume keep only the rows up to the checkpoint's step (a kill mid-epoch
     leaves rows past it)."""
     rows = []
+    if not os.path.exists(path):  # started by this run: taken back if it stops before a save
+        _started.append(path)
     if last_step is not None and os.path.exists(path):
-        with open(path, newline="") as f:
-            rows = [r for r in list(csv.reader(f))[1:] if r and int(r[0]) <= last_step]
+        text = read_input(path, "a training log").decode()
+        rows = [r for r in list(csv.reader(io.StringIO(text, newline="")))[1:]
+                if r and int(r[0]) <= last_step]
     with atomic_open(path, "w", newline="") as f:
         csv.writer(f).writerows([header] + rows)
 

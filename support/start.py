@@ -9,6 +9,7 @@ import os
 from types import SimpleNamespace
 
 import build_model
+import cnn
 import data
 from formats.records import load_split
 from support import checkpoint, devices, runs
@@ -50,7 +51,8 @@ def open_run(args, files, procs):
         if args.dry_run or in_place:
             return None
         # a fresh start, or another run's checkpoint continued here: it must not replace a run
-        return runs.check_fresh_start(args.out, args.overwrite, args.resume == "auto")
+        return runs.check_fresh_start(args.out, args.overwrite, args.resume == "auto",
+                                      [args.init, *args.train_json, args.val_json])
     aside = devices.from_rank0(check_out, procs.ddp, procs.rank)
     if aside and procs.master:
         print(f"--overwrite: moved the run that was in {args.out} to {aside}")
@@ -80,7 +82,9 @@ def adopt_resumed(args, ckpt, resume):
     flags = {}
     for key in MODEL_ARGS:  # the model and its input size come from the checkpoint
         saved = ckpt["config"][key]
-        if key in args.model_flags and str(getattr(args, key)).split() != str(saved).split():
+        given = getattr(args, key)  # None: left open (--init's defaults), not a contradiction
+        differs = given is not None and str(given).split() != str(saved).split()
+        if key in args.model_flags and differs:
             raise ValueError(f"{resume}: trained with --{key.replace('_', '-')} {saved!r}, "
                              f"not {getattr(args, key)!r}; drop the flag to resume, "
                              f"or use a new --out")
@@ -154,6 +158,27 @@ def finetune_defaults(args, config):
         if args.crop_size is None:
             chosen["crop_size"] = shape[1]
     return chosen
+
+
+def check_input_shape(run, longest):
+    """ValueError unless the network input (--crop-size) is large enough for the encoder: each
+    side at least 2^(max-pools), so that no pool reads padding alone, and a feature map with at
+    least as many cells (rows x columns: attention runs over all of them) as the longest training
+    text has characters. --image-size 1x1 would otherwise train a model that cannot read its
+    data."""
+    height, width = build_model.as_hw(run.crop_size)
+    pools = cnn.parse_plan(run.plan).count("M")
+    columns = cnn.pooled_size(width, run.plan)
+    rows = cnn.pooled_size(height, run.plan)
+    shown = build_model.format_size(run.crop_size)
+    if min(height, width) < 2 ** pools:
+        raise ValueError(f"--crop-size {shown}: an input too small for the encoder's {pools} "
+                         f"max-pools (each side at least {2 ** pools}); give a larger "
+                         f"--image-size and --crop-size")
+    if rows * columns < longest:
+        raise ValueError(f"--crop-size {shown}: the encoder's feature map is {rows}x{columns}, "
+                         f"fewer places to attend than the longest training text's {longest} "
+                         f"characters; give a larger --image-size and --crop-size")
 
 
 def restore(ckpt, resume, parts, files, procs, device):

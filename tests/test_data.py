@@ -11,7 +11,7 @@ import torch
 from PIL import Image, ImageDraw
 
 import data
-from support.crops import crop_box, crop_image, open_image, to_rgb
+from support.images import crop_box, crop_image, open_image, to_rgb
 from formats.records import load_split
 from support.tokenizer import (BOS, EOS, PAD, UNK, build_tokenizer, label_ids, token_text,
                        tokenizer_from_vocab, tokens_to_text)

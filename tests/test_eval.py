@@ -492,9 +492,10 @@ def test_report_and_figures_never_replace_a_file_that_is_not_evals(tmp_path):
         with pytest.raises(SystemExit) as exc:
             run_eval(tmp_path, ckpt, split, "--report", path)
         message = str(exc.value.code)
-        assert message == (f"eval.py: error: --report {path}: exists and is not an eval.py "
-                           f"report; refusing to replace it (pass --overwrite to replace it, or "
-                           f"choose another path)")
+        assert message == (f"eval.py: error: --report {path}: is also an input of this run "
+                           f"({path}); refusing to replace or move it, even with --overwrite")
+        with pytest.raises(SystemExit):  # its inputs: not even with --overwrite
+            run_eval(tmp_path, ckpt, split, "--report", path, "--overwrite")
     assert {p: open(p, "rb").read() for p in kept} == kept
     figs = tmp_path / "figs"
     figs.mkdir()

@@ -13,7 +13,8 @@ from PIL import Image
 from support import checkpoint
 import export
 import predict
-from support.crops import eval_input, open_image
+from support.crops import eval_input
+from support.images import open_image
 from build_model import build_model
 from helpers import overfit, write_images
 from test_eval import TINY, VOCAB, write_checkpoint
@@ -211,12 +212,13 @@ def test_keep_aspect_reads_wide_photos_at_the_models_scale(ckpt, photos, tmp_pat
     assert x.shape == (3, 54, 182)
     assert predict.keep_aspect_input(Image.new("RGB", (10, 100)), 64, 54).shape == (3, 54, 54)
     assert predict.keep_aspect_input(Image.new("RGB", (5000, 10)), 64, 54).shape[-1] == 8 * 64 - 10
-    # inputs of several widths share a batch, padded with black on both sides
-    _, batch, _ = predict.collate([(0, torch.ones(3, 54, 60), None), (1, torch.ones(3, 54, 54),
-                                                                       None)])
-    assert batch.shape == (2, 3, 54, 60)
-    assert batch[1, :, :, :3].sum() == 0 and batch[1, :, :, 3:57].min() == 1
-    assert batch[1, :, :, 57:].sum() == 0
+    # inputs of several widths are decoded in groups of one shape, never padded to a common one
+    groups, bad = predict.collate([(0, torch.ones(3, 54, 60), None), (1, torch.ones(3, 54, 54),
+                                                                       None),
+                                   (2, None, "broken"), (3, torch.zeros(3, 54, 60), None)])
+    assert [(indices, tuple(x.shape)) for indices, x in groups] == [([0, 3], (2, 3, 54, 60)),
+                                                                    ([1], (1, 3, 54, 54))]
+    assert bad == [(2, "broken")] and groups[1][1].min() == 1
     out = tmp_path / "out.csv"
     assert predict.main(["--checkpoint", ckpt, "--csv", str(out), str(photos), "--threads", "1",
                          "--fit", "keep-aspect"]) == 0

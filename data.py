@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torchvision.transforms as T
 import torchvision.transforms.functional as TF
-from PIL import ImageFilter
+from PIL import Image, ImageFilter
 from torch.utils.data import ConcatDataset
 
 from support import outputs
@@ -106,7 +106,8 @@ def text_augment(img, jitter):
     grown = Image.fromarray(pixels)
     if limit > 0:
         fill = tuple(int(v) for v in np.median(pixels.reshape(-1, 3), axis=0))
-        grown = grown.rotate(random.uniform(-limit, limit), resample=Image.BILINEAR, fillcolor=fill)
+        angle = random.uniform(-limit, limit)
+        grown = grown.rotate(angle, resample=Image.BILINEAR, fillcolor=fill)
     img = jitter(grown.resize((width, height), Image.BILINEAR))
     if random.random() < PHOTO_BLUR:
         img = img.filter(ImageFilter.GaussianBlur(random.uniform(0.3, PHOTO_BLUR_RADIUS)))

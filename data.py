@@ -26,7 +26,7 @@ from PIL import Image, ImageFilter
 from torch.utils.data import ConcatDataset
 
 from support.atomic import save_figure
-from build_model import DEFAULT_CONFIG, as_hw
+from model import DEFAULT_CONFIG, as_hw
 from support.crops import (MAX_PIXELS, centre_input, check_file, crop_image, open_image,
                            resize_region)
 from formats.records import SVHN_ROOT, SYNTH_ROOT, load_split, record_region, record_text

@@ -23,9 +23,9 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from support import cli, devices, runs
+from support import cli, inference, runs
 from support.atomic import atomic_open
-from build_model import as_hw
+from model import as_hw
 from support.crops import MAX_PIXELS, eval_input, find_images, open_image, whole_pixels
 
 BATCH_SIZE = 64  # images per decoding batch
@@ -141,12 +141,7 @@ def predict(model, loader, vocab, device, precision, beam=1, progress=True):
         failed += bad
         if images is None:
             continue
-        images = images.to(device).contiguous(memory_format=devices.memory_format(device))
-        with devices.autocast(device, precision):
-            if beam == 1:
-                out = model.decode(images)
-            else:
-                out = model.beam_search(images, beam=beam)
+        out, _ = inference.decode_batch(model, images, beam, device, precision)
         probs = out["logprob"].float().exp().cpu().tolist()
         for i, tokens, p in zip(indices, out["tokens"], probs):
             text = "".join(vocab[t] for t in label_ids(tokens))
@@ -195,8 +190,6 @@ def check_output(path, overwrite):
 
 
 def run(args):
-    from build_model import inference_model
-    from support.checkpoint import load_checkpoint
     check_output(args.csv, args.overwrite)
     files, skipped = find_images(args.paths)
     if args.fit == "keep-aspect":
@@ -205,13 +198,11 @@ def run(args):
         why = f" ({len(skipped)} skipped: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
         raise ValueError(f"no image files in {' '.join(args.paths)}{why}")
     boxes = read_boxes(args.boxes) if args.boxes else None
-    device = devices.device_from_flag(args.device)
-    workers = devices.apply_thread_rule(device, args.threads, args.workers)
-    precision = devices.resolve_precision(device, args.precision)
-    model, ckpt = load_checkpoint(args.checkpoint, map_location="cpu")
+    run = inference.start(args, "predict.py", args.workers)
+    device, workers, precision = run.device, run.workers, run.precision
+    model, ckpt = inference.open_model(args.checkpoint, device, args.beam)
     vocab = list(ckpt["vocab"])
     config = model.config
-    model = inference_model(model, device)
     photos = PhotoSet(files, config, boxes, args.max_pixels, args.fit)
     loader = torch.utils.data.DataLoader(photos,
                                          batch_size=args.batch_size, num_workers=workers,

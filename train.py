@@ -22,7 +22,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, Subset
 
-import build_model
+from model import DEFAULT_CONFIG, HEADS, build_model, load_encoder, load_grown, parse_size
 import data
 from formats.records import SVHN_ROOT
 from support import checkpoint, devices, engine, runs, start
@@ -34,19 +34,20 @@ from support.tokenizer import BOS, EOS, PAD
 # data
 TRAIN_JSON = [f"{SVHN_ROOT}/train.json", f"{SVHN_ROOT}/extra.json"]  # by prepare_data.py
 VAL_SIZE = 0          # images held out from the first JSON for validation and best.pt (0: none)
-IMAGE_SIZE = build_model.DEFAULT_CONFIG["image_size"]  # the expanded crop, resized...
-CROP_SIZE = build_model.DEFAULT_CONFIG["crop_size"]  # ...then cropped: at random in training,
+IMAGE_SIZE = DEFAULT_CONFIG["image_size"]  # the expanded crop, resized...
+CROP_SIZE = DEFAULT_CONFIG["crop_size"]  # ...then cropped: at random in training,
                       # at the centre in evaluation
 AUGMENT = True        # random resized crop (scale 0.7-1) + colour jitter 0.5 on training images
 LOOSE = 0.0           # share of training crops widened at random toward the whole photo
 AUGMENT_STYLE = "seed"  # seed: random resized crop + colour jitter; photo: data.photo_augment
-NORMALIZE = build_model.DEFAULT_CONFIG["normalize"]  # pixels enter the encoder in [0, 1]
-# model (build_model.DEFAULT_CONFIG)
-PLAN = build_model.DEFAULT_CONFIG["plan"]  # VGG channel plan, M = max-pool 3/2/1
-HIDDEN = build_model.DEFAULT_CONFIG["hidden"]  # GRU hidden size = embedding size
-DROPOUT = build_model.DEFAULT_CONFIG["dropout"]  # between the GRU layers, before the classifier
-GLIMPSE = build_model.DEFAULT_CONFIG["glimpse"]  # attend once from h0; its output feeds step 0
-MAX_LEN = build_model.DEFAULT_CONFIG["max_len"]  # longest number greedy decoding will emit; unless
+NORMALIZE = DEFAULT_CONFIG["normalize"]  # pixels enter the encoder in [0, 1]
+# model (DEFAULT_CONFIG)
+HEAD = DEFAULT_CONFIG["head"]  # attention: the seed's GRU decoder; ctc: model/heads/ctc.py
+PLAN = DEFAULT_CONFIG["plan"]  # VGG channel plan, M = max-pool 3/2/1
+HIDDEN = DEFAULT_CONFIG["hidden"]  # GRU hidden size = embedding size
+DROPOUT = DEFAULT_CONFIG["dropout"]  # between the GRU layers, before the classifier
+GLIMPSE = DEFAULT_CONFIG["glimpse"]  # attend once from h0; its output feeds step 0
+MAX_LEN = DEFAULT_CONFIG["max_len"]  # longest number greedy decoding will emit; unless
                       # given, raised to the longest training text + MAX_LEN_MARGIN (SVHN: 6 + 2)
 MAX_LEN_MARGIN = 2
 # optimisation
@@ -109,6 +110,10 @@ def add_model_flags(a):
     """The model (stored in its checkpoint's config)."""
     a("--preset", choices=sorted(PRESETS),
       help=f"model size preset (explicit flags win): {PRESETS}")
+    a("--head", choices=sorted(HEADS), default=HEAD,
+      help="attention: the seed's GRU decoder with attention; ctc: a BiLSTM over the feature "
+           "map's columns, 2 frames each, read by CTC (greedy decoding only). With --init "
+           "another head than the checkpoint's keeps its encoder and starts the head afresh")
     a("--plan", default=PLAN, help="encoder channel plan")
     a("--hidden", type=int, default=HIDDEN, help="decoder hidden size")
     a("--dropout", type=float, default=DROPOUT, help="dropout between the GRU layers and on y")
@@ -241,7 +246,7 @@ def check_values(p, args):
 def size_arg(text):
     """argparse type of --image-size / --crop-size: N or HxW."""
     try:
-        return build_model.parse_size(text)
+        return parse_size(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
@@ -380,9 +385,13 @@ def build(run, tokenizer, init, device):
     config = {key: getattr(run, key) for key in start.MODEL_ARGS}
     config.update(vocab_size=len(tokenizer.vocab), pad_id=PAD, eos_id=EOS, bos_id=BOS)
     torch.manual_seed(run.seed)  # the same initial weights on every rank
-    model = build_model.build_model(config)
-    if init:  # old rows copied bit for bit
-        build_model.load_grown(model, init[0].state_dict(), len(init[1]))
+    model = build_model(config)
+    if init and init[0].config["head"] != config["head"]:  # the encoder only; a fresh head
+        load_encoder(model, init[0].state_dict())
+        print(f"fine-tuning {run.init}: its encoder, with a new {config['head']} head "
+              f"(it had {init[0].config['head']})")
+    elif init:  # old rows copied bit for bit
+        load_grown(model, init[0].state_dict(), len(init[1]))
         added = tokenizer.vocab[len(init[1]):]
         note = f", {len(added)} added: {''.join(added)!r}" if added else ""
         print(f"fine-tuning {run.init}: {len(init[1])} tokens kept{note}")

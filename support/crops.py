@@ -12,7 +12,7 @@ import numpy as np
 import torchvision.transforms.functional as TF
 from PIL import Image, ImageOps
 
-from build_model import as_hw
+from model import as_hw
 from formats.labels_csv import IMAGE_EXTS
 
 GROW = 1.3                    # the union box's width and height x 1.3, around its centre

@@ -8,14 +8,14 @@ import argparse
 import os
 from types import SimpleNamespace
 
-import build_model
 import data
+from model import as_hw
 from formats.records import load_split
 from support import checkpoint, devices, runs
 
 # flags stored in the checkpoint's model config
-MODEL_ARGS = ("plan", "hidden", "dropout", "image_size", "crop_size", "max_len", "glimpse",
-              "normalize")
+MODEL_ARGS = ("head", "plan", "hidden", "dropout", "image_size", "crop_size", "max_len",
+              "glimpse", "normalize")
 # the data a run sees, kept on resume
 DATA_ARGS = ("train_json", "val_size", "val_json", "seed", "augment", "loose", "augment_style")
 # the recipe that the optimizer and scheduler states carry: kept on resume (a new --lr was
@@ -27,6 +27,8 @@ FINETUNE_EPOCHS = (20, 120)
 FINETUNE_VAL = (0.1, 8, 200)  # share of the images held out for best.pt, at least, at most
 FINETUNE_MAX_ASPECT = 8.0  # the widest input fine-tuning picks, width / height
 FINETUNE_FLAGS = ("max_len", "dropout", "image_size", "crop_size")  # --init may change: no weight
+# --init may also switch the head: the checkpoint's encoder is kept, the new head starts afresh
+SWITCHABLE = ("head",)
 
 
 def open_run(args, files, procs):
@@ -114,7 +116,7 @@ def init_from(args, path):
     model, ckpt = checkpoint.load_checkpoint(path, map_location="cpu")
     flags = {}
     for key in MODEL_ARGS:
-        if key in FINETUNE_FLAGS and key in args.model_flags:
+        if key in FINETUNE_FLAGS + SWITCHABLE and key in args.model_flags:
             continue
         differs = str(getattr(args, key)).split() != str(model.config[key]).split()
         if key in args.model_flags and differs:
@@ -142,7 +144,7 @@ def finetune_defaults(args, config):
         seen = n - chosen.get("val_size", args.val_size)
         chosen["epochs"] = min(high, max(low, round(FINETUNE_IMAGES / max(1, seen))))
     if args.crop_size is None or args.image_size is None:
-        height, _ = build_model.as_hw(config["crop_size"])
+        height, _ = as_hw(config["crop_size"])
         aspect = data.median_aspect(image_dir, records)
         shape = (config["image_size"], config["crop_size"])  # near square: the checkpoint's
         if aspect > 1.25:  # wide text: as wide as the images, no crop margin

@@ -154,7 +154,7 @@ def test_checkpoint_contents_and_outputs(tiny_json, tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(tiny_json, tmp_path, monkeypatch):
-    real_build = build_model.build_model
+    real_build = train.build_model
 
     def poisoned_build(config):  # the loss turns NaN at the 5th step (epoch 2 has steps 4-6)
         model = real_build(config)
@@ -166,7 +166,7 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tiny_json, tmp_path, mo
             return logits, loss * float("nan") if len(calls) >= 5 else loss
         model.forward = poisoned_forward
         return model
-    monkeypatch.setattr(build_model, "build_model", poisoned_build)
+    monkeypatch.setattr(train, "build_model", poisoned_build)
     with pytest.raises(SystemExit) as e:
         run(tiny_json, tmp_path, "--epochs", "3", "--workers", "0")
     message = str(e.value.code)

@@ -39,6 +39,11 @@ class CTCHead(nn.Module):
         self.frames = nn.Linear(2 * hidden, FRAMES * hidden)
         self.dropout = nn.Dropout(config["dropout"])
         self.classifier = nn.Linear(hidden, config["vocab_size"])
+        # added to the log-probs before the best path is chosen: </s> and <s> are never said (an
+        # addition, not an indexed write, which the ONNX exporter turns into an invalid graph)
+        never = torch.zeros(config["vocab_size"])
+        never[[config["eos_id"], config["bos_id"]]] = float("-inf")
+        self.register_buffer("never", never, persistent=False)  # not a weight of the checkpoint
 
     def forward(self, features):
         """Features (B, L, C) of a map H = self.rows high -> log-probs (B, N, V), float32."""
@@ -98,9 +103,7 @@ class CTCHead(nn.Module):
     def best_path(self, features):
         """(tokens (B, S): characters, </s>, <pad>...; probs (B, S); logprob (B,))."""
         logp = self(features)  # (B, N, V)
-        choice = logp.clone()
-        choice[..., [self.config["eos_id"], self.config["bos_id"]]] = float("-inf")  # never said
-        best, ids = choice.max(dim=2)  # (B, N)
+        best, ids = (logp + self.never).max(dim=2)  # (B, N)
         return collapse(ids, best, self.config["pad_id"], self.config["eos_id"])
 
 

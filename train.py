@@ -317,6 +317,11 @@ def train(args, procs, device):
         max_len = max(max_len, data.longest_text(train_set) + MAX_LEN_MARGIN)
     run = argparse.Namespace(**{**vars(run), "max_len": max_len, "json_records": json_records})
     model = build(run, tokenizer, init, device)
+    unreadable = model.decoder.unreadable(t for part in train_set.datasets for t in part.texts)
+    if unreadable and procs.master:  # e.g. the ctc head: a text longer than the input's frames
+        print(f"train.py: {unreadable} training text(s) are too long for the {run.head} head at "
+              f"--crop-size {run.crop_size}: they count for nothing in the loss (a wider input "
+              f"reads them)", file=sys.stderr)
     parts = make_parts(run, model, tokenizer, train_set, val_set, workers, procs, device, files)
     state = start.restore(ckpt, resume, parts, files, procs, device)
     if state.epoch >= parts.plan.epochs:  # say so, rather than list files as written

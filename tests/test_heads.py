@@ -15,7 +15,7 @@ import train
 from helpers import overfit, write_split
 from model import build_model
 from model.heads.attention import AttentionHead
-from model.heads.ctc import CTCHead, collapse
+from model.heads.ctc import CTCHead, collapse, frames_needed
 from support import inference
 from support.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 
@@ -45,6 +45,14 @@ def test_collapse_of_all_blanks_and_of_no_blank():
     tokens, probs, _ = collapse(ids, logp, BLANK, EOS)
     assert tokens.tolist() == [[EOS, 0, 0, 0], [7, 8, 7, EOS]]
     torch.testing.assert_close(probs, torch.tensor([[0.125, 0, 0, 0], [0.9, 0.8, 0.7, 1.0]]))
+
+
+def test_texts_too_long_for_the_frames_are_counted():
+    assert [frames_needed(t) for t in ("", "7", "12", "0000", "1001")] == [0, 1, 2, 7, 5]
+    head = build_model(CTC).decoder  # a 28-pixel-wide input: 7 columns, 14 frames
+    texts = ["12" * 7, "1" * 7, "1" * 8, "123456789012345", "5"]
+    assert head.unreadable(texts) == 2  # 8 ones need 15 frames; 15 characters 15
+    assert build_model({**CTC, "head": "attention"}).decoder.unreadable(texts) == 0
 
 
 # -- the head ----------------------------------------------------------------------------------

@@ -126,6 +126,10 @@ class AttentionHead(nn.Module):
         logits, _ = self(features, targets[:, :-1])  # (B, T-1, V)
         return logits, masked_cross_entropy(logits, targets[:, 1:], self.config["pad_id"])
 
+    def unreadable(self, texts):
+        """Texts this head cannot learn: none (train.py raises max_len to the longest)."""
+        return 0
+
     def summed_loss(self, features, targets, decoded, truth):
         """(summed cross-entropy, target tokens) of a batch, for eval.py's report. Where the
         decoded sequence equals the truth, teacher forcing follows exactly the decoded path, so

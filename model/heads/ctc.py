@@ -58,7 +58,7 @@ class CTCHead(nn.Module):
     def loss(self, features, targets):
         """CTC loss (mean over images of the loss per target character) for targets (B, T) =
         <s> chars </s> <pad>...; returns (log-probs, loss). A text too long for the frames would
-        have an infinite loss: it is zeroed (counted by check_lengths before training)."""
+        have an infinite loss: it is zeroed (train.py counts such texts: unreadable)."""
         logp = self(features)  # (B, N, V)
         labels, lengths = self.labels(targets)
         frames = torch.full_like(lengths, logp.size(1))  # (B,)
@@ -71,6 +71,12 @@ class CTCHead(nn.Module):
         labels = targets[:, 1:]  # (B, T-1)
         text = (labels != self.config["pad_id"]) & (labels != self.config["eos_id"])
         return labels, text.sum(dim=1)
+
+    def unreadable(self, texts):
+        """How many of `texts` need more frames than the input's width gives (their loss would be
+        infinite, and is zeroed: they teach nothing): train.py reports them."""
+        width = pooled_size(as_hw(self.config["crop_size"])[1], self.config["plan"])
+        return sum(frames_needed(text) > FRAMES * width for text in texts)
 
     def summed_loss(self, features, targets, decoded, truth):
         """(summed CTC loss, target characters) of a batch, for eval.py's report."""
@@ -105,6 +111,11 @@ class CTCHead(nn.Module):
         logp = self(features)  # (B, N, V)
         best, ids = (logp + self.never).max(dim=2)  # (B, N)
         return collapse(ids, best, self.config["pad_id"], self.config["eos_id"])
+
+
+def frames_needed(text):
+    """CTC's fewest frames for a text: one per character, and a blank between two repeats."""
+    return len(text) + sum(a == b for a, b in zip(text, text[1:]))
 
 
 def collapse(ids, logp, blank, eos):

@@ -43,6 +43,7 @@ AUGMENT_STYLE = "seed"  # seed: random resized crop + colour jitter; photo: data
 NORMALIZE = DEFAULT_CONFIG["normalize"]  # pixels enter the encoder in [0, 1]
 # model (DEFAULT_CONFIG)
 HEAD = DEFAULT_CONFIG["head"]  # attention: the seed's GRU decoder; ctc: model/heads/ctc.py
+AUX_CTC = DEFAULT_CONFIG["aux_ctc"]  # weight of an auxiliary ctc loss beside attention (0: none)
 PLAN = DEFAULT_CONFIG["plan"]  # VGG channel plan, M = max-pool 3/2/1
 HIDDEN = DEFAULT_CONFIG["hidden"]  # GRU hidden size = embedding size
 DROPOUT = DEFAULT_CONFIG["dropout"]  # between the GRU layers, before the classifier
@@ -114,6 +115,9 @@ def add_model_flags(a):
       help="attention: the seed's GRU decoder with attention; ctc: a BiLSTM over the feature "
            "map's columns, 2 frames each, read by CTC (greedy decoding only). With --init "
            "another head than the checkpoint's keeps its encoder and starts the head afresh")
+    a("--aux-ctc", type=float, default=AUX_CTC, metavar="WEIGHT",
+      help="beside the attention head, a ctc head on the same features whose loss x WEIGHT is "
+           "added in training (decoding reads the attention head); 0: none, the seed")
     a("--plan", default=PLAN, help="encoder channel plan")
     a("--hidden", type=int, default=HIDDEN, help="decoder hidden size")
     a("--dropout", type=float, default=DROPOUT, help="dropout between the GRU layers and on y")

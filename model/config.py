@@ -8,6 +8,7 @@ DEFAULT_CONFIG = {
     # encoder channel plan: ints = 3x3 conv with that many channels, M = max-pool
     "plan": "64 64 M 128 128 M 256 256 M 512 512",
     "head": "attention",  # a name in model.heads.HEADS; a checkpoint without it is the seed's
+    "aux_ctc": 0.0,      # > 0: a ctc head beside the attention head, its loss added x this
     "hidden": 256,       # GRU hidden size = embedding size = attention size
     "dropout": 0.0,      # dropout between the two GRU layers and before the classifier
     "vocab_size": 14,    # <pad> <unk> </s> <s> + 10 digits
@@ -30,6 +31,7 @@ CONFIG_LIMITS = {"hidden": 8192, "vocab_size": 1024, "max_len": 256}
 MAX_INPUT_PIXELS = 512 * 512
 MAX_CHANNELS = 8192  # per convolution of the plan
 MAX_CONVS = 64  # convolutions in the plan
+MAX_AUX = 10.0  # the auxiliary loss's weight
 
 
 def check_config(config):
@@ -57,6 +59,7 @@ def check_config(config):
     if (isinstance(config["dropout"], bool) or not isinstance(config["dropout"], (int, float))
             or not 0.0 <= config["dropout"] < 1.0):
         raise ValueError(f"model config 'dropout' must be in [0, 1), got {config['dropout']!r}")
+    check_aux(config)
     check_input(config)
     for key in ("pad_id", "eos_id", "bos_id"):
         value = config[key]
@@ -65,6 +68,18 @@ def check_config(config):
             raise ValueError(f"model config {key!r} must be a token id below vocab_size, "
                              f"got {value!r}")
     return config
+
+
+def check_aux(config):
+    """ValueError unless aux_ctc is a weight in [0, MAX_AUX], beside the attention head only."""
+    weight = config["aux_ctc"]
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not (
+            0.0 <= weight <= MAX_AUX):
+        raise ValueError(f"model config 'aux_ctc' must be a weight in [0, {MAX_AUX:g}], "
+                         f"got {weight!r}")
+    if weight and config["head"] != "attention":
+        raise ValueError(f"model config 'aux_ctc' {weight} adds a ctc loss beside the attention "
+                         f"head; the {config['head']} head takes none")
 
 
 def check_input(config):

@@ -17,6 +17,8 @@ class OCRModel(nn.Module):
         self.config = dict(config)
         self.encoder = Encoder(config["plan"])
         self.decoder = HEADS[config["head"]](self.config, self.encoder.out_channels)
+        if config["aux_ctc"]:  # built only when on: the seed's weights and random draws stay
+            self.aux = HEADS["ctc"](self.config, self.encoder.out_channels)
 
     def encode(self, images):
         """Images (B, 3, H, W) in [0, 1] -> features (B, L, C) and the feature-map size (H', W')."""
@@ -29,7 +31,10 @@ class OCRModel(nn.Module):
     def forward(self, images, tokens):
         """Training: tokens (B, T) = <s> chars </s> <pad>...; returns (the head's scores, loss)."""
         features, _ = self.encode(images)  # (B, L, C)
-        return self.decoder.loss(features, tokens)
+        scores, loss = self.decoder.loss(features, tokens)
+        if self.config["aux_ctc"]:  # training only: decoding reads the head alone
+            loss = loss + self.config["aux_ctc"] * self.aux.loss(features, tokens)[1]
+        return scores, loss
 
     @torch.no_grad()
     def decode(self, images, max_len=None, encoded=None, beam=1):
@@ -68,17 +73,27 @@ def build_model(config=None):
 
 
 def vocab_rows(model):
-    """The state_dict keys of `model` with one row per token (its head's VOCAB_ROWS)."""
-    return tuple(f"decoder.{name}" for name in model.decoder.VOCAB_ROWS)
+    """The state_dict keys of `model` with one row per token (its heads' VOCAB_ROWS)."""
+    rows = tuple(f"decoder.{name}" for name in model.decoder.VOCAB_ROWS)
+    if hasattr(model, "aux"):
+        rows += tuple(f"aux.{name}" for name in model.aux.VOCAB_ROWS)
+    return rows
 
 
 def load_grown(model, state, old_vocab_size):
     """Load weights trained with a vocabulary of old_vocab_size tokens into `model`, whose
     vocabulary extends that one (fine-tuning): every weight, and the old tokens' rows, are copied
-    exactly; the rows of the added tokens keep `model`'s own initialisation."""
-    state = dict(state)
+    exactly; the rows of the added tokens keep `model`'s own initialisation. An auxiliary head
+    (aux.*) that only one side has is dropped from `state`, or kept as `model` made it."""
     own = model.state_dict()
+    state = {key: value for key, value in state.items()
+             if not key.startswith("aux.") or key in own}
+    fresh = {key: value for key, value in own.items() if key.startswith("aux.")
+             and key not in state}
+    state.update(fresh)
     for key in vocab_rows(model):
+        if key in fresh:
+            continue
         if state[key].shape[0] != old_vocab_size or own[key].shape[0] < old_vocab_size:
             raise ValueError(f"{key}: {state[key].shape[0]} rows, expected {old_vocab_size} "
                              f"(and at most {own[key].shape[0]})")

@@ -14,8 +14,8 @@ from formats.records import load_split
 from support import checkpoint, devices, runs
 
 # flags stored in the checkpoint's model config
-MODEL_ARGS = ("head", "plan", "hidden", "dropout", "image_size", "crop_size", "max_len",
-              "glimpse", "normalize")
+MODEL_ARGS = ("head", "aux_ctc", "plan", "hidden", "dropout", "image_size", "crop_size",
+              "max_len", "glimpse", "normalize")
 # the data a run sees, kept on resume
 DATA_ARGS = ("train_json", "val_size", "val_json", "seed", "augment", "loose", "augment_style")
 # the recipe that the optimizer and scheduler states carry: kept on resume (a new --lr was
@@ -27,8 +27,9 @@ FINETUNE_EPOCHS = (20, 120)
 FINETUNE_VAL = (0.1, 8, 200)  # share of the images held out for best.pt, at least, at most
 FINETUNE_MAX_ASPECT = 8.0  # the widest input fine-tuning picks, width / height
 FINETUNE_FLAGS = ("max_len", "dropout", "image_size", "crop_size")  # --init may change: no weight
-# --init may also switch the head: the checkpoint's encoder is kept, the new head starts afresh
-SWITCHABLE = ("head",)
+# --init may also switch the head (the checkpoint's encoder is kept, the new head starts afresh)
+# and add or drop the auxiliary ctc loss (its head starts afresh)
+SWITCHABLE = ("head", "aux_ctc")
 
 
 def open_run(args, files, procs):
@@ -124,6 +125,9 @@ def init_from(args, path):
                              f"{model.config[key]!r}, not {getattr(args, key)!r}; --init keeps "
                              f"the checkpoint's model")
         flags[key] = model.config[key]
+    head = args.head if "head" in args.model_flags else model.config["head"]
+    if head != "attention" and "aux_ctc" not in args.model_flags:  # an attention head's extra
+        flags["aux_ctc"] = 0.0
     return model, list(ckpt["vocab"]), flags
 
 

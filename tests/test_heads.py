@@ -118,6 +118,10 @@ def test_ctc_checkpoint_round_trip(ctc_checkpoint):
     images = torch.rand(3, 3, 28, 28)
     want, got = model.decode(images), loaded.decode(images)
     assert want["tokens"] == got["tokens"] and torch.equal(want["logprob"], got["logprob"])
+    # batched decoding equals one image at a time
+    alone = [model.decode(images[i:i + 1]) for i in range(3)]
+    assert [a["tokens"][0] for a in alone] == want["tokens"]
+    torch.testing.assert_close(torch.cat([a["logprob"] for a in alone]), want["logprob"])
 
 
 def test_a_checkpoint_without_a_head_key_is_the_attention_head(tmp_path):
@@ -191,3 +195,36 @@ def test_init_switches_the_head_and_keeps_the_encoder(tiny_json, tmp_path, capsy
     assert encoder and all(torch.equal(ft["model"][k], base["model"][k]) for k in encoder)
     head = {k for k in ft["model"] if k.startswith("decoder.")}
     assert head and head != {k for k in base["model"] if k.startswith("decoder.")}
+
+
+# -- the auxiliary ctc loss beside the attention head ----------------------------------------
+
+def test_aux_ctc_adds_a_weighted_ctc_loss_and_nothing_when_off():
+    images, tokens, _ = digit_batch()
+    attention = {**CTC, "head": "attention"}
+    torch.manual_seed(0)
+    plain = build_model(attention)
+    assert not any(k.startswith("aux.") for k in plain.state_dict())  # off: the seed's weights
+    torch.manual_seed(0)
+    model = build_model({**attention, "aux_ctc": 0.5})
+    assert isinstance(model.aux, CTCHead)
+    features, _ = model.encode(images)
+    want = model.decoder.loss(features, tokens)[1] + 0.5 * model.aux.loss(features, tokens)[1]
+    torch.testing.assert_close(model(images, tokens)[1], want)
+    with pytest.raises(ValueError, match="'aux_ctc' 0.5 adds a ctc loss beside the attention"):
+        build_model({**CTC, "aux_ctc": 0.5})
+
+
+def test_init_adds_and_drops_the_aux_ctc_head(tiny_json, tmp_path):
+    assert run_train(tiny_json, tmp_path / "a", "--epochs", "1") == 0
+    base = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    assert run_train(tiny_json, tmp_path / "b", "--init", str(tmp_path / "a" / "last.pt"),
+                     "--aux-ctc", "0.5", "--epochs", "1", "--lr", "0") == 0
+    ft = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    assert ft["config"]["aux_ctc"] == 0.5 and any(k.startswith("aux.") for k in ft["model"])
+    kept = [k for k in base["model"] if k.endswith("weight")]  # BatchNorm statistics move
+    assert all(torch.equal(ft["model"][k], base["model"][k]) for k in kept)
+    assert run_train(tiny_json, tmp_path / "c", "--init", str(tmp_path / "b" / "last.pt"),
+                     "--aux-ctc", "0", "--epochs", "1", "--lr", "0") == 0
+    back = torch.load(tmp_path / "c" / "last.pt", weights_only=True)
+    assert set(back["model"]) == set(base["model"])

@@ -27,7 +27,7 @@ from torch.utils.data import ConcatDataset
 
 from support import outputs
 from support.atomic import ANY, save_figure
-from build_model import DEFAULT_CONFIG, as_hw
+from model import DEFAULT_CONFIG, as_hw
 from support import images
 from support.crops import centre_input, resize_region
 from support.images import MAX_PIXELS, crop_image, open_image

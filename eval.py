@@ -14,12 +14,10 @@ import time
 import matplotlib
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
-from support import cli, devices, outputs, runs, threads
+from support import cli, devices, inference, outputs, runs, threads
 from support.atomic import ANY, atomic_open, save_figure
-from build_model import inference_model
 from formats.records import SVHN_TEST
 from support.images import MAX_PIXELS
 from support.tokenizer import label_ids
@@ -159,54 +157,24 @@ def truth_ids(tokens, config):
     return [label_ids(row, *ids) for row in tokens.tolist()]
 
 
-def decode_batch(model, images, beam=BEAM):
-    """Decode a batch and keep its encoder output for the loss: (decode dict, features (B, L, C)).
-    The encoder (most of the cost) runs once for both."""
-    encoded = model.encode(images)  # ((B, L, C), (H, W))
-    if beam == 1:
-        return model.decode(images, encoded=encoded), encoded[0]
-    return model.beam_search(images, beam=beam, encoded=encoded), encoded[0]
-
-
-def sequence_loss(model, features, tokens, pred, truth, logprob, pad_id):
-    """Summed teacher-forced cross-entropy and target-token count for a batch.
-    Where the decoded sequence equals the truth, teacher forcing follows exactly the decoded path,
-    so its loss is -logprob (EOS included); the decoder runs again only on the other images."""
-    right = torch.tensor([p == t for p, t in zip(pred, truth)], dtype=torch.bool)
-    total = -logprob[right.to(logprob.device)].double().sum().item()
-    count = sum(len(t) + 1 for t, r in zip(truth, right.tolist()) if r)
-    wrong = (~right).nonzero().flatten()
-    if len(wrong):
-        toks = tokens[wrong.to(tokens.device)]
-        toks = toks[:, : int((toks != pad_id).sum(1).max())]  # drop all-pad columns
-        logits, _ = model.decoder(features[wrong.to(features.device)], toks[:, :-1])  # (b, T-1, V)
-        target = toks[:, 1:]
-        total += F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(),
-                                 ignore_index=pad_id, reduction="sum").item()
-        count += int((target != pad_id).sum())
-    return total, count
-
-
 @torch.inference_mode()
 def evaluate(model, loader, config, beam=BEAM, device="cpu", progress=True, precision="fp32"):
     """Decode every batch; return per-image results and the summed loss (model already prepared)."""
-    pad_id = config["pad_id"]
     res = {"pred": [], "truth": [], "logprob": [], "hits": 0, "steps": 0, "unboxed": 0,
            "loss_sum": 0.0, "loss_count": 0}
     bar = tqdm(loader, desc="eval", unit="batch", disable=None if progress else True)
     for images, tokens, boxes in bar:
-        images = images.to(device, non_blocking=True)
-        images = images.contiguous(memory_format=devices.memory_format(device))
         tokens = tokens.to(device, non_blocking=True)
-        with devices.autocast(device, precision):
-            out, features = decode_batch(model, images, beam)
-            pred = [list(p) for p in out["tokens"]]
-            truth = truth_ids(tokens, config)
-            logprob = out["logprob"].float().cpu()
-            loss, count = sequence_loss(model, features, tokens, pred, truth, logprob, pad_id)
-        peaks = attention_peaks(out["attention"].cpu(), out["feature_hw"],
-                                images.shape[-2:])
-        hits, steps = attention_hits(peaks, [len(p) for p in pred], boxes)
+        out, (features, _) = inference.decode_batch(model, images, beam, device, precision)
+        pred = [list(p) for p in out["tokens"]]
+        truth = truth_ids(tokens, config)
+        logprob = out["logprob"].float().cpu()
+        with devices.autocast(device, precision):  # the head's loss: "loss" in the report
+            loss, count = model.decoder.summed_loss(features, tokens, out, truth)
+        hits = steps = 0  # a head without attention (ctc) has no localisation
+        if out["attention"] is not None:
+            peaks = attention_peaks(out["attention"].cpu(), out["feature_hw"], images.shape[-2:])
+            hits, steps = attention_hits(peaks, [len(p) for p in pred], boxes)
         res["pred"] += pred
         res["truth"] += truth
         res["logprob"] += logprob.tolist()
@@ -394,18 +362,13 @@ def check_outputs(report_path, figures, overwrite, inputs=()):
 
 def run(args):
     """Evaluate args.checkpoint on args.json; writes the report and figures, returns the report."""
-    from support.checkpoint import load_checkpoint
     from data import SVHNDataset, collate
     from formats.records import load_split
     from support.tokenizer import tokenizer_from_vocab
     # a device this machine lacks (no GPU, driver or MPS) fails here, not as a traceback later
-    device = devices.device_from_flag(args.device)
-    workers = devices.apply_thread_rule(device, args.threads, args.workers)
-    precision = devices.resolve_precision(device, args.precision)  # this GPU, not cuda:0
-    note = devices.emulated_bf16_note(device, precision)
-    if note:
-        print(f"eval.py: {note}", file=sys.stderr)
-    model, ckpt = load_checkpoint(args.checkpoint, map_location="cpu")
+    run = inference.start(args, "eval.py", args.workers)
+    device, workers, precision = run.device, run.workers, run.precision
+    model, ckpt = inference.open_model(args.checkpoint, device, args.beam)
     config, vocab = ckpt["config"], list(ckpt["vocab"])
     image_dir, records = load_split(args.json)
     records = records[: args.limit]
@@ -430,7 +393,6 @@ def run(args):
                                          num_workers=workers, collate_fn=collate,
                                          pin_memory=device.type == "cuda")
     loader = threads.paced(loader, device, args.threads)  # threads re-checked between batches
-    model = inference_model(model, device)
     start = time.perf_counter()
     res = evaluate(model, loader, config, beam=args.beam, device=device, precision=precision)
     seconds = time.perf_counter() - start

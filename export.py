@@ -3,13 +3,14 @@
 python export.py --checkpoint weights/replica.pt --out replica.onnx
 python export.py --checkpoint runs/plates/best.pt --out plates.pt      # TorchScript
 
-The exported model is greedy decoding with no data-dependent branch (max_len + 1 steps):
+The exported model is greedy decoding with no data-dependent branch (the attention head: all
+max_len + 1 steps; the ctc head: its best path, T = 2 x the feature map's width + 1 slots):
     input   images  float32 (B, 3, H, W) in [0, 1]: the evaluation input (the region resized to
                     image_size, centre-cropped to crop_size; see FILE.json); B is dynamic
-    output  tokens  int64 (B, max_len + 1): token ids, the text's, then </s> (id 2), then <pad> (0)
-    output  probs   float32 (B, max_len + 1): each token's probability (0 after </s>)
+    output  tokens  int64 (B, T): token ids, the text's, then </s> (id 2), then <pad> (0)
+    output  probs   float32 (B, T): each token's probability (0 after </s>)
 Beside it, FILE.json: vocab (index = token id), image_size, crop_size, input_shape, pad/eos/bos
-ids, normalisation (none: pixels in [0, 1]; a --normalize model maps them itself), max_len.
+ids, normalisation (none: pixels in [0, 1]; a --normalize model maps them itself), max_len, head.
 BatchNorm is folded into the convolutions first. --check (on by default) runs the exported
 model against the checkpoint in PyTorch on random inputs and refuses to write on a mismatch.
 FILE and FILE.json are written under temporary names, checked, and only then replace what was
@@ -23,26 +24,24 @@ import warnings
 
 import torch
 
-from support import outputs
+from support import inference, outputs, runs
 from support.atomic import replacing_all
-from build_model import as_hw, fold_batchnorm
-from support import runs
-from support.checkpoint import load_checkpoint
+from model import as_hw
 from support.script import run_main
 
 ONNX_OPSET = 17
 
 
 class Greedy(torch.nn.Module):
-    """The checkpoint's model as images -> (tokens, probs): its greedy decoding, every step."""
+    """The checkpoint's model as images -> (tokens, probs): its head's greedy decoding with no
+    data-dependent branch (the attention head runs every step)."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
     def forward(self, images):
-        tokens, _, probs, _, _ = self.model.greedy_steps(images, early_exit=False)
-        return tokens, probs
+        return self.model.export_outputs(images)
 
 
 def sidecar(config, vocab):
@@ -55,7 +54,7 @@ def sidecar(config, vocab):
             "normalisation": "none (pixels in [0, 1])" if not config["normalize"]
                              else "inside the model ([0, 1] -> [-1, 1])",
             "max_len": config["max_len"], "pad_id": config["pad_id"], "eos_id": config["eos_id"],
-            "bos_id": config["bos_id"], "outputs": ["tokens", "probs"]}
+            "bos_id": config["bos_id"], "head": config["head"], "outputs": ["tokens", "probs"]}
 
 
 def export_onnx(module, example, path):
@@ -132,9 +131,9 @@ def main(argv=None):
                                              inputs=[args.checkpoint])
                    for path in (args.out, meta)]
         outputs.check_folder(args.out, "--out")
-        model, ckpt = load_checkpoint(args.checkpoint, map_location="cpu")
+        model, ckpt = inference.open_model(args.checkpoint, None)  # on the CPU, as saved
         config = model.config
-        module = Greedy(fold_batchnorm(model.eval())).eval()
+        module = Greedy(model).eval()
         shape = as_hw(config["crop_size"])
         example = torch.rand(2, 3, *shape)
         # both files are written and checked under temporary names; only then do they replace

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from support import cli, devices, outputs, runs
+from support import cli, inference, outputs, runs
 from support.atomic import save_figure
 from formats.records import MAX_COORD, SVHN_TEST
 from support.images import MAX_PIXELS
@@ -61,7 +61,7 @@ def load_file(path, crop, image_size, crop_size, max_pixels=MAX_PIXELS):
     """One image file -> network input (3, crop_size, crop_size), as data.py prepares eval crops:
     region (the whole image, or the --crop box grown by 30% like training crops), resize to
     image_size, centre crop. Any PIL mode; ValueError with a reason when it cannot be read."""
-    from build_model import as_hw
+    from model import as_hw
     from support.crops import eval_input
     from support.images import crop_box, open_image
     box = None
@@ -120,28 +120,33 @@ def inputs_from_split(json_path, n, vocab, config, max_pixels=MAX_PIXELS):
 
 @torch.inference_mode()
 def predict(model, items, vocab, beam=1, device="cpu", precision="fp32"):
-    """Adds "digits", "probs" (per digit), "prob" (sequence) and "maps" (K, S, S) to each item."""
+    """Adds "digits", "probs" (per digit), "prob" (sequence) and "maps" (K, S, S), or None for a
+    head without attention (ctc), to each item."""
     for start in range(0, len(items), BATCH):
         chunk = items[start:start + BATCH]
-        images = torch.stack([it["image"] for it in chunk]).to(device)  # (B, 3, S, S)
-        images = images.contiguous(memory_format=devices.memory_format(device))
-        with devices.autocast(device, precision):
-            out = model.decode(images) if beam == 1 else model.beam_search(images, beam=beam)
-        h, w = out["feature_hw"]
-        H, W = images.shape[-2:]
-        B, T, _ = out["attention"].shape
-        # reshape, not view: beam search's attention is a slice of a larger tensor (not contiguous)
-        flat = out["attention"].float().reshape(B * T, 1, h, w)  # (B*T, 1, h, w)
-        maps = F.interpolate(flat, size=(H, W), mode="bilinear",
-                             align_corners=False)  # (B*T, 1, H, W)
-        maps = maps.view(B, T, H, W).cpu()  # (B, T, H, W)
+        images = torch.stack([it["image"] for it in chunk])  # (B, 3, S, S)
+        out, _ = inference.decode_batch(model, images, beam, device, precision)
+        maps = None
+        if out["attention"] is not None:
+            maps = attention_maps(out["attention"], out["feature_hw"], images.shape[-2:])
         for b, it in enumerate(chunk):
             ids = label_ids(out["tokens"][b])
             it["digits"] = [vocab[t] for t in ids]
             it["probs"] = out["probs"][b, : len(ids)].float().cpu().tolist()
             it["prob"] = float(out["logprob"][b].float().exp())
-            it["maps"] = maps[b, : len(ids)].numpy()  # (K, H, W)
+            it["maps"] = None if maps is None else maps[b, : len(ids)].numpy()  # (K, H, W)
     return items
+
+
+def attention_maps(attention, feature_hw, size):
+    """Attention (B, T, h*w) over the feature map -> (B, T, H, W) over the input, bilinear."""
+    h, w = feature_hw
+    B, T, _ = attention.shape
+    # reshape, not view: beam search's attention is a slice of a larger tensor (not contiguous)
+    flat = attention.float().reshape(B * T, 1, h, w)  # (B*T, 1, h, w)
+    maps = F.interpolate(flat, size=tuple(size), mode="bilinear",
+                         align_corners=False)  # (B*T, 1, H, W)
+    return maps.view(B, T, *size).cpu()  # (B, T, H, W)
 
 
 def draw_row(axes, item):
@@ -155,6 +160,8 @@ def draw_row(axes, item):
         title += f"\ntrue {item['truth']}"
     axes[0].imshow(image)
     axes[0].set_title(title, fontsize=8)
+    if item["maps"] is None:  # a head without attention: the input and the text only
+        return
     for ax, digit, p, amap in zip(axes[1:], item["digits"], item["probs"], item["maps"]):
         ax.imshow(grey, cmap="gray", vmin=0, vmax=1)
         ax.imshow(amap / max(float(amap.max()), 1e-12), cmap="jet", alpha=0.5, vmin=0, vmax=1)
@@ -165,6 +172,8 @@ def figure(items, path, show=False):
     """One row per item; saved atomically to path."""
     import matplotlib.pyplot as plt
     cols = 1 + max(max(len(it["digits"]) for it in items), 1)
+    if all(it["maps"] is None for it in items):
+        cols = 1
     height, width = items[0]["image"].shape[-2:]
     panel = 1.6 * min(width / height, 2.5)  # a wide input gets wide panels (up to 4 inches)
     fig, axes = plt.subplots(len(items), cols, figsize=(panel * cols, 1.9 * len(items)),
@@ -227,17 +236,10 @@ def main(argv=None):
     if not args.show:
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from build_model import inference_model
-    from support.checkpoint import load_checkpoint
     try:
-        device = devices.device_from_flag(args.device)
-        devices.apply_thread_rule(device, args.threads, 0)
-        precision = devices.resolve_precision(device, args.precision)
-        note = devices.emulated_bf16_note(device, precision)
-        if note:
-            print(f"play.py: {note}", file=sys.stderr)
-        model, ckpt = load_checkpoint(args.checkpoint, map_location="cpu")
-        model = inference_model(model, device)
+        run = inference.start(args, "play.py", 0)
+        device, precision = run.device, run.precision
+        model, ckpt = inference.open_model(args.checkpoint, device, args.beam)
     except (ValueError, OSError, RuntimeError) as e:
         sys.exit(f"play.py: error: {e}")
     config, vocab = model.config, list(ckpt["vocab"])

@@ -23,9 +23,9 @@ import time
 import torch
 from tqdm import tqdm
 
-from support import cli, devices, outputs, runs, threads
+from support import cli, inference, outputs, runs, threads
 from support.atomic import atomic_open
-from build_model import as_hw
+from model import as_hw
 from support.crops import eval_input
 from support.images import MAX_PIXELS, aspect, find_images, open_image, whole_pixels
 from support.inputs import is_utf8, read_input, shown
@@ -168,12 +168,7 @@ def predict(model, loader, vocab, device, precision, beam=1, progress=True):
     for groups, bad in bar:
         failed += bad
         for indices, images in groups:  # one input shape each
-            images = images.to(device).contiguous(memory_format=devices.memory_format(device))
-            with devices.autocast(device, precision):
-                if beam == 1:
-                    out = model.decode(images)
-                else:
-                    out = model.beam_search(images, beam=beam)
+            out, _ = inference.decode_batch(model, images, beam, device, precision)
             probs = out["logprob"].float().exp().cpu().tolist()
             for i, tokens, p in zip(indices, out["tokens"], probs):
                 text = "".join(vocab[t] for t in label_ids(tokens))
@@ -219,8 +214,6 @@ def check_output(path, overwrite, inputs=()):
 
 
 def run(args):
-    from build_model import inference_model
-    from support.checkpoint import load_checkpoint
     check_output(args.csv, args.overwrite)  # before the search: a mistake fails at once
     files, skipped = find_images(args.paths)
     expect = check_output(args.csv, args.overwrite, files + [args.checkpoint, args.boxes])
@@ -234,13 +227,11 @@ def run(args):
     if args.boxes:
         boxes, lines, duplicates = read_boxes(args.boxes)
         notes = box_notes(args.boxes, lines, duplicates, files)
-    device = devices.device_from_flag(args.device)
-    workers = devices.apply_thread_rule(device, args.threads, args.workers)
-    precision = devices.resolve_precision(device, args.precision)
-    model, ckpt = load_checkpoint(args.checkpoint, map_location="cpu")
+    setup = inference.start(args, "predict.py", args.workers)
+    device, workers, precision = setup.device, setup.workers, setup.precision
+    model, ckpt = inference.open_model(args.checkpoint, device, args.beam)
     vocab = list(ckpt["vocab"])
     config = model.config
-    model = inference_model(model, device)
     photos = PhotoSet(files, config, boxes, args.max_pixels, args.fit)
     loader = torch.utils.data.DataLoader(photos,
                                          batch_size=args.batch_size, num_workers=workers,

@@ -22,7 +22,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, Subset
 
-import build_model
+from model import DEFAULT_CONFIG, HEADS, build_model, load_encoder, load_grown, parse_size
 import data
 from formats.records import SVHN_ROOT
 from support import budget, checkpoint, devices, engine, runs, start, threads
@@ -35,20 +35,22 @@ from support.tokenizer import BOS, EOS, PAD
 # data
 TRAIN_JSON = [f"{SVHN_ROOT}/train.json", f"{SVHN_ROOT}/extra.json"]  # by prepare_data.py
 VAL_SIZE = 0          # images held out from the first JSON for validation and best.pt (0: none)
-IMAGE_SIZE = build_model.DEFAULT_CONFIG["image_size"]  # the expanded crop, resized...
-CROP_SIZE = build_model.DEFAULT_CONFIG["crop_size"]  # ...then cropped: at random in training,
+IMAGE_SIZE = DEFAULT_CONFIG["image_size"]  # the expanded crop, resized...
+CROP_SIZE = DEFAULT_CONFIG["crop_size"]  # ...then cropped: at random in training,
                       # at the centre in evaluation
 AUGMENT = True        # random resized crop (scale 0.7-1) + colour jitter 0.5 on training images
 LOOSE = 0.0           # share of training crops widened at random toward the whole photo
 AUGMENT_STYLE = "seed"  # seed: random resized crop + colour jitter; photo: data.photo_augment
 SYNTH_MIX = 0.0       # share of training images drawn by the text generator (0: none, the seed)
-NORMALIZE = build_model.DEFAULT_CONFIG["normalize"]  # pixels enter the encoder in [0, 1]
-# model (build_model.DEFAULT_CONFIG)
-PLAN = build_model.DEFAULT_CONFIG["plan"]  # VGG channel plan, M = max-pool 3/2/1
-HIDDEN = build_model.DEFAULT_CONFIG["hidden"]  # GRU hidden size = embedding size
-DROPOUT = build_model.DEFAULT_CONFIG["dropout"]  # between the GRU layers, before the classifier
-GLIMPSE = build_model.DEFAULT_CONFIG["glimpse"]  # attend once from h0; its output feeds step 0
-MAX_LEN = build_model.DEFAULT_CONFIG["max_len"]  # longest number greedy decoding will emit; unless
+NORMALIZE = DEFAULT_CONFIG["normalize"]  # pixels enter the encoder in [0, 1]
+# model (DEFAULT_CONFIG)
+HEAD = DEFAULT_CONFIG["head"]  # attention: the seed's GRU decoder; ctc: model/heads/ctc.py
+AUX_CTC = DEFAULT_CONFIG["aux_ctc"]  # weight of an auxiliary ctc loss beside attention (0: none)
+PLAN = DEFAULT_CONFIG["plan"]  # VGG channel plan, M = max-pool 3/2/1
+HIDDEN = DEFAULT_CONFIG["hidden"]  # GRU hidden size = embedding size
+DROPOUT = DEFAULT_CONFIG["dropout"]  # between the GRU layers, before the classifier
+GLIMPSE = DEFAULT_CONFIG["glimpse"]  # attend once from h0; its output feeds step 0
+MAX_LEN = DEFAULT_CONFIG["max_len"]  # longest number greedy decoding will emit; unless
                       # given, raised to the longest training text + MAX_LEN_MARGIN (SVHN: 6 + 2)
 MAX_LEN_MARGIN = 2
 # optimisation
@@ -119,6 +121,13 @@ def add_model_flags(a):
     """The model (stored in its checkpoint's config)."""
     a("--preset", choices=sorted(PRESETS),
       help=f"model size preset (explicit flags win): {PRESETS}")
+    a("--head", choices=sorted(HEADS), default=HEAD,
+      help="attention: the seed's GRU decoder with attention; ctc: a BiLSTM over the feature "
+           "map's columns, 2 frames each, read by CTC (greedy decoding only). With --init "
+           "another head than the checkpoint's keeps its encoder and starts the head afresh")
+    a("--aux-ctc", type=float, default=AUX_CTC, metavar="WEIGHT",
+      help="beside the attention head, a ctc head on the same features whose loss x WEIGHT is "
+           "added in training (decoding reads the attention head); 0: none, the seed")
     a("--plan", default=PLAN, help="encoder channel plan")
     a("--hidden", type=int, default=HIDDEN, help="decoder hidden size")
     a("--dropout", type=float, default=DROPOUT, help="dropout between the GRU layers and on y")
@@ -256,7 +265,7 @@ def check_values(p, args):
 def size_arg(text):
     """argparse type of --image-size / --crop-size: N or HxW."""
     try:
-        return build_model.parse_size(text)
+        return parse_size(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
@@ -326,6 +335,11 @@ def train(args, procs, device):
     if not ckpt:  # a resumed run's input was checked when it started
         start.check_input_shape(run, data.longest_text(train_set))
     model = build(run, tokenizer, init, device)
+    unreadable = model.decoder.unreadable(t for part in train_set.datasets for t in part.texts)
+    if unreadable and procs.master:  # e.g. the ctc head: a text longer than the input's frames
+        print(f"train.py: {unreadable} training text(s) are too long for the {run.head} head at "
+              f"--crop-size {run.crop_size}: they count for nothing in the loss (a wider input "
+              f"reads them)", file=sys.stderr)
     parts = make_parts(run, model, tokenizer, train_set, val_set, workers, procs, device, files)
     state = start.restore(ckpt, resume, parts, files, procs, device)
     if state.epoch >= parts.plan.epochs:  # say so, rather than list files as written
@@ -394,9 +408,13 @@ def build(run, tokenizer, init, device):
     config = {key: getattr(run, key) for key in start.MODEL_ARGS}
     config.update(vocab_size=len(tokenizer.vocab), pad_id=PAD, eos_id=EOS, bos_id=BOS)
     torch.manual_seed(run.seed)  # the same initial weights on every rank
-    model = build_model.build_model(config)
-    if init:  # old rows copied bit for bit
-        build_model.load_grown(model, init[0].state_dict(), len(init[1]))
+    model = build_model(config)
+    if init and init[0].config["head"] != config["head"]:  # the encoder only; a fresh head
+        load_encoder(model, init[0].state_dict())
+        print(f"fine-tuning {run.init}: its encoder, with a new {config['head']} head "
+              f"(it had {init[0].config['head']})")
+    elif init:  # old rows copied bit for bit
+        load_grown(model, init[0].state_dict(), len(init[1]))
         added = tokenizer.vocab[len(init[1]):]
         note = f", {len(added)} added: {''.join(added)!r}" if added else ""
         print(f"fine-tuning {run.init}: {len(init[1])} tokens kept{note}")

@@ -25,6 +25,7 @@ import eval as ev
 from bench.image_sets import write_images
 from build_model import DEFAULT_CONFIG, build_model
 from data import SVHNDataset, collate
+from support import inference
 from support.atomic import atomic_open
 from support.tokenizer import build_tokenizer
 
@@ -71,7 +72,7 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = build_model({"plan": args.plan, "hidden": args.hidden}).eval()
-    fast = ev.inference_model(copy.deepcopy(model), "cpu")
+    fast = inference.inference_model(copy.deepcopy(model), "cpu")
     config = model.config
     with tempfile.TemporaryDirectory() as root:
         # the tests' image sets, about the size of SVHN test images (130x55), 1-3 light digits

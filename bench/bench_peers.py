@@ -118,18 +118,16 @@ def read_tesseract(image_dir, records, threads):
 def read_checkpoint(path, image_dir, records, threads):
     """A checkpoint through eval.py's machinery: its dataset, batches and greedy decoding."""
     import torch
-    from build_model import inference_model
     from data import SVHNDataset, collate
-    from support.checkpoint import load_checkpoint
+    from support import inference
     from support.tokenizer import tokenizer_from_vocab
     torch.set_num_threads(threads)
-    model, ckpt = load_checkpoint(path, map_location="cpu")
+    model, ckpt = inference.open_model(path, torch.device("cpu"))
     config = ckpt["config"]
     vocab = list(ckpt["vocab"])
     dataset = SVHNDataset((image_dir, records), tokenizer_from_vocab(vocab), train=False,
                           image_size=config["image_size"], crop_size=config["crop_size"])
     loader = torch.utils.data.DataLoader(dataset, batch_size=ev.BATCH_SIZE, collate_fn=collate)
-    model = inference_model(model, torch.device("cpu"))
     start = time.perf_counter()
     res = ev.evaluate(model, loader, config, progress=False)
     seconds = time.perf_counter() - start

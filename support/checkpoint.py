@@ -2,7 +2,7 @@
 --resume load, with the checks in between.
 
 A checkpoint is a dict of plain values and state_dicts (no pickled objects, so it loads with
-torch.load(weights_only=True)): the model config (build_model.build_model makes the model from it
+torch.load(weights_only=True)): the model config (model.build_model makes the model from it
 alone), the vocabulary, the weights, and for resuming the optimizer, scheduler, scaler and RNG
 states (rng_states: every RNG as plain tensors, lists and ints), epoch, step, best metric and the
 run's arguments.
@@ -20,7 +20,7 @@ import torch
 
 from support import inputs
 from support.atomic import atomic_open
-from build_model import AttentionOCR, check_config
+from model import OCRModel, check_config
 
 CHECKPOINT_FORMAT = "svhn-attention-ocr/2"
 # format 1 had no step -1 glimpse and fed the encoder [-1, 1] pixels; such files still load, with
@@ -259,7 +259,7 @@ def load_checkpoint(path, map_location="cpu", resume=False):
     state = {str(k).replace("_orig_mod.", "").removeprefix("module."): v
              for k, v in ckpt["model"].items()}
     with torch.device("meta"):  # shapes only: a config that does not fit the weights costs nothing
-        mismatch = _weights_mismatch(AttentionOCR(config), state)
+        mismatch = _weights_mismatch(OCRModel(config), state)
     if mismatch:
         raise ValueError(f"{path}: weights do not match the model config: {mismatch}")
     bad = first_non_finite(state)
@@ -272,7 +272,7 @@ def load_checkpoint(path, map_location="cpu", resume=False):
         if ckpt["vocab"][config[key]] != token:  # decoding relies on these ids
             raise ValueError(f"{path}: vocabulary token {config[key]} is "
                              f"{ckpt['vocab'][config[key]]!r}, but config {key!r} says {token}")
-    model = AttentionOCR(config)
+    model = OCRModel(config)
     model.load_state_dict(state)
     model.to(next(iter(state.values())).device if state else "cpu")
     return model.eval(), ckpt

@@ -7,7 +7,7 @@ in folders are images.py's (torch-free); their names are also read from here by 
 """
 import torchvision.transforms.functional as TF
 
-from build_model import as_hw
+from model import as_hw
 # re-exported for code written against crops.py before images.py took these over; new code
 # imports them from support.images
 from support.images import (GROW, MAX_PIXELS, crop_box, crop_image, find_images,  # noqa: F401

@@ -8,15 +8,15 @@ import argparse
 import os
 from types import SimpleNamespace
 
-import build_model
-import cnn
 import data
+from model import as_hw, format_size
+from model.encoder import parse_plan, pooled_size
 from formats.records import load_split
 from support import checkpoint, devices, runs
 
 # flags stored in the checkpoint's model config
-MODEL_ARGS = ("plan", "hidden", "dropout", "image_size", "crop_size", "max_len", "glimpse",
-              "normalize")
+MODEL_ARGS = ("head", "aux_ctc", "plan", "hidden", "dropout", "image_size", "crop_size",
+              "max_len", "glimpse", "normalize")
 # the data a run sees, kept on resume
 DATA_ARGS = ("train_json", "val_size", "val_json", "seed", "augment", "loose", "augment_style",
              "synth_mix")
@@ -29,6 +29,9 @@ FINETUNE_EPOCHS = (20, 120)
 FINETUNE_VAL = (0.1, 8, 200)  # share of the images held out for best.pt, at least, at most
 FINETUNE_MAX_ASPECT = 8.0  # the widest input fine-tuning picks, width / height
 FINETUNE_FLAGS = ("max_len", "dropout", "image_size", "crop_size")  # --init may change: no weight
+# --init may also switch the head (the checkpoint's encoder is kept, the new head starts afresh)
+# and add or drop the auxiliary ctc loss (its head starts afresh)
+SWITCHABLE = ("head", "aux_ctc")
 
 
 def open_run(args, files, procs):
@@ -119,7 +122,7 @@ def init_from(args, path):
     model, ckpt = checkpoint.load_checkpoint(path, map_location="cpu")
     flags = {}
     for key in MODEL_ARGS:
-        if key in FINETUNE_FLAGS and key in args.model_flags:
+        if key in FINETUNE_FLAGS + SWITCHABLE and key in args.model_flags:
             continue
         differs = str(getattr(args, key)).split() != str(model.config[key]).split()
         if key in args.model_flags and differs:
@@ -127,6 +130,9 @@ def init_from(args, path):
                              f"{model.config[key]!r}, not {getattr(args, key)!r}; --init keeps "
                              f"the checkpoint's model")
         flags[key] = model.config[key]
+    head = args.head if "head" in args.model_flags else model.config["head"]
+    if head != "attention" and "aux_ctc" not in args.model_flags:  # an attention head's extra
+        flags["aux_ctc"] = 0.0
     return model, list(ckpt["vocab"]), flags
 
 
@@ -147,7 +153,7 @@ def finetune_defaults(args, config):
         seen = n - chosen.get("val_size", args.val_size)
         chosen["epochs"] = min(high, max(low, round(FINETUNE_IMAGES / max(1, seen))))
     if args.crop_size is None or args.image_size is None:
-        height, _ = build_model.as_hw(config["crop_size"])
+        height, _ = as_hw(config["crop_size"])
         aspect = data.median_aspect(image_dir, records)
         shape = (config["image_size"], config["crop_size"])  # near square: the checkpoint's
         if aspect > 1.25:  # wide text: as wide as the images, no crop margin
@@ -166,11 +172,11 @@ def check_input_shape(run, longest):
     least as many cells (rows x columns: attention runs over all of them) as the longest training
     text has characters. --image-size 1x1 would otherwise train a model that cannot read its
     data."""
-    height, width = build_model.as_hw(run.crop_size)
-    pools = cnn.parse_plan(run.plan).count("M")
-    columns = cnn.pooled_size(width, run.plan)
-    rows = cnn.pooled_size(height, run.plan)
-    shown = build_model.format_size(run.crop_size)
+    height, width = as_hw(run.crop_size)
+    pools = parse_plan(run.plan).count("M")
+    columns = pooled_size(width, run.plan)
+    rows = pooled_size(height, run.plan)
+    shown = format_size(run.crop_size)
     if min(height, width) < 2 ** pools:
         raise ValueError(f"--crop-size {shown}: an input too small for the encoder's {pools} "
                          f"max-pools (each side at least {2 ** pools}); give a larger "

@@ -290,6 +290,35 @@ def test_train_boxes_of_a_wide_number_follow_a_known_crop(tmp_path, monkeypatch)
     assert min(digit_a.min(), digit_b.min()) > max(gap.max(), left.max())
 
 
+def test_the_seeds_augmentation_parameters_are_the_ones_applied(tmp_path, monkeypatch):
+    # pinned through the calls torchvision receives, not the constants: a move of the data code
+    # that passed another scale, ratio or jitter would train a different model silently
+    crops, jitters = [], []
+    get_crop = data.T.RandomResizedCrop.get_params
+    get_jitter = data.T.ColorJitter.get_params
+
+    def record_crop(img, scale, ratio):
+        crops.append((tuple(scale), tuple(ratio)))
+        return get_crop(img, scale, ratio)
+
+    def record_jitter(brightness, contrast, saturation, hue):
+        jitters.append((brightness, contrast, saturation, hue))
+        return get_jitter(brightness, contrast, saturation, hue)
+    monkeypatch.setattr(data.T.RandomResizedCrop, "get_params", staticmethod(record_crop))
+    monkeypatch.setattr(data.T.ColorJitter, "get_params", staticmethod(record_jitter))
+    torch.manual_seed(0)
+    x, _, _ = wide_number_dataset(str(tmp_path), train=True)[0]
+    assert x.shape == (3, 54, 54)
+    assert crops == [((0.7, 1.0), (3.0 / 4.0, 4.0 / 3.0))]
+    # ColorJitter(0.5, 0.5, 0.5, 0.5): factors in [0.5, 1.5], hue shifted by up to half a turn
+    assert [tuple(map(tuple, j)) for j in jitters] == [((0.5, 1.5), (0.5, 1.5), (0.5, 1.5),
+                                                       (-0.5, 0.5))]
+    crops.clear()
+    jitters.clear()
+    wide_number_dataset(str(tmp_path), train=False)[0]  # evaluation: a centre crop, no jitter
+    assert crops == [] and jitters == []
+
+
 # -- tokenizer -----------------------------------------------------------------------------------
 
 def test_tokenizer_ids_and_vocab_round_trip():

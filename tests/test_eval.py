@@ -11,6 +11,7 @@ from PIL import Image
 
 import eval as ev
 from build_model import build_model
+from support import inference
 from support.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from data import SVHNDataset
 from helpers import write_split
@@ -144,7 +145,8 @@ def test_fold_batchnorm_is_exact():
             m.running_var.uniform_(0.5, 2)
     x = torch.randn(3, 3, 54, 54)
     ref = model.decode(x)
-    fast = ev.inference_model(model, "cpu").decode(x.contiguous(memory_format=torch.channels_last))
+    fast = inference.inference_model(model, "cpu")
+    fast = fast.decode(x.contiguous(memory_format=torch.channels_last))
     assert ref["tokens"] == fast["tokens"]
     assert torch.allclose(ref["logprob"], fast["logprob"], atol=1e-4)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
@@ -154,14 +156,13 @@ def test_loss_shortcut_equals_teacher_forcing():
     torch.manual_seed(0)
     model = build_model(TINY).eval()
     images = torch.randn(4, 3, 54, 54)
-    out, features = ev.decode_batch(model, images)
+    out, (features, _) = inference.decode_batch(model, images, 1, torch.device("cpu"), "fp32")
     assert out["tokens"] == model.decode(images)["tokens"]
     # rows 0 and 2 are labelled with the model's own prediction, rows 1 and 3 with other digits
     truth = [out["tokens"][0], [5, 6, 7], out["tokens"][2], [9]]
     rows = [[3] + t + [2] for t in truth]
     tokens = torch.nn.utils.rnn.pad_sequence([torch.tensor(r) for r in rows], batch_first=True)
-    total, count = ev.sequence_loss(model, features, tokens, out["tokens"], truth, out["logprob"],
-                                    0)
+    total, count = model.decoder.summed_loss(features, tokens, out, truth)
     _, loss = model(images, tokens)
     assert count == sum(len(r) - 1 for r in rows)
     assert total / count == pytest.approx(loss.item(), rel=1e-4)
@@ -232,13 +233,13 @@ def run_with_oracle(tmp_path, monkeypatch, answers, misses=()):
     ckpt = write_checkpoint(tmp_path / "m.pt")
     dataset = SVHNDataset(split, tokenizer_from_vocab(VOCAB), train=False)
     boxes = [dataset[i][2].tolist() for i in range(len(dataset))]  # in network-input pixels
-    real_prepare = ev.inference_model
+    real_prepare = inference.inference_model
 
     def prepare(model, device):
         model = real_prepare(model, device)
         model.decode = Oracle(model, answers, CONFIDENCE, boxes, misses).decode
         return model
-    monkeypatch.setattr(ev, "inference_model", prepare)
+    monkeypatch.setattr(inference, "inference_model", prepare)
     return run_eval(tmp_path, ckpt, split, "--batch-size", "4")  # batches of 4, 4, 2
 
 
@@ -290,7 +291,7 @@ def test_report_of_a_model_right_on_half_any_batch_size_and_beam(tmp_path):
     # both, which an untrained model (all wrong, every path alike) could not show.
     ckpt = write_checkpoint(tmp_path / "m.pt", decoder_scale=30.0)
     split = write_split(tmp_path, n=8)
-    model = ev.inference_model(load_checkpoint(ckpt)[0], "cpu")
+    model = inference.inference_model(load_checkpoint(ckpt)[0], "cpu")
     dataset = SVHNDataset(split, tokenizer_from_vocab(VOCAB), train=False)
     images = torch.stack([dataset[i][0] for i in range(8)])  # (8, 3, 54, 54)
     greedy = model.decode(images)["tokens"]
@@ -334,7 +335,7 @@ def test_report_of_a_model_right_on_half_any_batch_size_and_beam(tmp_path):
 
 def test_batched_decode_equals_single_greedy_and_beam(tmp_path):
     torch.manual_seed(1)
-    model = ev.inference_model(build_model(TINY), "cpu")
+    model = inference.inference_model(build_model(TINY), "cpu")
     x = torch.randn(5, 3, 54, 54)
     for decode in (model.decode, lambda im: model.beam_search(im, beam=3)):
         batch = decode(x)

@@ -1,6 +1,6 @@
 """Fine-tuning a checkpoint on labelled sets of real photos: accuracy and wall time side by side.
 
-    python -m bench.bench_finetune --checkpoint weights/replica.pt \
+    python -m bench.bench_finetune --checkpoint weights/reader.pt \
         --sets my-plates/ my-meters/ [--variant NAME "FLAGS" ...] [--threads 2]
 
 Each set is a folder with train.csv and test.csv (prepare_data.py's labels CSV) or train.json
@@ -69,7 +69,8 @@ def finetune(checkpoint, train_json, test_json, out, flags, threads):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--checkpoint", default="weights/replica.pt", help="the model to start from")
+    p.add_argument("--checkpoint", default="weights/reader.pt",
+                   help="the model to start from: the general text reader")
     p.add_argument("--sets", nargs="+", required=True,
                    help="folders with train.csv + test.csv (or train.json + test.json)")
     p.add_argument("--variant", nargs=2, action="append", default=[], metavar=("NAME", "FLAGS"),

@@ -388,6 +388,7 @@ def test_collate_pads_with_zero():
     assert [b.shape[0] for b in boxes] == [1, 3]
 
 
+@pytest.mark.slow
 def test_dataloader_with_two_workers(sample_json):
     ds = data.SVHNDataset(sample_json, train=True)
     clone = pickle.loads(pickle.dumps(ds))  # what a spawn worker receives

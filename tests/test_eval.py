@@ -387,7 +387,7 @@ def test_missing_json(tmp_path):
     assert "nope.json" in str(exc.value.code)
 
 
-@pytest.mark.parametrize("workers", [0, 1])
+@pytest.mark.parametrize("workers", [0, pytest.param(1, marks=pytest.mark.slow)])
 def test_corrupt_image_mid_split_is_one_line_naming_it(tmp_path, workers):
     ckpt = write_checkpoint(tmp_path / "m.pt")
     split = write_split(tmp_path, n=6)

@@ -7,6 +7,7 @@ import errno
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import signal
@@ -222,6 +223,28 @@ def test_defaults_are_the_recipe_and_preset_yields_to_flags(capsys):
     with pytest.raises(SystemExit):
         train.parse_args(["--help"])
     assert "(default: 0.0003)" in capsys.readouterr().out
+
+
+def test_help_opens_with_the_common_flags_and_ends_with_the_advanced(capsys):
+    with pytest.raises(SystemExit):
+        train.parse_args(["--help"])
+    text = capsys.readouterr().out
+    common, advanced = text.split("\nadvanced: ")  # the titled group, once, and last
+    for title in ("data:", "model:", "training:", "run:"):
+        assert f"\n{title}\n" in common, title
+    flag = re.compile(r"^  (--[a-z-]+)", re.M)  # a flag's first line, not the usage
+    firsts = set(flag.findall(common))
+    for name in ("--train-json", "--init", "--out", "--resume", "--max-minutes", "--synth-mix",
+                 "--head", "--epochs", "--lr", "--device"):
+        assert name in firsts, name
+    rare = flag.findall(advanced)
+    for name in ("--max-pixels", "--normalize", "--glimpse", "--milestones", "--gamma",
+                 "--warmup", "--clip", "--precision", "--workers", "--threads",
+                 "--epoch-checkpoints", "--plot", "--preset", "--plan", "--hidden", "--loose",
+                 "--aux-ctc", "--dry-run"):
+        assert name in rare, name
+    every = {a.option_strings[0] for a in train.build_parser()._actions} - {"-h"}
+    assert sorted(firsts | set(rare)) == sorted(every) and not firsts & set(rare)
 
 
 @pytest.mark.slow

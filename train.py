@@ -442,13 +442,13 @@ def make_loaders(run, train_set, val_set, sampler, workers, procs, device):
 
 def make_parts(run, model, tokenizer, train_set, val_set, workers, procs, device, files):
     """What the loop steps: the model (model: wrapped by DDP under torchrun once restored;
-    raw_model: the module itself), its tokenizer, optimizer, lr schedule and its Plan, loss
+    raw_model: the module itself), its tokenizer, optimizer, lr schedule and its EpochPlan, loss
     scaler, sampler, loaders, and the fixed settings engine.train_one_epoch reads (with the
     Follower that keeps the threads in line with the load)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=run.lr, weight_decay=run.weight_decay)
     sampler = data.EpochTagged(train_set, procs.world, procs.rank, shuffle=True, seed=run.seed)
     loader, val_loader = make_loaders(run, train_set, val_set, sampler, workers, procs, device)
-    plan = budget.Plan(run.epochs, run.relaid)
+    plan = budget.EpochPlan(run.epochs, run.relaid)
     autocast = devices.autocast(device, run.precision)
     note = devices.emulated_bf16_note(device, run.precision)  # e.g. a T4: right, but slow
     if note and procs.master:
@@ -470,8 +470,8 @@ def make_parts(run, model, tokenizer, train_set, val_set, workers, procs, device
 
 def make_scheduler(args, optimizer, steps_per_epoch, plan=None):
     """All schedules step once per batch; --milestones are in epochs. The cosine schedule reads
-    plan (None: a Plan of --epochs) on every step: --max-minutes may cut the run."""
-    plan = plan or budget.Plan(args.epochs)
+    plan (None: an EpochPlan of --epochs) on every step: --max-minutes may cut the run."""
+    plan = plan or budget.EpochPlan(args.epochs)
     total = plan.epochs * steps_per_epoch
     if args.schedule == "step":
         return torch.optim.lr_scheduler.MultiStepLR(
@@ -506,7 +506,7 @@ def prepare_outputs(run, files, ckpt, state):
 # -- the loop -------------------------------------------------------------------------------------
 
 def run_epochs(run, parts, state, files, procs, started):
-    """Train, validate and save epoch by epoch until the Plan's epochs are done."""
+    """Train, validate and save epoch by epoch until the EpochPlan's epochs are done."""
     timing = SimpleNamespace(first=None, work=[], saves=[])  # for --max-minutes
     while state.epoch < parts.plan.epochs:
         follow_load(run, parts, procs)

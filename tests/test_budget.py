@@ -18,7 +18,7 @@ TINY = ["--plan", "8 M 16", "--hidden", "16", "--image-size", "32", "--crop-size
 def factors(total, warmup, cuts=()):
     """The schedule's factor at every step, with each (step, new total) of `cuts` applied as
     train.py does: the plan cut, the cosine going on from its factor there."""
-    plan = budget.Plan(total)
+    plan = budget.EpochPlan(total)
     cuts = dict(cuts)
     out = []
     for step in range(plan.epochs):

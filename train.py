@@ -318,7 +318,7 @@ def train(args, procs, device):
     saving the checkpoints and logs after each."""
     started = time.time()
     workers = set_threads(args, device, procs.local_world)
-    files = run_files(args)
+    files = run_paths(args)
     ckpt, resume = start.open_run(args, files, procs)
     run, init = start.settle(args, ckpt, resume, procs.master)
     vocab = ckpt["vocab"] if ckpt else init[1] if init else None
@@ -392,7 +392,7 @@ def default_workers(device, local_world, cpu_workers):
     return max(1, min(8, devices.cpu_cores() // local_world))
 
 
-def run_files(args):
+def run_paths(args):
     """The files of the run in --out, and the loss curve's copies."""
     plots = [os.path.join(args.out, runs.PLOT)]
     if args.plot:  # only when asked: the repository's tracked figure stays as it is

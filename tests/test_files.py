@@ -390,7 +390,7 @@ def test_ctrl_c_is_one_line_saying_what_was_kept(ckpt, tmp_path, monkeypatch):
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(predict, "predict", interrupted)
+    monkeypatch.setattr(predict, "read_photos", interrupted)
     args = ["--checkpoint", ckpt, "--csv", str(tmp_path / "o.csv"), "--threads", "1",
             str(tmp_path / "in")]
     message = error_of(lambda a: script.run_main("predict.py", lambda: predict.main(a)), args)

@@ -450,7 +450,7 @@ def longest_text(dataset):
     return max(len(t) for part in dataset.datasets for t in part.texts)
 
 
-def median_aspect(image_dir, records, sample=200):
+def split_median_aspect(image_dir, records, sample=200):
     """Median width / height of the regions a split's images are read from, over up to `sample`
     records spread over it (images.median_aspect: image headers only, for records without a
     region)."""

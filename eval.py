@@ -84,10 +84,10 @@ def accuracy_by_length(preds, truths, max_len=MAX_LENGTH_ROW):
     return table
 
 
-def digit_accuracy(preds, truths):
-    """Position-wise accuracy over ground-truth digits: digit k of the truth counts as right only
-    if the prediction has a digit k and it is equal. A missing digit counts as wrong; extra
-    predicted digits are not counted here (sequence accuracy punishes them)."""
+def character_accuracy(preds, truths):
+    """Position-wise accuracy over ground-truth characters: character k of the truth counts as
+    right only if the prediction has a character k and it is equal. A missing one counts as
+    wrong; extra predicted ones are not counted here (sequence accuracy punishes them)."""
     total = sum(len(t) for t in truths)
     right = sum(sum(a == b for a, b in zip(p, t)) for p, t in zip(preds, truths))
     return right / total if total else 0.0
@@ -207,7 +207,8 @@ def summarize(res, vocab, target=TARGET_ACCURACY, labels=None, max_len=None):
         "num_images": len(truths),
         "loss": res["loss_sum"] / res["loss_count"] if res["loss_count"] else None,
         "sequence_accuracy": sequence_accuracy(preds, truths),
-        "digit_accuracy": digit_accuracy(preds, truths),
+        # the seed's key, kept for the readers of eval reports (bench/, users' scripts)
+        "digit_accuracy": character_accuracy(preds, truths),
         "character_error_rate": character_error_rate(preds, truths),
         "one_minus_ned": one_minus_ned(preds, truths),
         "accuracy_by_length": accuracy_by_length(preds, truths),
@@ -268,10 +269,10 @@ def close_figure(fig, path):
     plt.close(fig)
 
 
-def write_json(obj, path, expect=ANY):
-    """The report, atomically (expect: atomic.replacing's)."""
+def write_report(report, path, expect=ANY):
+    """The report as indented JSON, atomically (expect: atomic.replacing's)."""
     with atomic_open(path, "w", expect=expect) as f:
-        json.dump(obj, f, indent=2)
+        json.dump(report, f, indent=2)
         f.write("\n")
 
 
@@ -284,7 +285,7 @@ def print_table(report, target):
             ("1 - NED", fmt(report["one_minus_ned"])),
             (f"coverage at {target:.0%}", fmt(report[f"coverage_at_{round(target * 100)}"])),
             ("attention localisation", fmt(report["attention_localisation"]))]
-    rows += [(f"  {n} digit(s), n={row['count']}", fmt(row["accuracy"]))
+    rows += [(f"  {n} character(s), n={row['count']}", fmt(row["accuracy"]))
              for n, row in report["accuracy_by_length"].items() if row["count"]]
     rows.append(("images/s", f"{report['images_per_second']:.1f}"))
     for name, value in rows:
@@ -411,7 +412,7 @@ def run(args):
     coverage, accuracy = coverage_curve(correct, confidence)
     plot_coverage(coverage, accuracy, TARGET_ACCURACY, coverage_png)
     plot_mistakes(dataset, report["worst_mistakes"], mistakes_png)
-    write_json(report, report_path, expect)
+    write_report(report, report_path, expect)
     print_table(report, TARGET_ACCURACY)
     print(f"report: {report_path}")
     return report

@@ -119,7 +119,7 @@ def inputs_from_split(json_path, n, vocab, config, max_pixels=MAX_PIXELS):
 # decoding and drawing
 
 @torch.inference_mode()
-def predict(model, items, vocab, beam=1, device="cpu", precision="fp32"):
+def decode_items(model, items, vocab, beam=1, device="cpu", precision="fp32"):
     """Adds "digits", "probs" (per digit), "prob" (sequence) and "maps" (K, S, S), or None for a
     head without attention (ctc), to each item."""
     for start in range(0, len(items), BATCH):
@@ -266,7 +266,7 @@ def main(argv=None):
                                       "a figure this repository drew", inputs)
     except ValueError as e:
         sys.exit(f"play.py: error: {e}")
-    predict(model, items, vocab, args.beam, device, precision)
+    decode_items(model, items, vocab, args.beam, device, precision)
     try:
         for item, path in zip(items, paths):
             figure([item], path, args.show)

@@ -76,7 +76,7 @@ def keep_aspect_input(img, image_size, crop_size):
     return eval_input(img, [height, wide], [crop_h, wide - (width - crop_w)])
 
 
-def collate(batch):
+def collate_photos(batch):
     """([(indices, images (B, 3, H, W))] one group per input shape, [(index, reason)] of the
     unreadable ones). Inputs of different widths (--fit keep-aspect) are decoded apart, never
     padded to a common width: a photo's text must not depend on the other files."""
@@ -159,7 +159,7 @@ def box_notes(path, lines, duplicates, files):
 
 
 @torch.inference_mode()
-def predict(model, loader, vocab, device, precision, beam=1, progress=True):
+def read_photos(model, loader, vocab, device, precision, beam=1, progress=True):
     """{index: (text, confidence)} of every readable image, and [(index, reason)] of the rest."""
     from support.tokenizer import label_ids
     results = {}
@@ -235,10 +235,10 @@ def run(args):
     photos = PhotoSet(files, config, boxes, args.max_pixels, args.fit)
     loader = torch.utils.data.DataLoader(photos,
                                          batch_size=args.batch_size, num_workers=workers,
-                                         collate_fn=collate)
+                                         collate_fn=collate_photos)
     loader = threads.paced(loader, device, args.threads)  # threads re-checked between batches
     start = time.time()
-    results, failed = predict(model, loader, vocab, device, precision, args.beam)
+    results, failed = read_photos(model, loader, vocab, device, precision, args.beam)
     seconds = time.time() - start
     failed = [(files[i], why) for i, why in failed] + skipped
     if not results:

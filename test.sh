@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command: sets up .venv if needed (see setup.sh), then runs the whole suite.
+# The test command: sets up .venv if needed (see setup.sh), then runs the whole suite
+# (pytest.ini: the slowest tests and the time are printed; -m "not slow" gives a quick loop).
 # Extra arguments go to pytest (e.g. ./test.sh -k data -x).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"

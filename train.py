@@ -78,138 +78,139 @@ FINETUNE = {"epochs": None, "batch_size": 16, "lr": 2e-3, "schedule": "cosine", 
             "dropout": 0.2, "val_size": None, "augment_style": "seed", "max_minutes": 9.0,
             "image_size": None, "crop_size": None, "epoch_checkpoints": False}
 # -----------------------------------------------------------------------------
+# --help's first line: the flags most runs give (argparse's own lists all 41 over 20 lines)
+USAGE = "%(prog)s [-h] [--train-json JSON [JSON ...]] [--init CKPT] [--out DIR] " \
+        "[--resume auto|CKPT] ..."
 
 
-def add_data_flags(a):
-    """The data: which images, their input size and augmentation."""
-    a("--train-json", nargs="+", default=TRAIN_JSON, help="training JSON files (prepare_data.py)")
+def add_data_flags(a, rare):
+    """The data: which images, their input size and augmentation (rare: the advanced group)."""
+    a("--train-json", nargs="+", default=TRAIN_JSON, metavar="JSON",
+      help="training JSON files (prepare_data.py)")
     a("--val-size", type=int, default=VAL_SIZE,
       help="images held out from the first JSON for validation and best.pt (0: none, the seed)")
-    a("--val-json", default=None,
+    a("--val-json", default=None, metavar="JSON",
       help="validation JSON (prepare_data.py); None: --val-size images held out")
     a("--image-size", type=size_arg, default=IMAGE_SIZE,
       help="the region is resized to this: N (a square) or HxW, e.g. 40x160")
     a("--crop-size", type=size_arg, default=CROP_SIZE,
       help="the network input, cropped from --image-size (at random in training, at the centre "
-           "in evaluation): N or HxW. The encoder's feature map is H/8 x W/8 and attention runs "
-           "over all of it. Wide text reads better wide: e.g. --image-size 48x192 --crop-size "
-           "48x192 (no crop margin) for plates; --init picks a shape from the data")
-    a("--max-pixels", type=int, default=MAX_PIXELS, help="a larger image is an unreadable one")
+           "in evaluation): N or HxW; attention runs over its H/8 x W/8 feature map. Wide text "
+           "reads better wide (plates: --image-size 48x192 --crop-size 48x192); --init picks a "
+           "shape from the data")
+    rare("--max-pixels", type=int, default=MAX_PIXELS, help="a larger image is an unreadable one")
     a("--augment", action=argparse.BooleanOptionalAction, default=AUGMENT,
       help="training augmentation")
-    a("--loose", type=float, default=LOOSE,
+    rare("--loose", type=float, default=LOOSE,
       help="probability that a training crop is widened at random toward the whole image (each "
            "side a uniform part of the way to the edge), so that the model also reads photos "
            "given without a box (predict.py); 0: always the recipe's crop")
     a("--augment-style", choices=data.STYLES, default=AUGMENT_STYLE,
       help="seed: the recipe's random resized crop (scale 0.7-1) and colour jitter 0.5; photo: "
-           "for real photos, the region's sides moved up to 6%%, a rotation up to 3 degrees, "
-           "milder colour jitter, sometimes a blur (measured worse than seed on real plates, "
-           "README); text: for lines framed by their whole image, only zooms out (margins of "
-           "repeated edge pixels, a turn up to 2 degrees inside them, photo's colour and "
-           "blur), so no character is ever cut out of the frame")
+           "sides moved up to 6%%, a turn up to 3 degrees, milder jitter, sometimes a blur "
+           "(worse than seed on real plates, README); text: for lines framed by their whole "
+           "image, zooms out only, so no character is cut off")
     a("--synth-mix", type=float, default=SYNTH_MIX,
       help="share of every epoch's images drawn anew by the text generator (synth/text.py) in "
-           "the training texts' own characters, lengths and layouts (a look-alike of a training "
-           "text, or a random string of its characters at its length), so that characters a "
-           "few hundred photos show a few dozen times are seen thousands of times; 0: none")
-    a("--normalize", action=argparse.BooleanOptionalAction, default=NORMALIZE,
+           "the training texts' characters, lengths and layouts, so that rare characters are "
+           "seen often; 0: none")
+    rare("--normalize", action=argparse.BooleanOptionalAction, default=NORMALIZE,
       help="map input pixels [0, 1] -> [-1, 1] inside the model (stored in the checkpoint)")
 
 
-def add_model_flags(a):
+def add_model_flags(a, rare):
     """The model (stored in its checkpoint's config)."""
-    a("--preset", choices=sorted(PRESETS),
+    rare("--preset", choices=sorted(PRESETS),
       help=f"model size preset (explicit flags win): {PRESETS}")
     a("--head", choices=sorted(HEADS), default=HEAD,
       help="attention: the seed's GRU decoder with attention; ctc: a BiLSTM over the feature "
            "map's columns, 2 frames each, read by CTC (greedy decoding only). With --init "
            "another head than the checkpoint's keeps its encoder and starts the head afresh")
-    a("--aux-ctc", type=float, default=AUX_CTC, metavar="WEIGHT",
+    rare("--aux-ctc", type=float, default=AUX_CTC, metavar="WEIGHT",
       help="beside the attention head, a ctc head on the same features whose loss x WEIGHT is "
            "added in training (decoding reads the attention head); 0: none, the seed")
-    a("--plan", default=PLAN, help="encoder channel plan")
-    a("--hidden", type=int, default=HIDDEN, help="decoder hidden size")
+    rare("--plan", default=PLAN, help="encoder channel plan")
+    rare("--hidden", type=int, default=HIDDEN, help="decoder hidden size")
     a("--dropout", type=float, default=DROPOUT, help="dropout between the GRU layers and on y")
-    a("--glimpse", action=argparse.BooleanOptionalAction, default=GLIMPSE,
+    rare("--glimpse", action=argparse.BooleanOptionalAction, default=GLIMPSE,
       help="step -1 glimpse from h0 (the seed); --no-glimpse: zeros feed the first step")
-    a("--max-len", type=int, default=MAX_LEN,
+    rare("--max-len", type=int, default=MAX_LEN,
       help="decoding length cap (characters); unless given, the longest training text + "
            f"{MAX_LEN_MARGIN} where that is more (and with --init at least the checkpoint's)")
 
 
-def add_recipe_flags(a):
+def add_recipe_flags(a, rare):
     """The optimisation: epochs, batch, lr and its schedule."""
     a("--epochs", type=int, default=EPOCHS, help="epochs to train (in all, counting resumed ones)")
     a("--batch-size", type=int, default=BATCH_SIZE, help="images per step (per process)")
     a("--lr", type=float, default=LR, help="AdamW learning rate (peak lr for cosine/onecycle)")
-    a("--weight-decay", type=float, default=WEIGHT_DECAY,
+    rare("--weight-decay", type=float, default=WEIGHT_DECAY,
       help="AdamW weight decay (torch's default)")
     a("--schedule", choices=["step", "cosine", "onecycle"], default=SCHEDULE, help="lr schedule")
-    a("--milestones", type=int, nargs="*", default=MILESTONES,
+    rare("--milestones", type=int, nargs="*", default=MILESTONES,
       help="epochs at which step multiplies lr")
-    a("--gamma", type=float, default=GAMMA, help="lr factor at each milestone (step)")
-    a("--warmup", type=float, default=WARMUP,
+    rare("--gamma", type=float, default=GAMMA, help="lr factor at each milestone (step)")
+    rare("--warmup", type=float, default=WARMUP,
       help="warm-up fraction of all steps (cosine, onecycle)")
-    a("--clip", type=float, default=CLIP, help="gradient-norm clipping threshold")
+    rare("--clip", type=float, default=CLIP, help="gradient-norm clipping threshold")
     a("--seed", type=int, default=SEED, help="seed for init, shuffling and augmentation")
 
 
-def add_system_flags(a):
+def add_system_flags(a, rare):
     """Where and how it runs: device, precision, threads, files, resume."""
     a("--device", default=None,
       help="cpu, cuda, cuda:1, mps; None: CUDA if present, else MPS, else CPU")
-    a("--precision", choices=["fp32", "bf16", "fp16"], default=PRECISION,
+    rare("--precision", choices=["fp32", "bf16", "fp16"], default=PRECISION,
       help="fp32 (the seed), or autocast to bf16 / fp16 (fp16 with a loss scaler on CUDA); bf16 is "
            "fast only with bf16 hardware (GPU compute capability >= 8, a CPU with AMX)")
-    a("--workers", type=int, default=None,
+    rare("--workers", type=int, default=None,
       help="DataLoader processes; None: on CUDA min(8, cores / processes on the node); on a CPU "
            "by the thread rule (see --threads): 1 where two cores are free, else 0")
-    a("--threads", type=int, default=0,
-      help="torch CPU threads. 0: the thread rule: the cores this process may use that are idle "
-           "(sampled from /proc/stat for 0.25 s at start, then re-checked every few seconds "
-           "between steps; loader workers follow at each epoch), shared between the node's "
-           "processes. A core another program keeps busy is left to it; sharing it would cost "
-           "4-10x")
-    a("--out", default=runs.OUT,
+    rare("--threads", type=int, default=0,
+      help="torch CPU threads; 0: the thread rule (README \"Shared machines\"): the idle cores "
+           "this process may use, shared between the node's processes and re-checked between "
+           "steps; a core another program keeps busy is left to it")
+    a("--out", default=runs.OUT, metavar="DIR",
       help="run folder: last.pt (resumable), epoch-NNN.pt (weights), best.pt, loss.csv, val.csv")
-    a("--epoch-checkpoints", action=argparse.BooleanOptionalAction, default=True,
+    rare("--epoch-checkpoints", action=argparse.BooleanOptionalAction, default=True,
       help="keep every epoch's weights as epoch-NNN.pt, as the seed does (off when fine-tuning: "
            "a hundred short epochs would write a hundred files)")
-    a("--plot", default=None, help="also write the loss curve here (e.g. img/loss.png)")
-    a("--resume", default=None,
+    rare("--plot", default=None, help="also write the loss curve here (e.g. img/loss.png)")
+    a("--resume", default=None, metavar="CKPT",
       help="checkpoint to continue from, or 'auto' for <out>/last.pt if present")
     a("--overwrite", action="store_true",
       help="start anew in an --out that holds a run, moving that run into <out>/replaced-<time>/")
-    a("--init", default=None,
+    a("--init", default=None, metavar="CKPT",
       help="fine-tune: start from this checkpoint's weights and model config with a fresh "
-           "optimizer and schedule; characters new to its vocabulary get new rows, old ones "
-           "keep theirs. "
-           f"Defaults then become {FINETUNE} (flags given explicitly win), meant for a few "
-           "hundred images; None is chosen from the data: the input shape (height: the "
-           "checkpoint's input height; width: that times the median width/height of the images, "
-           f"up to {start.FINETUNE_MAX_ASPECT:g}x, in multiples of 8; no crop margin), epochs "
-           f"({start.FINETUNE_IMAGES:,} images seen, "
-           f"{start.FINETUNE_EPOCHS[0]}-{start.FINETUNE_EPOCHS[1]} epochs) and validation images "
-           f"({round(100 * start.FINETUNE_VAL[0])}%% held out for best.pt, "
-           f"{start.FINETUNE_VAL[1]}-{start.FINETUNE_VAL[2]}). Of the model flags only --max-len, "
-           "--dropout, --image-size and --crop-size may change (they shape no weight)")
+           "optimizer and schedule; characters new to its vocabulary get new rows. "
+           f"Defaults then become {FINETUNE} (given flags win); None is chosen from the data: "
+           "the width from the images' median width/height (up to "
+           f"{start.FINETUNE_MAX_ASPECT:g}x), epochs for {start.FINETUNE_IMAGES:,} images seen "
+           f"({start.FINETUNE_EPOCHS[0]}-{start.FINETUNE_EPOCHS[1]}), "
+           f"{round(100 * start.FINETUNE_VAL[0])}%% held out for best.pt "
+           f"({start.FINETUNE_VAL[1]}-{start.FINETUNE_VAL[2]}). Of the model flags only "
+           "--max-len, --dropout, --image-size and --crop-size may change")
     a("--max-minutes", type=float, default=MAX_MINUTES,
-      help="time budget in minutes (0: none). After the first epoch the run plans as many epochs "
-           "as fit, from its median step (a warm-up's slow steps do not count), and lays the lr "
-           "schedule out over them (recorded as --epochs); later epochs only cut the plan where "
-           "the rest no longer fits, the cosine going on from its lr there, without a jump; "
-           "cosine and step schedules only")
-    a("--dry-run", action="store_true",
+      help="time budget in minutes (0: none): after the first epoch the epochs that fit, "
+           "planned from the median step, become --epochs and the lr schedule is laid over "
+           "them; later epochs cut the plan only where the rest no longer fits; cosine and "
+           "step schedules only")
+    rare("--dry-run", action="store_true",
       help="one training batch and one validation batch; writes nothing")
 
 
 def build_parser():
-    """train.py's flags, their defaults the recipe's (the constants above)."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+    """train.py's flags, their defaults the recipe's (the constants above): `--help` lists the
+    ones most runs set under data, model, training and run, then the rest under advanced."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], usage=USAGE,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    for add in (add_data_flags, add_model_flags, add_recipe_flags, add_system_flags):
-        add(p.add_argument)
+    adds = {"data": add_data_flags, "model": add_model_flags, "training": add_recipe_flags,
+            "run": add_system_flags}
+    groups = {title: p.add_argument_group(title) for title in adds}
+    # created last, so listed last
+    advanced = p.add_argument_group("advanced: rarely needed; the defaults are the seed's recipe")
+    for title, add in adds.items():
+        add(groups[title].add_argument, advanced.add_argument)
     return p
 
 
@@ -317,7 +318,7 @@ def train(args, procs, device):
     saving the checkpoints and logs after each."""
     started = time.time()
     workers = set_threads(args, device, procs.local_world)
-    files = run_files(args)
+    files = run_paths(args)
     ckpt, resume = start.open_run(args, files, procs)
     run, init = start.settle(args, ckpt, resume, procs.master)
     vocab = ckpt["vocab"] if ckpt else init[1] if init else None
@@ -391,7 +392,7 @@ def default_workers(device, local_world, cpu_workers):
     return max(1, min(8, devices.cpu_cores() // local_world))
 
 
-def run_files(args):
+def run_paths(args):
     """The files of the run in --out, and the loss curve's copies."""
     plots = [os.path.join(args.out, runs.PLOT)]
     if args.plot:  # only when asked: the repository's tracked figure stays as it is
@@ -441,13 +442,13 @@ def make_loaders(run, train_set, val_set, sampler, workers, procs, device):
 
 def make_parts(run, model, tokenizer, train_set, val_set, workers, procs, device, files):
     """What the loop steps: the model (model: wrapped by DDP under torchrun once restored;
-    raw_model: the module itself), its tokenizer, optimizer, lr schedule and its Plan, loss
+    raw_model: the module itself), its tokenizer, optimizer, lr schedule and its EpochPlan, loss
     scaler, sampler, loaders, and the fixed settings engine.train_one_epoch reads (with the
     Follower that keeps the threads in line with the load)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=run.lr, weight_decay=run.weight_decay)
     sampler = data.EpochTagged(train_set, procs.world, procs.rank, shuffle=True, seed=run.seed)
     loader, val_loader = make_loaders(run, train_set, val_set, sampler, workers, procs, device)
-    plan = budget.Plan(run.epochs, run.relaid)
+    plan = budget.EpochPlan(run.epochs, run.relaid)
     autocast = devices.autocast(device, run.precision)
     note = devices.emulated_bf16_note(device, run.precision)  # e.g. a T4: right, but slow
     if note and procs.master:
@@ -469,8 +470,8 @@ def make_parts(run, model, tokenizer, train_set, val_set, workers, procs, device
 
 def make_scheduler(args, optimizer, steps_per_epoch, plan=None):
     """All schedules step once per batch; --milestones are in epochs. The cosine schedule reads
-    plan (None: a Plan of --epochs) on every step: --max-minutes may cut the run."""
-    plan = plan or budget.Plan(args.epochs)
+    plan (None: an EpochPlan of --epochs) on every step: --max-minutes may cut the run."""
+    plan = plan or budget.EpochPlan(args.epochs)
     total = plan.epochs * steps_per_epoch
     if args.schedule == "step":
         return torch.optim.lr_scheduler.MultiStepLR(
@@ -505,7 +506,7 @@ def prepare_outputs(run, files, ckpt, state):
 # -- the loop -------------------------------------------------------------------------------------
 
 def run_epochs(run, parts, state, files, procs, started):
-    """Train, validate and save epoch by epoch until the Plan's epochs are done."""
+    """Train, validate and save epoch by epoch until the EpochPlan's epochs are done."""
     timing = SimpleNamespace(first=None, work=[], saves=[])  # for --max-minutes
     while state.epoch < parts.plan.epochs:
         follow_load(run, parts, procs)

@@ -59,11 +59,11 @@ def keep_alphabet(text, alphabet, ignore_case=False):
 
 
 def score(preds, truths):
-    """eval.py's figures for lists of strings: whole, chars (digit_accuracy), cer."""
+    """eval.py's figures for lists of strings: whole, chars (character_accuracy), cer."""
     preds = [list(p) for p in preds]
     truths = [list(t) for t in truths]
     return {"whole": ev.sequence_accuracy(preds, truths),
-            "chars": ev.digit_accuracy(preds, truths),
+            "chars": ev.character_accuracy(preds, truths),
             "cer": ev.character_error_rate(preds, truths)}
 
 

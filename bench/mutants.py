@@ -129,7 +129,7 @@ MUTANTS = [
      "eval.py", [("if (len(t) == n if n < max_len else len(t) >= n)]",
                   "if len(t) == n]")],
      ["tests/test_eval.py"]),
-    ("digit-accuracy-over-predicted", "digit accuracy divided by predicted, not true, digits",
+    ("char-accuracy-over-predicted", "character accuracy divided by predicted, not true, length",
      "eval.py", [("total = sum(len(t) for t in truths)", "total = sum(len(p) for p in preds)")],
      ["tests/test_eval.py"]),
     ("confidence-not-exponentiated", "the report's probabilities are log-probabilities",

@@ -60,7 +60,7 @@ def check_config(config):
             or not 0.0 <= config["dropout"] < 1.0):
         raise ValueError(f"model config 'dropout' must be in [0, 1), got {config['dropout']!r}")
     check_aux(config)
-    check_input(config)
+    check_input_shape(config)
     for key in ("pad_id", "eos_id", "bos_id"):
         value = config[key]
         is_int = isinstance(value, int) and not isinstance(value, bool)
@@ -82,7 +82,7 @@ def check_aux(config):
                          f"head; the {config['head']} head takes none")
 
 
-def check_input(config):
+def check_input_shape(config):
     """ValueError unless image_size and crop_size are sizes, the crop fits the image and the
     input is within MAX_INPUT_PIXELS."""
     for key in ("image_size", "crop_size"):

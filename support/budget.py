@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 
 @dataclass
-class Plan:
+class EpochPlan:
     """The epochs the lr schedule is laid out over: --epochs, cut by --max-minutes. anchor:
     [step, lr factor] where the last cut re-laid the cosine schedule (None: never cut); from
     there it goes on from that factor, so the lr never jumps. Both are recorded in the

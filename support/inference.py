@@ -16,7 +16,7 @@ def inference_model(model, device):
     return model.to(device=device, memory_format=devices.memory_format(device))
 
 
-def check_beam(model, beam):
+def check_beam_for_head(model, beam):
     """ValueError for a beam wider than 1 where the checkpoint's head decodes greedily only."""
     if beam > 1 and not model.decoder.BEAM:
         raise ValueError(f"--beam {beam}: this checkpoint's {model.config['head']} head decodes "
@@ -40,7 +40,7 @@ def open_model(path, device, beam=1):
     checkpoint, or a beam its head cannot search. device None: on the CPU in the default memory
     layout, BatchNorm folded (what export.py traces)."""
     model, ckpt = load_checkpoint(path, map_location="cpu")
-    check_beam(model, beam)
+    check_beam_for_head(model, beam)
     if device is None:
         return fold_batchnorm(model.eval()), ckpt
     return inference_model(model, device), ckpt

@@ -154,7 +154,7 @@ def finetune_defaults(args, config):
         chosen["epochs"] = min(high, max(low, round(FINETUNE_IMAGES / max(1, seen))))
     if args.crop_size is None or args.image_size is None:
         height, _ = as_hw(config["crop_size"])
-        aspect = data.median_aspect(image_dir, records)
+        aspect = data.split_median_aspect(image_dir, records)
         shape = (config["image_size"], config["crop_size"])  # near square: the checkpoint's
         if aspect > 1.25:  # wide text: as wide as the images, no crop margin
             width = 8 * round(height * min(aspect, FINETUNE_MAX_ASPECT) / 8)

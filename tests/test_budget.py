@@ -18,7 +18,7 @@ TINY = ["--plan", "8 M 16", "--hidden", "16", "--image-size", "32", "--crop-size
 def factors(total, warmup, cuts=()):
     """The schedule's factor at every step, with each (step, new total) of `cuts` applied as
     train.py does: the plan cut, the cosine going on from its factor there."""
-    plan = budget.Plan(total)
+    plan = budget.EpochPlan(total)
     cuts = dict(cuts)
     out = []
     for step in range(plan.epochs):
@@ -67,6 +67,7 @@ def tiny_json(tmp_path_factory):
     return write_split(str(root), numbers=numbers, split="train", image_dir="train")
 
 
+@pytest.mark.slow
 def test_a_slowed_first_epoch_plans_the_steady_epochs(tiny_json, tmp_path, monkeypatch):
     # the first two steps wait 3 s each (as oneDNN's kernels and the loader workers warm up),
     # then 4 steps take ~0.05 s. Planned from that slow first epoch (~6 s) a 24 s budget held 4
@@ -97,6 +98,7 @@ def test_a_slowed_first_epoch_plans_the_steady_epochs(tiny_json, tmp_path, monke
     assert all(b <= a for a, b in zip(lrs[peak:], lrs[peak + 1:]))  # monotone after warm-up
 
 
+@pytest.mark.slow
 def test_a_run_cut_by_the_budget_resumes_bitwise(tiny_json, tmp_path, monkeypatch):
     # --max-minutes cuts 5 planned epochs to 3 after the first (faked: timing is not
     # repeatable); the cut's anchor is in the checkpoint, so a run stopped after that epoch

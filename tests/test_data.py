@@ -388,6 +388,7 @@ def test_collate_pads_with_zero():
     assert [b.shape[0] for b in boxes] == [1, 3]
 
 
+@pytest.mark.slow
 def test_dataloader_with_two_workers(sample_json):
     ds = data.SVHNDataset(sample_json, train=True)
     clone = pickle.loads(pickle.dumps(ds))  # what a spawn worker receives
@@ -671,7 +672,7 @@ def test_a_fifo_named_in_a_split_is_unreadable_not_a_hang(tmp_path):
         ds[0]
     assert ds[1][0].shape == (3, 54, 54)
     whole = [{"name": "pipe.png", "text": "1"}, {"name": "a.png", "text": "2"}]
-    assert data.median_aspect(str(tmp_path), whole) == 2.0  # the FIFO skipped, not waited on
+    assert data.split_median_aspect(str(tmp_path), whole) == 2.0  # the FIFO skipped, not waited on
 
 
 def test_a_link_out_of_the_data_folder_is_refused(tmp_path):

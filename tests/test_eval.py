@@ -42,12 +42,12 @@ def write_checkpoint(path, config=TINY, seed=0, decoder_scale=1.0):
 # -----------------------------------------------------------------------------
 # metrics
 
-def test_sequence_and_digit_accuracy():
+def test_sequence_and_character_accuracy():
     truths = [[1, 9], [2, 3], [2, 5], [7], [1, 2, 3]]
     preds = [[1, 9], [2], [2, 5, 5], [8], [1, 2, 4]]
     assert ev.sequence_accuracy(preds, truths) == pytest.approx(1 / 5)
     # right digits: 2 + 1 (missing one wrong) + 2 (extra ignored) + 0 + 2 = 7 of 10
-    assert ev.digit_accuracy(preds, truths) == pytest.approx(7 / 10)
+    assert ev.character_accuracy(preds, truths) == pytest.approx(7 / 10)
     table = ev.accuracy_by_length(preds, truths)
     assert table["1"] == {"accuracy": 0.0, "count": 1}
     assert table["2"] == {"accuracy": pytest.approx(1 / 3), "count": 3}
@@ -387,7 +387,7 @@ def test_missing_json(tmp_path):
     assert "nope.json" in str(exc.value.code)
 
 
-@pytest.mark.parametrize("workers", [0, 1])
+@pytest.mark.parametrize("workers", [0, pytest.param(1, marks=pytest.mark.slow)])
 def test_corrupt_image_mid_split_is_one_line_naming_it(tmp_path, workers):
     ckpt = write_checkpoint(tmp_path / "m.pt")
     split = write_split(tmp_path, n=6)

@@ -109,12 +109,12 @@ def test_predict_never_writes_over_an_input_photo(ckpt, tmp_path):
 def test_two_predict_runs_on_one_csv_cannot_both_succeed(ckpt, tmp_path, monkeypatch):
     write_images(str(tmp_path / "in"), n=2)
     out = tmp_path / "out.csv"
-    real = predict.predict
+    real = predict.read_photos
 
     def meanwhile(*args, **kwargs):  # the other run, started seconds apart, finishes first
         out.write_text("file,text,confidence\nthe other run's,1,0.5\n")
         return real(*args, **kwargs)
-    monkeypatch.setattr(predict, "predict", meanwhile)
+    monkeypatch.setattr(predict, "read_photos", meanwhile)
     message = error_of(predict.main, ["--checkpoint", ckpt, "--csv", str(out), "--threads", "1",
                                       str(tmp_path / "in")])
     assert "appeared while this run worked" in message
@@ -390,7 +390,7 @@ def test_ctrl_c_is_one_line_saying_what_was_kept(ckpt, tmp_path, monkeypatch):
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(predict, "predict", interrupted)
+    monkeypatch.setattr(predict, "read_photos", interrupted)
     args = ["--checkpoint", ckpt, "--csv", str(tmp_path / "o.csv"), "--threads", "1",
             str(tmp_path / "in")]
     message = error_of(lambda a: script.run_main("predict.py", lambda: predict.main(a)), args)

@@ -92,8 +92,9 @@ def test_ctc_head_decodes_greedily_only():
     with pytest.raises(ValueError, match="best path only"):
         model.decode(images, beam=3)
     with pytest.raises(ValueError, match="--beam 1"):
-        inference.check_beam(model, 3)
-    inference.check_beam(build_model({**CTC, "head": "attention"}), 3)  # attention: any beam
+        inference.check_beam_for_head(model, 3)
+    attention = build_model({**CTC, "head": "attention"})
+    inference.check_beam_for_head(attention, 3)  # attention: any beam
 
 
 def test_unknown_head_is_refused():

@@ -169,7 +169,7 @@ def test_beam_search_on_several_images_matches_one_at_a_time(ckpt, tmp_path):
     model, _ = checkpoint.load_checkpoint(ckpt)
     for item in items:
         assert item["maps"].shape == (len(item["digits"]), 54, 54)
-        alone = play.predict(model, [{"image": item["image"]}], VOCAB, beam=3)[0]
+        alone = play.decode_items(model, [{"image": item["image"]}], VOCAB, beam=3)[0]
         assert alone["digits"] == item["digits"]
         np.testing.assert_allclose(alone["maps"], item["maps"], atol=1e-5)
 

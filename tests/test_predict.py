@@ -213,9 +213,9 @@ def test_keep_aspect_reads_wide_photos_at_the_models_scale(ckpt, photos, tmp_pat
     assert predict.keep_aspect_input(Image.new("RGB", (10, 100)), 64, 54).shape == (3, 54, 54)
     assert predict.keep_aspect_input(Image.new("RGB", (5000, 10)), 64, 54).shape[-1] == 8 * 64 - 10
     # inputs of several widths are decoded in groups of one shape, never padded to a common one
-    groups, bad = predict.collate([(0, torch.ones(3, 54, 60), None), (1, torch.ones(3, 54, 54),
-                                                                       None),
-                                   (2, None, "broken"), (3, torch.zeros(3, 54, 60), None)])
+    groups, bad = predict.collate_photos([(0, torch.ones(3, 54, 60), None),
+                                          (1, torch.ones(3, 54, 54), None),
+                                          (2, None, "broken"), (3, torch.zeros(3, 54, 60), None)])
     assert [(indices, tuple(x.shape)) for indices, x in groups] == [([0, 3], (2, 3, 54, 60)),
                                                                     ([1], (1, 3, 54, 54))]
     assert bad == [(2, "broken")] and groups[1][1].min() == 1

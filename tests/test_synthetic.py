@@ -215,6 +215,7 @@ def test_clean_digits_are_inside_their_boxes():
             assert patch.size and patch.std() > 10  # glyph strokes against the background
 
 
+@pytest.mark.slow
 def test_generate_split_workers_and_round_trip(tmp_path):
     prepare_data = pytest.importorskip("prepare_data")
     one = synthetic.generate_split(str(tmp_path / "w1"), "train", 24, seed=1, workers=1)

@@ -95,6 +95,7 @@ def _write(out, workers, alphabet="0123456789AB.", n=12):
                          "--workers", str(workers), "--seed", "5"])
 
 
+@pytest.mark.slow
 def test_split_is_deterministic_for_any_worker_count_and_loads(tmp_path):
     _write(tmp_path / "one", 1)
     _write(tmp_path / "two", 2)

@@ -7,6 +7,7 @@ import errno
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import signal
@@ -42,7 +43,10 @@ def run(tiny_json, out, *extra):
                        "--plot", str(out / "copy.png"), *extra])
 
 
-@pytest.mark.parametrize("workers,dropout", [(0, "0"), (2, "0"), (0, "0.3"), (2, "0.2")])
+# loader workers (processes) only in the slow cases
+@pytest.mark.parametrize("workers,dropout", [
+    (0, "0"), pytest.param(2, "0", marks=pytest.mark.slow),
+    (0, "0.3"), pytest.param(2, "0.2", marks=pytest.mark.slow)])
 def test_resume_is_bitwise_exact(tiny_json, tmp_path, workers, dropout):
     # the milestone at epoch 1 makes the lr change exactly at the resume point; dropout draws
     # from torch's generator in the training process, so only a restored torch RNG state keeps
@@ -221,6 +225,29 @@ def test_defaults_are_the_recipe_and_preset_yields_to_flags(capsys):
     assert "(default: 0.0003)" in capsys.readouterr().out
 
 
+def test_help_opens_with_the_common_flags_and_ends_with_the_advanced(capsys):
+    with pytest.raises(SystemExit):
+        train.parse_args(["--help"])
+    text = capsys.readouterr().out
+    common, advanced = text.split("\nadvanced: ")  # the titled group, once, and last
+    for title in ("data:", "model:", "training:", "run:"):
+        assert f"\n{title}\n" in common, title
+    flag = re.compile(r"^  (--[a-z-]+)", re.M)  # a flag's first line, not the usage
+    firsts = set(flag.findall(common))
+    for name in ("--train-json", "--init", "--out", "--resume", "--max-minutes", "--synth-mix",
+                 "--head", "--epochs", "--lr", "--device"):
+        assert name in firsts, name
+    rare = flag.findall(advanced)
+    for name in ("--max-pixels", "--normalize", "--glimpse", "--milestones", "--gamma",
+                 "--warmup", "--clip", "--precision", "--workers", "--threads",
+                 "--epoch-checkpoints", "--plot", "--preset", "--plan", "--hidden", "--loose",
+                 "--aux-ctc", "--dry-run"):
+        assert name in rare, name
+    every = {a.option_strings[0] for a in train.build_parser()._actions} - {"-h"}
+    assert sorted(firsts | set(rare)) == sorted(every) and not firsts & set(rare)
+
+
+@pytest.mark.slow
 def test_sigkill_leaves_last_checkpoint_intact_and_resumable(tiny_json, tmp_path):
     cmd = [sys.executable, "train.py", "--train-json", tiny_json, *TINY, "--epochs", "1000",
            "--workers", "0", "--out", str(tmp_path), "--plot", str(tmp_path / "copy.png")]
@@ -245,7 +272,7 @@ def test_sigkill_leaves_last_checkpoint_intact_and_resumable(tiny_json, tmp_path
         assert steps == list(range(1, 3 * done + 4))
 
 
-@pytest.mark.parametrize("workers", ["0", "1"])
+@pytest.mark.parametrize("workers", ["0", pytest.param("1", marks=pytest.mark.slow)])
 def test_corrupt_image_mid_split_names_it_in_one_line(tiny_json, tmp_path, workers):
     # a DataLoader worker re-raises with its whole traceback in the message: the error must be
     # one line naming the image (workers 0 and 1 alike)
@@ -566,6 +593,7 @@ def torchrun(tiny_json, nodes, *extra):
     return [torch.load(os.path.join(node, "rank.pt"), weights_only=True) for node in nodes]
 
 
+@pytest.mark.slow
 def test_torchrun_resume_on_node_local_disks_and_shared_batchnorm(tiny_json, tmp_path):
     # --out on node-local disks: only rank 0's node holds last.pt. --resume auto was decided per
     # rank: rank 1 started afresh, the ranks ran different numbers of steps and hung
@@ -655,6 +683,7 @@ def test_one_gpu_index_for_every_rank_is_one_line(tiny_json, tmp_path, monkeypat
     assert "CUDA_VISIBLE_DEVICES" in message and "\n" not in message
 
 
+@pytest.mark.slow
 def test_default_recipe_epochs_lr_and_epoch_checkpoints(tiny_json, tmp_path, capsys):
     # no recipe flag at all: only the model's size (tiny) and the data
     out = tmp_path / "run"

@@ -19,7 +19,7 @@ import io
 import math
 import os
 
-from support.images import MAX_PIXELS, find_images, image_size
+from support.images import MAX_PIXELS, find_images, image_size, too_thin
 from support.inputs import MAX_TEXT_CHARS, is_utf8, read_input, shown
 
 BOX_COLUMNS = ["left", "top", "width", "height"]
@@ -130,6 +130,8 @@ def _record(row, columns, n_fields, folder, max_len, max_pixels=None):
         if left >= width or top >= height or left + w <= 0 or top + h <= 0:
             raise ValueError(f"{name}: box {left:g},{top:g},{w:g},{h:g} lies wholly outside the "
                              f"{width}x{height} image")
+        if too_thin(w, h):
+            raise ValueError(f"{name}: box {left:g},{top:g},{w:g},{h:g} is {too_thin(w, h)}")
         record["region"] = box
     return record
 

@@ -22,10 +22,26 @@ GROW = 1.3                    # the union box's width and height x 1.3, around i
 # a 13,000 x 13,000 image would decode to 0.5 GB (twice that while converting to RGB) in every
 # loader worker, and a 50,000 x 50,000 PNG of a few KB to 7.5 GB.
 MAX_PIXELS = 50_000_000
+# An image (or a user's box) with a side under MIN_SIDE pixels, or longer than MAX_ASPECT times its
+# other side, holds no readable text: resized to the model's input it would be a smear that the
+# model reads as something, with a confidence. It is refused by name (a skip in predict.py). SVHN's
+# images are at least 20 pixels high (p5) and 876:501 at most, and a receipt line is about 30:1.
+MIN_SIDE = 2
+MAX_ASPECT = 100.0
 
 
 # -----------------------------------------------------------------------------
 # image geometry
+
+def too_thin(width, height):
+    """Why a width x height image or region cannot hold text (a short reason), or None."""
+    short, long = sorted((width, height))
+    if short < MIN_SIDE:
+        return f"{width} x {height} pixels: too thin to hold text (under {MIN_SIDE} pixels a side)"
+    if long > MAX_ASPECT * short:
+        return f"{width} x {height} pixels: too thin to hold text (longer than {MAX_ASPECT:g}:1)"
+    return None
+
 
 def whole_pixels(left, top, width, height):
     """A box in whole pixels, each number truncated toward zero by int() as the recipe does
@@ -78,6 +94,8 @@ def _header(path, max_pixels, root=None):
             if width * height > max_pixels:
                 raise ValueError(f"{width} x {height} pixels, above the limit of {max_pixels:,} "
                                  f"(--max-pixels)")
+            if too_thin(width, height):
+                raise ValueError(too_thin(width, height))
             yield img
     finally:
         Image.MAX_IMAGE_PIXELS = old_limit

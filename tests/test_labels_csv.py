@@ -101,6 +101,9 @@ BAD = [  # (CSV text, the line its error names, words in the error)
     ("name,text\nphotos/gone.png,12\n", 2, "'photos/gone.png': no such file"),
     ("name,text\nbroken.png,12\n", 2, "cannot read it as an image"),
     ("name,text\nphotos,12\n", 2, "not a file"),
+    ("name,text\nthin.png,12\n", 2, "400 x 1 pixels: too thin to hold text"),
+    ("name,text\nstrip.png,12\n", 2, "1000 x 5 pixels: too thin to hold text (longer than 100:1)"),
+    (BOX + "photos/a.png,1,0,0,80,0.5\n", 2, "80 x 0.5 pixels: too thin to hold text"),
     (BOX + "photos/a.png,1,a,0,5,5\n", 2, "four numbers"),
     (BOX + "photos/a.png,1,0,0,5,\n", 2, "four numbers"),
     (BOX + "photos/a.png,1,0,0,nan,5\n", 2, "four numbers"),
@@ -122,6 +125,8 @@ def test_bad_input_is_one_line_naming_file_and_line_and_writes_nothing(tmp_path,
                                                                       line, words):
     make_images(tmp_path)
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    Image.new("RGB", (400, 1)).save(tmp_path / "thin.png")  # one pixel high: no text to read
+    Image.new("RGB", (1000, 5)).save(tmp_path / "strip.png")  # 200:1
     (tmp_path / "train.json").write_text("the user's old JSON")
     code, out = convert(tmp_path, text, capsys)
     assert code != 0

@@ -70,6 +70,7 @@ def model_reads(ckpt_path, path):
 def test_a_row_per_readable_photo_with_the_models_answer(ckpt, photos, tmp_path, capsys):
     (photos / "empty.png").write_bytes(b"")
     (photos / "notes.jpg").write_text("not an image")
+    Image.new("RGB", (4000, 1)).save(photos / "thin.png")  # read, it would be a smear's answer
     os.symlink(photos, photos / "more" / "loop")  # a directory loop: named, never followed twice
     if hasattr(os, "mkfifo"):
         os.mkfifo(photos / "pipe.png")  # would block a reader forever
@@ -87,7 +88,8 @@ def test_a_row_per_readable_photo_with_the_models_answer(ckpt, photos, tmp_path,
     assert "empty.png: an empty file (0 bytes)" in err
     assert "notes.jpg: cannot identify image file" in err or "notes.jpg:" in err
     assert "a directory loop" in err
-    skipped = 4 if hasattr(os, "mkfifo") else 3
+    assert "thin.png: cannot read image (4000 x 1 pixels: too thin to hold text" in err
+    skipped = 5 if hasattr(os, "mkfifo") else 4
     assert f"{skipped} skipped" in err
 
 

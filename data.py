@@ -28,7 +28,6 @@ from torch.utils.data import ConcatDataset
 from support import outputs
 from support.atomic import ANY, save_figure
 from model import DEFAULT_CONFIG, as_hw
-from support import images
 from support.crops import centre_input, resize_region
 from support.images import MAX_PIXELS, crop_image, open_image
 from support.script import run_main
@@ -146,7 +145,6 @@ class SVHNDataset(torch.utils.data.Dataset):
         image_hw = as_hw(image_size)
         if not all(0 < c <= s for c, s in zip(crop_hw, image_hw)):
             raise ValueError(f"crop_size {crop_size} must be in 1..image_size ({image_size})")
-        self.tokenizer = tokenizer if tokenizer is not None else build_tokenizer(records)
         self.train = train
         self.image_size = image_size
         self.crop_size = crop_size
@@ -160,6 +158,7 @@ class SVHNDataset(torch.utils.data.Dataset):
         # compact arrays instead of a list of dicts: cheap to pickle to workers (spawn)
         self.names = [r["name"] for r in records]
         self.texts = [record_text(r) for r in records]
+        self.tokenizer = tokenizer if tokenizer is not None else build_tokenizer(self.texts)
         # the region each image is cropped to; NaN: the whole image (its size is known on opening)
         regions = [record_region(r) or (math.nan,) * 4 for r in records]
         self.regions = np.array(regions, dtype=np.float64).reshape(-1, 4)
@@ -405,17 +404,17 @@ def load_data(args, vocab=None, extend=False):
                                      f"{args.max_len}; raise --max-len or leave it out")
     val_split = splits.pop() if args.val_json else None
     json_records = [len(records) for _, records in splits]
-    records = [r for _, records in splits for r in records]
+    texts = [record_text(r) for _, records in splits for r in records]
     if vocab and extend:
-        vocab = extend_vocab(vocab, records)
-    unknown = unknown_chars((record_text(r) for r in records), vocab) if vocab else {}
+        vocab = extend_vocab(vocab, texts)
+    unknown = unknown_chars(texts, vocab) if vocab else {}
     if unknown:  # resuming on data the vocabulary lacks would train those characters as <unk>
         raise ValueError(f"{' '.join(args.train_json)}: characters {''.join(sorted(unknown))!r} "
                          f"are not in the checkpoint's vocabulary; start a new --out")
     if vocab:
         tokenizer = tokenizer_from_vocab(vocab)
     else:
-        tokenizer = build_tokenizer(records)
+        tokenizer = build_tokenizer(texts)
     image_dir, first = splits[0]
     if not 0 <= args.val_size < len(first):
         raise ValueError(f"{args.train_json[0]}: holds {len(first)} images; "
@@ -448,15 +447,6 @@ def load_data(args, vocab=None, extend=False):
 def longest_text(dataset):
     """Characters in the longest text of a training set (a ConcatDataset of SVHNDatasets)."""
     return max(len(t) for part in dataset.datasets for t in part.texts)
-
-
-def split_median_aspect(image_dir, records, sample=200):
-    """Median width / height of the regions a split's images are read from, over up to `sample`
-    records spread over it (images.median_aspect: image headers only, for records without a
-    region)."""
-    step = max(1, len(records) // sample)
-    return images.median_aspect(image_dir, [(r["name"], record_region(r))
-                                            for r in records[::step]])
 
 
 # -----------------------------------------------------------------------------

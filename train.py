@@ -25,10 +25,11 @@ from torch.utils.data import DataLoader, Subset
 from model import DEFAULT_CONFIG, HEADS, build_model, load_encoder, load_grown, parse_size
 import data
 from formats.records import SVHN_ROOT
-from support import budget, checkpoint, devices, engine, runs, start, threads
+from support import checkpoint, devices, runs, threads
 from support.images import MAX_PIXELS
 from support.script import run_main
 from support.tokenizer import BOS, EOS, PAD
+from training import budget, engine, start
 
 # -----------------------------------------------------------------------------
 # defaults: the seed's recipe. `python train.py` with no flags trains exactly this.
@@ -68,7 +69,7 @@ PRECISION = "fp32"    # bf16 / fp16: autocast (fp16 with a loss scaler on CUDA)
 # system
 SEED = 0
 MAX_MINUTES = 0.0     # time budget (0: none); the epochs are cut to what fits, planned from a
-                      # steady epoch (support/budget.py)
+                      # steady epoch (training/budget.py)
 # model sizes; "cpu" trains at a useful speed on 2 cores
 PRESETS = {"cpu": {"plan": "32 M 64 M 128 M 128", "hidden": 128}}
 # fine-tuning (--init): defaults for a few hundred real photos, replacing the recipe's where not

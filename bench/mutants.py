@@ -141,7 +141,7 @@ MUTANTS = [
                   "worst = wrong[np.argsort(confidence[wrong]")],
      ["tests/test_eval.py"]),
     ("validate-keeps-eos", "training's validation compares decoded digits with <s> d.. </s>",
-     "support/engine.py", [("target = tokenizer.label_ids(target)",
+     "training/engine.py", [("target = tokenizer.label_ids(target)",
                     "target = [t for t in target if t != tokenizer.PAD]")],
      ["tests/test_data.py",
       "tests/test_train.py::test_validate_counts_off_the_gpu_and_in_integers"]),

@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 
 import data
 from support.images import crop_box, crop_image, open_image, to_rgb
-from formats.records import load_split
+from formats.records import load_split, split_median_aspect
 from support.tokenizer import (BOS, EOS, PAD, UNK, build_tokenizer, label_ids, token_text,
                        tokenizer_from_vocab, tokens_to_text)
 
@@ -322,8 +322,7 @@ def test_the_seeds_augmentation_parameters_are_the_ones_applied(tmp_path, monkey
 # -- tokenizer -----------------------------------------------------------------------------------
 
 def test_tokenizer_ids_and_vocab_round_trip():
-    records = [{"digits": [1, 9]}, {"digits": [2, 3]}, {"digits": [0, 1, 5]}]
-    enc = build_tokenizer(records)
+    enc = build_tokenizer(["19", "23", "015"])
     assert enc.vocab[:4] == ["<pad>", "<unk>", "</s>", "<s>"]
     assert (PAD, UNK, EOS, BOS) == (0, 1, 2, 3)
     assert sorted(enc.vocab[4:]) == ["0", "1", "2", "3", "5", "9"]
@@ -361,7 +360,7 @@ def test_validation_and_evaluation_read_targets_alike():
     import eval as ev
     import contextlib
 
-    from support import engine
+    from training import engine
     tokens = torch.tensor([[3, 4, 2, 0], [3, 5, 6, 2], [3, 8, 2, 0], [3, 9, 9, 2]])
     config = {"pad_id": PAD, "eos_id": EOS, "bos_id": BOS}
     assert ev.truth_ids(tokens, config) == [[4], [5, 6], [8], [9, 9]]
@@ -672,7 +671,7 @@ def test_a_fifo_named_in_a_split_is_unreadable_not_a_hang(tmp_path):
         ds[0]
     assert ds[1][0].shape == (3, 54, 54)
     whole = [{"name": "pipe.png", "text": "1"}, {"name": "a.png", "text": "2"}]
-    assert data.split_median_aspect(str(tmp_path), whole) == 2.0  # the FIFO skipped, not waited on
+    assert split_median_aspect(str(tmp_path), whole) == 2.0  # the FIFO skipped, not waited on
 
 
 def test_a_link_out_of_the_data_folder_is_refused(tmp_path):
@@ -735,7 +734,7 @@ def test_text_augmentation_never_cuts_the_first_or_last_character(tmp_path):
 def test_synthetic_lines_look_like_the_training_texts(monkeypatch):
     import random
     texts = ["AB12.5", "XY90.1", "KM33.0"]
-    tokenizer = build_tokenizer([{"name": "a.png", "text": t} for t in texts])
+    tokenizer = build_tokenizer(texts)
     ds = data.SynthLines(texts, tokenizer, 40, [32, 96], [32, 96])
     assert len(ds) == 40 and ds.undrawable == []
     pattern = ["upper", "upper", "digit", "digit", ".", "digit"]
@@ -769,7 +768,7 @@ def test_synthetic_lines_look_like_the_training_texts(monkeypatch):
 def test_synthetic_lines_leave_out_what_no_style_draws():
     import random
     texts = ["12\u4eac5", "7\u4eac"]  # a CJK province character no typeface here draws
-    tokenizer = build_tokenizer([{"name": "a.png", "text": t} for t in texts])
+    tokenizer = build_tokenizer(texts)
     ds = data.SynthLines(texts, tokenizer, 8, [32, 64], [32, 64])
     assert ds.undrawable == ["\u4eac"]
     for i in range(8):

@@ -21,7 +21,7 @@ from PIL import Image
 
 import build_model
 from support import checkpoint
-from support import engine
+from training import engine
 import train
 from helpers import write_split
 

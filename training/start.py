@@ -8,10 +8,9 @@ import argparse
 import os
 from types import SimpleNamespace
 
-import data
+from formats.records import load_split, split_median_aspect
 from model import as_hw, format_size
 from model.encoder import parse_plan, pooled_size
-from formats.records import load_split
 from support import checkpoint, devices, runs
 
 # flags stored in the checkpoint's model config
@@ -154,7 +153,7 @@ def finetune_defaults(args, config):
         chosen["epochs"] = min(high, max(low, round(FINETUNE_IMAGES / max(1, seen))))
     if args.crop_size is None or args.image_size is None:
         height, _ = as_hw(config["crop_size"])
-        aspect = data.split_median_aspect(image_dir, records)
+        aspect = split_median_aspect(image_dir, records)
         shape = (config["image_size"], config["crop_size"])  # near square: the checkpoint's
         if aspect > 1.25:  # wide text: as wide as the images, no crop margin
             width = 8 * round(height * min(aspect, FINETUNE_MAX_ASPECT) / 8)

@@ -78,7 +78,8 @@ def main():
     with tempfile.TemporaryDirectory() as root:
         # the tests' image sets, about the size of SVHN test images (130x55), 1-3 light digits
         records = write_images(root, args.images, margin=40, height=55)
-        dataset = SVHNDataset((root, records), build_tokenizer(map(record_text, records)), train=False)
+        tokenizer = build_tokenizer(map(record_text, records))
+        dataset = SVHNDataset((root, records), tokenizer, train=False)
         preloaded = torch.stack([dataset[i][0] for i in range(len(dataset))])
         # warm-up: first calls pick oneDNN kernels
         one_at_a_time(model, dataset, range(2))

@@ -330,7 +330,7 @@ def test_max_minutes_cuts_the_epochs_and_records_it(digits, tmp_path):
     opt = torch.optim.AdamW(model.parameters(), lr=1.0)
     args = train.parse_args(["--epochs", "10", "--schedule", "cosine", "--warmup", "0"])
     plan = budget.EpochPlan(args.epochs)
-    sched = train.make_scheduler(args, opt, steps_per_epoch=10, plan=plan)
+    sched = budget.make_scheduler(args, opt, steps_per_epoch=10, plan=plan)
     for _ in range(10):
         opt.step()
         sched.step()

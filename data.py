@@ -384,9 +384,40 @@ def load_data(args, vocab=None, extend=False):
     """(tokenizer, training set of all JSONs minus the held-out images, validation set or None,
     the number of records in each --train-json) from train.py's flags (--train-json, --val-json,
     --val-size, --max-len where given, --image-size, --crop-size, --max-pixels, --augment,
-    --augment-style, --loose). The checkpoint keeps the counts: resume checks the JSONs.
-    vocab: a checkpoint's vocabulary, kept as it is, or with extend the training texts'
+    --augment-style, --loose, --synth-mix). The checkpoint keeps the counts: resume checks the
+    JSONs. vocab: a checkpoint's vocabulary, kept as it is, or with extend the training texts'
     characters it lacks appended (fine-tuning)."""
+    splits = read_splits(args)
+    val_split = splits.pop() if args.val_json else None
+    json_records = [len(records) for _, records in splits]
+    texts = [record_text(r) for _, records in splits for r in records]
+    tokenizer = training_tokenizer(texts, vocab, extend, args.train_json)
+    image_dir, first = splits[0]
+    if not 0 <= args.val_size < len(first):
+        raise ValueError(f"{args.train_json[0]}: holds {len(first)} images; "
+                         f"--val-size {args.val_size} must be >= 0 and leave one to train on")
+    held = set(random.Random(VAL_SEED).sample(range(len(first)), args.val_size))
+    parts = [(image_dir, [r for i, r in enumerate(first) if i not in held])] + splits[1:]
+
+    def dataset(source, train):
+        return SVHNDataset(source, tokenizer, train=train, image_size=args.image_size,
+                           crop_size=args.crop_size, max_pixels=args.max_pixels,
+                           loose=args.loose, style=args.augment_style)
+    train_sets = [dataset(part, args.augment) for part in parts]
+    if args.synth_mix:
+        train_sets.append(mixed_synth_lines(train_sets, tokenizer, args))
+    train_set = ConcatDataset(train_sets)
+    val_set = None
+    if held:
+        val_set = dataset((image_dir, [first[i] for i in sorted(held)]), False)
+    if val_split is not None:
+        val_set = dataset(val_split, False)
+    return tokenizer, train_set, val_set, json_records
+
+
+def read_splits(args):
+    """[(image folder, records)] of every --train-json, then --val-json if given: each file must
+    exist, and with --max-len given every text must fit it."""
     paths = list(args.train_json)
     if args.val_json:
         paths.append(args.val_json)
@@ -402,46 +433,34 @@ def load_data(args, vocab=None, extend=False):
                     raise ValueError(f"{path}: record {i + 1} ({r['name']!r}): text "
                                      f"{record_text(r)!r} is longer than --max-len "
                                      f"{args.max_len}; raise --max-len or leave it out")
-    val_split = splits.pop() if args.val_json else None
-    json_records = [len(records) for _, records in splits]
-    texts = [record_text(r) for _, records in splits for r in records]
+    return splits
+
+
+def training_tokenizer(texts, vocab, extend, train_json):
+    """The tokenizer of the training `texts`: built from them, or a checkpoint's `vocab` (with
+    extend: grown by their new characters); ValueError for a character a kept vocabulary lacks,
+    which resuming would train as <unk>."""
     if vocab and extend:
         vocab = extend_vocab(vocab, texts)
-    unknown = unknown_chars(texts, vocab) if vocab else {}
-    if unknown:  # resuming on data the vocabulary lacks would train those characters as <unk>
-        raise ValueError(f"{' '.join(args.train_json)}: characters {''.join(sorted(unknown))!r} "
+    if not vocab:
+        return build_tokenizer(texts)
+    unknown = unknown_chars(texts, vocab)
+    if unknown:
+        raise ValueError(f"{' '.join(train_json)}: characters {''.join(sorted(unknown))!r} "
                          f"are not in the checkpoint's vocabulary; start a new --out")
-    if vocab:
-        tokenizer = tokenizer_from_vocab(vocab)
-    else:
-        tokenizer = build_tokenizer(texts)
-    image_dir, first = splits[0]
-    if not 0 <= args.val_size < len(first):
-        raise ValueError(f"{args.train_json[0]}: holds {len(first)} images; "
-                         f"--val-size {args.val_size} must be >= 0 and leave one to train on")
-    held = set(random.Random(VAL_SEED).sample(range(len(first)), args.val_size))
-    parts = [(image_dir, [r for i, r in enumerate(first) if i not in held])] + splits[1:]
+    return tokenizer_from_vocab(vocab)
 
-    def dataset(source, train):
-        return SVHNDataset(source, tokenizer, train=train, image_size=args.image_size,
-                           crop_size=args.crop_size, max_pixels=args.max_pixels,
-                           loose=args.loose, style=args.augment_style)
-    train_sets = [dataset(part, args.augment) for part in parts]
-    if args.synth_mix:
-        texts = [t for part in train_sets for t in part.texts]
-        size = round(len(texts) * args.synth_mix / (1 - args.synth_mix))
-        synth = SynthLines(texts, tokenizer, size, args.image_size, args.crop_size)
-        if synth.undrawable:
-            print(f"--synth-mix: no style draws {''.join(synth.undrawable)!r}: only the "
-                  f"photos teach them")
-        train_sets.append(synth)
-    train_set = ConcatDataset(train_sets)
-    val_set = None
-    if held:
-        val_set = dataset((image_dir, [first[i] for i in sorted(held)]), False)
-    if val_split is not None:
-        val_set = dataset(val_split, False)
-    return tokenizer, train_set, val_set, json_records
+
+def mixed_synth_lines(train_sets, tokenizer, args):
+    """--synth-mix: SynthLines drawing that share of every epoch's images, in the training texts'
+    characters, lengths and layouts."""
+    texts = [t for part in train_sets for t in part.texts]
+    size = round(len(texts) * args.synth_mix / (1 - args.synth_mix))
+    synth = SynthLines(texts, tokenizer, size, args.image_size, args.crop_size)
+    if synth.undrawable:
+        print(f"--synth-mix: no style draws {''.join(synth.undrawable)!r}: only the "
+              f"photos teach them")
+    return synth
 
 
 def longest_text(dataset):

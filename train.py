@@ -28,7 +28,7 @@ from support import checkpoint, devices, runs, threads
 from support.images import MAX_PIXELS
 from support.script import run_main
 from support.tokenizer import BOS, EOS, PAD
-from training import budget, engine, start
+from training import augment, budget, engine, start
 
 # -----------------------------------------------------------------------------
 # defaults: the seed's recipe. `python train.py` with no flags trains exactly this.
@@ -40,7 +40,7 @@ CROP_SIZE = DEFAULT_CONFIG["crop_size"]  # ...then cropped: at random in trainin
                       # at the centre in evaluation
 AUGMENT = True        # random resized crop (scale 0.7-1) + colour jitter 0.5 on training images
 LOOSE = 0.0           # share of training crops widened at random toward the whole photo
-AUGMENT_STYLE = "seed"  # seed: random resized crop + colour jitter; photo: data.photo_augment
+AUGMENT_STYLE = "seed"  # seed: random resized crop + colour jitter; photo: augment.photo_augment
 SYNTH_MIX = 0.0       # share of training images drawn by the text generator (0: none, the seed)
 NORMALIZE = DEFAULT_CONFIG["normalize"]  # pixels enter the encoder in [0, 1]
 # model (DEFAULT_CONFIG)
@@ -105,7 +105,7 @@ def add_data_flags(a, rare):
       help="probability that a training crop is widened at random toward the whole image (each "
            "side a uniform part of the way to the edge), so that the model also reads photos "
            "given without a box (predict.py); 0: always the recipe's crop")
-    a("--augment-style", choices=data.STYLES, default=AUGMENT_STYLE,
+    a("--augment-style", choices=augment.STYLES, default=AUGMENT_STYLE,
       help="seed: the recipe's random resized crop (scale 0.7-1) and colour jitter 0.5; photo: "
            "sides moved up to 6%%, a turn up to 3 degrees, milder jitter, sometimes a blur "
            "(worse than seed on real plates, README); text: for lines framed by their whole "

@@ -1,13 +1,15 @@
 """SVHN format-1 data for torch: JSON records -> cropped, augmented image tensors and token
-sequences, the datasets and samplers train.py, eval.py and play.py load them with, and the batches.
+sequences, the datasets and samplers train.py, eval.py and play.py load them with, the batches,
+and train.py's data (load_data; --synth-mix's lines from training/synth_lines.py mixed in).
 
 prepare_data.py converts digitStruct.mat (or a labels CSV) into one JSON per split once; this file
-only reads and augments. Per image: crop to the region its record names (records.py; crops.py:
-the union of the digit boxes grown by 30% around its centre, in whole pixels, black where the crop
-leaves the image), resize to 64x64, then RandomResizedCrop(54, scale 0.7-1) and ColorJitter(0.5 x4)
-for training or CenterCrop(54) for evaluation, then ToTensor: pixels in [0, 1]. (A model trained
-with normalize=True maps them to [-1, 1] itself, so the data is the same for every checkpoint.)
-The text becomes <s> characters </s> (tokenizer.py).
+only reads and augments (the augmentations' parameters and parts: training/augment.py). Per image:
+crop to the region its record names (records.py; crops.py: the union of the digit boxes grown by
+30% around its centre, in whole pixels, black where the crop leaves the image), resize to 64x64,
+then RandomResizedCrop(54, scale 0.7-1) and ColorJitter(0.5 x4) for training or CenterCrop(54) for
+evaluation, then ToTensor: pixels in [0, 1]. (A model trained with normalize=True maps them to
+[-1, 1] itself, so the data is the same for every checkpoint.) The text becomes <s> characters
+</s> (tokenizer.py).
 
     python data.py [--json data/synth/train.json] [--n 8] [--out img/aug.png] [--show]
 saves a figure of the 64x64 crops (top row) and random augmentations of each (rows below).
@@ -22,111 +24,23 @@ import numpy as np
 import torch
 import torchvision.transforms as T
 import torchvision.transforms.functional as TF
-from PIL import Image, ImageFilter
 from torch.utils.data import ConcatDataset
 
 from support import outputs
 from support.atomic import ANY, save_figure
 from model import DEFAULT_CONFIG, as_hw
-from support import images
 from support.crops import centre_input, resize_region
 from support.images import MAX_PIXELS, crop_image, open_image
 from support.script import run_main
 from formats.records import SVHN_ROOT, SYNTH_ROOT, load_split, record_region, record_text
 from support.tokenizer import (PAD, build_tokenizer, extend_vocab, token_text, tokenizer_from_vocab,
                        unknown_chars)
-
-# -----------------------------------------------------------------------------
-# the recipe's augmentation
-SCALE = (0.7, 1.0)            # RandomResizedCrop area range (aspect ratio: torchvision's 3/4-4/3)
-RATIO = (3.0 / 4.0, 4.0 / 3.0)
-JITTER = 0.5                  # ColorJitter brightness = contrast = saturation = hue
-# the photo augmentation (--augment-style photo): real crops of text vary in framing, tilt, colour
-# and focus; a small share of each. On real plates it read fewer than the seed's augmentation
-# (README, "Your own data"), so fine-tuning keeps the seed's.
-PHOTO_FRAME = 0.06            # each side of the region moves up to this share of its size
-PHOTO_ROTATE = 3.0            # degrees, either way
-PHOTO_JITTER = (0.4, 0.4, 0.4, 0.05)  # brightness, contrast, saturation, hue
-PHOTO_BLUR = 0.3              # share of images blurred, radius up to PHOTO_BLUR_RADIUS input pixels
-PHOTO_BLUR_RADIUS = 1.2
-# the text augmentation (--augment-style text): for lines of text framed by their whole image,
-# where any crop inside the frame may cut the first or last character out of the picture and
-# teach a label the image no longer shows. It only ever zooms out: a random margin on each side
-# (edge pixels repeated), a small turn whose corners are filled the same way, colour and focus.
-TEXT_MARGIN_Y = 0.15          # each of top and bottom grows by up to this share of the height
-TEXT_MARGIN_X = 0.05          # each of left and right grows by up to this share of the width
-TEXT_ROTATE = 2.0             # degrees, either way, on the grown canvas: the text stays inside
-STYLES = ("seed", "photo", "text")
-# Transforms are torchvision v1 on PIL images: measured 1.6x faster than v2 on uint8 tensors for
-# this pipeline (python -m bench.bench_data --compare-v2) and as fast as v2 on PIL.
-
+from training.augment import (JITTER, PHOTO_JITTER, RATIO, SCALE, STYLES, loosen, photo_augment,
+                              reframe, text_augment)
+from training.synth_lines import SynthLines
 
 # -----------------------------------------------------------------------------
 # dataset
-
-def reframe(region):
-    """A training region (x0, y0, x1, y1) with each side moved by up to PHOTO_FRAME of the
-    region's width or height, in or out (black where it leaves the image): a crop as a
-    person or a detector might have framed it. Draws from `random`, seeded per sample."""
-    x0, y0, x1, y1 = (float(v) for v in region)
-    dx = PHOTO_FRAME * (x1 - x0)
-    dy = PHOTO_FRAME * (y1 - y0)
-    x0 += random.uniform(-dx, dx)
-    x1 += random.uniform(-dx, dx)
-    y0 += random.uniform(-dy, dy)
-    y1 += random.uniform(-dy, dy)
-    return int(x0), int(y0), max(int(x1), int(x0) + 1), max(int(y1), int(y0) + 1)
-
-
-def photo_augment(img, jitter):
-    """The photo augmentation of a resized region (PIL): a small rotation, colour jitter, and
-    sometimes a blur. Boxes keep their place (a 3-degree turn moves them by a pixel or two)."""
-    img = TF.rotate(img, random.uniform(-PHOTO_ROTATE, PHOTO_ROTATE),
-                    interpolation=T.InterpolationMode.BILINEAR)
-    img = jitter(img)
-    if random.random() < PHOTO_BLUR:
-        img = img.filter(ImageFilter.GaussianBlur(random.uniform(0.3, PHOTO_BLUR_RADIUS)))
-    return img
-
-
-def text_augment(img, jitter):
-    """The text augmentation of a resized region (PIL, its size kept): margins grown at random
-    by repeating the edge pixels, a small turn, colour jitter, sometimes a blur. Every pixel of
-    the input stays in the picture, so no character is cut. Draws from `random`."""
-    width, height = img.size
-    top = round(random.uniform(0, TEXT_MARGIN_Y) * height)
-    bottom = round(random.uniform(0, TEXT_MARGIN_Y) * height)
-    left = round(random.uniform(0, TEXT_MARGIN_X) * width)
-    right = round(random.uniform(0, TEXT_MARGIN_X) * width)
-    # a turn of a degrees moves a corner of a w x h line by up to w/2 * sin(a) vertically:
-    # the vertical margin must hold it, so the angle is capped by the margins drawn
-    room = min(top, bottom) / max(1.0, width / 2)
-    limit = min(TEXT_ROTATE, math.degrees(math.asin(min(1.0, room))))
-    pixels = np.pad(np.asarray(img), ((top, bottom), (left, right), (0, 0)), mode="edge")
-    grown = Image.fromarray(pixels)
-    if limit > 0:
-        fill = tuple(int(v) for v in np.median(pixels.reshape(-1, 3), axis=0))
-        angle = random.uniform(-limit, limit)
-        grown = grown.rotate(angle, resample=Image.BILINEAR, fillcolor=fill)
-    img = jitter(grown.resize((width, height), Image.BILINEAR))
-    if random.random() < PHOTO_BLUR:
-        img = img.filter(ImageFilter.GaussianBlur(random.uniform(0.3, PHOTO_BLUR_RADIUS)))
-    return img
-
-
-def loosen(region, size):
-    """A training region (x0, y0, x1, y1) widened at random toward the image's edges: each side
-    moves a uniform fraction of its distance to the edge, so crops range from the recipe's tight
-    one to the whole photo, framed off centre. It teaches the model to read photos that come
-    without a box (predict.py reads the whole image). Draws from `random`, seeded per sample."""
-    x0, y0, x1, y1 = (int(v) for v in region)
-    width, height = size
-    x0 = int(x0 - random.random() * max(0, x0))
-    y0 = int(y0 - random.random() * max(0, y0))
-    x1 = int(x1 + random.random() * max(0, width - x1))
-    y1 = int(y1 + random.random() * max(0, height - y1))
-    return x0, y0, x1, y1
-
 
 class SVHNDataset(torch.utils.data.Dataset):
     """(image (3, S, S) in [0, 1], tokens <s> d.. </s>, boxes (K, 4) x0 y0 x1 y1 in input pixels).
@@ -146,7 +60,6 @@ class SVHNDataset(torch.utils.data.Dataset):
         image_hw = as_hw(image_size)
         if not all(0 < c <= s for c, s in zip(crop_hw, image_hw)):
             raise ValueError(f"crop_size {crop_size} must be in 1..image_size ({image_size})")
-        self.tokenizer = tokenizer if tokenizer is not None else build_tokenizer(records)
         self.train = train
         self.image_size = image_size
         self.crop_size = crop_size
@@ -160,6 +73,7 @@ class SVHNDataset(torch.utils.data.Dataset):
         # compact arrays instead of a list of dicts: cheap to pickle to workers (spawn)
         self.names = [r["name"] for r in records]
         self.texts = [record_text(r) for r in records]
+        self.tokenizer = tokenizer if tokenizer is not None else build_tokenizer(self.texts)
         # the region each image is cropped to; NaN: the whole image (its size is known on opening)
         regions = [record_region(r) or (math.nan,) * 4 for r in records]
         self.regions = np.array(regions, dtype=np.float64).reshape(-1, 4)
@@ -246,91 +160,6 @@ class SVHNDataset(torch.utils.data.Dataset):
 
 
 # -----------------------------------------------------------------------------
-# synthetic lines of the training texts' own characters (--synth-mix): a few hundred photos show
-# each character a few dozen times; drawn lines of the same alphabet, lengths and layouts show
-# them thousands of times, in every style the text generator has (synth/text.py)
-
-SYNTH_KEEP = 0.3   # share of a real text's characters a look-alike keeps where they are
-SYNTH_RANDOM = 0.3  # share of synthetic texts drawn at random from the alphabet, not look-alikes
-SYNTH_TRIES = 20  # texts drawn before falling back to one character
-
-
-def char_class(c):
-    """The class a look-alike text swaps a character within: digit, upper, lower, or itself."""
-    if c.isdigit():
-        return "digit"
-    if c.isupper():
-        return "upper"
-    if c.islower():
-        return "lower"
-    return c
-
-
-class SynthLines(torch.utils.data.Dataset):
-    """`size` synthetic lines whose texts look like the training texts: a training text with
-    most characters swapped for others of their class (digit, upper, lower; the rest kept), or
-    a random string of the alphabet at a training text's length. Characters no style of the
-    generator can draw are left out of them (`undrawable`; the photos still teach them). Each
-    item is (image tensor, tokens, no boxes), drawn from the seeded `random` (SeededSamples)."""
-
-    def __init__(self, texts, tokenizer, size, image_size, crop_size):
-        from synth import line  # the generator's fonts load only when mixed in
-        self.render = line.render_line
-        alphabet = sorted({c for t in texts for c in t})
-        self.undrawable = line.uncovered("".join(alphabet))
-        drop = set(self.undrawable)
-        self.texts = [t for t in ("".join(c for c in t if c not in drop) for t in texts) if t]
-        if not self.texts:
-            raise ValueError(f"no synthetic lines: the text generator draws none of "
-                             f"{''.join(alphabet)!r}")
-        self.alphabet = sorted({c for t in self.texts for c in t})
-        self.classes = {}
-        for c in self.alphabet:
-            self.classes.setdefault(char_class(c), []).append(c)
-        self.tokenizer = tokenizer
-        self.size = size
-        self.image_size = image_size
-        self.crop_size = crop_size
-        self.jitter = T.ColorJitter(*PHOTO_JITTER)
-
-    def __len__(self):
-        return self.size
-
-    def sample_text(self):
-        """A look-alike of a random training text, or a random string at its length."""
-        model = random.choice(self.texts)
-        if random.random() < SYNTH_RANDOM:
-            return "".join(random.choice(self.alphabet) for _ in model)
-        out = []
-        for c in model:
-            if random.random() < SYNTH_KEEP:
-                out.append(c)
-            else:
-                out.append(random.choice(self.classes[char_class(c)]))
-        return "".join(out)
-
-    def drawn(self):
-        """(text, PIL image) of a look-alike that one style draws whole: each character has a
-        style, but a mix of them may have none in common, so a few draws may be needed."""
-        for _ in range(SYNTH_TRIES):
-            text = self.sample_text()
-            rng = np.random.default_rng(random.getrandbits(64))
-            try:
-                return text, self.render(rng, text)
-            except ValueError:  # no single style draws this mix: draw another text
-                continue
-        text = random.choice(random.choice(self.texts))  # one character: some style draws it
-        return text, self.render(np.random.default_rng(random.getrandbits(64)), text)
-
-    def __getitem__(self, i):
-        text, img = self.drawn()
-        img = resize_region(img, self.image_size)
-        x = centre_input(text_augment(img, self.jitter), self.crop_size)  # (3, H, W)
-        tokens = self.tokenizer.encode(token_text(text)).long()  # (len(text) + 2,)
-        return x, tokens, torch.zeros((0, 4))
-
-
-# -----------------------------------------------------------------------------
 # deterministic sampling for training: what makes train.py --resume exact
 
 class EpochTagged(torch.utils.data.DistributedSampler):
@@ -385,9 +214,40 @@ def load_data(args, vocab=None, extend=False):
     """(tokenizer, training set of all JSONs minus the held-out images, validation set or None,
     the number of records in each --train-json) from train.py's flags (--train-json, --val-json,
     --val-size, --max-len where given, --image-size, --crop-size, --max-pixels, --augment,
-    --augment-style, --loose). The checkpoint keeps the counts: resume checks the JSONs.
-    vocab: a checkpoint's vocabulary, kept as it is, or with extend the training texts'
+    --augment-style, --loose, --synth-mix). The checkpoint keeps the counts: resume checks the
+    JSONs. vocab: a checkpoint's vocabulary, kept as it is, or with extend the training texts'
     characters it lacks appended (fine-tuning)."""
+    splits = read_splits(args)
+    val_split = splits.pop() if args.val_json else None
+    json_records = [len(records) for _, records in splits]
+    texts = [record_text(r) for _, records in splits for r in records]
+    tokenizer = training_tokenizer(texts, vocab, extend, args.train_json)
+    image_dir, first = splits[0]
+    if not 0 <= args.val_size < len(first):
+        raise ValueError(f"{args.train_json[0]}: holds {len(first)} images; "
+                         f"--val-size {args.val_size} must be >= 0 and leave one to train on")
+    held = set(random.Random(VAL_SEED).sample(range(len(first)), args.val_size))
+    parts = [(image_dir, [r for i, r in enumerate(first) if i not in held])] + splits[1:]
+
+    def dataset(source, train):
+        return SVHNDataset(source, tokenizer, train=train, image_size=args.image_size,
+                           crop_size=args.crop_size, max_pixels=args.max_pixels,
+                           loose=args.loose, style=args.augment_style)
+    train_sets = [dataset(part, args.augment) for part in parts]
+    if args.synth_mix:
+        train_sets.append(mixed_synth_lines(train_sets, tokenizer, args))
+    train_set = ConcatDataset(train_sets)
+    val_set = None
+    if held:
+        val_set = dataset((image_dir, [first[i] for i in sorted(held)]), False)
+    if val_split is not None:
+        val_set = dataset(val_split, False)
+    return tokenizer, train_set, val_set, json_records
+
+
+def read_splits(args):
+    """[(image folder, records)] of every --train-json, then --val-json if given: each file must
+    exist, and with --max-len given every text must fit it."""
     paths = list(args.train_json)
     if args.val_json:
         paths.append(args.val_json)
@@ -403,60 +263,39 @@ def load_data(args, vocab=None, extend=False):
                     raise ValueError(f"{path}: record {i + 1} ({r['name']!r}): text "
                                      f"{record_text(r)!r} is longer than --max-len "
                                      f"{args.max_len}; raise --max-len or leave it out")
-    val_split = splits.pop() if args.val_json else None
-    json_records = [len(records) for _, records in splits]
-    records = [r for _, records in splits for r in records]
-    if vocab and extend:
-        vocab = extend_vocab(vocab, records)
-    unknown = unknown_chars((record_text(r) for r in records), vocab) if vocab else {}
-    if unknown:  # resuming on data the vocabulary lacks would train those characters as <unk>
-        raise ValueError(f"{' '.join(args.train_json)}: characters {''.join(sorted(unknown))!r} "
-                         f"are not in the checkpoint's vocabulary; start a new --out")
-    if vocab:
-        tokenizer = tokenizer_from_vocab(vocab)
-    else:
-        tokenizer = build_tokenizer(records)
-    image_dir, first = splits[0]
-    if not 0 <= args.val_size < len(first):
-        raise ValueError(f"{args.train_json[0]}: holds {len(first)} images; "
-                         f"--val-size {args.val_size} must be >= 0 and leave one to train on")
-    held = set(random.Random(VAL_SEED).sample(range(len(first)), args.val_size))
-    parts = [(image_dir, [r for i, r in enumerate(first) if i not in held])] + splits[1:]
+    return splits
 
-    def dataset(source, train):
-        return SVHNDataset(source, tokenizer, train=train, image_size=args.image_size,
-                           crop_size=args.crop_size, max_pixels=args.max_pixels,
-                           loose=args.loose, style=args.augment_style)
-    train_sets = [dataset(part, args.augment) for part in parts]
-    if args.synth_mix:
-        texts = [t for part in train_sets for t in part.texts]
-        size = round(len(texts) * args.synth_mix / (1 - args.synth_mix))
-        synth = SynthLines(texts, tokenizer, size, args.image_size, args.crop_size)
-        if synth.undrawable:
-            print(f"--synth-mix: no style draws {''.join(synth.undrawable)!r}: only the "
-                  f"photos teach them")
-        train_sets.append(synth)
-    train_set = ConcatDataset(train_sets)
-    val_set = None
-    if held:
-        val_set = dataset((image_dir, [first[i] for i in sorted(held)]), False)
-    if val_split is not None:
-        val_set = dataset(val_split, False)
-    return tokenizer, train_set, val_set, json_records
+
+def training_tokenizer(texts, vocab, extend, train_json):
+    """The tokenizer of the training `texts`: built from them, or a checkpoint's `vocab` (with
+    extend: grown by their new characters); ValueError for a character a kept vocabulary lacks,
+    which resuming would train as <unk>."""
+    if vocab and extend:
+        vocab = extend_vocab(vocab, texts)
+    if not vocab:
+        return build_tokenizer(texts)
+    unknown = unknown_chars(texts, vocab)
+    if unknown:
+        raise ValueError(f"{' '.join(train_json)}: characters {''.join(sorted(unknown))!r} "
+                         f"are not in the checkpoint's vocabulary; start a new --out")
+    return tokenizer_from_vocab(vocab)
+
+
+def mixed_synth_lines(train_sets, tokenizer, args):
+    """--synth-mix: SynthLines drawing that share of every epoch's images, in the training texts'
+    characters, lengths and layouts."""
+    texts = [t for part in train_sets for t in part.texts]
+    size = round(len(texts) * args.synth_mix / (1 - args.synth_mix))
+    synth = SynthLines(texts, tokenizer, size, args.image_size, args.crop_size)
+    if synth.undrawable:
+        print(f"--synth-mix: no style draws {''.join(synth.undrawable)!r}: only the "
+              f"photos teach them")
+    return synth
 
 
 def longest_text(dataset):
     """Characters in the longest text of a training set (a ConcatDataset of SVHNDatasets)."""
     return max(len(t) for part in dataset.datasets for t in part.texts)
-
-
-def split_median_aspect(image_dir, records, sample=200):
-    """Median width / height of the regions a split's images are read from, over up to `sample`
-    records spread over it (images.median_aspect: image headers only, for records without a
-    region)."""
-    step = max(1, len(records) // sample)
-    return images.median_aspect(image_dir, [(r["name"], record_region(r))
-                                            for r in records[::step]])
 
 
 # -----------------------------------------------------------------------------

@@ -14,7 +14,6 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
 from types import SimpleNamespace
 
 import torch
@@ -25,10 +24,11 @@ from torch.utils.data import DataLoader, Subset
 from model import DEFAULT_CONFIG, HEADS, build_model, load_encoder, load_grown, parse_size
 import data
 from formats.records import SVHN_ROOT
-from support import budget, checkpoint, devices, engine, runs, start, threads
+from support import checkpoint, devices, runs, threads
 from support.images import MAX_PIXELS
 from support.script import run_main
 from support.tokenizer import BOS, EOS, PAD
+from training import augment, budget, engine, start
 
 # -----------------------------------------------------------------------------
 # defaults: the seed's recipe. `python train.py` with no flags trains exactly this.
@@ -40,7 +40,7 @@ CROP_SIZE = DEFAULT_CONFIG["crop_size"]  # ...then cropped: at random in trainin
                       # at the centre in evaluation
 AUGMENT = True        # random resized crop (scale 0.7-1) + colour jitter 0.5 on training images
 LOOSE = 0.0           # share of training crops widened at random toward the whole photo
-AUGMENT_STYLE = "seed"  # seed: random resized crop + colour jitter; photo: data.photo_augment
+AUGMENT_STYLE = "seed"  # seed: random resized crop + colour jitter; photo: augment.photo_augment
 SYNTH_MIX = 0.0       # share of training images drawn by the text generator (0: none, the seed)
 NORMALIZE = DEFAULT_CONFIG["normalize"]  # pixels enter the encoder in [0, 1]
 # model (DEFAULT_CONFIG)
@@ -68,7 +68,7 @@ PRECISION = "fp32"    # bf16 / fp16: autocast (fp16 with a loss scaler on CUDA)
 # system
 SEED = 0
 MAX_MINUTES = 0.0     # time budget (0: none); the epochs are cut to what fits, planned from a
-                      # steady epoch (support/budget.py)
+                      # steady epoch (training/budget.py)
 # model sizes; "cpu" trains at a useful speed on 2 cores
 PRESETS = {"cpu": {"plan": "32 M 64 M 128 M 128", "hidden": 128}}
 # fine-tuning (--init): defaults for a few hundred real photos, replacing the recipe's where not
@@ -105,7 +105,7 @@ def add_data_flags(a, rare):
       help="probability that a training crop is widened at random toward the whole image (each "
            "side a uniform part of the way to the edge), so that the model also reads photos "
            "given without a box (predict.py); 0: always the recipe's crop")
-    a("--augment-style", choices=data.STYLES, default=AUGMENT_STYLE,
+    a("--augment-style", choices=augment.STYLES, default=AUGMENT_STYLE,
       help="seed: the recipe's random resized crop (scale 0.7-1) and colour jitter 0.5; photo: "
            "sides moved up to 6%%, a turn up to 3 degrees, milder jitter, sometimes a blur "
            "(worse than seed on real plates, README); text: for lines framed by their whole "
@@ -273,19 +273,15 @@ def size_arg(text):
 
 def main(argv=None):
     args = parse_args(argv)
-    ddp = "RANK" in os.environ  # launched by torchrun?
-    rank = int(os.getenv("RANK", 0))
-    world = int(os.getenv("WORLD_SIZE", 1))
-    local_rank = int(os.getenv("LOCAL_RANK", 0))
-    local_world = int(os.getenv("LOCAL_WORLD_SIZE", 1))
+    procs = start.Processes.from_environment()
     try:  # under torchrun, plain "cuda" means this process's GPU
-        device = devices.device_from_flag(args.device, local_rank, local_world)
+        device = devices.device_from_flag(args.device, procs.local_rank, procs.local_world)
     except ValueError as e:  # an unknown name, no such GPU or driver, no CUDA build
         sys.exit(f"train.py: error: {e}")
-    if ddp:
+    if procs.ddp:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
-        return train(args, Processes(ddp, rank, world, local_world), device)
+        return train(args, procs, device)
     except (OSError, ValueError, FloatingPointError) as e:  # e.g. an unreadable image in a worker
         runs.forget_unstarted(args.out)
         # a worker's error holds its traceback: keep the last line
@@ -296,75 +292,73 @@ def main(argv=None):
         sys.exit(f"\ntrain.py: {runs.interrupted_message(args.out)}")
     finally:
         runs.release_runs()
-        if ddp:
+        if procs.ddp:
             dist.destroy_process_group()
 
 
-@dataclass
-class Processes:
-    """This process among the run's: under torchrun one per GPU (or CPU share)."""
-    ddp: bool
-    rank: int
-    world: int
-    local_world: int  # processes on this node
-
-    @property
-    def master(self):
-        return self.rank == 0
-
-
 def train(args, procs, device):
-    """Set up (resume or fresh start, data, model, optimizer, loaders), then train epoch by epoch,
-    saving the checkpoints and logs after each."""
+    """Resolve the run (flags, checkpoint, data), build the model and what the loop steps, then
+    train epoch by epoch, saving the checkpoints and logs after each."""
     started = time.time()
     workers = set_threads(args, device, procs.local_world)
     files = run_paths(args)
-    ckpt, resume = start.open_run(args, files, procs)
-    run, init = start.settle(args, ckpt, resume, procs.master)
-    vocab = ckpt["vocab"] if ckpt else init[1] if init else None
-    tokenizer, train_set, val_set, json_records = data.load_data(run, vocab, extend=bool(init))
-    if ckpt and ckpt["args"].get("json_records") not in (None, json_records):
-        raise ValueError(f"{resume}: trained on {ckpt['args']['json_records']} records of "
-                         f"{' '.join(run.train_json)}, which now hold {json_records}; "
-                         f"the data changed: use a new --out")
-    max_len = run.max_len
-    if not ckpt and "max_len" not in run.model_flags:  # the cap follows the data
-        max_len = max(max_len, data.longest_text(train_set) + MAX_LEN_MARGIN)
-    relaid = ckpt["args"].get("relaid") if ckpt else None  # where --max-minutes cut the plan
-    run = argparse.Namespace(**{**vars(run), "max_len": max_len, "json_records": json_records,
-                                "relaid": relaid})
-    if not ckpt:  # a resumed run's input was checked when it started
-        start.check_input_shape(run, data.longest_text(train_set))
-    model = build(run, tokenizer, init, device)
-    unreadable = model.decoder.unreadable(t for part in train_set.datasets for t in part.texts)
+    run = resolve(args, files, procs)
+    model = build(run, device)
+    unreadable = model.decoder.unreadable(t for part in run.train_set.datasets for t in part.texts)
     if unreadable and procs.master:  # e.g. the ctc head: a text longer than the input's frames
-        print(f"train.py: {unreadable} training text(s) are too long for the {run.head} head at "
-              f"--crop-size {run.crop_size}: they count for nothing in the loss (a wider input "
-              f"reads them)", file=sys.stderr)
-    parts = make_parts(run, model, tokenizer, train_set, val_set, workers, procs, device, files)
-    state = start.restore(ckpt, resume, parts, files, procs, device)
+        print(f"train.py: {unreadable} training text(s) are too long for the {run.flags.head} "
+              f"head at --crop-size {run.flags.crop_size}: they count for nothing in the loss (a "
+              f"wider input reads them)", file=sys.stderr)
+    parts = make_parts(run, model, workers, procs, device, files)
+    state = start.restore(run.resumed, parts, files, procs, device)
     if state.epoch >= parts.plan.epochs:  # say so, rather than list files as written
         if procs.master:
-            print(f"{resume} already holds epoch {state.epoch} of --epochs {parts.plan.epochs}: "
-                  f"nothing to train")
+            print(f"{run.resumed.path} already holds epoch {state.epoch} of --epochs "
+                  f"{parts.plan.epochs}: nothing to train")
         return 0
     if procs.ddp:  # after restoring: rank 0's weights are broadcast to the others here
         parts.model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if procs.master and not run.dry_run:
-        prepare_outputs(run, files, ckpt, state)
-        origin = "from scratch"
-        if ckpt:
-            origin = f"resuming {resume} after epoch {state.epoch} (step {state.step})"
-        elif init:
-            origin = f"fine-tuning {run.init}"
-        parameters = sum(p.numel() for p in model.parameters())
-        print(f"{len(train_set)} training images, {len(val_set or [])} validation, "
+    if procs.master and not run.flags.dry_run:
+        prepare_outputs(run, files, state)
+        print(f"{len(run.train_set)} training images, {len(run.val_set or [])} validation, "
               f"{procs.world} process(es) on {device}, {workers} loader workers, "
-              f"{parameters:,} parameters, {origin}")
+              f"{sum(p.numel() for p in model.parameters()):,} parameters, {origin(run, state)}")
     try:
         return run_epochs(run, parts, state, files, procs, started)
     finally:  # dropped, the loaders stop their persistent workers (which hold the run lock too)
         parts.loader = parts.val_loader = None
+
+
+def resolve(args, files, procs):
+    """The run, made once (start.Run): the checkpoint resumed (read once) or --init's, the flags
+    they fix or the data chooses, the vocabulary, the data, and the decoding cap."""
+    resumed = start.open_run(args, files, procs)
+    flags, init = start.settle(args, resumed, procs.master)
+    vocab = None
+    if resumed:
+        vocab = resumed.ckpt["vocab"]
+    elif init:
+        vocab = init.vocab
+    tokenizer, train_set, val_set, json_records = data.load_data(flags, vocab, extend=bool(init))
+    longest = data.longest_text(train_set)
+    relaid = None
+    if resumed:  # its cap and input were set and checked when it started
+        start.check_same_data(resumed, flags.train_json, json_records)
+        relaid = resumed.ckpt["args"].get("relaid")  # where --max-minutes cut the plan
+    else:
+        if "max_len" not in flags.model_flags:  # the cap follows the data
+            flags.max_len = max(flags.max_len, longest + MAX_LEN_MARGIN)
+        start.check_input_shape(flags, longest)
+    return start.Run(flags, resumed, init, tokenizer, train_set, val_set, json_records, relaid)
+
+
+def origin(run, state):
+    """Where the run's weights start, for the line before the first epoch."""
+    if run.resumed:
+        return f"resuming {run.resumed.path} after epoch {state.epoch} (step {state.step})"
+    if run.init:
+        return f"fine-tuning {run.init.path}"
+    return "from scratch"
 
 
 # -- set-up ---------------------------------------------------------------------------------------
@@ -403,35 +397,39 @@ def run_paths(args):
                            val_csv=os.path.join(args.out, "val.csv"), plots=plots)
 
 
-def build(run, tokenizer, init, device):
+def build(run, device):
     """The model of the run's config on `device`, seeded alike on every rank; with --init its
     weights copied in (new characters' rows keep the fresh initialisation)."""
-    config = {key: getattr(run, key) for key in start.MODEL_ARGS}
-    config.update(vocab_size=len(tokenizer.vocab), pad_id=PAD, eos_id=EOS, bos_id=BOS)
-    torch.manual_seed(run.seed)  # the same initial weights on every rank
+    vocab = run.tokenizer.vocab
+    config = {key: getattr(run.flags, key) for key in start.MODEL_ARGS}
+    config.update(vocab_size=len(vocab), pad_id=PAD, eos_id=EOS, bos_id=BOS)
+    torch.manual_seed(run.flags.seed)  # the same initial weights on every rank
     model = build_model(config)
-    if init and init[0].config["head"] != config["head"]:  # the encoder only; a fresh head
-        load_encoder(model, init[0].state_dict())
-        print(f"fine-tuning {run.init}: its encoder, with a new {config['head']} head "
-              f"(it had {init[0].config['head']})")
+    init = run.init
+    if init and init.model.config["head"] != config["head"]:  # the encoder only; a fresh head
+        load_encoder(model, init.model.state_dict())
+        print(f"fine-tuning {init.path}: its encoder, with a new {config['head']} head "
+              f"(it had {init.model.config['head']})")
     elif init:  # old rows copied bit for bit
-        load_grown(model, init[0].state_dict(), len(init[1]))
-        added = tokenizer.vocab[len(init[1]):]
+        load_grown(model, init.model.state_dict(), len(init.vocab))
+        added = vocab[len(init.vocab):]
         note = f", {len(added)} added: {''.join(added)!r}" if added else ""
-        print(f"fine-tuning {run.init}: {len(init[1])} tokens kept{note}")
+        print(f"fine-tuning {init.path}: {len(init.vocab)} tokens kept{note}")
     return model.to(device, memory_format=devices.memory_format(device))
 
 
-def make_loaders(run, train_set, val_set, sampler, workers, procs, device):
+def make_loaders(run, sampler, workers, procs, device):
     """(training loader, validation loader or None) with `workers` loader processes each. Each
     has a generator of its own: a loader draws its workers' base seed from it when it starts
     them (each epoch, or once with persistent workers), which from torch's global generator
     would move dropout's random stream by a draw that a resumed run or another worker count
     makes at another epoch. SeededSamples seeds every sample itself."""
-    loader_kw = dict(batch_size=run.batch_size, collate_fn=data.collate, num_workers=workers,
-                     pin_memory=device.type == "cuda", persistent_workers=workers > 0)
-    loader = DataLoader(data.SeededSamples(train_set, run.seed), sampler=sampler,
+    loader_kw = dict(batch_size=run.flags.batch_size, collate_fn=data.collate,
+                     num_workers=workers, pin_memory=device.type == "cuda",
+                     persistent_workers=workers > 0)
+    loader = DataLoader(data.SeededSamples(run.train_set, run.flags.seed), sampler=sampler,
                         generator=torch.Generator(), **loader_kw)
+    val_set = run.val_set
     if not val_set:
         return loader, None
     # validation's workers start for each pass: kept alive, they would double the processes
@@ -440,65 +438,49 @@ def make_loaders(run, train_set, val_set, sampler, workers, procs, device):
     return loader, DataLoader(shard, generator=torch.Generator(), **val_kw)
 
 
-def make_parts(run, model, tokenizer, train_set, val_set, workers, procs, device, files):
+def make_parts(run, model, workers, procs, device, files):
     """What the loop steps: the model (model: wrapped by DDP under torchrun once restored;
-    raw_model: the module itself), its tokenizer, optimizer, lr schedule and its EpochPlan, loss
-    scaler, sampler, loaders, and the fixed settings engine.train_one_epoch reads (with the
-    Follower that keeps the threads in line with the load)."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=run.lr, weight_decay=run.weight_decay)
-    sampler = data.EpochTagged(train_set, procs.world, procs.rank, shuffle=True, seed=run.seed)
-    loader, val_loader = make_loaders(run, train_set, val_set, sampler, workers, procs, device)
-    plan = budget.EpochPlan(run.epochs, run.relaid)
-    autocast = devices.autocast(device, run.precision)
-    note = devices.emulated_bf16_note(device, run.precision)  # e.g. a T4: right, but slow
+    raw_model: the module itself), its optimizer, lr schedule and its EpochPlan, loss scaler,
+    sampler, loaders, and the fixed settings engine.train_one_epoch reads (with the Follower
+    that keeps the threads in line with the load)."""
+    flags = run.flags
+    optimizer = torch.optim.AdamW(model.parameters(), lr=flags.lr,
+                                  weight_decay=flags.weight_decay)
+    sampler = data.EpochTagged(run.train_set, procs.world, procs.rank, shuffle=True,
+                               seed=flags.seed)
+    loader, val_loader = make_loaders(run, sampler, workers, procs, device)
+    plan = budget.EpochPlan(flags.epochs, run.relaid)
+    autocast = devices.autocast(device, flags.precision)
+    note = devices.emulated_bf16_note(device, flags.precision)  # e.g. a T4: right, but slow
     if note and procs.master:
         print(f"train.py: {note}")
     settings = SimpleNamespace(device=device, autocast=autocast,
-                               memory_format=devices.memory_format(device), clip=run.clip,
-                               world=procs.world, ddp=procs.ddp, epochs=run.epochs,
-                               dry_run=run.dry_run, last_path=files.last,
+                               memory_format=devices.memory_format(device), clip=flags.clip,
+                               world=procs.world, ddp=procs.ddp, epochs=flags.epochs,
+                               dry_run=flags.dry_run, last_path=files.last,
                                show_bar=procs.master,
-                               follow=threads.follower(device, run.threads, procs.local_world))
-    return SimpleNamespace(model=model, raw_model=model, tokenizer=tokenizer, optimizer=optimizer,
-                           scheduler=make_scheduler(run, optimizer, len(loader), plan),
-                           scaler=devices.loss_scaler(device, run.precision), plan=plan,
+                               follow=threads.follower(device, flags.threads, procs.local_world))
+    return SimpleNamespace(model=model, raw_model=model, optimizer=optimizer,
+                           scheduler=budget.make_scheduler(flags, optimizer, len(loader), plan),
+                           scaler=devices.loss_scaler(device, flags.precision), plan=plan,
                            sampler=sampler, loader=loader, val_loader=val_loader,
                            settings=settings, workers=workers,
-                           loaders=lambda n: make_loaders(run, train_set, val_set, sampler, n,
-                                                          procs, device))
+                           loaders=lambda n: make_loaders(run, sampler, n, procs, device))
 
 
-def make_scheduler(args, optimizer, steps_per_epoch, plan=None):
-    """All schedules step once per batch; --milestones are in epochs. The cosine schedule reads
-    plan (None: an EpochPlan of --epochs) on every step: --max-minutes may cut the run."""
-    plan = plan or budget.EpochPlan(args.epochs)
-    total = plan.epochs * steps_per_epoch
-    if args.schedule == "step":
-        return torch.optim.lr_scheduler.MultiStepLR(
-            optimizer, [m * steps_per_epoch for m in args.milestones], gamma=args.gamma)
-    warm = max(2, int(args.warmup * total))  # OneCycleLR divides by (warm-up steps - 1)
-    if args.schedule == "onecycle":  # (a short run gets a longer cycle than it will step through)
-        steps = max(total, warm + 1)
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=steps,
-                                                   pct_start=warm / steps)
-
-    def cosine(s):
-        return budget.cosine_factor(s, plan.epochs * steps_per_epoch, args.warmup, plan.anchor)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
-
-
-def prepare_outputs(run, files, ckpt, state):
+def prepare_outputs(run, files, state):
     """Rank 0, before the first epoch: temp files of a killed save removed, every output checked
     writable (now, not after an epoch) and never another run's or a user's file, the logs cut
     back to the checkpoint's step."""
-    runs.remove_stale_temps(run.out, run.plot)  # left by a kill during a save
+    flags = run.flags
+    runs.remove_stale_temps(flags.out, flags.plot)  # left by a kill during a save
     outputs = [("--out", files.last)]
-    inputs = [*run.train_json, run.val_json, run.init, run.resume]
-    runs.check_plot(run.plot, run.out, run.overwrite, inputs)
-    if run.plot:
-        outputs.append(("--plot", run.plot))
+    inputs = [*flags.train_json, flags.val_json, flags.init, flags.resume]
+    runs.check_plot(flags.plot, flags.out, flags.overwrite, inputs)
+    if flags.plot:
+        outputs.append(("--plot", flags.plot))
     runs.check_writable(outputs)
-    last_step = state.step if ckpt else None
+    last_step = state.step if run.resumed else None
     runs.trim_csv(files.loss_csv, runs.LOSS_HEADER, last_step)
     runs.trim_csv(files.val_csv, runs.VAL_HEADER, last_step)
 
@@ -519,8 +501,8 @@ def run_epochs(run, parts, state, files, procs, started):
             settings = parts.settings
             acc = engine.validate(parts.raw_model, parts.val_loader, settings.device,
                                   settings.autocast, settings.memory_format, procs.ddp,
-                                  1 if run.dry_run else None)
-        if run.dry_run:
+                                  1 if run.flags.dry_run else None)
+        if run.flags.dry_run:
             print(f"rank {procs.rank}: dry run ok: one batch, loss {trained.last_loss:.4f}, "
                   f"val acc {acc or 0:.4f}")
             return 0
@@ -532,7 +514,7 @@ def run_epochs(run, parts, state, files, procs, started):
             save_epoch(run, parts, state, files, trained, acc)
             timing.saves.append(time.time() - save_start)
     if procs.master:  # the files that exist: a resumed run may lack early epochs' checkpoints
-        print(f"wrote {runs.written(run.out, run.plot)}")
+        print(f"wrote {runs.written(run.flags.out, run.flags.plot)}")
     return 0
 
 
@@ -542,7 +524,7 @@ def follow_load(run, parts, procs):
     order and every sample's augmentation do not depend on the workers (SeededSamples)."""
     follow = parts.settings.follow
     follow.check()
-    if run.workers is not None:
+    if run.flags.workers is not None:
         return
     workers = follow.workers(parts.workers)
     if workers == parts.workers:
@@ -558,7 +540,8 @@ def plan_budget(run, parts, state, procs, started, timing, trained):
     """--max-minutes, after an epoch's validation: the epochs that fit, planned from the first
     epoch's median step, then from the later epochs' times (rank 0's); a cut re-lays the cosine
     from its lr at this step (no jump) and is recorded in this epoch's checkpoint."""
-    if not run.max_minutes:
+    max_minutes = run.flags.max_minutes
+    if not max_minutes:
         return
     now = time.time()
     if timing.first is None:  # from the median step: a warm-up's slow first steps do not count
@@ -567,26 +550,26 @@ def plan_budget(run, parts, state, procs, started, timing, trained):
     seconds = budget.epoch_seconds(timing.first, timing.work, timing.saves)
     plan = parts.plan
     fit = devices.from_rank0(
-        lambda: budget.epochs_that_fit(run.max_minutes, now - started, state.epoch, seconds,
+        lambda: budget.epochs_that_fit(max_minutes, now - started, state.epoch, seconds,
                                        plan.epochs), procs.ddp, procs.rank)
     if fit == plan.epochs:
         return
     if procs.master:
-        print(f"--max-minutes {run.max_minutes:g}: {fit} of {plan.epochs} epochs fit "
+        print(f"--max-minutes {max_minutes:g}: {fit} of {plan.epochs} epochs fit "
               f"({seconds:.1f} s an epoch)")
     steps = plan.epochs * len(parts.loader)  # the cosine's factor now, where the cut starts
     budget.cut(plan, fit, state.step,
-               budget.cosine_factor(state.step, steps, run.warmup, plan.anchor))
+               budget.cosine_factor(state.step, steps, run.flags.warmup, plan.anchor))
 
 
 def train_epoch(run, parts, state, files, procs):
     """One pass over the training loader (engine.train_one_epoch), its steps logged to
     loss.csv by rank 0; state.step moves on. Every source of randomness in the epoch is derived
     from (seed, epoch, rank): resume is exact."""
-    torch.manual_seed((run.seed * 1000 + state.epoch) * 1000 + procs.rank)
+    torch.manual_seed((run.flags.seed * 1000 + state.epoch) * 1000 + procs.rank)
     parts.sampler.set_epoch(state.epoch)
     log = None
-    if procs.master and not run.dry_run:
+    if procs.master and not run.flags.dry_run:
         log = open(files.loss_csv, "a", newline="", buffering=1)  # line-buffered
     try:
         trained = engine.train_one_epoch(parts.model, parts.loader, parts.optimizer,
@@ -608,18 +591,17 @@ def save_epoch(run, parts, state, files, trained, acc):
     if improved:
         state.best = acc
     device = parts.settings.device
-    # the flags the run ran with, and where --max-minutes cut the plan
-    recorded = {**vars(run), "epochs": parts.plan.epochs, "relaid": parts.plan.anchor}
     ckpt = checkpoint.make_checkpoint(
-        parts.raw_model, parts.tokenizer.vocab, optimizer=parts.optimizer,
+        parts.raw_model, run.tokenizer.vocab, optimizer=parts.optimizer,
         scheduler=parts.scheduler, scaler=parts.scaler, epoch=state.epoch, step=state.step,
-        rng=checkpoint.rng_states(device), best_metric=state.best, args=recorded,
+        rng=checkpoint.rng_states(device), best_metric=state.best,
+        args=run.recorded(parts.plan),
         world=parts.settings.world, steps_per_epoch=len(parts.loader))
     # the epoch's weights, as the seed keeps a file per epoch: enough to evaluate, not to resume
     kept_keys = ("format", "config", "vocab", "model", "epoch", "step")
-    if run.epoch_checkpoints:
+    if run.flags.epoch_checkpoints:
         weights = {key: ckpt[key] for key in kept_keys}
-        checkpoint.save_checkpoint(weights, os.path.join(run.out, epoch_name(state.epoch)))
+        checkpoint.save_checkpoint(weights, os.path.join(run.flags.out, epoch_name(state.epoch)))
     # epoch-N.pt and best.pt before last.pt: a kill between them leaves last.pt behind
     # (resume redoes the epoch), never the others
     if improved:
@@ -631,7 +613,7 @@ def save_epoch(run, parts, state, files, trained, acc):
         row = [state.step, state.epoch, round(trained.mean_loss, 6), val_acc,
                round(images_per_s, 1), round(trained.seconds, 1)]
         csv.writer(f).writerow(row)
-    runs.plot_curves(run.out, files.plots)  # redrawn after every epoch
+    runs.plot_curves(run.flags.out, files.plots)  # redrawn after every epoch
     val = "" if acc is None else f", val acc {acc:.4f} (best {state.best:.4f})"
     cpu = f", {torch.get_num_threads()} threads at the end" if device.type == "cpu" else ""
     print(f"epoch {state.epoch}: train loss {trained.mean_loss:.4f}{val}, "

@@ -19,6 +19,7 @@ import torch
 
 import data
 from bench.image_sets import make_temp_split
+from training import augment
 
 
 def images_per_second(dataset, workers, batch_size, batches):
@@ -40,8 +41,8 @@ def compare_v2(dataset, n, repeats):
     tensors."""
     import torchvision.transforms.v2 as T2
     c = dataset.crop_size
-    v2 = T2.Compose([T2.PILToTensor(), T2.RandomResizedCrop(c, scale=data.SCALE, antialias=True),
-                     T2.ColorJitter(*[data.JITTER] * 4), T2.ToDtype(torch.float32, scale=True)])
+    v2 = T2.Compose([T2.PILToTensor(), T2.RandomResizedCrop(c, scale=augment.SCALE, antialias=True),
+                     T2.ColorJitter(*[augment.JITTER] * 4), T2.ToDtype(torch.float32, scale=True)])
     crops = [dataset.load(i % len(dataset)) for i in range(n)]
     times = {"v1 PIL (data.py)": [], "v2 tensor": []}
     for _ in range(repeats):

@@ -25,6 +25,7 @@ import eval as ev
 from bench.image_sets import write_images
 from build_model import DEFAULT_CONFIG, build_model
 from data import SVHNDataset, collate
+from formats.records import record_text
 from support import inference
 from support.atomic import atomic_open
 from support.tokenizer import build_tokenizer
@@ -77,7 +78,8 @@ def main():
     with tempfile.TemporaryDirectory() as root:
         # the tests' image sets, about the size of SVHN test images (130x55), 1-3 light digits
         records = write_images(root, args.images, margin=40, height=55)
-        dataset = SVHNDataset((root, records), build_tokenizer(records), train=False)
+        tokenizer = build_tokenizer(map(record_text, records))
+        dataset = SVHNDataset((root, records), tokenizer, train=False)
         preloaded = torch.stack([dataset[i][0] for i in range(len(dataset))])
         # warm-up: first calls pick oneDNN kernels
         one_at_a_time(model, dataset, range(2))

@@ -1,14 +1,15 @@
 """A split JSON's records (prepare_data.py's format): the file read and every record checked, and
-what a record says: the text its image shows and the region of the image the model sees.
+what a record says: the text its image shows and the region of the image the model sees (and a
+split's median region aspect, from which --init picks a fine-tuning input shape).
 
 prepare_data.py writes one JSON per split once (from digitStruct.mat or a labels CSV); the
-datasets (data.py), the tokenizer's vocabulary (tokenizer.py), eval.py and play.py read it here.
+datasets (data.py), training/start.py, eval.py and play.py read it here.
 """
 import json
 import math
 import os
 
-from support.images import crop_box, whole_pixels
+from support.images import crop_box, median_aspect, whole_pixels
 from support.inputs import MAX_TEXT_CHARS, is_utf8, read_input, shown
 
 SVHN_ROOT = "data/svhn"  # prepare_data.py's folder for SVHN's splits ({split}.json)
@@ -149,3 +150,12 @@ def record_region(r):
     else:
         left, top, width, height = crop_box(r["boxes"])
     return left, top, left + width, top + height
+
+
+def split_median_aspect(image_dir, records, sample=200):
+    """Median width / height of the regions a split's images are read from, over up to `sample`
+    records spread over it (support.images.median_aspect: image headers only, for records without a
+    region)."""
+    step = max(1, len(records) // sample)
+    return median_aspect(image_dir, [(r["name"], record_region(r))
+                                     for r in records[::step]])

@@ -65,25 +65,6 @@ def set_rng_states(states, device):
         raise ValueError(f"malformed RNG state ({type(e).__name__}: {why})") from None
 
 
-def kept_recipe(args, saved, keys, given, resume):
-    """--resume: {key: value} for the flags `keys` (args attributes) recorded in the checkpoint's
-    args `saved`, which the run takes since its optimizer and scheduler states carry them;
-    ValueError for one of them given (in `given`) with another value, rather than record a value
-    that is not applied."""
-    kept = {}
-    for key in keys:
-        value = saved.get(key)
-        if value is None:  # a checkpoint that did not record it
-            continue
-        if key in given and getattr(args, key) != value:
-            raise ValueError(f"{resume}: trained with --{key.replace('_', '-')} {value!r}, not "
-                             f"{getattr(args, key)!r}; its optimizer and lr schedule resume as "
-                             f"saved: drop the flag to resume, or start a new --out (--init "
-                             f"{resume} fine-tunes it with a new recipe)")
-        kept[key] = value
-    return kept
-
-
 def to_cpu(obj):
     """Nested dicts/lists/tuples with every tensor copied to the CPU (loads on machines without a
     GPU)."""

@@ -8,8 +8,6 @@ play.py).
 import torch
 from torchnlp.encoders.text import StaticTokenizerEncoder
 
-from formats.records import record_text
-
 RESERVED = ["<pad>", "<unk>", "</s>"]
 PAD, UNK, EOS, BOS = 0, 1, 2, 3  # <s> is the first token of every text, so it always lands at 3
 
@@ -32,12 +30,12 @@ def _encoder(texts):
                                   reserved_tokens=list(RESERVED), append_eos=True)
 
 
-def build_tokenizer(records):
-    """StaticTokenizerEncoder over the records' texts (SVHN's digits, or any characters).
+def build_tokenizer(texts):
+    """StaticTokenizerEncoder over the labels `texts` (SVHN's digits, or any characters).
 
     Vocabulary: <pad> <unk> </s> reserved, then tokens in the order pytorch-nlp first meets them
     (<s> first, then characters): it depends on the data, so checkpoints store `encoder.vocab`."""
-    return _encoder(token_text(record_text(r)) for r in records)
+    return _encoder(token_text(text) for text in texts)
 
 
 def tokenizer_from_vocab(vocab):
@@ -55,13 +53,13 @@ def tokenizer_from_vocab(vocab):
     return encoder
 
 
-def extend_vocab(vocab, records):
-    """`vocab` followed by the records' characters it lacks, in first-seen order: fine-tuning
+def extend_vocab(vocab, texts):
+    """`vocab` followed by the characters of `texts` it lacks, in first-seen order: fine-tuning
     keeps every old token's id, so the old embedding and classifier rows stay valid."""
     known = set(vocab)
     added = []
-    for r in records:
-        for c in record_text(r):
+    for text in texts:
+        for c in text:
             if c not in known:
                 known.add(c)
                 added.append(c)

@@ -12,7 +12,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from support import engine  # noqa: E402
+from training import engine  # noqa: E402
 import train  # noqa: E402
 
 rank = int(os.environ["RANK"])

@@ -1,4 +1,4 @@
-"""support/budget.py and train.py --max-minutes: the plan comes from a representative epoch, the
+"""training/budget.py and train.py --max-minutes: the plan comes from a representative epoch, the
 run ends within its budget, and a cut never makes the cosine schedule jump."""
 import csv
 import math
@@ -7,7 +7,8 @@ import time
 import pytest
 import torch
 
-from support import budget, threads
+from support import threads
+from training import budget
 import train
 from helpers import write_split
 

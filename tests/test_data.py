@@ -12,7 +12,8 @@ from PIL import Image, ImageDraw
 
 import data
 from support.images import crop_box, crop_image, open_image, to_rgb
-from formats.records import load_split
+from formats.records import load_split, split_median_aspect
+from training import augment, synth_lines
 from support.tokenizer import (BOS, EOS, PAD, UNK, build_tokenizer, label_ids, token_text,
                        tokenizer_from_vocab, tokens_to_text)
 
@@ -322,8 +323,7 @@ def test_the_seeds_augmentation_parameters_are_the_ones_applied(tmp_path, monkey
 # -- tokenizer -----------------------------------------------------------------------------------
 
 def test_tokenizer_ids_and_vocab_round_trip():
-    records = [{"digits": [1, 9]}, {"digits": [2, 3]}, {"digits": [0, 1, 5]}]
-    enc = build_tokenizer(records)
+    enc = build_tokenizer(["19", "23", "015"])
     assert enc.vocab[:4] == ["<pad>", "<unk>", "</s>", "<s>"]
     assert (PAD, UNK, EOS, BOS) == (0, 1, 2, 3)
     assert sorted(enc.vocab[4:]) == ["0", "1", "2", "3", "5", "9"]
@@ -361,7 +361,7 @@ def test_validation_and_evaluation_read_targets_alike():
     import eval as ev
     import contextlib
 
-    from support import engine
+    from training import engine
     tokens = torch.tensor([[3, 4, 2, 0], [3, 5, 6, 2], [3, 8, 2, 0], [3, 9, 9, 2]])
     config = {"pad_id": PAD, "eos_id": EOS, "bos_id": BOS}
     assert ev.truth_ids(tokens, config) == [[4], [5, 6], [8], [9, 9]]
@@ -582,7 +582,7 @@ def test_loosen_reaches_from_the_tight_crop_to_the_whole_image():
     import random
     random.seed(0)
     region = (40, 10, 60, 30)  # x0 y0 x1 y1 inside a 100 x 50 image
-    seen = [data.loosen(region, (100, 50)) for _ in range(2000)]
+    seen = [augment.loosen(region, (100, 50)) for _ in range(2000)]
     for x0, y0, x1, y1 in seen:  # always holds the tight crop, never leaves the image
         assert 0 <= x0 <= 40 and 0 <= y0 <= 10 and 60 <= x1 <= 100 and 30 <= y1 <= 50
     lefts = [s[0] for s in seen]
@@ -591,7 +591,7 @@ def test_loosen_reaches_from_the_tight_crop_to_the_whole_image():
     assert min(rights) <= 61 and max(rights) >= 99
     # a region already past the image edge is never shrunk on that side
     for _ in range(100):
-        x0, y0, x1, y1 = data.loosen((-5, -3, 120, 30), (100, 50))
+        x0, y0, x1, y1 = augment.loosen((-5, -3, 120, 30), (100, 50))
         assert x0 == -5 and y0 == -3 and x1 == 120 and 30 <= y1 <= 50
 
 
@@ -672,7 +672,7 @@ def test_a_fifo_named_in_a_split_is_unreadable_not_a_hang(tmp_path):
         ds[0]
     assert ds[1][0].shape == (3, 54, 54)
     whole = [{"name": "pipe.png", "text": "1"}, {"name": "a.png", "text": "2"}]
-    assert data.split_median_aspect(str(tmp_path), whole) == 2.0  # the FIFO skipped, not waited on
+    assert split_median_aspect(str(tmp_path), whole) == 2.0  # the FIFO skipped, not waited on
 
 
 def test_a_link_out_of_the_data_folder_is_refused(tmp_path):
@@ -735,26 +735,26 @@ def test_text_augmentation_never_cuts_the_first_or_last_character(tmp_path):
 def test_synthetic_lines_look_like_the_training_texts(monkeypatch):
     import random
     texts = ["AB12.5", "XY90.1", "KM33.0"]
-    tokenizer = build_tokenizer([{"name": "a.png", "text": t} for t in texts])
-    ds = data.SynthLines(texts, tokenizer, 40, [32, 96], [32, 96])
+    tokenizer = build_tokenizer(texts)
+    ds = synth_lines.SynthLines(texts, tokenizer, 40, [32, 96], [32, 96])
     assert len(ds) == 40 and ds.undrawable == []
     pattern = ["upper", "upper", "digit", "digit", ".", "digit"]
-    monkeypatch.setattr(data, "SYNTH_RANDOM", 0.0)  # look-alikes only
+    monkeypatch.setattr(synth_lines, "SYNTH_RANDOM", 0.0)  # look-alikes only
     seen = set()
     for i in range(40):
         random.seed(i)
         text = ds.sample_text()
         # every character swapped within its class (digit, upper) or kept ('.')
-        assert [data.char_class(c) for c in text] == pattern
+        assert [synth_lines.char_class(c) for c in text] == pattern
         seen |= set(text)
     assert seen == set("".join(texts))  # all 14 characters, in new places
-    monkeypatch.setattr(data, "SYNTH_RANDOM", 1.0)  # random strings at a training length
+    monkeypatch.setattr(synth_lines, "SYNTH_RANDOM", 1.0)  # random strings at a training length
     patterns = set()
     for i in range(40):
         random.seed(i)
         text = ds.sample_text()
         assert len(text) == 6 and set(text) <= set("".join(texts))
-        patterns.add(tuple(data.char_class(c) for c in text))
+        patterns.add(tuple(synth_lines.char_class(c) for c in text))
     assert len(patterns) > 30
     samples = data.SeededSamples(ds, seed=3)  # as training draws them: seeded by (epoch, index)
     x, tokens, boxes = samples[(1, 7)]
@@ -769,11 +769,11 @@ def test_synthetic_lines_look_like_the_training_texts(monkeypatch):
 def test_synthetic_lines_leave_out_what_no_style_draws():
     import random
     texts = ["12\u4eac5", "7\u4eac"]  # a CJK province character no typeface here draws
-    tokenizer = build_tokenizer([{"name": "a.png", "text": t} for t in texts])
-    ds = data.SynthLines(texts, tokenizer, 8, [32, 64], [32, 64])
+    tokenizer = build_tokenizer(texts)
+    ds = synth_lines.SynthLines(texts, tokenizer, 8, [32, 64], [32, 64])
     assert ds.undrawable == ["\u4eac"]
     for i in range(8):
         random.seed(i)
         assert "\u4eac" not in ds.sample_text()
     with pytest.raises(ValueError, match="draws none"):
-        data.SynthLines(["\u4eac"], tokenizer, 8, [32, 64], [32, 64])
+        synth_lines.SynthLines(["\u4eac"], tokenizer, 8, [32, 64], [32, 64])

@@ -12,12 +12,12 @@ from PIL import Image, ImageDraw
 import build_model
 from support import checkpoint
 import data
-from support import budget, engine, start
+from training import budget, engine, start
 import eval as ev
 import prepare_data
 import train
 from helpers import overfit
-from formats.records import load_split
+from formats.records import load_split, record_text
 from support.tokenizer import (UNK, build_tokenizer, extend_vocab, token_text, tokenizer_from_vocab,
                        tokens_to_text, unknown_chars)
 
@@ -62,12 +62,12 @@ def run_train(json_path, out, *extra):
 # -- letters: tokenizer, overfitting, decoding, report ------------------------------------------
 
 def test_tokenizer_one_token_per_character():
-    enc = build_tokenizer([{"text": "A7"}, {"text": "QB"}, {"digits": [0, 7]}])
+    enc = build_tokenizer(["A7", "QB", "07"])
     assert enc.vocab == ["<pad>", "<unk>", "</s>", "<s>", "A", "7", "Q", "B", "0"]
     assert enc.encode(token_text("BA07")).tolist() == [3, 7, 4, 8, 5, 2]
     assert enc.encode(token_text("A Z")).tolist() == [3, 4, 1, 1, 2]  # unknowns: <unk>
     assert tokenizer_from_vocab(enc.vocab).vocab == enc.vocab
-    assert extend_vocab(enc.vocab, [{"text": "ZA"}, {"text": "Z1"}]) == enc.vocab + ["Z", "1"]
+    assert extend_vocab(enc.vocab, ["ZA", "Z1"]) == enc.vocab + ["Z", "1"]
     assert unknown_chars(["AZ", "ZZ1"], enc.vocab) == {"Z": 3, "1": 1}
 
 
@@ -126,7 +126,7 @@ def test_unk_prediction_never_matches_an_unknown_character():
 def test_train_py_learns_a_lettered_vocabulary(lettered, tmp_path):
     assert run_train(lettered, tmp_path, "--epochs", "1", "--val-json", lettered) == 0
     ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
-    assert ckpt["vocab"] == build_tokenizer(load_split(lettered)[1]).vocab
+    assert ckpt["vocab"] == build_tokenizer(map(record_text, load_split(lettered)[1])).vocab
     assert 0.0 <= ckpt["best_metric"] <= 1.0  # validated on --val-json
 
 
@@ -330,7 +330,7 @@ def test_max_minutes_cuts_the_epochs_and_records_it(digits, tmp_path):
     opt = torch.optim.AdamW(model.parameters(), lr=1.0)
     args = train.parse_args(["--epochs", "10", "--schedule", "cosine", "--warmup", "0"])
     plan = budget.EpochPlan(args.epochs)
-    sched = train.make_scheduler(args, opt, steps_per_epoch=10, plan=plan)
+    sched = budget.make_scheduler(args, opt, steps_per_epoch=10, plan=plan)
     for _ in range(10):
         opt.step()
         sched.step()

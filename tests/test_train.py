@@ -21,7 +21,7 @@ from PIL import Image
 
 import build_model
 from support import checkpoint
-from support import engine
+from training import budget, engine
 import train
 from helpers import write_split
 
@@ -86,13 +86,13 @@ def lrs_used(args, steps_per_epoch, resume_after=None):
     state_dicts, in train.py's order (scheduler made, then both states loaded)."""
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.AdamW([param], lr=args.lr)
-    scheduler = train.make_scheduler(args, optimizer, steps_per_epoch)
+    scheduler = budget.make_scheduler(args, optimizer, steps_per_epoch)
     used = []
     for step in range(args.epochs * steps_per_epoch):
         if resume_after is not None and step == resume_after * steps_per_epoch:
             states = optimizer.state_dict(), scheduler.state_dict()
             optimizer = torch.optim.AdamW([param], lr=args.lr)
-            scheduler = train.make_scheduler(args, optimizer, steps_per_epoch)
+            scheduler = budget.make_scheduler(args, optimizer, steps_per_epoch)
             optimizer.load_state_dict(states[0])
             scheduler.load_state_dict(states[1])
         used.append(optimizer.param_groups[0]["lr"])

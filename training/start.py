@@ -2,16 +2,18 @@
 checkpoint's weights (--init, fine-tuning). A checkpoint resumed fixes the model, the data the run
 sees and the recipe its optimizer and schedule carry (the flags given may not contradict them);
 --init fixes the model's weights and lets the data choose the fine-tuning defaults train.py leaves
-open (FINETUNE's None: input shape, epochs, validation images).
+open (FINETUNE's None: input shape, epochs, validation images). train.resolve makes the one Run
+from the flags, the checkpoint (read once) and the data.
 """
 import argparse
+import operator
 import os
+from dataclasses import dataclass
 from types import SimpleNamespace
 
-import data
+from formats.records import load_split, split_median_aspect
 from model import as_hw, format_size
 from model.encoder import parse_plan, pooled_size
-from formats.records import load_split
 from support import checkpoint, devices, runs
 
 # flags stored in the checkpoint's model config
@@ -34,8 +36,67 @@ FINETUNE_FLAGS = ("max_len", "dropout", "image_size", "crop_size")  # --init may
 SWITCHABLE = ("head", "aux_ctc")
 
 
+@dataclass
+class Processes:
+    """This process among the run's: under torchrun one per GPU (or CPU share)."""
+    ddp: bool
+    rank: int
+    world: int
+    local_rank: int  # this process among the node's
+    local_world: int  # processes on this node
+
+    @classmethod
+    def from_environment(cls):
+        """As torchrun's variables say; one process alone without them."""
+        return cls(ddp="RANK" in os.environ, rank=int(os.getenv("RANK", 0)),
+                   world=int(os.getenv("WORLD_SIZE", 1)),
+                   local_rank=int(os.getenv("LOCAL_RANK", 0)),
+                   local_world=int(os.getenv("LOCAL_WORLD_SIZE", 1)))
+
+    @property
+    def master(self):
+        return self.rank == 0
+
+
+@dataclass
+class Resumed:
+    """The checkpoint a run continues (--resume), read once."""
+    path: str
+    ckpt: dict
+
+
+@dataclass
+class InitFrom:
+    """--init's checkpoint: where fine-tuning starts, its model (config and weights) and the
+    vocabulary those weights read."""
+    path: str
+    model: object  # an OCRModel
+    vocab: list
+
+
+@dataclass
+class Run:
+    """One training run, resolved once from the flags, the checkpoint and the data."""
+    flags: argparse.Namespace  # every flag as the run uses it: given, fixed by a checkpoint or
+                               # chosen from the data (max_len included)
+    resumed: Resumed | None
+    init: InitFrom | None
+    tokenizer: object  # the vocabulary: the resumed checkpoint's, --init's grown, or the data's
+    train_set: object  # a ConcatDataset of the training JSONs' images (less those held out)
+    val_set: object  # None: no validation
+    json_records: list  # records in each --train-json: resuming checks the data is the same
+    relaid: list | None  # a resumed run's [step, lr factor]: where --max-minutes re-laid its
+                         # schedule (budget.EpochPlan.anchor)
+
+    def recorded(self, plan):
+        """ckpt["args"]: the flags, the data counts, and the epochs of the plan and where
+        --max-minutes cut it (budget.EpochPlan)."""
+        return {**vars(self.flags), "json_records": self.json_records, "epochs": plan.epochs,
+                "relaid": plan.anchor}
+
+
 def open_run(args, files, procs):
-    """(the checkpoint to resume or None, its path): --out locked for this run, and a run already
+    """The checkpoint to resume (Resumed) or None: --out locked for this run, and a run already
     there refused unless it is the one resumed (or moved aside by --overwrite). Rank 0 decides
     for every rank (other nodes may lack --out)."""
     resume = files.last if args.resume == "auto" else args.resume
@@ -59,50 +120,68 @@ def open_run(args, files, procs):
     aside = devices.from_rank0(check_out, procs.ddp, procs.rank)
     if aside and procs.master:
         print(f"--overwrite: moved the run that was in {args.out} to {aside}")
-    return ckpt, resume
+    if ckpt is None:
+        return None
+    return Resumed(resume, ckpt)
 
 
-def settle(args, ckpt, resume, master):
-    """(the run's flags, --init's (model, vocabulary) or None): the flags as given, with what the
-    checkpoint resumed fixes, or --init's model config and the defaults chosen from the data."""
-    if ckpt:
-        return argparse.Namespace(**{**vars(args), **adopt_resumed(args, ckpt, resume)}), None
-    if not args.init:
-        return args, None
-    model, vocab, flags = init_from(args, args.init)
-    run = argparse.Namespace(**{**vars(args), **flags})
-    chosen = finetune_defaults(run, model.config)
-    if chosen and master:
-        shown = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in chosen.items())
-        print(f"fine-tuning defaults from the data: {shown}")
-    return argparse.Namespace(**{**vars(run), **chosen}), (model, vocab)
+def settle(args, resumed, master):
+    """(the run's flags, InitFrom or None): the flags as given, with what the checkpoint resumed
+    fixes, or with --init's model config and the defaults chosen from the data."""
+    init = None
+    fixed = {}
+    if resumed:
+        fixed = adopt_resumed(args, resumed)
+    elif args.init:
+        init, fixed = init_from(args)
+        chosen = finetune_defaults(args, init.model.config)
+        if chosen and master:
+            shown = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in chosen.items())
+            print(f"fine-tuning defaults from the data: {shown}")
+        fixed.update(chosen)
+    return argparse.Namespace(**{**vars(args), **fixed}), init
 
 
-def adopt_resumed(args, ckpt, resume):
-    """{flag: value} that the checkpoint to resume from fixes: its model flags, the data it sees
-    and its recipe. ValueError for an explicit flag that differs, or an --epochs its schedule was
-    not made for."""
-    flags = {}
-    for key in MODEL_ARGS:  # the model and its input size come from the checkpoint
-        saved = ckpt["config"][key]
-        given = getattr(args, key)  # None: left open (--init's defaults), not a contradiction
-        differs = given is not None and str(given).split() != str(saved).split()
-        if key in args.model_flags and differs:
-            raise ValueError(f"{resume}: trained with --{key.replace('_', '-')} {saved!r}, "
-                             f"not {getattr(args, key)!r}; drop the flag to resume, "
-                             f"or use a new --out")
-        flags[key] = saved
-    for key in DATA_ARGS:  # and so does the data it sees: held-out images, order, augmentation
-        saved = ckpt["args"].get(key)
-        if saved is None:  # a checkpoint that did not record it
+def same_words(given, saved):
+    """A model flag agrees with a config value: "32 M 64" == "32  M 64"; None (left open for
+    --init's defaults) agrees with anything."""
+    return given is None or str(given).split() == str(saved).split()
+
+
+def fixed_by(path, args, given, saved, keys, why, same=operator.eq):
+    """{key: value} for each of `keys` the checkpoint at `path` recorded in `saved` (its config
+    or args; None: not recorded). The one check of a flag that contradicts a checkpoint:
+    ValueError for one given explicitly (in `given`) with another value; `why` ends the
+    message."""
+    fixed = {}
+    for key in keys:
+        value = saved.get(key)
+        if value is None:  # a checkpoint that did not record it
             continue
-        if key in args.data_flags and getattr(args, key) != saved:
-            raise ValueError(f"{resume}: trained with --{key.replace('_', '-')} {saved!r}, "
-                             f"not {getattr(args, key)!r}, which changes the data it sees; "
-                             f"drop the flag to resume, or use a new --out")
-        flags[key] = saved
-    flags.update(checkpoint.kept_recipe(args, ckpt["args"], RECIPE_ARGS, args.recipe_flags,
-                                        resume))
+        mine = getattr(args, key)
+        if key in given and not same(mine, value):
+            raise ValueError(f"{path}: trained with --{key.replace('_', '-')} {value!r}, "
+                             f"not {mine!r}{why}")
+        fixed[key] = value
+    return fixed
+
+
+def adopt_resumed(args, resumed):
+    """{flag: value} that the checkpoint to resume from fixes: its model flags (the model and its
+    input size), the data it sees (held-out images, order, augmentation) and the recipe its
+    optimizer and scheduler states carry. ValueError for an explicit flag that differs, or an
+    --epochs its schedule was not made for."""
+    path, ckpt = resumed.path, resumed.ckpt
+    again = "drop the flag to resume, or use a new --out"
+    flags = fixed_by(path, args, args.model_flags, ckpt["config"], MODEL_ARGS, f"; {again}",
+                     same_words)
+    flags.update(fixed_by(path, args, args.data_flags, ckpt["args"], DATA_ARGS,
+                          f", which changes the data it sees; {again}"))
+    # rather than record a value that is not applied
+    flags.update(fixed_by(path, args, args.recipe_flags, ckpt["args"], RECIPE_ARGS,
+                          f"; its optimizer and lr schedule resume as saved: drop the flag to "
+                          f"resume, or start a new --out (--init {path} fine-tunes it with a new "
+                          f"recipe)"))
     planned = ckpt["args"].get("epochs")
     epochs = args.epochs
     if epochs is None:  # a fine-tuning run's epochs came from its data: keep them
@@ -110,30 +189,33 @@ def adopt_resumed(args, ckpt, resume):
     schedule = ckpt["args"].get("schedule")
     annealing = schedule in ("cosine", "onecycle")
     if annealing and epochs > ckpt["epoch"] and epochs != planned:
-        raise ValueError(f"{resume}: its {schedule} schedule was laid out for --epochs {planned}; "
+        raise ValueError(f"{path}: its {schedule} schedule was laid out for --epochs {planned}; "
                          f"resume with that, or start a new --out")
     return flags
 
 
-def init_from(args, path):
-    """--init: (the checkpoint's model, its vocabulary, {flag: value} of its model config). The
-    config replaces the flags, which may differ only where they shape no weight
-    (FINETUNE_FLAGS)."""
-    model, ckpt = checkpoint.load_checkpoint(path, map_location="cpu")
-    flags = {}
-    for key in MODEL_ARGS:
-        if key in FINETUNE_FLAGS + SWITCHABLE and key in args.model_flags:
-            continue
-        differs = str(getattr(args, key)).split() != str(model.config[key]).split()
-        if key in args.model_flags and differs:
-            raise ValueError(f"{path}: trained with --{key.replace('_', '-')} "
-                             f"{model.config[key]!r}, not {getattr(args, key)!r}; --init keeps "
-                             f"the checkpoint's model")
-        flags[key] = model.config[key]
+def init_from(args):
+    """--init: (InitFrom, {flag: value} of its model config). The config replaces the flags,
+    which may differ only where they shape no weight (FINETUNE_FLAGS) or switch a head
+    (SWITCHABLE)."""
+    model, ckpt = checkpoint.load_checkpoint(args.init, map_location="cpu")
+    open_flags = FINETUNE_FLAGS + SWITCHABLE
+    keys = [k for k in MODEL_ARGS if not (k in open_flags and k in args.model_flags)]
+    flags = fixed_by(args.init, args, args.model_flags, model.config, keys,
+                     "; --init keeps the checkpoint's model", same_words)
     head = args.head if "head" in args.model_flags else model.config["head"]
     if head != "attention" and "aux_ctc" not in args.model_flags:  # an attention head's extra
         flags["aux_ctc"] = 0.0
-    return model, list(ckpt["vocab"]), flags
+    return InitFrom(args.init, model, list(ckpt["vocab"])), flags
+
+
+def check_same_data(resumed, train_json, json_records):
+    """ValueError where the training JSONs a resumed run reads hold other numbers of records than
+    when it started: the held-out images and the order would silently change."""
+    saved = resumed.ckpt["args"].get("json_records")
+    if saved not in (None, json_records):
+        raise ValueError(f"{resumed.path}: trained on {saved} records of {' '.join(train_json)}, "
+                         f"which now hold {json_records}; the data changed: use a new --out")
 
 
 def finetune_defaults(args, config):
@@ -154,7 +236,7 @@ def finetune_defaults(args, config):
         chosen["epochs"] = min(high, max(low, round(FINETUNE_IMAGES / max(1, seen))))
     if args.crop_size is None or args.image_size is None:
         height, _ = as_hw(config["crop_size"])
-        aspect = data.split_median_aspect(image_dir, records)
+        aspect = split_median_aspect(image_dir, records)
         shape = (config["image_size"], config["crop_size"])  # near square: the checkpoint's
         if aspect > 1.25:  # wide text: as wide as the images, no crop margin
             width = 8 * round(height * min(aspect, FINETUNE_MAX_ASPECT) / 8)
@@ -187,13 +269,14 @@ def check_input_shape(run, longest):
                          f"characters; give a larger --image-size and --crop-size")
 
 
-def restore(ckpt, resume, parts, files, procs, device):
+def restore(resumed, parts, files, procs, device):
     """The loop's state (epoch, step, best validation accuracy): zeros on a fresh start; on
     resume the checkpoint's, with the model, optimizer, schedule, loss scale and random states
     restored from it."""
     state = SimpleNamespace(epoch=0, step=0, best=-1.0)
-    if not ckpt:
+    if not resumed:
         return state
+    ckpt, resume = resumed.ckpt, resumed.path
     state = SimpleNamespace(epoch=ckpt["epoch"], step=ckpt["step"], best=ckpt["best_metric"])
     kept = checkpoint.saved_metric(files.best) if procs.master else None
     if kept is not None:  # best.pt is never replaced by a worse one

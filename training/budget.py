@@ -1,5 +1,6 @@
-"""--max-minutes: the epochs that fit, planned from a representative epoch, and a cosine schedule
-that goes on without a jump when the plan is cut.
+"""The lr schedule (step, cosine or onecycle, stepped once per batch) and --max-minutes: the epochs
+that fit, planned from a representative epoch, and a cosine schedule that goes on without a jump
+when the plan is cut.
 
 A first epoch is a poor measure of the rest: its first steps build oneDNN's kernels, grow the
 allocator and wait for loader workers to start (measured: a first epoch of 9 s at 18 images/s
@@ -12,6 +13,8 @@ the epochs left no longer fit.
 import math
 import statistics
 from dataclasses import dataclass
+
+import torch
 
 
 @dataclass
@@ -74,3 +77,22 @@ def epochs_that_fit(max_minutes, elapsed, epoch, seconds, planned):
         return planned
     left = max_minutes * 60 - elapsed
     return max(epoch, min(planned, epoch + int(left // seconds)))
+
+
+def make_scheduler(args, optimizer, steps_per_epoch, plan=None):
+    """All schedules step once per batch; --milestones are in epochs. The cosine schedule reads
+    plan (None: an EpochPlan of --epochs) on every step: --max-minutes may cut the run."""
+    plan = plan or EpochPlan(args.epochs)
+    total = plan.epochs * steps_per_epoch
+    if args.schedule == "step":
+        return torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, [m * steps_per_epoch for m in args.milestones], gamma=args.gamma)
+    warm = max(2, int(args.warmup * total))  # OneCycleLR divides by (warm-up steps - 1)
+    if args.schedule == "onecycle":  # (a short run gets a longer cycle than it will step through)
+        steps = max(total, warm + 1)
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=steps,
+                                                   pct_start=warm / steps)
+
+    def cosine(s):
+        return cosine_factor(s, plan.epochs * steps_per_epoch, args.warmup, plan.anchor)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)

@@ -553,8 +553,11 @@ def test_open_image_modes_and_odd_files(tmp_path):
         Image.new(mode, (3, 2)).save(tmp_path / name)
         img = open_image(str(tmp_path / name), box=(-1, -1, 4, 4))
         assert img.mode == "RGB" and img.size == (4, 4), mode
-    Image.new("RGB", (1, 1), (9, 9, 9)).save(tmp_path / "one.png")
-    assert open_image(str(tmp_path / "one.png")).size == (1, 1)
+    Image.new("RGB", (2, 2), (9, 9, 9)).save(tmp_path / "two.png")
+    assert open_image(str(tmp_path / "two.png")).size == (2, 2)
+    Image.new("RGB", (1, 1), (9, 9, 9)).save(tmp_path / "one.png")  # no text fits in a pixel
+    with pytest.raises(OSError, match="one.png: cannot read image .1 x 1 pixels: too thin"):
+        open_image(str(tmp_path / "one.png"))
     os.symlink(tmp_path / "loop_b.png", tmp_path / "loop_a.png")
     os.symlink(tmp_path / "loop_a.png", tmp_path / "loop_b.png")
     for name in ("loop_a.png", "missing.png", "."):

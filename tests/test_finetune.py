@@ -347,13 +347,15 @@ def test_max_minutes_cuts_the_epochs_and_records_it(digits, tmp_path):
         train.parse_args(["--max-minutes", "-1"])
 
 
-def test_odd_photos_train_and_read(tmp_path):
-    # a 100,000 x 10 strip, a 1 x 1 dot, a grey+alpha and a 16-bit photo: training, eval.py and
-    # predict.py read them all (the aspect a fine-tuning input takes is capped at 8:1)
+def test_odd_photos_train_and_read(tmp_path, capsys):
+    # an 800 x 10 strip, a 2 x 2 dot, a grey+alpha and a 16-bit photo: training, eval.py and
+    # predict.py read them all (the aspect a fine-tuning input takes is capped at 8:1); a
+    # 100,000 x 10 strip or a 1 x 1 dot holds no text: prepare_data.py names it, predict.py
+    # skips and counts it
     folder = tmp_path / "odd"
     folder.mkdir()
-    Image.new("RGB", (100_000, 10), (200, 200, 200)).save(folder / "strip.png")
-    Image.new("RGB", (1, 1), (0, 0, 0)).save(folder / "dot.png")
+    Image.new("RGB", (800, 10), (200, 200, 200)).save(folder / "strip.png")
+    Image.new("RGB", (2, 2), (0, 0, 0)).save(folder / "dot.png")
     Image.new("LA", (40, 20), (120, 255)).save(folder / "grey.png")
     Image.fromarray(np.full((20, 60), 40000, np.uint16)).save(folder / "deep.png")
     (folder / "train.csv").write_text("name,text\nstrip.png,12345678901\ndot.png,1\n"
@@ -365,11 +367,20 @@ def test_odd_photos_train_and_read(tmp_path):
                              str(folder / "train.json")])
     chosen = start.finetune_defaults(args, {"image_size": 32, "crop_size": 28})
     assert chosen["crop_size"][1] <= 8 * 28 + 8
+    Image.new("RGB", (100_000, 10), (200, 200, 200)).save(folder / "thin.png")
+    Image.new("RGB", (1, 1), (0, 0, 0)).save(folder / "pixel.png")
+    (folder / "more.csv").write_text("name,text\nthin.png,1\npixel.png,2\n")
+    with pytest.raises(SystemExit) as refused:
+        prepare_data.main(["--csv", str(folder / "more.csv")])
+    err = str(refused.value)
+    assert "more.csv line 2: image 'thin.png'" in err and "too thin to hold text" in err
+    assert "(and 1 more problem(s) in this file)" in err and not (folder / "more.json").exists()
     import predict
     out = tmp_path / "p.csv"
     assert predict.main(["--checkpoint", str(tmp_path / "base" / "last.pt"), "--csv", str(out),
                          str(folder), "--threads", "1", "--fit", "keep-aspect"]) == 0
     assert len(open(out).read().splitlines()) == 1 + 4
+    assert "2 skipped" in capsys.readouterr().err
 
 
 def test_a_fine_tuning_run_resumes_with_its_data_chosen_defaults(digits, lettered, tmp_path,

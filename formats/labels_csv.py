@@ -130,8 +130,9 @@ def _record(row, columns, n_fields, folder, max_len, max_pixels=None):
         if left >= width or top >= height or left + w <= 0 or top + h <= 0:
             raise ValueError(f"{name}: box {left:g},{top:g},{w:g},{h:g} lies wholly outside the "
                              f"{width}x{height} image")
-        if too_thin(w, h):
-            raise ValueError(f"{name}: box {left:g},{top:g},{w:g},{h:g} is {too_thin(w, h)}")
+        thin = too_thin(w, h)
+        if thin:
+            raise ValueError(f"{name}: box {left:g},{top:g},{w:g},{h:g} is {thin}")
         record["region"] = box
     return record
 

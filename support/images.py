@@ -94,8 +94,9 @@ def _header(path, max_pixels, root=None):
             if width * height > max_pixels:
                 raise ValueError(f"{width} x {height} pixels, above the limit of {max_pixels:,} "
                                  f"(--max-pixels)")
-            if too_thin(width, height):
-                raise ValueError(too_thin(width, height))
+            thin = too_thin(width, height)
+            if thin:
+                raise ValueError(thin)
             yield img
     finally:
         Image.MAX_IMAGE_PIXELS = old_limit

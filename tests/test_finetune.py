@@ -306,11 +306,18 @@ def test_finetune_defaults_follow_the_data(tmp_path):
     assert chosen["val_size"] == 8  # 10% of 40 is 4: at least 8
     low, high = start.FINETUNE_EPOCHS
     assert chosen["epochs"] == min(high, max(low, round(start.FINETUNE_IMAGES / 32)))
+    assert chosen["augment_style"] == "seed"  # a square model keeps the seed's random crops
+    # a line reader (a wide input) keeps its input, whatever the images' aspect, and never
+    # crops a character out of the line
+    chosen = start.finetune_defaults(args, {"image_size": [32, 128], "crop_size": [32, 128]})
+    assert chosen["image_size"] == chosen["crop_size"] == [32, 128]
+    assert chosen["augment_style"] == "text"
     # near-square images keep the checkpoint's shape; given flags are never replaced
     args = train.parse_args(["--init", "x.pt", "--train-json", str(folder / "train.json"),
                              "--crop-size", "40x120", "--image-size", "40x120", "--epochs", "3",
-                             "--val-size", "0"])
+                             "--val-size", "0", "--augment-style", "photo"])
     assert start.finetune_defaults(args, {"image_size": 64, "crop_size": 54}) == {}
+    assert start.finetune_defaults(args, {"image_size": [32, 128], "crop_size": [32, 128]}) == {}
 
 
 def test_max_minutes_cuts_the_epochs_and_records_it(digits, tmp_path):

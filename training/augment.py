@@ -18,7 +18,7 @@ RATIO = (3.0 / 4.0, 4.0 / 3.0)
 JITTER = 0.5                  # ColorJitter brightness = contrast = saturation = hue
 # the photo augmentation (--augment-style photo): real crops of text vary in framing, tilt, colour
 # and focus; a small share of each. On real plates it read fewer than the seed's augmentation
-# (README, "Your own data"), so fine-tuning keeps the seed's.
+# or the text style (README, "Your own data"), so fine-tuning never picks it.
 PHOTO_FRAME = 0.06            # each side of the region moves up to this share of its size
 PHOTO_ROTATE = 3.0            # degrees, either way
 PHOTO_JITTER = (0.4, 0.4, 0.4, 0.05)  # brightness, contrast, saturation, hue
@@ -28,6 +28,7 @@ PHOTO_BLUR_RADIUS = 1.2
 # where any crop inside the frame may cut the first or last character out of the picture and
 # teach a label the image no longer shows. It only ever zooms out: a random margin on each side
 # (edge pixels repeated), a small turn whose corners are filled the same way, colour and focus.
+# Fine-tuning a line reader (a wide input, weights/reader.pt) uses it by default.
 TEXT_MARGIN_Y = 0.15          # each of top and bottom grows by up to this share of the height
 TEXT_MARGIN_X = 0.05          # each of left and right grows by up to this share of the width
 TEXT_ROTATE = 2.0             # degrees, either way, on the grown canvas: the text stays inside

@@ -30,6 +30,7 @@ FINETUNE_IMAGES = 24_000  # images seen: epochs = this / training images, within
 FINETUNE_EPOCHS = (20, 120)
 FINETUNE_VAL = (0.1, 8, 200)  # share of the images held out for best.pt, at least, at most
 FINETUNE_MAX_ASPECT = 8.0  # the widest input fine-tuning picks, width / height
+WIDE = 1.25  # width / height above which an input is a line, not a near-square crop
 FINETUNE_FLAGS = ("max_len", "dropout", "image_size", "crop_size")  # --init may change: no weight
 # --init may also switch the head (the checkpoint's encoder is kept, the new head starts afresh)
 # and add or drop the auxiliary ctc loss (its head starts afresh)
@@ -219,9 +220,14 @@ def check_same_data(resumed, train_json, json_records):
 
 
 def finetune_defaults(args, config):
-    """--init's data-driven defaults (FINETUNE's None): the input shape from the images' median
-    aspect and the checkpoint's input height, the held-out images and the epochs from their
-    number. Returns {flag: value} for those not given."""
+    """--init's data-driven defaults (FINETUNE's None): the input shape and the augmentation from
+    the checkpoint's input, the held-out images and the epochs from the data's size. Returns
+    {flag: value} for those not given.
+
+    A line reader (a checkpoint with a wide input, like weights/reader.pt) has read lines of
+    every aspect squashed into that input: it keeps it, and fine-tunes with the text style, which
+    never crops a character out of the line. A model of near-square crops (replica.pt, the
+    seed's) gets an input as wide as the images and the seed's random resized crops."""
     image_dir, records = load_split(args.train_json[0])
     n = len(records) + sum(len(load_split(path)[1]) for path in args.train_json[1:])
     chosen = {}
@@ -234,11 +240,14 @@ def finetune_defaults(args, config):
         low, high = FINETUNE_EPOCHS
         seen = n - chosen.get("val_size", args.val_size)
         chosen["epochs"] = min(high, max(low, round(FINETUNE_IMAGES / max(1, seen))))
+    height, width = as_hw(config["crop_size"])
+    reads_lines = width > WIDE * height
+    if args.augment_style is None:
+        chosen["augment_style"] = "text" if reads_lines else "seed"
     if args.crop_size is None or args.image_size is None:
-        height, _ = as_hw(config["crop_size"])
+        shape = (config["image_size"], config["crop_size"])  # a line reader's, or near square
         aspect = split_median_aspect(image_dir, records)
-        shape = (config["image_size"], config["crop_size"])  # near square: the checkpoint's
-        if aspect > 1.25:  # wide text: as wide as the images, no crop margin
+        if not reads_lines and aspect > WIDE:  # wide text: as wide as the images, no margin
             width = 8 * round(height * min(aspect, FINETUNE_MAX_ASPECT) / 8)
             shape = ([height, width], [height, width])
         if args.image_size is None:

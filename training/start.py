@@ -240,14 +240,15 @@ def finetune_defaults(args, config):
         low, high = FINETUNE_EPOCHS
         seen = n - chosen.get("val_size", args.val_size)
         chosen["epochs"] = min(high, max(low, round(FINETUNE_IMAGES / max(1, seen))))
-    height, width = as_hw(config["crop_size"])
-    reads_lines = width > WIDE * height
+    height, checkpoint_width = as_hw(config["crop_size"])
+    reads_lines = checkpoint_width > WIDE * height
     if args.augment_style is None:
         chosen["augment_style"] = "text" if reads_lines else "seed"
     if args.crop_size is None or args.image_size is None:
         shape = (config["image_size"], config["crop_size"])  # a line reader's, or near square
-        aspect = split_median_aspect(image_dir, records)
-        if not reads_lines and aspect > WIDE:  # wide text: as wide as the images, no margin
+        # a line reader keeps its shape: only a near-square model reads the images' aspect
+        aspect = 1.0 if reads_lines else split_median_aspect(image_dir, records)
+        if aspect > WIDE:  # wide text: as wide as the images, no margin
             width = 8 * round(height * min(aspect, FINETUNE_MAX_ASPECT) / 8)
             shape = ([height, width], [height, width])
         if args.image_size is None:

@@ -31,8 +31,9 @@ import data
 import train
 from bench.image_sets import make_temp_split
 from support import devices
+from training import flags
 
-CONFIGS = {"default": {"plan": train.PLAN, "hidden": train.HIDDEN}, **train.PRESETS}
+CONFIGS = {"default": {"plan": flags.PLAN, "hidden": flags.HIDDEN}, **flags.PRESETS}
 
 
 def forever(loader):

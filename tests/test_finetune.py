@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 import build_model
 from support import checkpoint
 import data
-from training import budget, engine, start
+from training import budget, engine, flags, start
 import eval as ev
 import prepare_data
 import train
@@ -183,11 +183,11 @@ def test_init_keeps_old_rows_bit_identical_and_adds_new_ones(digits, lettered, t
 def test_init_defaults_and_refusals(digits, lettered, tmp_path):
     args = train.parse_args(["--init", "x.pt"])
     assert (args.epochs, args.lr, args.schedule, args.val_size) == (
-        None, train.FINETUNE["lr"], train.FINETUNE["schedule"], None)  # None: from the data
-    assert args.dropout == train.FINETUNE["dropout"] and "dropout" in args.model_flags
+        None, flags.FINETUNE["lr"], flags.FINETUNE["schedule"], None)  # None: from the data
+    assert args.dropout == flags.FINETUNE["dropout"] and "dropout" in args.model_flags
     args = train.parse_args(["--init", "x.pt", "--epochs", "3", "--lr", "1e-3"])
     assert (args.epochs, args.lr) == (3, 1e-3)
-    assert train.parse_args([]).epochs != train.FINETUNE["epochs"]  # the recipe is untouched
+    assert train.parse_args([]).epochs != flags.FINETUNE["epochs"]  # the recipe is untouched
     assert train.parse_args(["--val-json", "v.json"]).val_size == 0
     with pytest.raises(SystemExit):
         train.parse_args(["--val-json", "v.json", "--val-size", "5"])
@@ -204,10 +204,10 @@ def test_init_defaults_and_refusals(digits, lettered, tmp_path):
     # unless given, the cap follows the data: the longest text (9) + 2
     assert run_train(long_json, tmp_path / "c", "--init", base, "--epochs", "1") == 0
     tuned = torch.load(tmp_path / "c" / "last.pt", weights_only=True)["config"]
-    assert tuned["max_len"] == 9 + train.MAX_LEN_MARGIN
+    assert tuned["max_len"] == 9 + flags.MAX_LEN_MARGIN
     # fine-tuning keeps last.pt (and best.pt), not a file per epoch
     assert not os.path.exists(tmp_path / "c" / "epoch-001.pt")
-    assert tuned["dropout"] == train.FINETUNE["dropout"] != build_model.DEFAULT_CONFIG["dropout"]
+    assert tuned["dropout"] == flags.FINETUNE["dropout"] != build_model.DEFAULT_CONFIG["dropout"]
     # nor does the input size (a wide text may want more columns): the weights carry over
     assert run_train(digits, tmp_path / "d", "--init", base, "--epochs", "1", "--lr", "0",
                      "--image-size", "40", "--crop-size", "36") == 0
@@ -243,7 +243,7 @@ def test_a_wide_input_end_to_end(tmp_path):
     assert train.main(args) == 0
     ckpt = torch.load(tmp_path / "r" / "last.pt", weights_only=True)
     assert (ckpt["config"]["image_size"], ckpt["config"]["crop_size"]) == ([16, 64], [16, 64])
-    assert ckpt["config"]["max_len"] == 12 + train.MAX_LEN_MARGIN  # the longest text + 2
+    assert ckpt["config"]["max_len"] == 12 + flags.MAX_LEN_MARGIN  # the longest text + 2
     model, _ = checkpoint.load_checkpoint(str(tmp_path / "r" / "last.pt"))
     out = model.eval().decode(torch.rand(2, 3, 16, 64))
     assert out["feature_hw"] == (2, 8) and out["attention"].shape[-1] == 16

@@ -21,7 +21,7 @@ from PIL import Image
 
 import build_model
 from support import checkpoint
-from training import budget, engine
+from training import budget, engine, flags
 import train
 from helpers import write_split
 
@@ -243,7 +243,7 @@ def test_help_opens_with_the_common_flags_and_ends_with_the_advanced(capsys):
                  "--epoch-checkpoints", "--plot", "--preset", "--plan", "--hidden", "--loose",
                  "--aux-ctc", "--dry-run"):
         assert name in rare, name
-    every = {a.option_strings[0] for a in train.build_parser()._actions} - {"-h"}
+    every = {a.option_strings[0] for a in flags.build_parser()._actions} - {"-h"}
     assert sorted(firsts | set(rare)) == sorted(every) and not firsts & set(rare)
 
 

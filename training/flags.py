@@ -12,8 +12,8 @@ from support.images import MAX_PIXELS
 from training import augment, start
 
 # train.py --help's description
-DESCRIPTION = "Train the attention OCR (CNN encoder + attention GRU decoder) on SVHN digit crops, " \
-              "or fine-tune a checkpoint on your own labelled images."
+DESCRIPTION = ("Train the attention OCR (CNN encoder + attention GRU decoder) on SVHN digit "
+               "crops, or fine-tune a checkpoint on your own labelled images.")
 
 # -----------------------------------------------------------------------------
 # defaults: the seed's recipe. `python train.py` with no flags trains exactly this.

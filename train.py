@@ -22,7 +22,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, Subset
 
-from model import build_model, load_encoder, load_grown
+from model import aux_as_head, build_model, load_encoder, load_grown
 import data
 from support import checkpoint, devices, runs, threads
 from support.script import run_main
@@ -166,7 +166,12 @@ def build(run, device):
     torch.manual_seed(run.flags.seed)  # the same initial weights on every rank
     model = build_model(config)
     init = run.init
-    if init and init.model.config["head"] != config["head"]:  # the encoder only; a fresh head
+    promoted = init and aux_as_head(model, init.model.state_dict())
+    if promoted:  # --head ctc from a checkpoint trained with --aux-ctc: its ctc head reads on
+        load_grown(model, promoted, len(init.vocab))
+        print(f"fine-tuning {init.path}: its encoder, and its trained auxiliary ctc head as the "
+              "head")
+    elif init and init.model.config["head"] != config["head"]:  # the encoder only; a fresh head
         load_encoder(model, init.model.state_dict())
         print(f"fine-tuning {init.path}: its encoder, with a new {config['head']} head "
               f"(it had {init.model.config['head']})")

@@ -115,6 +115,28 @@ def load_encoder(model, state):
     return model
 
 
+def aux_as_head(model, state):
+    """A checkpoint trained with an auxiliary ctc head (--aux-ctc) for `model`, which reads with a
+    ctc head: its encoder, with that trained head as `model`'s head (decoder.*), for load_grown.
+    None where `model` reads with another head, the checkpoint has no auxiliary head, or its head
+    has other shapes than `model`'s (another input height or hidden size)."""
+    if model.config["head"] != "ctc":
+        return None
+    head = {"decoder." + key.removeprefix("aux."): value for key, value in state.items()
+            if key.startswith("aux.")}
+    own = model.state_dict()
+    if not head or set(head) != {key for key in own if key.startswith("decoder.")}:
+        return None
+    rows = vocab_rows(model)
+    for key, value in head.items():
+        have, want = value.shape, own[key].shape
+        if key in rows:  # a row per token: the vocabulary may have grown
+            have, want = have[1:], want[1:]
+        if have != want:
+            return None
+    return {**{k: v for k, v in state.items() if k.startswith("encoder.")}, **head}
+
+
 def fold_batchnorm(module):
     """Fold every BatchNorm2d that directly follows a Conv2d (in an nn.Sequential) into the conv.
     Exact in eval mode up to rounding and saves a full pass over each feature map."""

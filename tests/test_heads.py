@@ -229,3 +229,24 @@ def test_init_adds_and_drops_the_aux_ctc_head(tiny_json, tmp_path):
                      "--aux-ctc", "0", "--epochs", "1", "--lr", "0") == 0
     back = torch.load(tmp_path / "c" / "last.pt", weights_only=True)
     assert set(back["model"]) == set(base["model"])
+
+
+def test_init_with_head_ctc_reads_on_with_the_trained_aux_head(tiny_json, tmp_path, capsys):
+    # a reader trained with --aux-ctc has a ctc head past CTC's blank plateau: --head ctc from it
+    # starts from that head, where a fresh one emits only blanks for hundreds of steps
+    assert run_train(tiny_json, tmp_path / "a", "--aux-ctc", "0.5", "--epochs", "1") == 0
+    base = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
+    assert run_train(tiny_json, tmp_path / "b", "--init", str(tmp_path / "a" / "last.pt"),
+                     "--head", "ctc", "--epochs", "1", "--lr", "0") == 0
+    assert "its trained auxiliary ctc head as the head" in capsys.readouterr().out
+    ft = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    assert ft["config"]["head"] == "ctc" and ft["config"]["aux_ctc"] == 0.0
+    head = {k for k in ft["model"] if k.startswith("decoder.")}
+    assert head == {"decoder." + k.removeprefix("aux.") for k in base if k.startswith("aux.")}
+    assert all(torch.equal(ft["model"][k], base["aux." + k.removeprefix("decoder.")])
+               for k in head)
+    # another input height gives the head other shapes: the encoder only, a fresh head
+    assert run_train(tiny_json, tmp_path / "c", "--init", str(tmp_path / "a" / "last.pt"),
+                     "--head", "ctc", "--image-size", "40", "--crop-size", "40", "--epochs", "1",
+                     "--lr", "0") == 0
+    assert "with a new ctc head (it had attention)" in capsys.readouterr().out

@@ -111,7 +111,8 @@ def add_model_flags(a, rare):
     a("--head", choices=sorted(HEADS), default=HEAD,
       help="attention: the seed's GRU decoder with attention; ctc: a BiLSTM over the feature "
            "map's columns, 2 frames each, read by CTC (greedy decoding only). With --init "
-           "another head than the checkpoint's keeps its encoder and starts the head afresh")
+           "another head than the checkpoint's keeps its encoder and starts the head afresh; "
+           "--head ctc from a checkpoint trained with --aux-ctc starts from that trained head")
     rare("--aux-ctc", type=float, default=AUX_CTC, metavar="WEIGHT",
       help="beside the attention head, a ctc head on the same features whose loss x WEIGHT is "
            "added in training (decoding reads the attention head); 0: none, the seed")

@@ -312,12 +312,27 @@ def test_finetune_defaults_follow_the_data(tmp_path):
     chosen = start.finetune_defaults(args, {"image_size": [32, 128], "crop_size": [32, 128]})
     assert chosen["image_size"] == chosen["crop_size"] == [32, 128]
     assert chosen["augment_style"] == "text"
+    assert "head" not in chosen  # no trained ctc head: the checkpoint's attention head
+    # a reader trained with an auxiliary ctc head reads with it where every text ("AB0" to
+    # "AB39") has a feature column per character: 4 at most, 16 columns at 32 x 128
+    reader = {"image_size": [32, 128], "crop_size": [32, 128], "aux_ctc": 0.5,
+              "plan": "32 M 64 M 128 M 256"}
+    chosen = start.finetune_defaults(args, reader)
+    assert chosen["head"] == "ctc" and chosen["aux_ctc"] == 0.0
+    # 5 pools: 4 columns still hold 4 characters, 2 do not, and lines keep the attention head
+    assert start.finetune_defaults(args, {**reader, "plan": "8 M M M M M"})["head"] == "ctc"
+    assert "head" not in start.finetune_defaults(args, {**reader, "plan": "8 M M M M M M"})
+    for given in (["--head", "attention"], ["--aux-ctc", "0.5"]):  # a head asked for
+        asked = train.parse_args(["--init", "x.pt", "--train-json", str(folder / "train.json"),
+                                  *given])
+        assert "head" not in start.finetune_defaults(asked, reader)
     # near-square images keep the checkpoint's shape; given flags are never replaced
     args = train.parse_args(["--init", "x.pt", "--train-json", str(folder / "train.json"),
                              "--crop-size", "40x120", "--image-size", "40x120", "--epochs", "3",
                              "--val-size", "0", "--augment-style", "photo"])
     assert start.finetune_defaults(args, {"image_size": 64, "crop_size": 54}) == {}
     assert start.finetune_defaults(args, {"image_size": [32, 128], "crop_size": [32, 128]}) == {}
+    assert start.finetune_defaults(args, reader) == {}  # another height: the ctc weights misfit
 
 
 def test_max_minutes_cuts_the_epochs_and_records_it(digits, tmp_path):

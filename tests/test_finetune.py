@@ -183,7 +183,7 @@ def test_init_keeps_old_rows_bit_identical_and_adds_new_ones(digits, lettered, t
 def test_init_defaults_and_refusals(digits, lettered, tmp_path):
     args = train.parse_args(["--init", "x.pt"])
     assert (args.epochs, args.lr, args.schedule, args.val_size) == (
-        None, flags.FINETUNE["lr"], flags.FINETUNE["schedule"], None)  # None: from the data
+        None, flags.FINETUNE["lr"], flags.FINETUNE["schedule"], 0)  # None: from the data
     assert args.dropout == flags.FINETUNE["dropout"] and "dropout" in args.model_flags
     args = train.parse_args(["--init", "x.pt", "--epochs", "3", "--lr", "1e-3"])
     assert (args.epochs, args.lr) == (3, 1e-3)
@@ -290,7 +290,7 @@ def test_size_flags_and_limits():
 
 
 def test_finetune_defaults_follow_the_data(tmp_path):
-    # wide photos (3:1) of 40 images: a wide input at the checkpoint's height, 10% held out,
+    # wide photos (3:1) of 40 images: a wide input at the checkpoint's height, none held out,
     # epochs from the number of images seen
     folder = tmp_path / "plates"
     os.makedirs(folder)
@@ -303,9 +303,9 @@ def test_finetune_defaults_follow_the_data(tmp_path):
     args = train.parse_args(["--init", "x.pt", "--train-json", str(folder / "train.json")])
     chosen = start.finetune_defaults(args, {"image_size": 64, "crop_size": 54})
     assert chosen["image_size"] == chosen["crop_size"] == [54, 160]  # 54 x 3, in multiples of 8
-    assert chosen["val_size"] == 8  # 10% of 40 is 4: at least 8
+    assert "val_size" not in chosen  # none held out: last.pt is the model
     low, high = start.FINETUNE_EPOCHS
-    assert chosen["epochs"] == min(high, max(low, round(start.FINETUNE_IMAGES / 32)))
+    assert chosen["epochs"] == min(high, max(low, round(start.FINETUNE_IMAGES / 40)))
     assert chosen["augment_style"] == "seed"  # a square model keeps the seed's random crops
     # a line reader (a wide input) keeps its input, whatever the images' aspect, and never
     # crops a character out of the line

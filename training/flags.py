@@ -58,10 +58,11 @@ MAX_MINUTES = 0.0     # time budget (0: none); the epochs are cut to what fits, 
 PRESETS = {"cpu": {"plan": "32 M 64 M 128 M 128", "hidden": 128}}
 # fine-tuning (--init): defaults for a few hundred real photos, replacing the recipe's where not
 # given (measured on real photos, README "Your own data"). None: chosen from the checkpoint and
-# the data (start.finetune_defaults): the input shape and augmentation, the epochs, the
-# validation images, and the head (a trained auxiliary ctc head reads short texts).
+# the data (start.finetune_defaults): the input shape and augmentation, the epochs and the head
+# (a trained auxiliary ctc head reads short texts). No images are held out: a validation set of
+# a few dozen photos picks a worse epoch than the cosine schedule's last (README).
 FINETUNE = {"epochs": None, "batch_size": 16, "lr": 2e-3, "schedule": "cosine", "warmup": 0.1,
-            "dropout": 0.2, "val_size": None, "augment_style": None, "max_minutes": 9.0,
+            "dropout": 0.2, "val_size": 0, "augment_style": None, "max_minutes": 9.0,
             "image_size": None, "crop_size": None, "epoch_checkpoints": False}
 # -----------------------------------------------------------------------------
 # --help's first line: the flags most runs give (argparse's own lists all 41 over 20 lines)
@@ -177,9 +178,8 @@ def add_system_flags(a, rare):
            f"{start.FINETUNE_MAX_ASPECT:g}x); a checkpoint trained with --aux-ctc reads with "
            "that ctc head where every training text has a feature column per character; "
            f"epochs for {start.FINETUNE_IMAGES:,} images seen "
-           f"({start.FINETUNE_EPOCHS[0]}-{start.FINETUNE_EPOCHS[1]}), "
-           f"{round(100 * start.FINETUNE_VAL[0])}%% held out for best.pt "
-           f"({start.FINETUNE_VAL[1]}-{start.FINETUNE_VAL[2]}). Of the model flags only "
+           f"({start.FINETUNE_EPOCHS[0]}-{start.FINETUNE_EPOCHS[1]}); no images held out: "
+           "last.pt is the model (--val-size or --val-json to validate). Of the model flags only "
            "--max-len, --dropout, --image-size and --crop-size may change")
     a("--max-minutes", type=float, default=MAX_MINUTES,
       help="time budget in minutes (0: none): after the first epoch the epochs that fit, "

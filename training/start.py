@@ -2,7 +2,7 @@
 checkpoint's weights (--init, fine-tuning). A checkpoint resumed fixes the model, the data the run
 sees and the recipe its optimizer and schedule carry (the flags given may not contradict them);
 --init fixes the model's weights and lets the data choose the fine-tuning defaults train.py leaves
-open (FINETUNE's None: input shape, epochs, validation images). train.resolve makes the one Run
+open (FINETUNE's None: input shape, augmentation, epochs, head). train.resolve makes the one Run
 from the flags, the checkpoint (read once) and the data.
 """
 import argparse
@@ -28,7 +28,6 @@ RECIPE_ARGS = ("lr", "weight_decay", "schedule", "milestones", "gamma", "warmup"
 # --init: what finetune_defaults chooses from the data, and the flags --init may change
 FINETUNE_IMAGES = 24_000  # images seen: epochs = this / training images, within FINETUNE_EPOCHS
 FINETUNE_EPOCHS = (20, 120)
-FINETUNE_VAL = (0.1, 8, 200)  # share of the images held out for best.pt, at least, at most
 FINETUNE_MAX_ASPECT = 8.0  # the widest input fine-tuning picks, width / height
 WIDE = 1.25  # width / height above which an input is a line, not a near-square crop
 FINETUNE_FLAGS = ("max_len", "dropout", "image_size", "crop_size")  # --init may change: no weight
@@ -221,7 +220,7 @@ def check_same_data(resumed, train_json, json_records):
 
 def finetune_defaults(args, config):
     """--init's data-driven defaults (FINETUNE's None): the input shape and the augmentation from
-    the checkpoint's input, the held-out images and the epochs from the data's size, the head
+    the checkpoint's input, the epochs from the data's size, the head
     from the checkpoint's heads and the longest text (reads_with_ctc). Returns {flag: value} for
     those not given.
 
@@ -233,14 +232,9 @@ def finetune_defaults(args, config):
     others = [record for path in args.train_json[1:] for record in load_split(path)[1]]
     n = len(records) + len(others)
     chosen = {}
-    if args.val_size is None:
-        share, low, high = FINETUNE_VAL
-        chosen["val_size"] = 0
-        if not args.val_json and len(records) >= 5 * low:
-            chosen["val_size"] = min(high, max(low, round(share * len(records))))
     if args.epochs is None:
         low, high = FINETUNE_EPOCHS
-        seen = n - chosen.get("val_size", args.val_size)
+        seen = n - args.val_size
         chosen["epochs"] = min(high, max(low, round(FINETUNE_IMAGES / max(1, seen))))
     height, checkpoint_width = as_hw(config["crop_size"])
     reads_lines = checkpoint_width > WIDE * height

@@ -183,7 +183,7 @@ def test_init_keeps_old_rows_bit_identical_and_adds_new_ones(digits, lettered, t
 def test_init_defaults_and_refusals(digits, lettered, tmp_path):
     args = train.parse_args(["--init", "x.pt"])
     assert (args.epochs, args.lr, args.schedule, args.val_size) == (
-        None, flags.FINETUNE["lr"], flags.FINETUNE["schedule"], 0)  # None: from the data
+        None, flags.FINETUNE["lr"], flags.FINETUNE["schedule"], 0)  # epochs from the data
     assert args.dropout == flags.FINETUNE["dropout"] and "dropout" in args.model_flags
     args = train.parse_args(["--init", "x.pt", "--epochs", "3", "--lr", "1e-3"])
     assert (args.epochs, args.lr) == (3, 1e-3)

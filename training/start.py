@@ -220,9 +220,8 @@ def check_same_data(resumed, train_json, json_records):
 
 def finetune_defaults(args, config):
     """--init's data-driven defaults (FINETUNE's None): the input shape and the augmentation from
-    the checkpoint's input, the epochs from the data's size, the head
-    from the checkpoint's heads and the longest text (reads_with_ctc). Returns {flag: value} for
-    those not given.
+    the checkpoint's input, the epochs from the data's size, the head from the checkpoint's
+    heads and the longest text (reads_with_ctc). Returns {flag: value} for those not given.
 
     A line reader (a checkpoint with a wide input, like weights/reader.pt) has read lines of
     every aspect squashed into that input: it keeps it, and fine-tunes with the text style, which

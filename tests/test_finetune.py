@@ -314,14 +314,27 @@ def test_finetune_defaults_follow_the_data(tmp_path):
     assert chosen["augment_style"] == "text"
     assert "head" not in chosen  # no trained ctc head: the checkpoint's attention head
     # a reader trained with an auxiliary ctc head reads with it where every text ("AB0" to
-    # "AB39") has a feature column per character: 4 at most, 16 columns at 32 x 128
+    # "AB39") has a feature column per character at its own input (4 at most, 16 columns at
+    # 32 x 128), and then widens to 8:1 at its height: twice the columns for CTC
     reader = {"image_size": [32, 128], "crop_size": [32, 128], "aux_ctc": 0.5,
               "plan": "32 M 64 M 128 M 256"}
     chosen = start.finetune_defaults(args, reader)
     assert chosen["head"] == "ctc" and chosen["aux_ctc"] == 0.0
-    # 5 pools: 4 columns still hold 4 characters, 2 do not, and lines keep the attention head
+    assert chosen["image_size"] == chosen["crop_size"] == [32, 256]
+    # 5 pools: 4 columns at 32 x 128 still hold 4 characters, 2 do not, and lines keep the
+    # attention head and the reader's own input
     assert start.finetune_defaults(args, {**reader, "plan": "8 M M M M M"})["head"] == "ctc"
-    assert "head" not in start.finetune_defaults(args, {**reader, "plan": "8 M M M M M M"})
+    lines = start.finetune_defaults(args, {**reader, "plan": "8 M M M M M M"})
+    assert "head" not in lines and lines["crop_size"] == [32, 128]
+    # a ctc reader already wider (a fine-tuned one fine-tuned again) is never narrowed, and one
+    # of another height widens at its own
+    for shape, widened in (([32, 320], [32, 320]), ([40, 64], [40, 320])):
+        ctc = {"image_size": shape, "crop_size": shape, "head": "ctc", "aux_ctc": 0.0}
+        assert start.finetune_defaults(args, ctc)["crop_size"] == widened
+    asked = train.parse_args(["--init", "x.pt", "--train-json", str(folder / "train.json"),
+                              "--head", "ctc"])  # asked for: widened too
+    assert start.finetune_defaults(asked, {"image_size": [32, 128], "crop_size": [32, 128]})[
+        "crop_size"] == [32, 256]
     for given in (["--head", "attention"], ["--aux-ctc", "0.5"]):  # a head asked for
         asked = train.parse_args(["--init", "x.pt", "--train-json", str(folder / "train.json"),
                                   *given])

@@ -29,6 +29,9 @@ RECIPE_ARGS = ("lr", "weight_decay", "schedule", "milestones", "gamma", "warmup"
 FINETUNE_IMAGES = 24_000  # images seen: epochs = this / training images, within FINETUNE_EPOCHS
 FINETUNE_EPOCHS = (20, 120)
 FINETUNE_MAX_ASPECT = 8.0  # the widest input fine-tuning picks, width / height
+# a line reader fine-tuned with a ctc head widens to this aspect at its height: 32 x 256 from
+# reader.pt's 32 x 128, twice the feature columns per character (README "Your own data")
+FINETUNE_LINE_ASPECT = 8.0
 WIDE = 1.25  # width / height above which an input is a line, not a near-square crop
 FINETUNE_FLAGS = ("max_len", "dropout", "image_size", "crop_size")  # --init may change: no weight
 # --init may also switch the head (the checkpoint's encoder is kept, the new head starts afresh)
@@ -225,8 +228,11 @@ def finetune_defaults(args, config):
 
     A line reader (a checkpoint with a wide input, like weights/reader.pt) has read lines of
     every aspect squashed into that input: it keeps it, and fine-tunes with the text style, which
-    never crops a character out of the line. A model of near-square crops (replica.pt, the
-    seed's) gets an input as wide as the images and the seed's random resized crops."""
+    never crops a character out of the line; reading with a ctc head, it keeps its height and
+    widens to FINETUNE_LINE_ASPECT, whatever the images' aspect (twice the columns per character
+    for CTC's alignment; the attention head read fewer lines so). A model of near-square crops
+    (replica.pt, the seed's) gets an input as wide as the images and the seed's random resized
+    crops."""
     image_dir, records = load_split(args.train_json[0])
     others = [record for path in args.train_json[1:] for record in load_split(path)[1]]
     n = len(records) + len(others)
@@ -253,6 +259,11 @@ def finetune_defaults(args, config):
     longest = max((len(record_text(r)) for r in records + others), default=0)
     if reads_with_ctc(args, config, chosen.get("crop_size", args.crop_size), longest):
         chosen.update(head="ctc", aux_ctc=0.0)
+    head = chosen.get("head", args.head if "head" in args.model_flags else config.get("head"))
+    if reads_lines and head == "ctc" and args.crop_size is None and args.image_size is None:
+        # never narrower than the checkpoint, so a second fine-tuning keeps its input
+        width = max(checkpoint_width, 8 * round(height * FINETUNE_LINE_ASPECT / 8))
+        chosen["image_size"] = chosen["crop_size"] = [height, width]
     return chosen
 
 

@@ -250,7 +250,7 @@ def finetune_defaults(args, config):
         # a line reader keeps its shape: only a near-square model reads the images' aspect
         aspect = 1.0 if reads_lines else split_median_aspect(image_dir, records)
         if aspect > WIDE:  # wide text: as wide as the images, no margin
-            width = 8 * round(height * min(aspect, FINETUNE_MAX_ASPECT) / 8)
+            width = width_at(height, min(aspect, FINETUNE_MAX_ASPECT))
             shape = ([height, width], [height, width])
         if args.image_size is None:
             chosen["image_size"] = shape[0]
@@ -262,9 +262,14 @@ def finetune_defaults(args, config):
     head = chosen.get("head", args.head if "head" in args.model_flags else config.get("head"))
     if reads_lines and head == "ctc" and args.crop_size is None and args.image_size is None:
         # never narrower than the checkpoint, so a second fine-tuning keeps its input
-        width = max(checkpoint_width, 8 * round(height * FINETUNE_LINE_ASPECT / 8))
-        chosen["image_size"] = chosen["crop_size"] = [height, width]
+        width = max(checkpoint_width, width_at(height, FINETUNE_LINE_ASPECT))
+        chosen["image_size"], chosen["crop_size"] = [height, width], [height, width]
     return chosen
+
+
+def width_at(height, aspect):
+    """The input width for `height` at `aspect` (width / height), in multiples of 8."""
+    return 8 * round(height * aspect / 8)
 
 
 def reads_with_ctc(args, config, crop_size, longest):

@@ -29,7 +29,7 @@ from torch.utils.data import ConcatDataset
 from support import outputs
 from support.atomic import ANY, save_figure
 from model import DEFAULT_CONFIG, as_hw
-from support.crops import centre_input, resize_region
+from support.crops import centre_input, fitted_width, resize_region
 from support.images import MAX_PIXELS, crop_image, open_image
 from support.script import run_main
 from formats.records import SVHN_ROOT, SYNTH_ROOT, load_split, record_region, record_text
@@ -51,7 +51,7 @@ class SVHNDataset(torch.utils.data.Dataset):
 
     def __init__(self, source, tokenizer=None, train=False,
                  image_size=DEFAULT_CONFIG["image_size"], crop_size=DEFAULT_CONFIG["crop_size"],
-                 max_pixels=MAX_PIXELS, loose=0.0, style="seed"):
+                 max_pixels=MAX_PIXELS, loose=0.0, style="seed", max_stretch=0.0):
         if isinstance(source, (str, os.PathLike)):
             self.image_dir, records = load_split(source)
         else:
@@ -63,6 +63,7 @@ class SVHNDataset(torch.utils.data.Dataset):
         self.train = train
         self.image_size = image_size
         self.crop_size = crop_size
+        self.max_stretch = max_stretch
         self.max_pixels = max_pixels
         if not 0.0 <= loose <= 1.0:
             raise ValueError(f"loose {loose} must be a probability in [0, 1]")
@@ -85,6 +86,15 @@ class SVHNDataset(torch.utils.data.Dataset):
         self.jitter = T.ColorJitter(JITTER, JITTER, JITTER, JITTER)
         if style in ("photo", "text"):
             self.jitter = T.ColorJitter(*PHOTO_JITTER)
+
+    @classmethod
+    def evaluation(cls, source, tokenizer, config, max_pixels=MAX_PIXELS):
+        """The evaluation set of a model: its images read as its config says (input size,
+        crop, max_stretch), the one way eval.py, play.py and the benches read a checkpoint's
+        test images."""
+        return cls(source, tokenizer, train=False, image_size=config["image_size"],
+                   crop_size=config["crop_size"], max_pixels=max_pixels,
+                   max_stretch=config["max_stretch"])
 
     def __len__(self):
         return len(self.names)
@@ -111,8 +121,9 @@ class SVHNDataset(torch.utils.data.Dataset):
                 x0, y0, x1, y1 = reframe((x0, y0, x1, y1))
             img = open_image(path, (x0, y0, x1 - x0, y1 - y0), self.max_pixels,
                              root=self.image_dir)
-        img = resize_region(img, self.image_size)
-        height, width = as_hw(self.image_size)
+        height = as_hw(self.image_size)[0]
+        width = fitted_width(img.size, self.image_size, self.max_stretch)  # the region's part
+        img = resize_region(img, self.image_size, self.max_stretch)
         sx, sy = width / (x1 - x0), height / (y1 - y0)
         right = ltwh[:, 0] + ltwh[:, 2]
         bottom = ltwh[:, 1] + ltwh[:, 3]
@@ -232,7 +243,8 @@ def load_data(args, vocab=None, extend=False):
     def dataset(source, train):
         return SVHNDataset(source, tokenizer, train=train, image_size=args.image_size,
                            crop_size=args.crop_size, max_pixels=args.max_pixels,
-                           loose=args.loose, style=args.augment_style)
+                           loose=args.loose, style=args.augment_style,
+                           max_stretch=args.max_stretch)
     train_sets = [dataset(part, args.augment) for part in parts]
     if args.synth_mix:
         train_sets.append(mixed_synth_lines(train_sets, tokenizer, args))
@@ -286,7 +298,7 @@ def mixed_synth_lines(train_sets, tokenizer, args):
     characters, lengths and layouts."""
     texts = [t for part in train_sets for t in part.texts]
     size = round(len(texts) * args.synth_mix / (1 - args.synth_mix))
-    synth = SynthLines(texts, tokenizer, size, args.image_size, args.crop_size)
+    synth = SynthLines(texts, tokenizer, size, args.image_size, args.crop_size, args.max_stretch)
     if synth.undrawable:
         print(f"--synth-mix: no style draws {''.join(synth.undrawable)!r}: only the "
               f"photos teach them")

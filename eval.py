@@ -370,7 +370,7 @@ def run(args):
     run = inference.start(args, "eval.py", args.workers)
     device, workers, precision = run.device, run.workers, run.precision
     model, ckpt = inference.open_model(args.checkpoint, device, args.beam)
-    config, vocab = ckpt["config"], list(ckpt["vocab"])
+    config, vocab = model.config, list(ckpt["vocab"])
     image_dir, records = load_split(args.json)
     records = records[: args.limit]
     if not records:
@@ -386,9 +386,8 @@ def run(args):
     expect = check_outputs(report_path, [coverage_png, mistakes_png],  # before the wait
                            args.overwrite, [args.checkpoint, args.json])
 
-    dataset = SVHNDataset((image_dir, records), tokenizer_from_vocab(vocab), train=False,
-                          image_size=config["image_size"], crop_size=config["crop_size"],
-                          max_pixels=args.max_pixels)
+    dataset = SVHNDataset.evaluation((image_dir, records), tokenizer_from_vocab(vocab), config,
+                                     args.max_pixels)
     batch_size = min(args.batch_size, max(1, BEAM_ROWS // args.beam))  # same answers, any batch
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
                                          num_workers=workers, collate_fn=collate,

@@ -9,7 +9,8 @@ max_len + 1 steps; the ctc head: its best path, T = 2 x the feature map's width 
                     image_size, centre-cropped to crop_size; see FILE.json); B is dynamic
     output  tokens  int64 (B, T): token ids, the text's, then </s> (id 2), then <pad> (0)
     output  probs   float32 (B, T): each token's probability (0 after </s>)
-Beside it, FILE.json: vocab (index = token id), image_size, crop_size, input_shape, pad/eos/bos
+Beside it, FILE.json: vocab (index = token id), image_size, crop_size, max_stretch (how a region
+fills the input: support/crops.resize_region), input_shape, pad/eos/bos
 ids, normalisation (none: pixels in [0, 1]; a --normalize model maps them itself), max_len, head.
 BatchNorm is folded into the convolutions first. --check (on by default) runs the exported
 model against the checkpoint in PyTorch on random inputs and refuses to write on a mismatch.
@@ -48,9 +49,12 @@ def sidecar(config, vocab):
     """FILE.json's contents: what a deployment needs to feed the model and read its tokens."""
     height, width = as_hw(config["crop_size"])
     return {"vocab": list(vocab), "image_size": config["image_size"],
-            "crop_size": config["crop_size"], "input_shape": [None, 3, height, width],
+            "crop_size": config["crop_size"], "max_stretch": config["max_stretch"],
+            "input_shape": [None, 3, height, width],
             "input": "RGB float32 in [0, 1]: the region resized to image_size, then its centre "
-                     "crop_size (H x W where a pair)",
+                     "crop_size (H x W where a pair); with max_stretch S > 0 the region keeps "
+                     "its aspect at image_size's height widened at most S times (never past "
+                     "the width), at the left, and the rest of the width is its mean colour",
             "normalisation": "none (pixels in [0, 1])" if not config["normalize"]
                              else "inside the model ([0, 1] -> [-1, 1])",
             "max_len": config["max_len"], "pad_id": config["pad_id"], "eos_id": config["eos_id"],

@@ -57,10 +57,11 @@ def crop_arg(text):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def load_file(path, crop, image_size, crop_size, max_pixels=MAX_PIXELS):
+def load_file(path, crop, config, max_pixels=MAX_PIXELS):
     """One image file -> network input (3, crop_size, crop_size), as data.py prepares eval crops:
     region (the whole image, or the --crop box grown by 30% like training crops), resize to
-    image_size, centre crop. Any PIL mode; ValueError with a reason when it cannot be read."""
+    image_size (and its max_stretch), centre crop, by the model's config. Any PIL mode;
+    ValueError with a reason when it cannot be read."""
     from model import as_hw
     from support.crops import eval_input
     from support.images import crop_box, open_image
@@ -68,13 +69,14 @@ def load_file(path, crop, image_size, crop_size, max_pixels=MAX_PIXELS):
     if crop is not None:
         box = crop_box([crop])
     # JPEG decodes at a reduced scale for free; the crop needs a few pixels, not 12 MP
-    height, width = as_hw(image_size)
+    height, width = as_hw(config["image_size"])
     draft = (4 * width, 4 * height) if crop is None else None
     try:
         img = open_image(path, box, max_pixels, draft)
     except OSError as e:  # "<path>: cannot read image (...)": the caller names the path
         raise ValueError(str(e).removeprefix(f"{path}: ")) from None
-    return eval_input(img, image_size, crop_size)  # (3, S, S) in [0, 1]
+    return eval_input(img, config["image_size"], config["crop_size"],
+                      config["max_stretch"])  # (3, H, W) in [0, 1]
 
 
 def inputs_from_files(paths, crop, config, max_pixels=MAX_PIXELS):
@@ -86,7 +88,7 @@ def inputs_from_files(paths, crop, config, max_pixels=MAX_PIXELS):
         failed.append(path)
     for path in files:
         try:
-            image = load_file(path, crop, config["image_size"], config["crop_size"], max_pixels)
+            image = load_file(path, crop, config, max_pixels)
         except ValueError as e:
             print(f"play.py: skipping {path}: {e}", file=sys.stderr)
             failed.append(path)
@@ -100,9 +102,8 @@ def inputs_from_split(json_path, n, vocab, config, max_pixels=MAX_PIXELS):
     from formats.records import load_split
     from support.tokenizer import tokenizer_from_vocab
     image_dir, records = load_split(json_path)
-    dataset = SVHNDataset((image_dir, records[:n]), tokenizer_from_vocab(vocab), train=False,
-                          image_size=config["image_size"], crop_size=config["crop_size"],
-                          max_pixels=max_pixels)
+    dataset = SVHNDataset.evaluation((image_dir, records[:n]), tokenizer_from_vocab(vocab),
+                                     config, max_pixels)
     items, failed = [], []
     for i in range(len(dataset)):
         try:

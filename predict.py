@@ -43,6 +43,7 @@ class PhotoSet(torch.utils.data.Dataset):
         self.files = files
         self.image_size = config["image_size"]
         self.crop_size = config["crop_size"]
+        self.max_stretch = config["max_stretch"]
         self.boxes = boxes or {}
         self.max_pixels = max_pixels
         self.fit = fit
@@ -61,7 +62,7 @@ class PhotoSet(torch.utils.data.Dataset):
             return i, None, str(e).removeprefix(f"{path}: ")
         if self.fit == "keep-aspect":
             return i, keep_aspect_input(img, self.image_size, self.crop_size), None
-        return i, eval_input(img, self.image_size, self.crop_size), None
+        return i, eval_input(img, self.image_size, self.crop_size, self.max_stretch), None
 
 
 def keep_aspect_input(img, image_size, crop_size):
@@ -188,8 +189,9 @@ def parse_args(argv=None):
                    help="CSV name,left,top,width,height: the box of the text in those images "
                         "(as given, no growth); others are read whole")
     p.add_argument("--fit", choices=FITS, default="squash",
-                   help="squash: every image resized to the checkpoint's input, as eval.py reads "
-                        "crops; keep-aspect: resized to the input's height at its own aspect "
+                   help="squash: every image made the checkpoint's input as eval.py reads "
+                        "crops (squashed to it, or padded past a --max-stretch it was trained "
+                        "with); keep-aspect: resized to the input's height at its own aspect "
                         f"(up to {MAX_ASPECT:g}:1), for whole photos wider than the text "
                         "(README: Predict)")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images per batch")

@@ -37,8 +37,8 @@ def main(argv=None):
     model, ckpt = load_checkpoint(args.checkpoint)
     config = model.config
     image_dir, records = load_split(args.json)
-    dataset = SVHNDataset((image_dir, records[:args.limit]), tokenizer_from_vocab(ckpt["vocab"]),
-                          image_size=config["image_size"], crop_size=config["crop_size"])
+    dataset = SVHNDataset.evaluation((image_dir, records[:args.limit]),
+                                     tokenizer_from_vocab(ckpt["vocab"]), config)
     images = torch.stack([dataset[i][0] for i in range(len(dataset))])
     batches = list(torch.split(images, args.batch_size))
     work = tempfile.mkdtemp(prefix="bench_export-")

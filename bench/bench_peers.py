@@ -123,10 +123,9 @@ def read_checkpoint(path, image_dir, records, threads):
     from support.tokenizer import tokenizer_from_vocab
     torch.set_num_threads(threads)
     model, ckpt = inference.open_model(path, torch.device("cpu"))
-    config = ckpt["config"]
+    config = model.config
     vocab = list(ckpt["vocab"])
-    dataset = SVHNDataset((image_dir, records), tokenizer_from_vocab(vocab), train=False,
-                          image_size=config["image_size"], crop_size=config["crop_size"])
+    dataset = SVHNDataset.evaluation((image_dir, records), tokenizer_from_vocab(vocab), config)
     loader = torch.utils.data.DataLoader(dataset, batch_size=ev.BATCH_SIZE, collate_fn=collate)
     start = time.perf_counter()
     res = ev.evaluate(model, loader, config, progress=False)

@@ -14,6 +14,8 @@ DEFAULT_CONFIG = {
     "vocab_size": 14,    # <pad> <unk> </s> <s> + 10 digits
     "image_size": 64,    # the digit-region crop is resized to this (int: a square; [H, W]) ...
     "crop_size": 54,     # ... then (random or centre) cropped to this: the network input
+    "max_stretch": 0.0,  # 0: every region squashed to image_size (the seed); S > 0: its own
+                         # aspect widened at most S times, left-aligned, the rest padded
     "max_len": 8,        # default cap on emitted digits when decoding
     "glimpse": True,     # attend once from h0 before the first step (the seed); False: zeros
     "normalize": False,  # True: the model maps its [0, 1] input pixels to [-1, 1] (not the seed)
@@ -32,6 +34,7 @@ MAX_INPUT_PIXELS = 512 * 512
 MAX_CHANNELS = 8192  # per convolution of the plan
 MAX_CONVS = 64  # convolutions in the plan
 MAX_AUX = 10.0  # the auxiliary loss's weight
+MAX_STRETCH = 64.0  # max_stretch: past this every input is squashed anyway
 
 
 def check_config(config):
@@ -60,6 +63,11 @@ def check_config(config):
             or not 0.0 <= config["dropout"] < 1.0):
         raise ValueError(f"model config 'dropout' must be in [0, 1), got {config['dropout']!r}")
     check_aux(config)
+    stretch = config["max_stretch"]
+    if isinstance(stretch, bool) or not isinstance(stretch, (int, float)) or not (
+            0.0 <= stretch <= MAX_STRETCH):
+        raise ValueError(f"model config 'max_stretch' must be 0 (squash) or a stretch in "
+                         f"(0, {MAX_STRETCH:g}], got {stretch!r}")
     check_input_shape(config)
     for key in ("pad_id", "eos_id", "bos_id"):
         value = config[key]

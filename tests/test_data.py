@@ -11,6 +11,7 @@ import torch
 from PIL import Image, ImageDraw
 
 import data
+from support import crops
 from support.images import crop_box, crop_image, open_image, to_rgb
 from formats.records import load_split, split_median_aspect
 from training import augment, synth_lines
@@ -268,6 +269,45 @@ def test_eval_boxes_of_a_wide_number_are_exact(tmp_path):
                                                       [4.5 * 54 / 7, 1.5 * 54 / 7]], rtol=1e-6)
     assert ev.attention_hits(peaks, [2], [boxes]) == (2, 2)
     assert ev.attention_hits(peaks.flip(1)[:, 1:], [2], [boxes]) == (0, 2)  # B's peak for A
+
+
+def test_a_stretch_cap_keeps_the_regions_shape_and_pads_the_rest(tmp_path):
+    # the wide number's region (78 x 52, aspect 1.5) into a 32 x 256 input: squashed it fills
+    # all 256 columns; with max_stretch 4 it is 4 x 1.5 x 32 = 192 wide at the left, and the
+    # other 64 columns are its mean colour
+    wide_number_dataset(str(tmp_path), train=False)
+    record = {"name": "wide.png", "digits": [1, 7], "boxes": [[100, 30, 20, 40], [130, 35, 30, 30]]}
+    shape = [32, 256]
+    ds = data.SVHNDataset((str(tmp_path), [record]), image_size=shape, crop_size=shape,
+                          max_stretch=4.0)
+    x, _, boxes = ds[0]
+    with Image.open(tmp_path / "wide.png") as img:
+        region = img.convert("RGB").crop((91, 24, 169, 76))
+    content = np.asarray(region.resize((192, 32), Image.BILINEAR), dtype=np.float64)  # PIL alone
+    pixels = x.permute(1, 2, 0).numpy() * 255
+    np.testing.assert_allclose(pixels[:, :192], content, atol=1e-3)
+    mean = np.round(content.reshape(-1, 3).mean(axis=0))
+    assert 0 < mean[0] < 255  # black and white mixed: a grey, neither side's colour
+    np.testing.assert_allclose(pixels[:, 192:], np.broadcast_to(mean, (32, 64, 3)), atol=1e-3)
+    sx, sy = 192 / 78, 32 / 52  # the boxes follow the region's own scale, not the input's
+    expected = [[(100 - 91) * sx, (30 - 24) * sy, (120 - 91) * sx, (70 - 24) * sy],
+                [(130 - 91) * sx, (35 - 24) * sy, (160 - 91) * sx, (65 - 24) * sy]]
+    np.testing.assert_allclose(boxes.numpy(), expected, atol=1e-4)
+    squashed = data.SVHNDataset((str(tmp_path), [record]), image_size=shape, crop_size=shape)[0]
+    assert squashed[0][0, 16, 250] == 0  # squashed, the last columns are the image's black
+
+
+@pytest.mark.parametrize("size, expected", [
+    ((78, 52), 192),    # 1.5:1 -> 4 x 1.5 x 32
+    ((400, 40), 256),   # 10:1 would be 1,280 wide: squashed into the input like the seed
+    ((1, 4000), 1),     # a hair: one column, never none
+    ((64, 32), 256),    # exactly 8:1 at 4x fills the input
+])
+def test_fitted_width(size, expected):
+    assert crops.fitted_width(size, [32, 256], 4.0) == expected
+    assert crops.fitted_width(size, [32, 256], 0.0) == 256  # 0: the seed's squash
+    img = crops.resize_region(Image.new("RGB", size, (9, 99, 199)), [32, 256], 4.0)
+    assert img.size == (256, 32) and img.getpixel((255, 31)) == (9, 99, 199)
 
 
 def test_train_boxes_of_a_wide_number_follow_a_known_crop(tmp_path, monkeypatch):

@@ -271,6 +271,40 @@ def test_a_wide_input_end_to_end(tmp_path):
         assert fig.size[0] > 2 * fig.size[1]  # wide panels
 
 
+def test_a_stretch_capped_model_reads_its_input_alike_everywhere(tmp_path):
+    # --max-stretch 1 at 16 x 64: the 2:1 photos keep their shape (32 columns, the rest padded);
+    # the checkpoint keeps it, and eval.py's dataset, predict.py and play.py build the same input
+    wide = write_set(str(tmp_path / "w"), ["12", "345", "67", "890"], max_len=0)
+    out = tmp_path / "r"
+    assert train.main(["--train-json", wide, "--plan", "8 M 16 M 16 M 16", "--hidden", "16",
+                       "--image-size", "16x64", "--crop-size", "16x64", "--max-stretch", "1",
+                       "--epochs", "1", "--batch-size", "4", "--threads", "1", "--workers", "0",
+                       "--out", str(out)]) == 0
+    model, ckpt = checkpoint.load_checkpoint(str(out / "last.pt"))
+    assert ckpt["config"]["max_stretch"] == 1.0
+    image_dir, records = load_split(wide)
+    evaluated = data.SVHNDataset.evaluation((image_dir, records), None, model.config)
+    import play
+    import predict
+    files = [os.path.join(image_dir, "0.png")]  # the whole image: no box
+    photo = predict.PhotoSet(files, model.config)[0][1]
+    assert torch.equal(photo, evaluated[0][0])
+    assert torch.equal(play.load_file(files[0], None, model.config), photo)
+    assert photo.shape == (3, 16, 64)
+    assert torch.equal(photo[:, :, 32:], photo[:, :1, 63:].expand(3, 16, 32))  # one colour
+    squashed = data.SVHNDataset((image_dir, records), image_size=[16, 64], crop_size=[16, 64])
+    assert not torch.equal(squashed[0][0], photo)
+    report = ev.run(ev.parse_args(["--checkpoint", str(out / "last.pt"), "--json", wide,
+                                   "--workers", "0", "--report", str(tmp_path / "rep.json")]))
+    assert report["num_images"] == 4
+    for bad in ("-1", "nan", "100"):
+        with pytest.raises(SystemExit):
+            train.parse_args(["--max-stretch", bad])
+    for bad in (-1, True, "4", 65):
+        with pytest.raises(ValueError, match="max_stretch"):
+            build_model.check_config({"plan": "8", "hidden": 8, "max_stretch": bad})
+
+
 def test_size_flags_and_limits():
     assert build_model.parse_size("54") == 54 and build_model.parse_size("32x128") == [32, 128]
     assert build_model.parse_size("48X48") == 48  # a square stays an int, as the seed's config
@@ -321,11 +355,13 @@ def test_finetune_defaults_follow_the_data(tmp_path):
     chosen = start.finetune_defaults(args, reader)
     assert chosen["head"] == "ctc" and chosen["aux_ctc"] == 0.0
     assert chosen["image_size"] == chosen["crop_size"] == [32, 256]
+    assert chosen["max_stretch"] == start.FINETUNE_LINE_STRETCH  # narrow photos keep their shape
     # 5 pools: 4 columns at 32 x 128 still hold 4 characters, 2 do not, and lines keep the
     # attention head and the reader's own input
     assert start.finetune_defaults(args, {**reader, "plan": "8 M M M M M"})["head"] == "ctc"
     lines = start.finetune_defaults(args, {**reader, "plan": "8 M M M M M M"})
     assert "head" not in lines and lines["crop_size"] == [32, 128]
+    assert "max_stretch" not in lines  # the checkpoint's own (init_from keeps it)
     # a ctc reader already wider (a fine-tuned one fine-tuned again) is never narrowed, and one
     # of another height widens at its own
     for shape, widened in (([32, 320], [32, 320]), ([40, 64], [40, 320])):
@@ -335,6 +371,9 @@ def test_finetune_defaults_follow_the_data(tmp_path):
                               "--head", "ctc"])  # asked for: widened too
     assert start.finetune_defaults(asked, {"image_size": [32, 128], "crop_size": [32, 128]})[
         "crop_size"] == [32, 256]
+    asked = train.parse_args(["--init", "x.pt", "--train-json", str(folder / "train.json"),
+                              "--max-stretch", "0"])  # the squash asked for: kept
+    assert "max_stretch" not in start.finetune_defaults(asked, reader)
     for given in (["--head", "attention"], ["--aux-ctc", "0.5"]):  # a head asked for
         asked = train.parse_args(["--init", "x.pt", "--train-json", str(folder / "train.json"),
                                   *given])

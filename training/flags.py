@@ -7,6 +7,7 @@ import math
 
 from formats.records import SVHN_ROOT
 from model import DEFAULT_CONFIG, HEADS, parse_size
+from model.config import MAX_STRETCH as MAX_STRETCH_LIMIT
 from support import runs
 from support.images import MAX_PIXELS
 from training import augment, start
@@ -23,6 +24,7 @@ VAL_SIZE = 0          # images held out from the first JSON for validation and b
 IMAGE_SIZE = DEFAULT_CONFIG["image_size"]  # the expanded crop, resized...
 CROP_SIZE = DEFAULT_CONFIG["crop_size"]  # ...then cropped: at random in training,
                       # at the centre in evaluation
+MAX_STRETCH = DEFAULT_CONFIG["max_stretch"]  # 0: the region squashed to --image-size (the seed)
 AUGMENT = True        # random resized crop (scale 0.7-1) + colour jitter 0.5 on training images
 LOOSE = 0.0           # share of training crops widened at random toward the whole photo
 AUGMENT_STYLE = "seed"  # seed: random resized crop + colour jitter; photo: augment.photo_augment
@@ -85,6 +87,13 @@ def add_data_flags(a, rare):
            "in evaluation): N or HxW; attention runs over its H/8 x W/8 feature map. Wide text "
            "reads better wide (plates: --image-size 48x192 --crop-size 48x192); --init picks a "
            "shape from the data")
+    rare("--max-stretch", type=float, default=MAX_STRETCH, metavar="S",
+      help="0: every region is squashed to --image-size whatever its aspect (the seed); S > 0: "
+           "it keeps its aspect at the input's height, widened at most S times, at the left, "
+           "the rest of the width its mean colour, so that a short word is not stretched across "
+           "a wide input. Stored in the checkpoint: eval.py, predict.py and play.py read alike. "
+           f"--init picks {start.FINETUNE_LINE_STRETCH:g} where it widens a line reader for its "
+           "ctc head, else keeps the checkpoint's")
     rare("--max-pixels", type=int, default=MAX_PIXELS, help="a larger image is an unreadable one")
     a("--augment", action=argparse.BooleanOptionalAction, default=AUGMENT,
       help="training augmentation")
@@ -181,7 +190,7 @@ def add_system_flags(a, rare):
            f"epochs for {start.FINETUNE_IMAGES:,} images seen "
            f"({start.FINETUNE_EPOCHS[0]}-{start.FINETUNE_EPOCHS[1]}); no images held out: "
            "last.pt is the model (--val-size or --val-json to validate). Of the model flags only "
-           "--max-len, --dropout, --image-size and --crop-size may change")
+           "--max-len, --dropout, --image-size, --crop-size and --max-stretch may change")
     a("--max-minutes", type=float, default=MAX_MINUTES,
       help="time budget in minutes (0: none): after the first epoch the epochs that fit, "
            "planned from the median step, become --epochs and the lr schedule is laid over "
@@ -246,6 +255,8 @@ def check_values(p, args):
             ("warmup", args.warmup, 0 <= args.warmup < 1, "in [0, 1)"),
             ("loose", args.loose, 0 <= args.loose <= 1, "in [0, 1]"),
             ("synth-mix", args.synth_mix, 0 <= args.synth_mix < 1, "in [0, 1)"),
+            ("max-stretch", args.max_stretch, 0 <= args.max_stretch <= MAX_STRETCH_LIMIT,
+             f"in [0, {MAX_STRETCH_LIMIT:g}] (0: squash)"),
             ("max-minutes", args.max_minutes, args.max_minutes >= 0, ">= 0")]:
         if not (math.isfinite(value) and ok):
             p.error(f"--{name} must be a finite number {want}, got {value}")

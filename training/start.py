@@ -18,7 +18,7 @@ from support import checkpoint, devices, runs
 
 # flags stored in the checkpoint's model config
 MODEL_ARGS = ("head", "aux_ctc", "plan", "hidden", "dropout", "image_size", "crop_size",
-              "max_len", "glimpse", "normalize")
+              "max_stretch", "max_len", "glimpse", "normalize")
 # the data a run sees, kept on resume
 DATA_ARGS = ("train_json", "val_size", "val_json", "seed", "augment", "loose", "augment_style",
              "synth_mix")
@@ -32,8 +32,13 @@ FINETUNE_MAX_ASPECT = 8.0  # the widest input fine-tuning picks, width / height
 # a line reader fine-tuned with a ctc head widens to this aspect at its height: 32 x 256 from
 # reader.pt's 32 x 128, twice the feature columns per character (README "Your own data")
 FINETUNE_LINE_ASPECT = 8.0
+# ... and keeps a region's aspect up to this stretch (model config max_stretch), padding the rest:
+# reader.pt read lines of 1:1 to 10:1 squashed into 4:1, stretched up to 4x; stretched 8x, narrow
+# receipt crops read less (README "Your own data")
+FINETUNE_LINE_STRETCH = 4.0
 WIDE = 1.25  # width / height above which an input is a line, not a near-square crop
-FINETUNE_FLAGS = ("max_len", "dropout", "image_size", "crop_size")  # --init may change: no weight
+# --init may change these: they shape no weight
+FINETUNE_FLAGS = ("max_len", "dropout", "image_size", "crop_size", "max_stretch")
 # --init may also switch the head (the checkpoint's encoder is kept, the new head starts afresh)
 # and add or drop the auxiliary ctc loss (its head starts afresh)
 SWITCHABLE = ("head", "aux_ctc")
@@ -229,8 +234,9 @@ def finetune_defaults(args, config):
     A line reader (a checkpoint with a wide input, like weights/reader.pt) has read lines of
     every aspect squashed into that input: it keeps it, and fine-tunes with the text style, which
     never crops a character out of the line; reading with a ctc head, it keeps its height and
-    widens to FINETUNE_LINE_ASPECT, whatever the images' aspect (twice the columns per character
-    for CTC's alignment; the attention head read fewer lines so). A model of near-square crops
+    widens to FINETUNE_LINE_ASPECT (twice the columns per character for CTC's alignment; the
+    attention head read fewer lines so), where a region keeps its aspect stretched at most
+    FINETUNE_LINE_STRETCH times and the rest is padded (max_stretch). A model of near-square crops
     (replica.pt, the seed's) gets an input as wide as the images and the seed's random resized
     crops."""
     image_dir, records = load_split(args.train_json[0])
@@ -260,10 +266,13 @@ def finetune_defaults(args, config):
     if reads_with_ctc(args, config, chosen.get("crop_size", args.crop_size), longest):
         chosen.update(head="ctc", aux_ctc=0.0)
     head = chosen.get("head", args.head if "head" in args.model_flags else config.get("head"))
-    if reads_lines and head == "ctc" and args.crop_size is None and args.image_size is None:
+    widen = reads_lines and head == "ctc" and args.crop_size is None and args.image_size is None
+    if widen:
         # never narrower than the checkpoint, so a second fine-tuning keeps its input
         width = max(checkpoint_width, width_at(height, FINETUNE_LINE_ASPECT))
         chosen["image_size"], chosen["crop_size"] = [height, width], [height, width]
+    if widen and "max_stretch" not in args.model_flags:  # else the checkpoint's (init_from)
+        chosen["max_stretch"] = FINETUNE_LINE_STRETCH
     return chosen
 
 

@@ -51,7 +51,7 @@ class SVHNDataset(torch.utils.data.Dataset):
 
     def __init__(self, source, tokenizer=None, train=False,
                  image_size=DEFAULT_CONFIG["image_size"], crop_size=DEFAULT_CONFIG["crop_size"],
-                 max_pixels=MAX_PIXELS, loose=0.0, style="seed", max_stretch=0.0):
+                 max_pixels=MAX_PIXELS, loose=0.0, style="seed", max_stretch=0.0, shear=0.0):
         if isinstance(source, (str, os.PathLike)):
             self.image_dir, records = load_split(source)
         else:
@@ -71,6 +71,10 @@ class SVHNDataset(torch.utils.data.Dataset):
         if style not in STYLES:
             raise ValueError(f"augmentation style {style!r} is not one of {', '.join(STYLES)}")
         self.style = style
+        if shear and style != "text":
+            raise ValueError(f"--shear {shear:g} slants the text style's lines; augmentation "
+                             f"style {style!r} has none (give --augment-style text)")
+        self.shear = shear
         # compact arrays instead of a list of dicts: cheap to pickle to workers (spawn)
         self.names = [r["name"] for r in records]
         self.texts = [record_text(r) for r in records]
@@ -137,8 +141,11 @@ class SVHNDataset(torch.utils.data.Dataset):
         if self.train and self.style in ("photo", "text"):
             top, left = self.centre_offsets()
             sx = sy = 1.0
-            augment = photo_augment if self.style == "photo" else text_augment
-            x = centre_input(augment(img, self.jitter), self.crop_size)  # (3, H, W)
+            if self.style == "photo":
+                img = photo_augment(img, self.jitter)
+            else:
+                img = text_augment(img, self.jitter, self.shear)
+            x = centre_input(img, self.crop_size)  # (3, H, W)
         elif self.train:
             # the seed's aspect range, around the input's own shape (a square: exactly the seed's)
             ratio = RATIO
@@ -244,7 +251,7 @@ def load_data(args, vocab=None, extend=False):
         return SVHNDataset(source, tokenizer, train=train, image_size=args.image_size,
                            crop_size=args.crop_size, max_pixels=args.max_pixels,
                            loose=args.loose, style=args.augment_style,
-                           max_stretch=args.max_stretch)
+                           max_stretch=args.max_stretch, shear=args.shear)
     train_sets = [dataset(part, args.augment) for part in parts]
     if args.synth_mix:
         train_sets.append(mixed_synth_lines(train_sets, tokenizer, args))
@@ -298,7 +305,8 @@ def mixed_synth_lines(train_sets, tokenizer, args):
     characters, lengths and layouts."""
     texts = [t for part in train_sets for t in part.texts]
     size = round(len(texts) * args.synth_mix / (1 - args.synth_mix))
-    synth = SynthLines(texts, tokenizer, size, args.image_size, args.crop_size, args.max_stretch)
+    synth = SynthLines(texts, tokenizer, size, args.image_size, args.crop_size, args.max_stretch,
+                       args.shear)
     if synth.undrawable:
         print(f"--synth-mix: no style draws {''.join(synth.undrawable)!r}: only the "
               f"photos teach them")

@@ -749,9 +749,11 @@ def test_json_errors_name_the_file(tmp_path):
         load_split(write_split(str(tmp_path), huge))
 
 
-def test_text_augmentation_never_cuts_the_first_or_last_character(tmp_path):
+@pytest.mark.parametrize("shear", [0.0, 10.0, 40.0])
+def test_text_augmentation_never_cuts_the_first_or_last_character(tmp_path, shear):
     # a line framed by its whole image: dark strokes touch the left and right edges; any crop
-    # inside the frame (the seed's random resized crop) loses one of them in some draws
+    # inside the frame (the seed's random resized crop) loses one of them in some draws; a
+    # slant, however steep, is capped by the margins drawn
     img = np.full((30, 150, 3), 230, np.uint8)
     img[5:25, 0:5] = 10
     img[5:25, 145:150] = 10
@@ -759,7 +761,7 @@ def test_text_augmentation_never_cuts_the_first_or_last_character(tmp_path):
     path = write_split(str(tmp_path), [{"name": "a.png", "text": "1I"}])
     import random
     ds = data.SVHNDataset(path, train=True, image_size=[32, 160], crop_size=[32, 160],
-                          style="text")
+                          style="text", shear=shear)
     shapes = set()
     for seed in range(60):
         random.seed(seed)
@@ -773,6 +775,32 @@ def test_text_augmentation_never_cuts_the_first_or_last_character(tmp_path):
         # both strokes are still in the picture, one in each outer eighth
         assert columns.min() < 20 and columns.max() >= 140, seed
     assert len(shapes) > 50  # margins, turns and colours vary
+
+
+def stroke_lean(shear, seed):
+    """Columns the middle of a vertical stroke moves between rows 8 and 32 of a 40 x 200
+    line after the text augmentation (colours kept) with `shear` degrees."""
+    import random
+    import torchvision.transforms as T
+    img = np.full((40, 200, 3), 230, np.uint8)
+    img[:, 98:103] = 10
+    random.seed(seed)
+    out = np.asarray(augment.text_augment(Image.fromarray(img), T.ColorJitter(), shear))
+    dark = out[..., 0] < 120
+    top, bottom = (np.flatnonzero(dark[row]).mean() for row in (8, 32))
+    return bottom - top
+
+
+def test_shear_slants_the_text_within_its_limit():
+    leans = [stroke_lean(10.0, seed) for seed in range(40)]
+    # 24 rows apart, up to 24 x 1.3 = 31 rows of the canvas grown by up to 15% at the top and
+    # bottom: at most tan(10 degrees) x 31 = 5.5 columns, a 2-degree turn's 0.8 and a pixel
+    assert max(abs(v) for v in leans) > 2  # it slants ...
+    assert max(abs(v) for v in leans) < 5.5 + 0.8 + 0.5  # ... within the limit
+    assert min(leans) < -1 and max(leans) > 1  # both ways
+    assert max(abs(stroke_lean(0.0, seed)) for seed in range(40)) < 1.5  # no shear: the turn's
+    with pytest.raises(ValueError, match="--shear 10 slants the text style"):
+        data.SVHNDataset((".", []), style="seed", shear=10.0)
 
 
 def test_synthetic_lines_look_like_the_training_texts(monkeypatch):

@@ -469,3 +469,16 @@ def test_a_fine_tuning_run_resumes_with_its_data_chosen_defaults(digits, lettere
     assert "already holds epoch 2 of --epochs 2" in capsys.readouterr().out
     again = torch.load(tmp_path / "ft" / "last.pt", weights_only=True)
     assert again["epoch"] == 2 and again["config"] == ckpt["config"]
+
+
+def test_a_run_from_before_a_flag_resumes_as_it_trained():
+    # a checkpoint that recorded no --shear and no max_stretch trained without either: resuming
+    # keeps that, and refuses either asked for, which would change the run halfway
+    ckpt = {"config": {}, "args": {"epochs": 16, "schedule": "step"}, "epoch": 1}
+    resumed = start.Resumed("old.pt", ckpt)
+    fixed = start.adopt_resumed(train.parse_args(["--resume", "old.pt"]), resumed)
+    assert fixed["shear"] == 0.0 and fixed["max_stretch"] == 0.0
+    for flag, value in (("--shear", "10"), ("--max-stretch", "4")):
+        args = train.parse_args(["--resume", "old.pt", flag, value])
+        with pytest.raises(ValueError, match=f"old.pt: trained with {flag} 0.0, not {value}.0"):
+            start.adopt_resumed(args, resumed)

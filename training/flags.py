@@ -28,6 +28,8 @@ MAX_STRETCH = DEFAULT_CONFIG["max_stretch"]  # 0: the region squashed to --image
 AUGMENT = True        # random resized crop (scale 0.7-1) + colour jitter 0.5 on training images
 LOOSE = 0.0           # share of training crops widened at random toward the whole photo
 AUGMENT_STYLE = "seed"  # seed: random resized crop + colour jitter; photo: augment.photo_augment
+SHEAR = 0.0           # degrees of slant the text style adds (0: none)
+MAX_SHEAR = 45.0
 SYNTH_MIX = 0.0       # share of training images drawn by the text generator (0: none, the seed)
 NORMALIZE = DEFAULT_CONFIG["normalize"]  # pixels enter the encoder in [0, 1]
 # model (DEFAULT_CONFIG)
@@ -106,6 +108,10 @@ def add_data_flags(a, rare):
            "sides moved up to 6%%, a turn up to 3 degrees, milder jitter, sometimes a blur "
            "(worse than seed on real plates, README); text: for lines framed by their whole "
            "image, zooms out only, so no character is cut off")
+    rare("--shear", type=degrees_arg, default=SHEAR, metavar="DEGREES",
+      help="--augment-style text only: a slant of up to DEGREES either way (rows shifted in "
+           "proportion to their height), capped so that no character leaves the frame; 0: none "
+           "(10 read fewer real plates, README)")
     a("--synth-mix", type=float, default=SYNTH_MIX,
       help="share of every epoch's images drawn anew by the text generator (synth/text.py) in "
            "the training texts' characters, lengths and layouts, so that rare characters are "
@@ -264,6 +270,17 @@ def check_values(p, args):
         p.error(f"--milestones must be epochs >= 1, got {args.milestones}")
     if not 0 <= args.seed < 2 ** 32:  # torch.manual_seed takes an int64 and the seed is scaled
         p.error(f"--seed must be an integer in [0, 2^32), got {args.seed}")
+
+
+def degrees_arg(text):
+    """argparse type of --shear: degrees in [0, MAX_SHEAR)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < MAX_SHEAR:  # nan fails too
+        raise argparse.ArgumentTypeError(f"must be degrees in [0, {MAX_SHEAR:g}), got {text!r}")
+    return value
 
 
 def size_arg(text):

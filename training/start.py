@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 from formats.records import load_split, record_text, split_median_aspect
-from model import as_hw, format_size
+from model import DEFAULT_CONFIG, as_hw, format_size
 from model.encoder import parse_plan, pooled_size
 from support import checkpoint, devices, runs
 
@@ -21,7 +21,9 @@ MODEL_ARGS = ("head", "aux_ctc", "plan", "hidden", "dropout", "image_size", "cro
               "max_stretch", "max_len", "glimpse", "normalize")
 # the data a run sees, kept on resume
 DATA_ARGS = ("train_json", "val_size", "val_json", "seed", "augment", "loose", "augment_style",
-             "synth_mix")
+             "shear", "synth_mix")
+# data flags newer than some runs, with the value those runs trained with
+UNRECORDED_DATA = {"shear": 0.0}
 # the recipe that the optimizer and scheduler states carry: kept on resume (a new --lr was
 # recorded, then overridden by the restored state)
 RECIPE_ARGS = ("lr", "weight_decay", "schedule", "milestones", "gamma", "warmup")
@@ -181,10 +183,11 @@ def adopt_resumed(args, resumed):
     --epochs its schedule was not made for."""
     path, ckpt = resumed.path, resumed.ckpt
     again = "drop the flag to resume, or use a new --out"
-    flags = fixed_by(path, args, args.model_flags, ckpt["config"], MODEL_ARGS, f"; {again}",
-                     same_words)
-    flags.update(fixed_by(path, args, args.data_flags, ckpt["args"], DATA_ARGS,
-                          f", which changes the data it sees; {again}"))
+    # a config without a key is a model from before it, with its default (as check_config reads)
+    flags = fixed_by(path, args, args.model_flags, {**DEFAULT_CONFIG, **ckpt["config"]},
+                     MODEL_ARGS, f"; {again}", same_words)
+    flags.update(fixed_by(path, args, args.data_flags, {**UNRECORDED_DATA, **ckpt["args"]},
+                          DATA_ARGS, f", which changes the data it sees; {again}"))
     # rather than record a value that is not applied
     flags.update(fixed_by(path, args, args.recipe_flags, ckpt["args"], RECIPE_ARGS,
                           f"; its optimizer and lr schedule resume as saved: drop the flag to "

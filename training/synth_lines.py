@@ -35,7 +35,8 @@ class SynthLines(torch.utils.data.Dataset):
     generator can draw are left out of them (`undrawable`; the photos still teach them). Each
     item is (image tensor, tokens, no boxes), drawn from the seeded `random` (SeededSamples)."""
 
-    def __init__(self, texts, tokenizer, size, image_size, crop_size, max_stretch=0.0):
+    def __init__(self, texts, tokenizer, size, image_size, crop_size, max_stretch=0.0,
+                 shear=0.0):
         from synth import line  # the generator's fonts load only when mixed in
         self.render = line.render_line
         alphabet = sorted({c for t in texts for c in t})
@@ -54,6 +55,7 @@ class SynthLines(torch.utils.data.Dataset):
         self.image_size = image_size
         self.crop_size = crop_size
         self.max_stretch = max_stretch
+        self.shear = shear
         self.jitter = T.ColorJitter(*PHOTO_JITTER)
 
     def __len__(self):
@@ -88,6 +90,6 @@ class SynthLines(torch.utils.data.Dataset):
     def __getitem__(self, i):
         text, img = self.drawn()
         img = resize_region(img, self.image_size, self.max_stretch)
-        x = centre_input(text_augment(img, self.jitter), self.crop_size)  # (3, H, W)
+        x = centre_input(text_augment(img, self.jitter, self.shear), self.crop_size)  # (3, H, W)
         tokens = self.tokenizer.encode(token_text(text)).long()  # (len(text) + 2,)
         return x, tokens, torch.zeros((0, 4))

@@ -39,10 +39,11 @@ def resize_region(img, image_size, max_stretch=0.0):
     img = TF.resize(img, [height, wide], antialias=True)
     if wide == width:
         return img
-    pixels = np.asarray(img.convert("RGB"), dtype=np.float64)
+    img = img.convert("RGB")
+    pixels = np.asarray(img, dtype=np.float64)
     colour = tuple(int(round(v)) for v in pixels.reshape(-1, 3).mean(axis=0))
     padded = Image.new("RGB", (width, height), colour)
-    padded.paste(img.convert("RGB"), (0, 0))
+    padded.paste(img, (0, 0))
     return padded
 
 

@@ -32,10 +32,6 @@ PHOTO_BLUR_RADIUS = 1.2
 TEXT_MARGIN_Y = 0.15          # each of top and bottom grows by up to this share of the height
 TEXT_MARGIN_X = 0.05          # each of left and right grows by up to this share of the width
 TEXT_ROTATE = 2.0             # degrees, either way, on the grown canvas: the text stays inside
-# --shear (text style only): a slant of up to that many degrees either way (rows shifted in
-# proportion to their height), as a camera off to one side or italic hands leave text; capped by
-# the side margins drawn, so that no character leaves the frame. Off by default: 10 degrees read
-# fewer real plates (README "Levers measured")
 STYLES = ("seed", "photo", "text")
 # Transforms are torchvision v1 on PIL images: measured 1.6x faster than v2 on uint8 tensors for
 # this pipeline (python -m bench.bench_data --compare-v2) and as fast as v2 on PIL.
@@ -85,27 +81,29 @@ def text_augment(img, jitter, shear=0.0):
     limit = min(TEXT_ROTATE, math.degrees(math.asin(min(1.0, room))))
     pixels = np.pad(np.asarray(img), ((top, bottom), (left, right), (0, 0)), mode="edge")
     grown = Image.fromarray(pixels)
-    if limit > 0:
+    fill = None  # the colour uncovered corners take: the canvas's median, found once if needed
+    if limit > 0 or shear > 0:
         fill = tuple(int(v) for v in np.median(pixels.reshape(-1, 3), axis=0))
+    if limit > 0:
         angle = random.uniform(-limit, limit)
         grown = grown.rotate(angle, resample=Image.BILINEAR, fillcolor=fill)
     if shear > 0:
-        grown = slant(grown, pixels, shear, min(left, right))
+        grown = slant(grown, fill, shear, min(left, right))
     img = jitter(grown.resize((width, height), Image.BILINEAR))
     if random.random() < PHOTO_BLUR:
         img = img.filter(ImageFilter.GaussianBlur(random.uniform(0.3, PHOTO_BLUR_RADIUS)))
     return img
 
 
-def slant(img, pixels, degrees, margin):
-    """img with its rows shifted sideways in proportion to their distance from the middle row
-    (a shear about the centre, the gaps filled with the median of `pixels`): up to `degrees`
-    either way, and at most `margin` pixels at the top and bottom rows. Draws from `random`."""
+def slant(img, fill, degrees, margin):
+    """--shear: img with its rows shifted sideways in proportion to their distance from the
+    middle row (a shear about the centre, as a camera off to one side or an italic hand leaves
+    text; the gaps `fill`ed): up to `degrees` either way, and at most `margin` pixels at the top
+    and bottom rows, so no character leaves the frame. Draws from `random`."""
     width, height = img.size
     limit = min(math.tan(math.radians(degrees)), margin / max(1.0, height / 2))
     if limit <= 0:
         return img
-    fill = tuple(int(v) for v in np.median(pixels.reshape(-1, 3), axis=0))
     k = random.uniform(-limit, limit)  # x_in = x_out + k * (y_out - height / 2)
     return img.transform((width, height), Image.AFFINE, (1, k, -k * height / 2, 0, 1, 0),
                          resample=Image.BILINEAR, fillcolor=fill)

@@ -28,7 +28,8 @@ MAX_STRETCH = DEFAULT_CONFIG["max_stretch"]  # 0: the region squashed to --image
 AUGMENT = True        # random resized crop (scale 0.7-1) + colour jitter 0.5 on training images
 LOOSE = 0.0           # share of training crops widened at random toward the whole photo
 AUGMENT_STYLE = "seed"  # seed: random resized crop + colour jitter; photo: augment.photo_augment
-SHEAR = 0.0           # degrees of slant the text style adds (0: none)
+SHEAR = 0.0           # degrees of slant the text style adds (0: none; 10 read fewer real
+                      # plates, README "Levers measured")
 MAX_SHEAR = 45.0
 SYNTH_MIX = 0.0       # share of training images drawn by the text generator (0: none, the seed)
 NORMALIZE = DEFAULT_CONFIG["normalize"]  # pixels enter the encoder in [0, 1]

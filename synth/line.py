@@ -29,10 +29,6 @@ HELD_OUT_VARIANTS = frozenset({("display7", "vfd"), ("dotmatrix", "square"), ("p
                                ("stamped", "embossed")})
 SIZE = (24, 64)  # text size in pixels (the font's em), drawn log-uniformly
 MARGIN = (0.05, 0.45)  # crop margin on each side, in text sizes
-# half of the plates are framed whole, as a plate detector crops them: caption, border and some
-# of the car around it (ttf_styles.PLATE_PAD leaves the canvas room for it)
-WHOLE_PLATE = 0.5
-PLATE_MARGIN = (0.5, 1.3)
 MAX_ASPECT = 10.0  # wider crops get taller margins
 
 
@@ -69,8 +65,7 @@ def render_line(rng, text, held_out=False, style=None, variant=None, meta=None):
         img, ink = seven_segment(rng, text, variant, size)
     else:
         img, ink = STYLES[style][3](rng, text, variant, face[1], size)
-    whole = style == "plate" and rng.random() < WHOLE_PLATE
-    img, box = _crop(rng, img, ink, size, PLATE_MARGIN if whole else MARGIN)
+    img, box = _crop(rng, img, ink, size)
     apply_lighting(rng, img, 1.0)
     out = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
     out = camera(rng, out, box[3] - box[1], 1.0)
@@ -108,13 +103,12 @@ def _choose(rng, text, held_out, style, variant):
     return style, variant, face
 
 
-def _crop(rng, img, ink, size, margin=MARGIN):
-    """The ink's box plus a random margin per side (never into the ink), drawn in `margin`
-    (text sizes), at most MAX_ASPECT wide: -> (image (h, w, 3) float32, ink box (x0, y0, x1,
-    y1) in it)."""
+def _crop(rng, img, ink, size):
+    """The ink's box plus a random margin per side (never into the ink), at most MAX_ASPECT
+    wide: -> (image (h, w, 3) float32, ink box (x0, y0, x1, y1) in it)."""
     H, W = ink.shape
     x0, y0, x1, y1 = ink_box(ink) or (0, 0, W, H)
-    ml, mt, mr, mb = (int(round(m)) for m in rng.uniform(*margin, 4) * size)
+    ml, mt, mr, mb = (int(round(m)) for m in rng.uniform(*MARGIN, 4) * size)
     ml, mt, mr, mb = max(ml, 1), max(mt, 1), max(mr, 1), max(mb, 1)
     w = x1 - x0 + ml + mr
     h = y1 - y0 + mt + mb

@@ -143,16 +143,6 @@ def _plate(rng, alphabet, min_len, max_len):
     return "".join(out)
 
 
-def caption(rng):
-    """An unlabelled word or two in capitals, as the state, country or slogan a plate carries
-    around its number."""
-    words = []
-    for _ in range(1 + int(rng.random() < 0.3)):
-        size = int(rng.integers(2, 6))
-        words.append("".join(_pick(rng, CONSONANTS) + _pick(rng, VOWELS) for _ in range(size)))
-    return " ".join(words).upper()
-
-
 def _word(rng, alphabet, min_len, max_len):
     """Pronounceable pseudo-words in lower, upper or title case, separated by spaces."""
     n = _length(rng, min_len, max_len)

@@ -4,10 +4,8 @@ the (H, W, 3) float32 image and the (H, W) ink of its text, with room around the
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from synth.ink import flat, ink_box, paint, paste_max, text_mask
+from synth.ink import flat, ink_box, paint, text_mask
 from synth.surfaces import apply_material, random_colour
-from synth.text import caption
-from synth.textfaces import draws
 
 PLATE_SCHEMES = {  # (plate, text) colours: two colours per plate
     "eu": (((235, 235, 230), (20, 20, 25)),),
@@ -17,10 +15,6 @@ PLATE_SCHEMES = {  # (plate, text) colours: two colours per plate
 }
 INKS = ((25, 45, 150), (20, 20, 30), (95, 95, 105), (150, 25, 30))  # pen blue, black, pencil, red
 STAMP_INKS = ((180, 30, 40), (30, 50, 160), (100, 40, 130), (25, 25, 30))
-PLATE_PAD = 1.4  # the canvas around a plate's text, in text sizes: room for a whole-plate crop
-CAPTIONS = 0.5  # how often a plate carries an unlabelled caption
-CAPTION = (0.2, 0.35)  # its size, in text sizes
-SEPARATORS = 0.5  # how often the gaps between a plate's groups hold a mark
 
 
 def _smooth(rng, H, W, cells):
@@ -49,10 +43,8 @@ def printed(rng, text, variant, face, size):
 
 
 def plate(rng, text, variant, face, size):
-    """A plate of two colours around the text: border, screws, on 'eu' a blue band; often an
-    unlabelled caption above or below the text (a state, a country), and marks in the gaps
-    between its groups (a dot, a seal), which a reader must learn to leave out."""
-    ink = text_mask(rng, text, face, size, int(size * PLATE_PAD), rng.uniform(0, 0.12))
+    """A plate of two colours around the text: border, screws, and on 'eu' a blue band."""
+    ink = text_mask(rng, text, face, size, int(size * 0.8), rng.uniform(0, 0.12))
     H, W = ink.shape
     x0, y0, x1, y1 = ink_box(ink) or (0, 0, W, H)
     schemes = PLATE_SCHEMES[variant]
@@ -62,22 +54,19 @@ def plate(rng, text, variant, face, size):
     rect = [x0 - mx, y0 - my, x1 + mx, y1 + my]
     if variant == "eu":
         rect[0] -= size * 0.55
-    marks = Image.new("L", (W, H))
-    if rng.random() < CAPTIONS:
-        _caption(rng, marks, rect, (x0, y0, x1, y1), face, size)
     layer = Image.new("L", (W, H))
     draw = ImageDraw.Draw(layer)
     radius = size * rng.uniform(0.05, 0.25)
     draw.rounded_rectangle(rect, radius=radius, fill=255)
     paint(img, np.asarray(layer, np.float32) / 255, back * rng.uniform(0.85, 1.05))
+    marks = Image.new("L", (W, H))
+    draw = ImageDraw.Draw(marks)
     if rng.random() < 0.7:
         inset = size * 0.07
-        ImageDraw.Draw(marks).rounded_rectangle(
-            [rect[0] + inset, rect[1] + inset, rect[2] - inset, rect[3] - inset],
-            radius=radius, outline=255, width=max(1, int(size * 0.05)))
+        draw.rounded_rectangle([rect[0] + inset, rect[1] + inset, rect[2] - inset,
+                                rect[3] - inset], radius=radius, outline=255,
+                               width=max(1, int(size * 0.05)))
     paint(img, np.asarray(marks, np.float32) / 255, fg)
-    if " " in text and rng.random() < SEPARATORS:
-        _separators(rng, img, ink, text.count(" "), size, fg)
     if variant == "eu":
         _eu_band(rng, img, rect, size)
     if rng.random() < 0.6:
@@ -86,48 +75,6 @@ def plate(rng, text, variant, face, size):
     paint(img, relief * 0.35, back * 0.4)  # pressed plates: the letters cast a shadow
     paint(img, ink, fg)
     return img, ink
-
-
-def _caption(rng, marks, rect, box, face, size):
-    """Small capitals centred above or below the text's box, inside the plate (rect grows to
-    hold them), where the face draws them all."""
-    words = caption(rng)
-    if not all(draws(face[0], c) for c in words if c != " "):
-        return
-    small = text_mask(rng, words, face, max(6, int(size * rng.uniform(*CAPTION))), 1)
-    cx0, cy0, cx1, cy1 = ink_box(small) or (0, 0, 1, 1)
-    small = small[cy0:cy1, cx0:cx1]
-    x0, y0, x1, y1 = box
-    gap = size * rng.uniform(0.05, 0.15)
-    left = int((x0 + x1 - small.shape[1]) / 2)
-    if rng.random() < 0.5:
-        top = int(y0 - gap - small.shape[0])
-        rect[1] = min(rect[1], top - size * 0.1)
-    else:
-        top = int(y1 + gap)
-        rect[3] = max(rect[3], top + small.shape[0] + size * 0.1)
-    layer = np.asarray(marks, np.float32) / 255
-    paste_max(layer, small, left, top)
-    marks.paste(Image.fromarray((layer * 255).astype(np.uint8)))
-
-
-def _separators(rng, img, ink, count, size, fg):
-    """A dot (in the text's colour) or a round seal (a filled disc of another colour) in each of
-    the `count` widest gaps between the ink's columns: the spaces between a plate's groups."""
-    x0, y0, x1, y1 = ink_box(ink) or (0, 0, 1, 1)
-    empty = ~(ink[y0:y1, x0:x1] > 0.1).any(axis=0)
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], empty.astype(np.int8), [0]))))
-    gaps = sorted(zip(edges[0::2], edges[1::2]), key=lambda g: g[0] - g[1])[:count]
-    layer = Image.new("L", img.shape[1::-1])
-    draw = ImageDraw.Draw(layer)
-    seal = rng.random() < 0.5
-    for start, end in gaps:
-        if end - start < 0.2 * size:
-            continue
-        cx, cy = x0 + (start + end) / 2, (y0 + y1) / 2
-        r = min(size * (0.2 if seal else 0.07), (end - start) / 2.5)
-        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
-    paint(img, np.asarray(layer, np.float32) / 255, random_colour(rng) if seal else fg)
 
 
 def _eu_band(rng, img, rect, size):

@@ -5,15 +5,12 @@ import os
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import synthetic_text
 import train
 from formats.records import load_split
 from synth.line import STYLES, render_line, variants
 from synth.text import DEFAULT_ALPHABET, sample_text
-from synth.textfaces import covering
-from synth.ttf_styles import _caption, _separators
 from synthetic import image_rng
 
 TINY = ["--plan", "8 M 16", "--hidden", "16", "--image-size", "32", "--crop-size", "28",
@@ -90,34 +87,6 @@ def test_uncovered_character_is_named():
         render_line(np.random.default_rng(0), "AB\u4e2d")
     with pytest.raises(SystemExit, match=r"'\\u4e2d'|'中'.*U\+4E2D"):
         synthetic_text.main(["--out", "unused", "--alphabet", "AB\u4e2d", "--train", "1"])
-
-
-def test_plate_separators_sit_in_the_widest_gaps_and_never_on_ink():
-    # ink: three blocks, a wide gap (30 px) and a narrow one (8 px); one mark asked for
-    size = 40
-    ink = np.zeros((60, 200), np.float32)
-    ink[20:50, 10:50] = ink[20:50, 80:120] = ink[20:50, 128:170] = 1
-    for seed in range(6):
-        img = np.full((60, 200, 3), 200, np.float32)
-        _separators(np.random.default_rng(seed), img, ink, 1, size, np.zeros(3, np.float32))
-        changed = np.flatnonzero((img != 200).any(axis=(0, 2)))
-        assert changed.size and changed.min() >= 50 and changed.max() < 80, (seed, changed)
-        assert abs((changed.min() + changed.max()) / 2 - 64.5) <= 1.5, changed
-    img = np.full((60, 200, 3), 200, np.float32)
-    _separators(np.random.default_rng(0), img, ink, 3, 200, np.zeros(3, np.float32))
-    assert (img == 200).all()  # gaps under 0.2 text sizes hold no mark
-
-
-def test_plate_caption_lies_outside_the_text_inside_the_grown_plate():
-    family, face = covering("plate", False, "ABC")[0]
-    for seed in range(8):
-        rect = [20.0, 50.0, 280.0, 130.0]
-        marks = Image.new("L", (300, 200))
-        _caption(np.random.default_rng(seed), marks, rect, (40, 60, 260, 120), face, 48)
-        rows = np.flatnonzero(np.asarray(marks).max(axis=1) > 25)
-        assert rows.size, (family, seed)
-        assert rows.max() < 60 or rows.min() >= 120, (seed, rows.min(), rows.max())
-        assert rect[1] <= rows.min() and rows.max() < rect[3], (seed, rect, rows)
 
 
 def _write(out, workers, alphabet="0123456789AB.", n=12):

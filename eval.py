@@ -158,14 +158,17 @@ def truth_ids(tokens, config):
 
 
 @torch.inference_mode()
-def evaluate(model, loader, config, beam=BEAM, device="cpu", progress=True, precision="fp32"):
-    """Decode every batch; return per-image results and the summed loss (model already prepared)."""
+def evaluate(model, loader, config, beam=BEAM, device="cpu", progress=True, precision="fp32",
+             votes=None):
+    """Decode every batch (votes: model.vote's copies; None: the checkpoint's); return per-image
+    results and the summed loss (model already prepared)."""
     res = {"pred": [], "truth": [], "logprob": [], "hits": 0, "steps": 0, "unboxed": 0,
            "loss_sum": 0.0, "loss_count": 0}
     bar = tqdm(loader, desc="eval", unit="batch", disable=None if progress else True)
     for images, tokens, boxes in bar:
         tokens = tokens.to(device, non_blocking=True)
-        out, (features, _) = inference.decode_batch(model, images, beam, device, precision)
+        out, (features, _) = inference.decode_batch(model, images, beam, device, precision,
+                                                     votes)
         pred = [list(p) for p in out["tokens"]]
         truth = truth_ids(tokens, config)
         logprob = out["logprob"].float().cpu()
@@ -314,6 +317,7 @@ def parse_args(argv=None):
     p.add_argument("--json", default=SVHN_TEST, help="prepared split to evaluate (prepare_data.py)")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images per decoding batch")
     p.add_argument("--beam", type=int, default=BEAM, help="beam width; 1 = greedy decoding")
+    cli.add_vote_flag(p)
     p.add_argument("--limit", type=int, default=None,
                    help="evaluate only the first N images; None: all")
     # loading (~1.3 ms an image) needs a fraction of a core; more would steal the convolutions'
@@ -388,13 +392,16 @@ def run(args):
 
     dataset = SVHNDataset.evaluation((image_dir, records), tokenizer_from_vocab(vocab), config,
                                      args.max_pixels)
-    batch_size = min(args.batch_size, max(1, BEAM_ROWS // args.beam))  # same answers, any batch
+    votes = config["votes"] if args.votes is None else args.votes
+    rows = args.beam * votes  # rows decoded per image: the same answers, any batch
+    batch_size = min(args.batch_size, max(1, BEAM_ROWS // rows))
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
                                          num_workers=workers, collate_fn=collate,
                                          pin_memory=device.type == "cuda")
     loader = threads.paced(loader, device, args.threads)  # threads re-checked between batches
     start = time.perf_counter()
-    res = evaluate(model, loader, config, beam=args.beam, device=device, precision=precision)
+    res = evaluate(model, loader, config, beam=args.beam, device=device, precision=precision,
+                   votes=votes)
     seconds = time.perf_counter() - start
     report, correct, confidence = summarize(res, vocab, labels=dataset.texts,
                                             max_len=config["max_len"])
@@ -405,7 +412,7 @@ def run(args):
         report["first_longer_than_max_len"] = f"{args.json}: record {first + 1} " \
                                               f"({records[first]['name']!r})"
     report = {"checkpoint": os.path.abspath(args.checkpoint), "json": os.path.abspath(args.json),
-              "beam": args.beam, "precision": precision, "device": str(device),
+              "beam": args.beam, "votes": votes, "precision": precision, "device": str(device),
               "epoch": ckpt.get("epoch"), **report,
               "seconds": seconds, "images_per_second": len(records) / seconds}
     coverage, accuracy = coverage_curve(correct, confidence)

@@ -11,7 +11,8 @@ max_len + 1 steps; the ctc head: its best path, T = 2 x the feature map's width 
     output  probs   float32 (B, T): each token's probability (0 after </s>)
 Beside it, FILE.json: vocab (index = token id), image_size, crop_size, max_stretch (how a region
 fills the input: support/crops.resize_region), input_shape, pad/eos/bos
-ids, normalisation (none: pixels in [0, 1]; a --normalize model maps them itself), max_len, head.
+ids, normalisation (none: pixels in [0, 1]; a --normalize model maps them itself), max_len, head,
+and votes with its copies (the graph reads one copy; eval.py and predict.py vote over `votes`).
 BatchNorm is folded into the convolutions first. --check (on by default) runs the exported
 model against the checkpoint in PyTorch on random inputs and refuses to write on a mismatch.
 FILE and FILE.json are written under temporary names, checked, and only then replace what was
@@ -27,7 +28,7 @@ import torch
 
 from support import inference, outputs, runs
 from support.atomic import replacing_all
-from model import as_hw
+from model import as_hw, vote
 from support.script import run_main
 
 ONNX_OPSET = 17
@@ -58,7 +59,14 @@ def sidecar(config, vocab):
             "normalisation": "none (pixels in [0, 1])" if not config["normalize"]
                              else "inside the model ([0, 1] -> [-1, 1])",
             "max_len": config["max_len"], "pad_id": config["pad_id"], "eos_id": config["eos_id"],
-            "bos_id": config["bos_id"], "head": config["head"], "outputs": ["tokens", "probs"]}
+            "bos_id": config["bos_id"], "head": config["head"], "outputs": ["tokens", "probs"],
+            "votes": config["votes"],
+            "copies": [list(copy) for copy in vote.COPIES[:config["votes"]]],
+            "voting": "eval.py and predict.py read each image as `votes` copies, each [shift "
+                      "right, shift down, scale]: shifts in input heights (at least a pixel), "
+                      "the gap filled with the edge pixels, scaled about the centre; the text "
+                      "whose copies' probabilities sum highest wins. This graph reads one copy: "
+                      "run it on each and vote to read as they do (1: the image alone)"}
 
 
 def export_onnx(module, example, path):

@@ -120,13 +120,14 @@ def inputs_from_split(json_path, n, vocab, config, max_pixels=MAX_PIXELS):
 # decoding and drawing
 
 @torch.inference_mode()
-def decode_items(model, items, vocab, beam=1, device="cpu", precision="fp32"):
+def decode_items(model, items, vocab, beam=1, device="cpu", precision="fp32", votes=None):
     """Adds "digits", "probs" (per digit), "prob" (sequence) and "maps" (K, S, S), or None for a
-    head without attention (ctc), to each item."""
+    head without attention (ctc), to each item (votes: model.vote's copies; None: the
+    checkpoint's; the maps are those of the copy the vote kept)."""
     for start in range(0, len(items), BATCH):
         chunk = items[start:start + BATCH]
         images = torch.stack([it["image"] for it in chunk])  # (B, 3, S, S)
-        out, _ = inference.decode_batch(model, images, beam, device, precision)
+        out, _ = inference.decode_batch(model, images, beam, device, precision, votes)
         maps = None
         if out["attention"] is not None:
             maps = attention_maps(out["attention"], out["feature_hw"], images.shape[-2:])
@@ -213,6 +214,7 @@ def parse_args(argv=None):
                    help="left,top,width,height box around the digits in each image file "
                         "(grown by 30%% like training crops); None: the whole image")
     p.add_argument("--beam", type=int, default=1, help="beam width; 1 = greedy decoding")
+    cli.add_vote_flag(p)
     p.add_argument("--out", default=OUT_DIR, help="folder for the PNGs")
     p.add_argument("--overwrite", action="store_true",
                    help="replace files in --out that are not figures of ours (its own earlier "
@@ -228,6 +230,7 @@ def parse_args(argv=None):
     if args.threads < 0:
         p.error(f"--threads must be >= 0, got {args.threads}")
     cli.check_beam(p, args.beam)
+    cli.check_votes(p, args.votes)
     return args
 
 
@@ -267,7 +270,7 @@ def main(argv=None):
                                       "a figure this repository drew", inputs)
     except ValueError as e:
         sys.exit(f"play.py: error: {e}")
-    decode_items(model, items, vocab, args.beam, device, precision)
+    decode_items(model, items, vocab, args.beam, device, precision, args.votes)
     try:
         for item, path in zip(items, paths):
             figure([item], path, args.show)

@@ -160,8 +160,9 @@ def box_notes(path, lines, duplicates, files):
 
 
 @torch.inference_mode()
-def read_photos(model, loader, vocab, device, precision, beam=1, progress=True):
-    """{index: (text, confidence)} of every readable image, and [(index, reason)] of the rest."""
+def read_photos(model, loader, vocab, device, precision, beam=1, progress=True, votes=None):
+    """{index: (text, confidence)} of every readable image, and [(index, reason)] of the rest
+    (votes: model.vote's copies; None: the checkpoint's)."""
     from support.tokenizer import label_ids
     results = {}
     failed = []
@@ -169,7 +170,7 @@ def read_photos(model, loader, vocab, device, precision, beam=1, progress=True):
     for groups, bad in bar:
         failed += bad
         for indices, images in groups:  # one input shape each
-            out, _ = inference.decode_batch(model, images, beam, device, precision)
+            out, _ = inference.decode_batch(model, images, beam, device, precision, votes)
             probs = out["logprob"].float().exp().cpu().tolist()
             for i, tokens, p in zip(indices, out["tokens"], probs):
                 text = "".join(vocab[t] for t in label_ids(tokens))
@@ -196,6 +197,7 @@ def parse_args(argv=None):
                         "(README: Predict)")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images per batch")
     p.add_argument("--beam", type=int, default=1, help="beam width; 1 = greedy decoding")
+    cli.add_vote_flag(p)
     cli.add_inference_flags(p)
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
                    help="larger images (width x height) are skipped as unreadable")
@@ -240,7 +242,8 @@ def run(args):
                                          collate_fn=collate_photos)
     loader = threads.paced(loader, device, args.threads)  # threads re-checked between batches
     start = time.time()
-    results, failed = read_photos(model, loader, vocab, device, precision, args.beam)
+    results, failed = read_photos(model, loader, vocab, device, precision, args.beam,
+                                  votes=args.votes)
     seconds = time.time() - start
     failed = [(files[i], why) for i, why in failed] + skipped
     if not results:

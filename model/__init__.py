@@ -1,6 +1,6 @@
 """The model as parts: the encoder (encoder.py), the heads behind one interface (heads/, the
-HEADS table), the config and its checks (config.py), input sizes (sizes.py) and build_model, the
-one constructor (ocr.py)."""
+HEADS table), the config and its checks (config.py), input sizes (sizes.py), build_model, the
+one constructor (ocr.py), and reading by vote (vote.py)."""
 from model.config import CONFIG_LIMITS, DEFAULT_CONFIG, MAX_INPUT_PIXELS, check_config
 from model.heads import HEADS
 from model.ocr import (OCRModel, aux_as_head, build_model, fold_batchnorm, load_encoder,

@@ -3,6 +3,7 @@ config passes before any weight is made."""
 from model.encoder import parse_plan
 from model.heads import HEADS
 from model.sizes import as_hw, check_size
+from model.vote import MAX_VOTES
 
 DEFAULT_CONFIG = {
     # encoder channel plan: ints = 3x3 conv with that many channels, M = max-pool
@@ -17,6 +18,8 @@ DEFAULT_CONFIG = {
     "max_stretch": 0.0,  # 0: every region squashed to image_size (the seed); S > 0: its own
                          # aspect widened at most S times, left-aligned, the rest padded
     "max_len": 8,        # default cap on emitted digits when decoding
+    "votes": 1,          # copies of each image decoded, the surest text kept (model.vote);
+                         # 1: the image alone (the seed)
     "glimpse": True,     # attend once from h0 before the first step (the seed); False: zeros
     "normalize": False,  # True: the model maps its [0, 1] input pixels to [-1, 1] (not the seed)
     "pad_id": 0,
@@ -27,7 +30,7 @@ DEFAULT_CONFIG = {
 # Bounds on a config, generous for anything this repository trains, but small enough that a
 # mistyped flag or a corrupted (or hostile) checkpoint cannot make build_model allocate gigabytes:
 # hidden = 10**9 alone would ask for ~10**19 bytes of GRU weights.
-CONFIG_LIMITS = {"hidden": 8192, "vocab_size": 1024, "max_len": 256}
+CONFIG_LIMITS = {"hidden": 8192, "vocab_size": 1024, "max_len": 256, "votes": MAX_VOTES}
 # pixels of the network input: a 512 x 512 input already costs the seed's encoder ~1 GB of
 # activations per image in training; a hostile 2048 x 2048 config would ask for 34 GB
 MAX_INPUT_PIXELS = 512 * 512

@@ -1,5 +1,6 @@
 """The command-line flags eval.py, play.py and predict.py share: where and how a model decodes
-(--device, --precision, --threads, --workers) and the beam's limit."""
+(--device, --precision, --threads, --workers), the beam's limit and the vote (--votes)."""
+from model.vote import MAX_VOTES
 
 MAX_BEAM = 64  # wider beams find nothing greedy-plus-a-few cannot, and cost K x the memory
 
@@ -24,13 +25,30 @@ def add_inference_flags(p, workers=True):
                             "two cores are free, else 0)")
 
 
+def add_vote_flag(p):
+    """--votes on the argparse parser p (model.vote; check_votes checks it)."""
+    p.add_argument("--votes", type=int, default=None,
+                   help=f"read each image as this many copies, shifted by a pixel or two and "
+                        f"rescaled by a few percent, and keep the text they read most surely "
+                        f"(1..{MAX_VOTES}; 1: the image alone); None: the checkpoint's own "
+                        f"(1 for the seed's and the shipped models; train.py --votes, which "
+                        f"fine-tuning a line reader sets: README \"Reading by vote\")")
+
+
 def check_decoding(p, args):
-    """p.error (exit 2) for --batch-size or --max-pixels below 1, or a --beam check_beam
-    refuses."""
+    """p.error (exit 2) for --batch-size or --max-pixels below 1, or a --beam or --votes that
+    check_beam or check_votes refuses."""
     for name in ("batch_size", "max_pixels"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     check_beam(p, args.beam)
+    check_votes(p, args.votes)
+
+
+def check_votes(p, votes):
+    """p.error (exit 2) for a --votes outside 1..MAX_VOTES (None, the checkpoint's, passes)."""
+    if votes is not None and not 1 <= votes <= MAX_VOTES:
+        p.error(f"--votes must be in 1..{MAX_VOTES}, got {votes}")
 
 
 def check_beam(p, beam):

@@ -3,7 +3,9 @@ threads, precision), a checkpoint opened for decoding, and a batch decoded."""
 import sys
 from types import SimpleNamespace
 
-from model import fold_batchnorm
+import torch
+
+from model import fold_batchnorm, vote
 from support import devices
 from support.checkpoint import load_checkpoint
 
@@ -46,13 +48,36 @@ def open_model(path, device, beam=1):
     return inference_model(model, device), ckpt
 
 
-def decode_batch(model, images, beam, device, precision):
+def decode_batch(model, images, beam, device, precision, votes=None):
     """A batch of images (B, 3, H, W) decoded on `device` under `precision`: (the model's decode
-    dict, the batch's (features, feature_hw), for a caller that also needs them)."""
+    dict, the batch's (features, feature_hw), for a caller that also needs them). votes: copies
+    of each image read and voted on (support.vote); None: the checkpoint's (its config's
+    "votes"; 1, the image alone, for the seed's). The features are always the image's own."""
+    votes = model.config["votes"] if votes is None else votes
     images = images.to(device, non_blocking=True)
+    batch = images.shape[0]
+    if votes > 1:
+        images = vote.copies(images, votes)  # (votes * B, 3, H, W)
     images = images.contiguous(memory_format=devices.memory_format(device))
     with devices.autocast(device, precision):
-        encoded = model.encode(images)  # ((B, L, C), (H, W)): the encoder runs once
+        features, feature_hw = model.encode(images)  # ((votes * B, L, C), (H, W)): once
+        encoded = (features, feature_hw)
         if beam == 1:
-            return model.decode(images, encoded=encoded), encoded
-        return model.beam_search(images, beam=beam, encoded=encoded), encoded
+            out = model.decode(images, encoded=encoded)
+        else:
+            out = model.beam_search(images, beam=beam, encoded=encoded)
+    if votes == 1:
+        return out, encoded
+    confidences = out["logprob"].float().exp().tolist()
+    rows = vote.winners(out["tokens"], confidences, votes)
+    return voted(out, rows), (features[:batch], feature_hw)
+
+
+def voted(out, rows):
+    """A decode dict of votes * B rows cut to the B rows the vote kept."""
+    index = torch.tensor(rows, device=out["logprob"].device)
+    kept = {"tokens": [out["tokens"][r] for r in rows], "feature_hw": out["feature_hw"]}
+    for key in ("probs", "attention", "logprob"):
+        value = out[key]
+        kept[key] = None if value is None else value.index_select(0, index.to(value.device))
+    return kept

@@ -381,7 +381,7 @@ def test_finetune_defaults_follow_the_data(tmp_path):
     # near-square images keep the checkpoint's shape; given flags are never replaced
     args = train.parse_args(["--init", "x.pt", "--train-json", str(folder / "train.json"),
                              "--crop-size", "40x120", "--image-size", "40x120", "--epochs", "3",
-                             "--val-size", "0", "--augment-style", "photo"])
+                             "--val-size", "0", "--augment-style", "photo", "--votes", "1"])
     assert start.finetune_defaults(args, {"image_size": 64, "crop_size": 54}) == {}
     assert start.finetune_defaults(args, {"image_size": [32, 128], "crop_size": [32, 128]}) == {}
     assert start.finetune_defaults(args, reader) == {}  # another height: the ctc weights misfit

@@ -8,6 +8,7 @@ import math
 from formats.records import SVHN_ROOT
 from model import DEFAULT_CONFIG, HEADS, parse_size
 from model.config import MAX_STRETCH as MAX_STRETCH_LIMIT
+from model.vote import MAX_VOTES
 from support import runs
 from support.images import MAX_PIXELS
 from training import augment, start
@@ -43,6 +44,7 @@ GLIMPSE = DEFAULT_CONFIG["glimpse"]  # attend once from h0; its output feeds ste
 MAX_LEN = DEFAULT_CONFIG["max_len"]  # longest number greedy decoding will emit; unless
                       # given, raised to the longest training text + MAX_LEN_MARGIN (SVHN: 6 + 2)
 MAX_LEN_MARGIN = 2
+VOTES = DEFAULT_CONFIG["votes"]  # copies of an image read in decoding (model.vote); 1: the seed
 # optimisation
 EPOCHS = 16           # the seed's loop is range(15 + 1): 10 epochs at LR, then 6 at LR x GAMMA
 BATCH_SIZE = 64       # per process under torchrun
@@ -141,6 +143,13 @@ def add_model_flags(a, rare):
     rare("--max-len", type=int, default=MAX_LEN,
       help="decoding length cap (characters); unless given, the longest training text + "
            f"{MAX_LEN_MARGIN} where that is more (and with --init at least the checkpoint's)")
+    rare("--votes", type=int, default=VOTES, metavar="N",
+      help=f"eval.py, predict.py and play.py read each image as N copies, shifted by a pixel or "
+           f"two and rescaled by a few percent, and keep the text they read most surely "
+           f"(the highest summed probability; 1..{MAX_VOTES}; "
+           f"stored in the checkpoint; their --votes overrides it). 1: the image alone (the "
+           f"seed); --init picks {start.FINETUNE_VOTES} for a line reader (README \"Reading by "
+           f"vote\"). Validation during training reads the image alone")
 
 
 def add_recipe_flags(a, rare):
@@ -196,8 +205,10 @@ def add_system_flags(a, rare):
            "that ctc head where every training text has a feature column per character; "
            f"epochs for {start.FINETUNE_IMAGES:,} images seen "
            f"({start.FINETUNE_EPOCHS[0]}-{start.FINETUNE_EPOCHS[1]}); no images held out: "
-           "last.pt is the model (--val-size or --val-json to validate). Of the model flags only "
-           "--max-len, --dropout, --image-size, --crop-size and --max-stretch may change")
+           f"last.pt is the model (--val-size or --val-json to validate); a line reader's "
+           f"checkpoint decodes by a vote of {start.FINETUNE_VOTES} copies (--votes). Of the "
+           f"model flags only --max-len, --dropout, --image-size, --crop-size, --max-stretch and "
+           f"--votes may change")
     a("--max-minutes", type=float, default=MAX_MINUTES,
       help="time budget in minutes (0: none): after the first epoch the epochs that fit, "
            "planned from the median step, become --epochs and the lr schedule is laid over "
@@ -267,6 +278,8 @@ def check_values(p, args):
             ("max-minutes", args.max_minutes, args.max_minutes >= 0, ">= 0")]:
         if not (math.isfinite(value) and ok):
             p.error(f"--{name} must be a finite number {want}, got {value}")
+    if not 1 <= args.votes <= MAX_VOTES:
+        p.error(f"--votes must be in 1..{MAX_VOTES}, got {args.votes}")
     if any(m < 1 for m in args.milestones):
         p.error(f"--milestones must be epochs >= 1, got {args.milestones}")
     if not 0 <= args.seed < 2 ** 32:  # torch.manual_seed takes an int64 and the seed is scaled

@@ -18,7 +18,7 @@ from support import checkpoint, devices, runs
 
 # flags stored in the checkpoint's model config
 MODEL_ARGS = ("head", "aux_ctc", "plan", "hidden", "dropout", "image_size", "crop_size",
-              "max_stretch", "max_len", "glimpse", "normalize")
+              "max_stretch", "max_len", "glimpse", "normalize", "votes")
 # the data a run sees, kept on resume
 DATA_ARGS = ("train_json", "val_size", "val_json", "seed", "augment", "loose", "augment_style",
              "shear", "synth_mix")
@@ -39,8 +39,12 @@ FINETUNE_LINE_ASPECT = 8.0
 # receipt crops read less (README "Your own data")
 FINETUNE_LINE_STRETCH = 4.0
 WIDE = 1.25  # width / height above which an input is a line, not a near-square crop
+# a line reader's fine-tuned checkpoint decodes by a vote of this many copies (model.vote): on
+# real plates and CAPTCHAs it read 3-8 points more whole than the image alone (README "Reading
+# by vote")
+FINETUNE_VOTES = 7
 # --init may change these: they shape no weight
-FINETUNE_FLAGS = ("max_len", "dropout", "image_size", "crop_size", "max_stretch")
+FINETUNE_FLAGS = ("max_len", "dropout", "image_size", "crop_size", "max_stretch", "votes")
 # --init may also switch the head (the checkpoint's encoder is kept, the new head starts afresh)
 # and add or drop the auxiliary ctc loss (its head starts afresh)
 SWITCHABLE = ("head", "aux_ctc")
@@ -239,9 +243,9 @@ def finetune_defaults(args, config):
     never crops a character out of the line; reading with a ctc head, it keeps its height and
     widens to FINETUNE_LINE_ASPECT (twice the columns per character for CTC's alignment; the
     attention head read fewer lines so), where a region keeps its aspect stretched at most
-    FINETUNE_LINE_STRETCH times and the rest is padded (max_stretch). A model of near-square crops
-    (replica.pt, the seed's) gets an input as wide as the images and the seed's random resized
-    crops."""
+    FINETUNE_LINE_STRETCH times and the rest is padded (max_stretch); its checkpoint decodes by
+    a vote of FINETUNE_VOTES copies (model.vote). A model of near-square crops (replica.pt, the
+    seed's) gets an input as wide as the images and the seed's random resized crops."""
     image_dir, records = load_split(args.train_json[0])
     others = [record for path in args.train_json[1:] for record in load_split(path)[1]]
     n = len(records) + len(others)
@@ -276,6 +280,8 @@ def finetune_defaults(args, config):
         chosen["image_size"], chosen["crop_size"] = [height, width], [height, width]
     if widen and "max_stretch" not in args.model_flags:  # else the checkpoint's (init_from)
         chosen["max_stretch"] = FINETUNE_LINE_STRETCH
+    if reads_lines and "votes" not in args.model_flags:  # else the checkpoint's (init_from)
+        chosen["votes"] = FINETUNE_VOTES
     return chosen
 
 

@@ -11,7 +11,7 @@ where the labels give one (else the whole image), as eval.py crops it:
     image per call as its Python API reads one;
   - Tesseract 5, where installed: `tesseract stdin stdout --psm 7` (one text line), one process
     per image as its command line runs;
-  - each --checkpoint: eval.py's dataset, batches and greedy decoding.
+  - each --checkpoint: eval.py's dataset, batches and greedy decoding, by the checkpoint's vote.
 Every reader's output is filtered to the set's alphabet (the characters of its train labels),
 as a user strips a `·` or `-` the set never has, and trimmed of spaces at its ends as the labels
 are; --ignore-case compares both in upper case (for sets labelled in upper case only). The
@@ -116,7 +116,8 @@ def read_tesseract(image_dir, records, threads):
 
 
 def read_checkpoint(path, image_dir, records, threads):
-    """A checkpoint through eval.py's machinery: its dataset, batches and greedy decoding."""
+    """A checkpoint through eval.py's machinery: its dataset, batches and greedy decoding (by
+    its vote)."""
     import torch
     from data import SVHNDataset, collate
     from support import inference

@@ -341,12 +341,14 @@ def test_finetune_defaults_follow_the_data(tmp_path):
     low, high = start.FINETUNE_EPOCHS
     assert chosen["epochs"] == min(high, max(low, round(start.FINETUNE_IMAGES / 40)))
     assert chosen["augment_style"] == "seed"  # a square model keeps the seed's random crops
+    assert "votes" not in chosen  # nor is a near-square model's reading by vote measured
     # a line reader (a wide input) keeps its input, whatever the images' aspect, and never
     # crops a character out of the line
     chosen = start.finetune_defaults(args, {"image_size": [32, 128], "crop_size": [32, 128]})
     assert chosen["image_size"] == chosen["crop_size"] == [32, 128]
     assert chosen["augment_style"] == "text"
     assert "head" not in chosen  # no trained ctc head: the checkpoint's attention head
+    assert chosen["votes"] == start.FINETUNE_VOTES  # its checkpoint reads by a vote
     # a reader trained with an auxiliary ctc head reads with it where every text ("AB0" to
     # "AB39") has a feature column per character at its own input (4 at most, 16 columns at
     # 32 x 128), and then widens to 8:1 at its height: twice the columns for CTC
@@ -374,6 +376,9 @@ def test_finetune_defaults_follow_the_data(tmp_path):
     asked = train.parse_args(["--init", "x.pt", "--train-json", str(folder / "train.json"),
                               "--max-stretch", "0"])  # the squash asked for: kept
     assert "max_stretch" not in start.finetune_defaults(asked, reader)
+    asked = train.parse_args(["--init", "x.pt", "--train-json", str(folder / "train.json"),
+                              "--votes", "1"])  # the image alone asked for: kept
+    assert "votes" not in start.finetune_defaults(asked, reader)
     for given in (["--head", "attention"], ["--aux-ctc", "0.5"]):  # a head asked for
         asked = train.parse_args(["--init", "x.pt", "--train-json", str(folder / "train.json"),
                                   *given])

@@ -1,6 +1,7 @@
 """Reading by vote (model/vote.py, support.inference.decode_batch): the copies an image is read
-as, the majority kept, the row of the copy that read it returned; a vote of 1 is the plain
-decoding; the flags and the fine-tuning default that set it."""
+as, the text whose copies' probabilities sum highest kept, the row of the copy that read it
+returned; a vote of 1 is the plain decoding; the flags that set it, eval.py and export.py on a
+checkpoint that votes (the fine-tuning default: test_finetune.py)."""
 import pytest
 import torch
 
@@ -9,7 +10,6 @@ import predict
 import train
 from model import check_config, vote
 from support import inference
-from training import start
 
 H, W = 32, 64  # a shift of 1/16 of the height is 2 pixels, 1/32 one
 
@@ -136,27 +136,6 @@ def test_the_seed_reads_the_image_alone_and_the_config_checks_votes():
     for bad in (0, vote.MAX_VOTES + 1, True, 2.5, "3"):
         with pytest.raises(ValueError, match="votes"):
             check_config({"votes": bad})
-
-
-def test_finetuning_a_line_reader_votes(tmp_path):
-    from PIL import Image
-
-    import prepare_data
-    folder = tmp_path / "lines"
-    folder.mkdir()
-    rows = ["name,text"]
-    for i in range(4):
-        Image.new("RGB", (90, 30), (i, 0, 0)).save(folder / f"{i}.png")
-        rows.append(f"{i}.png,A{i}")
-    (folder / "train.csv").write_text("\n".join(rows) + "\n")
-    assert prepare_data.main(["--csv", str(folder / "train.csv")]) == 0
-    data = ["--init", "x.pt", "--train-json", str(folder / "train.json")]
-    reader = {"image_size": [32, 128], "crop_size": [32, 128]}
-    assert start.finetune_defaults(train.parse_args(data), reader)["votes"] == start.FINETUNE_VOTES
-    square = {"image_size": 64, "crop_size": 54}  # replica.pt's kind: not measured, not set
-    assert "votes" not in start.finetune_defaults(train.parse_args(data), square)
-    asked = train.parse_args([*data, "--votes", "1"])
-    assert "votes" not in start.finetune_defaults(asked, reader)
     assert train.parse_args([]).votes == 1  # the seed's recipe reads the image alone
 
 

@@ -51,7 +51,7 @@ def open_model(path, device, beam=1):
 def decode_batch(model, images, beam, device, precision, votes=None):
     """A batch of images (B, 3, H, W) decoded on `device` under `precision`: (the model's decode
     dict, the batch's (features, feature_hw), for a caller that also needs them). votes: copies
-    of each image read and voted on (support.vote); None: the checkpoint's (its config's
+    of each image read and voted on (model.vote); None: the checkpoint's (its config's
     "votes"; 1, the image alone, for the seed's). The features are always the image's own."""
     votes = model.config["votes"] if votes is None else votes
     images = images.to(device, non_blocking=True)

@@ -69,6 +69,12 @@ def test_shifts_follow_the_input_height():
     assert vote.pixels(0, 32) == 0
 
 
+def test_inputs_narrower_than_a_shift_keep_their_shape():
+    for shape in ((2, 3, 64, 8), (1, 3, 8, 4)):  # an 8-pixel move of a 8-pixel-wide input
+        assert vote.copies(torch.rand(shape), vote.MAX_VOTES).shape == (
+            vote.MAX_VOTES * shape[0], *shape[1:])
+
+
 def test_a_vote_outside_the_copies_is_refused():
     for votes in (0, vote.MAX_VOTES + 1):
         with pytest.raises(ValueError, match="votes"):

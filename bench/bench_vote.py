@@ -53,7 +53,8 @@ def set_name(test_json):
 
 
 def read(checkpoint, test_json, votes):
-    """(whole-text accuracy, images/s, images) of a checkpoint read by `votes` copies."""
+    """{vote: (whole-text accuracy, images/s)} of a checkpoint read by each of `votes`, and the
+    number of images; the checkpoint and the split are opened once."""
     import torch
     from data import SVHNDataset, collate
     from formats.records import load_split
@@ -64,10 +65,13 @@ def read(checkpoint, test_json, votes):
     dataset = SVHNDataset.evaluation(source, tokenizer_from_vocab(list(ckpt["vocab"])),
                                      model.config)
     loader = torch.utils.data.DataLoader(dataset, batch_size=ev.BATCH_SIZE, collate_fn=collate)
-    start = time.perf_counter()
-    res = ev.evaluate(model, loader, model.config, progress=False, votes=votes)
-    seconds = time.perf_counter() - start
-    return ev.sequence_accuracy(res["pred"], res["truth"]), len(dataset) / seconds, len(dataset)
+    read_by = {}
+    for vote in votes:
+        start = time.perf_counter()
+        res = ev.evaluate(model, loader, model.config, progress=False, votes=vote)
+        seconds = time.perf_counter() - start
+        read_by[vote] = (ev.sequence_accuracy(res["pred"], res["truth"]), len(dataset) / seconds)
+    return read_by, len(dataset)
 
 
 def main(argv=None):
@@ -88,11 +92,10 @@ def main(argv=None):
     print(f"{'run':58s} {'n':>5s} " + " ".join(f"{'x' + str(v):>7s}" for v in votes))
     gains, speeds = {}, {}
     for checkpoint, test_json, name in runs:
-        read_by = {v: read(checkpoint, test_json, v) for v in votes}
+        read_by, n = read(checkpoint, test_json, votes)
         alone = read_by[1][0]
         cells = [f"{100 * alone:6.1f}%"] + [f"{100 * (read_by[v][0] - alone):+6.1f}" for v in
                                              votes[1:]]
-        n = read_by[1][2]
         print(f"{os.path.relpath(checkpoint)[-58:]:58s} {n:5d} " + " ".join(cells), flush=True)
         for v in votes:
             gains.setdefault(name, {}).setdefault(v, []).append(read_by[v][0] - alone)

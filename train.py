@@ -303,7 +303,8 @@ def follow_load(run, parts, procs):
 
 def plan_budget(run, parts, state, procs, started, timing, trained):
     """--max-minutes, after an epoch's validation: the epochs that fit, planned from the first
-    epoch's median step, then from the later epochs' times (rank 0's); a cut re-lays the cosine
+    epoch's median step, then from the later epochs' times (rank 0's), never more than --epochs
+    (a resumed run's: the plan it was saved with); a cut or a lengthening re-lays the cosine
     from its lr at this step (no jump) and is recorded in this epoch's checkpoint."""
     max_minutes = run.flags.max_minutes
     if not max_minutes:
@@ -316,12 +317,12 @@ def plan_budget(run, parts, state, procs, started, timing, trained):
     plan = parts.plan
     fit = devices.from_rank0(
         lambda: budget.epochs_that_fit(max_minutes, now - started, state.epoch, seconds,
-                                       plan.epochs), procs.ddp, procs.rank)
+                                       plan.epochs, run.flags.epochs), procs.ddp, procs.rank)
     if fit == plan.epochs:
         return
     if procs.master:
-        print(f"--max-minutes {max_minutes:g}: {fit} of {plan.epochs} epochs fit "
-              f"({seconds:.1f} s an epoch)")
+        print(f"--max-minutes {max_minutes:g}: {fit} epochs fit, not the {plan.epochs} "
+              f"planned ({seconds:.1f} s an epoch)")
     steps = plan.epochs * len(parts.loader)  # the cosine's factor now, where the cut starts
     budget.cut(plan, fit, state.step,
                budget.cosine_factor(state.step, steps, run.flags.warmup, plan.anchor))

@@ -61,6 +61,34 @@ def test_the_plan_comes_from_the_median_step():
     assert budget.epoch_seconds(1.5, [9.0, 2.0], [5]) == 2.0
 
 
+def test_a_plan_grows_back_up_to_the_epochs_asked_only_by_a_margin():
+    # 8 planned after a slow first epoch; epoch 2 took 10 s with 300 s left: 30 more fit, so
+    # the plan grows, but never past the 39 asked for
+    assert budget.epochs_that_fit(6, 60, 2, 10.0, 8, 39) == 32
+    assert budget.epochs_that_fit(60, 60, 2, 10.0, 8, 39) == 39
+    # without `asked` (the rule before) a plan is only ever cut
+    assert budget.epochs_that_fit(6, 60, 2, 10.0, 8) == 8
+    # growth must be worth a re-lay: at least 2 epochs and a tenth of the plan
+    assert budget.epochs_that_fit(6, 60, 2, 10.0, 31, 120) == 31  # 32 fit: 1 more
+    assert budget.epochs_that_fit(6, 60, 2, 10.0, 30, 120) == 30  # 2 more, a tenth of 30 is 3
+    assert budget.epochs_that_fit(6, 60, 2, 10.0, 29, 120) == 32  # 3 more: a tenth, rounded up
+    assert budget.epochs_that_fit(6, 0, 2, 1.0, 340, 400) == 340  # 362 fit: under 340 + 34
+    assert budget.epochs_that_fit(6, 0, 2, 1.0, 320, 400) == 362  # 362 fit: 320 + 32 and more
+    # a finished plan is not reopened (its lr has annealed to 0), and cuts work as before
+    assert budget.epochs_that_fit(6, 60, 8, 10.0, 8, 39) == 8
+    assert budget.epochs_that_fit(6, 300, 2, 10.0, 40, 40) == 8
+
+
+def test_a_grown_plan_goes_on_from_the_lr_it_was_at():
+    # cut early to 20, then grown to 60 and cut again to 50: warm-up, then monotone to ~0
+    lrs = factors(100, 0.1, [(4, 20), (12, 60), (40, 50)])
+    peak = lrs.index(max(lrs))
+    steps = [b - a for a, b in zip(lrs, lrs[1:])]
+    assert all(d > 0 for d in steps[:peak]) and all(d <= 0 for d in steps[peak:])
+    assert len(lrs) == 50 and lrs[-1] < 0.03
+    assert abs(steps[11]) <= 3 * max(abs(steps[10]), abs(steps[12]))  # no jump where it grew
+
+
 @pytest.fixture(scope="module")
 def tiny_json(tmp_path_factory):
     numbers = [[(i * 7 + k * 3) % 10 for k in range(1 + i % 3)] for i in range(16)]
@@ -127,3 +155,42 @@ def test_a_run_cut_by_the_budget_resumes_bitwise(tiny_json, tmp_path, monkeypatc
     assert a["scheduler"]["_last_lr"] == b["scheduler"]["_last_lr"]
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+@pytest.mark.slow
+def test_a_first_epoch_on_a_busy_core_does_not_cut_the_run_for_good(tiny_json, tmp_path,
+                                                                   monkeypatch):
+    # every step of epoch 1 waits 0.6 s (another job on the core), later ones do not: planned
+    # from epoch 1 the 30 s budget holds a few epochs; the faster epochs after it grow the plan
+    # again, within the 40 asked for, and the run still ends in time
+    slow = {"left": 6}  # 12 training images, batch 2: the whole first epoch
+    after_step = threads.Follower.after_step
+
+    def slowed(self):
+        if slow["left"]:
+            slow["left"] -= 1
+            time.sleep(0.6)
+        after_step(self)
+    monkeypatch.setattr(threads.Follower, "after_step", slowed)
+    plans = []
+    cut = budget.cut
+
+    def recorded(plan, epochs, step, factor):
+        plans.append(epochs)
+        cut(plan, epochs, step, factor)
+    monkeypatch.setattr(budget, "cut", recorded)
+    minutes = 0.5
+    out = tmp_path / "run"
+    began = time.time()
+    assert train.main(["--train-json", tiny_json, *TINY, "--batch-size", "2", "--out", str(out),
+                       "--epochs", "40", "--schedule", "cosine", "--lr", "1e-2",
+                       "--max-minutes", str(minutes), "--no-epoch-checkpoints"]) == 0
+    took = time.time() - began
+    assert took <= minutes * 60 * 1.15, took
+    assert len(plans) >= 2 and max(plans[1:]) > plans[0], plans  # grown after the first plan
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert plans[0] < ckpt["epoch"] == ckpt["args"]["epochs"] <= 40, (plans, ckpt["epoch"])
+    with open(out / "loss.csv") as f:
+        lrs = [float(row["lr"]) for row in csv.DictReader(f)]
+    peak = lrs.index(max(lrs))
+    assert all(b <= a for a, b in zip(lrs[peak:], lrs[peak + 1:]))  # monotone after warm-up

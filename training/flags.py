@@ -212,8 +212,8 @@ def add_system_flags(a, rare):
     a("--max-minutes", type=float, default=MAX_MINUTES,
       help="time budget in minutes (0: none): after the first epoch the epochs that fit, "
            "planned from the median step, become --epochs and the lr schedule is laid over "
-           "them; later epochs cut the plan only where the rest no longer fits; cosine and "
-           "step schedules only")
+           "them; later epochs cut the plan where the rest no longer fits, or lengthen it "
+           "again (up to --epochs) where they run faster; cosine and step schedules only")
     rare("--dry-run", action="store_true",
       help="one training batch and one validation batch; writes nothing")
 

@@ -350,18 +350,18 @@ def test_finetune_defaults_follow_the_data(tmp_path):
     assert "head" not in chosen  # no trained ctc head: the checkpoint's attention head
     assert chosen["votes"] == start.FINETUNE_VOTES  # its checkpoint reads by a vote
     # a reader trained with an auxiliary ctc head reads with it where every text ("AB0" to
-    # "AB39") has a feature column per character at its own input (4 at most, 16 columns at
-    # 32 x 128), and then widens to 8:1 at its height: twice the columns for CTC
+    # "AB39") has a feature column per character at the input it widens to for that head (4
+    # at most; 8:1 at its height, 32 x 256: 32 columns)
     reader = {"image_size": [32, 128], "crop_size": [32, 128], "aux_ctc": 0.5,
               "plan": "32 M 64 M 128 M 256"}
     chosen = start.finetune_defaults(args, reader)
     assert chosen["head"] == "ctc" and chosen["aux_ctc"] == 0.0
     assert chosen["image_size"] == chosen["crop_size"] == [32, 256]
     assert chosen["max_stretch"] == start.FINETUNE_LINE_STRETCH  # narrow photos keep their shape
-    # 5 pools: 4 columns at 32 x 128 still hold 4 characters, 2 do not, and lines keep the
-    # attention head and the reader's own input
-    assert start.finetune_defaults(args, {**reader, "plan": "8 M M M M M"})["head"] == "ctc"
-    lines = start.finetune_defaults(args, {**reader, "plan": "8 M M M M M M"})
+    # 6 pools: 4 columns at the widened 32 x 256 hold the 4 characters (at 32 x 128, 2 would
+    # not), 7 pools' 2 do not, and lines keep the attention head and the reader's own input
+    assert start.finetune_defaults(args, {**reader, "plan": "8 M M M M M M"})["head"] == "ctc"
+    lines = start.finetune_defaults(args, {**reader, "plan": "8 M M M M M M M"})
     assert "head" not in lines and lines["crop_size"] == [32, 128]
     assert "max_stretch" not in lines  # the checkpoint's own (init_from keeps it)
     # a ctc reader already wider (a fine-tuned one fine-tuned again) is never narrowed, and one

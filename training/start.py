@@ -270,14 +270,17 @@ def finetune_defaults(args, config):
         if args.crop_size is None:
             chosen["crop_size"] = shape[1]
     longest = max((len(record_text(r)) for r in records + others), default=0)
-    if reads_with_ctc(args, config, chosen.get("crop_size", args.crop_size), longest):
+    shape_given = args.crop_size is not None or args.image_size is not None
+    # never narrower than the checkpoint, so a second fine-tuning keeps its input
+    line = [height, max(checkpoint_width, width_at(height, FINETUNE_LINE_ASPECT))]
+    ctc_input = line if reads_lines and not shape_given else chosen.get("crop_size",
+                                                                        args.crop_size)
+    if reads_with_ctc(args, config, ctc_input, longest):
         chosen.update(head="ctc", aux_ctc=0.0)
     head = chosen.get("head", args.head if "head" in args.model_flags else config.get("head"))
-    widen = reads_lines and head == "ctc" and args.crop_size is None and args.image_size is None
+    widen = reads_lines and head == "ctc" and not shape_given
     if widen:
-        # never narrower than the checkpoint, so a second fine-tuning keeps its input
-        width = max(checkpoint_width, width_at(height, FINETUNE_LINE_ASPECT))
-        chosen["image_size"], chosen["crop_size"] = [height, width], [height, width]
+        chosen["image_size"], chosen["crop_size"] = line, list(line)
     if widen and "max_stretch" not in args.model_flags:  # else the checkpoint's (init_from)
         chosen["max_stretch"] = FINETUNE_LINE_STRETCH
     if reads_lines and "votes" not in args.model_flags:  # else the checkpoint's (init_from)
@@ -293,10 +296,11 @@ def width_at(height, aspect):
 def reads_with_ctc(args, config, crop_size, longest):
     """Whether fine-tuning switches to the ctc head when no head is given: where the checkpoint
     was trained with an auxiliary ctc head (--aux-ctc), that head is past CTC's blank plateau,
-    and it reads short texts better than the attention head does (plates 74.2% against 60.7%,
-    README "Your own data"). It takes over where its weights fit the input (the checkpoint's
-    height) and every training text has a feature column per character (2 frames each, room for
-    the blanks between repeats): longer lines keep the attention head."""
+    and read by a vote it reads more than the attention head does, short texts and lines of up
+    to 24 characters alike (README "Your own data"). It takes over where its weights fit the
+    input (the checkpoint's height) and every training text has a feature column per character
+    of `crop_size`, the input it would read (2 frames each, room for the blanks between
+    repeats; a line reader's widened one): longer lines keep the attention head."""
     if "head" in args.model_flags or "aux_ctc" in args.model_flags or not config.get("aux_ctc"):
         return False
     height, width = as_hw(crop_size)

@@ -273,8 +273,9 @@ def finetune_defaults(args, config):
     shape_given = args.crop_size is not None or args.image_size is not None
     # never narrower than the checkpoint, so a second fine-tuning keeps its input
     line = [height, max(checkpoint_width, width_at(height, FINETUNE_LINE_ASPECT))]
-    ctc_input = line if reads_lines and not shape_given else chosen.get("crop_size",
-                                                                        args.crop_size)
+    ctc_input = chosen.get("crop_size", args.crop_size)
+    if reads_lines and not shape_given:  # the input a ctc head widens it to
+        ctc_input = line
     if reads_with_ctc(args, config, ctc_input, longest):
         chosen.update(head="ctc", aux_ctc=0.0)
     head = chosen.get("head", args.head if "head" in args.model_flags else config.get("head"))

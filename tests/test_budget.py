@@ -96,35 +96,40 @@ def tiny_json(tmp_path_factory):
     return write_split(str(root), numbers=numbers, split="train", image_dir="train")
 
 
-@pytest.mark.slow
-def test_a_slowed_first_epoch_plans_the_steady_epochs(tiny_json, tmp_path, monkeypatch):
-    # the first two steps wait 3 s each (as oneDNN's kernels and the loader workers warm up),
-    # then 4 steps take ~0.05 s. Planned from that slow first epoch (~6 s) a 24 s budget held 4
-    # epochs; planned from its median step (and then the later epochs' times, saving included:
-    # ~1.5 s an epoch here) it holds more, and still ends in time
-    slow = {"left": 2}
+def run_slowed(tiny_json, out, monkeypatch, steps, wait, minutes):
+    """train.py with a --max-minutes budget on the tiny split, its first `steps` steps each
+    `wait` s longer (a warm-up, or another job on the core), 40 epochs asked for: it ends
+    within its budget, its lr monotone after the warm-up. Returns last.pt."""
+    slow = {"left": steps}
     after_step = threads.Follower.after_step
 
     def slowed(self):
         if slow["left"]:
             slow["left"] -= 1
-            time.sleep(3)
+            time.sleep(wait)
         after_step(self)
     monkeypatch.setattr(threads.Follower, "after_step", slowed)
-    minutes = 0.4
-    out = tmp_path / "run"
     began = time.time()
     assert train.main(["--train-json", tiny_json, *TINY, "--batch-size", "2", "--out", str(out),
                        "--epochs", "40", "--schedule", "cosine", "--lr", "1e-2",
                        "--max-minutes", str(minutes), "--no-epoch-checkpoints"]) == 0
     took = time.time() - began
     assert took <= minutes * 60 * 1.15, took  # within the budget (the last epoch's noise aside)
-    ckpt = torch.load(out / "last.pt", weights_only=True)
-    assert ckpt["epoch"] == ckpt["args"]["epochs"] >= 5, ckpt["epoch"]
     with open(out / "loss.csv") as f:
         lrs = [float(row["lr"]) for row in csv.DictReader(f)]
     peak = lrs.index(max(lrs))
     assert all(b <= a for a, b in zip(lrs[peak:], lrs[peak + 1:]))  # monotone after warm-up
+    return torch.load(out / "last.pt", weights_only=True)
+
+
+@pytest.mark.slow
+def test_a_slowed_first_epoch_plans_the_steady_epochs(tiny_json, tmp_path, monkeypatch):
+    # the first two steps wait 3 s each (as oneDNN's kernels and the loader workers warm up),
+    # then 4 steps take ~0.05 s. Planned from that slow first epoch (~6 s) a 24 s budget held 4
+    # epochs; planned from its median step (and then the later epochs' times, saving included:
+    # ~1.5 s an epoch here) it holds more, and still ends in time
+    ckpt = run_slowed(tiny_json, tmp_path / "run", monkeypatch, steps=2, wait=3, minutes=0.4)
+    assert ckpt["epoch"] == ckpt["args"]["epochs"] >= 5, ckpt["epoch"]
 
 
 @pytest.mark.slow
@@ -160,18 +165,9 @@ def test_a_run_cut_by_the_budget_resumes_bitwise(tiny_json, tmp_path, monkeypatc
 @pytest.mark.slow
 def test_a_first_epoch_on_a_busy_core_does_not_cut_the_run_for_good(tiny_json, tmp_path,
                                                                    monkeypatch):
-    # every step of epoch 1 waits 0.6 s (another job on the core), later ones do not: planned
-    # from epoch 1 the 30 s budget holds a few epochs; the faster epochs after it grow the plan
-    # again, within the 40 asked for, and the run still ends in time
-    slow = {"left": 6}  # 12 training images, batch 2: the whole first epoch
-    after_step = threads.Follower.after_step
-
-    def slowed(self):
-        if slow["left"]:
-            slow["left"] -= 1
-            time.sleep(0.6)
-        after_step(self)
-    monkeypatch.setattr(threads.Follower, "after_step", slowed)
+    # every step of epoch 1 waits 0.6 s (another job on the core; 12 training images, batch 2:
+    # 6 steps), later ones do not: planned from epoch 1 the 30 s budget holds a few epochs; the
+    # faster epochs after it grow the plan again, within the 40 asked for, in time
     plans = []
     cut = budget.cut
 
@@ -179,18 +175,6 @@ def test_a_first_epoch_on_a_busy_core_does_not_cut_the_run_for_good(tiny_json, t
         plans.append(epochs)
         cut(plan, epochs, step, factor)
     monkeypatch.setattr(budget, "cut", recorded)
-    minutes = 0.5
-    out = tmp_path / "run"
-    began = time.time()
-    assert train.main(["--train-json", tiny_json, *TINY, "--batch-size", "2", "--out", str(out),
-                       "--epochs", "40", "--schedule", "cosine", "--lr", "1e-2",
-                       "--max-minutes", str(minutes), "--no-epoch-checkpoints"]) == 0
-    took = time.time() - began
-    assert took <= minutes * 60 * 1.15, took
+    ckpt = run_slowed(tiny_json, tmp_path / "run", monkeypatch, steps=6, wait=0.6, minutes=0.5)
     assert len(plans) >= 2 and max(plans[1:]) > plans[0], plans  # grown after the first plan
-    ckpt = torch.load(out / "last.pt", weights_only=True)
     assert plans[0] < ckpt["epoch"] == ckpt["args"]["epochs"] <= 40, (plans, ckpt["epoch"])
-    with open(out / "loss.csv") as f:
-        lrs = [float(row["lr"]) for row in csv.DictReader(f)]
-    peak = lrs.index(max(lrs))
-    assert all(b <= a for a, b in zip(lrs[peak:], lrs[peak + 1:]))  # monotone after warm-up

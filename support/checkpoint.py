@@ -204,6 +204,18 @@ def check_checkpoint(ckpt, path, resume=False):
         raise ValueError(f"{path}: cannot resume from it: negative epoch or step")
 
 
+def check_present(path):
+    """FileNotFoundError for a missing checkpoint; for a run's best.pt beside its last.pt, one
+    that says why: a run that validates nothing (fine-tuning's default) writes no best.pt."""
+    if os.path.lexists(path):
+        return
+    last = os.path.join(os.path.dirname(path), "last.pt")
+    if os.path.basename(path) == "best.pt" and os.path.isfile(last):
+        raise FileNotFoundError(f"{path}: no such file (the run validated nothing, so it wrote no "
+                                f"best.pt: its model is {last})")
+    raise FileNotFoundError(f"{path}: no such file")
+
+
 def load_checkpoint(path, map_location="cpu", resume=False):
     """(model in eval mode, checkpoint dict) from a train.py checkpoint; ValueError otherwise.
 
@@ -213,6 +225,7 @@ def load_checkpoint(path, map_location="cpu", resume=False):
     more than the weights it holds."""
     if os.path.isdir(path):
         raise ValueError(f"{path}: not a PyTorch checkpoint (a folder)")
+    check_present(path)
     inputs.check_input(path, "a checkpoint", inputs.MAX_CHECKPOINT_BYTES)  # no FIFO, no device
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error says enough

@@ -317,6 +317,21 @@ def test_checkpoint_refuses_foreign_files(trained, tmp_path):
         load_checkpoint(str(tmp_path / "missing.pt"))
 
 
+def test_a_missing_best_pt_names_the_runs_model(trained, tmp_path):
+    # a run that validated nothing (fine-tuning's default) leaves last.pt alone: the message
+    # for its best.pt names that file instead of a bare "no such file"
+    model, _ = trained
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(FileNotFoundError) as bare:
+        load_checkpoint(str(run / "best.pt"))
+    assert str(bare.value) == f"{run / 'best.pt'}: no such file"
+    save_checkpoint(make_checkpoint(model, [str(i) for i in range(10)]), str(run / "last.pt"))
+    with pytest.raises(FileNotFoundError, match="validated nothing") as named:
+        load_checkpoint(str(run / "best.pt"))
+    assert str(named.value).endswith(f"its model is {run / 'last.pt'})")
+
+
 def test_checkpoint_errors_are_short_and_say_why(trained, tmp_path):
     # torch.load's own messages are paragraphs ("Weights only load failed. In PyTorch 2.6, ...");
     # ours are short and still give the reason

@@ -143,7 +143,8 @@ def overlaps(box, size):
 
 
 def to_rgb(img):
-    """Any PIL mode -> RGB. Transparency is composited on black, the colour of the crop padding."""
+    """Any PIL mode -> RGB. Transparency is composited on a background the visible pixels stand
+    out from (backdrop): black ink drawn on a transparent sheet stays readable."""
     if img.mode == "RGB":
         return img
     if img.mode.startswith("I") or img.mode == "F":  # 16/32-bit integer or float grey
@@ -152,9 +153,22 @@ def to_rgb(img):
         return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8), "L").convert("RGB")
     if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info:
         rgba = img.convert("RGBA")
-        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-        return Image.alpha_composite(black, rgba).convert("RGB")
+        sheet = Image.new("RGBA", rgba.size, backdrop(rgba))
+        return Image.alpha_composite(sheet, rgba).convert("RGB")
     return img.convert("RGB")  # L, 1, P, CMYK, YCbCr, ...
+
+
+def backdrop(rgba):
+    """The opaque colour to put behind an RGBA image: white where its visible pixels are dark on
+    average (their grey weighted by their opacity, under half of 255), else black (also where
+    nothing is visible), the colour of the crop padding."""
+    a = np.asarray(rgba, dtype=np.float64)
+    opacity = a[..., 3]
+    if opacity.sum() == 0:
+        return (0, 0, 0, 255)
+    grey = a[..., 0] * 0.299 + a[..., 1] * 0.587 + a[..., 2] * 0.114
+    dark = (grey * opacity).sum() / opacity.sum() < 127.5
+    return (255, 255, 255, 255) if dark else (0, 0, 0, 255)
 
 
 def image_size(path, max_pixels=MAX_PIXELS, root=None):

@@ -144,10 +144,10 @@ def test_dataset_survives_boxes_outside_image_and_zero_size(tmp_path):
 def test_to_rgb_converts_every_mode():
     grey = Image.new("L", (4, 3), 128)
     assert np.asarray(to_rgb(grey)).tolist() == [[[128] * 3] * 4] * 3
-    rgba = Image.new("RGBA", (4, 3), (255, 0, 0, 255))
-    rgba.putpixel((0, 0), (255, 255, 255, 0))  # fully transparent -> black background
+    rgba = Image.new("RGBA", (4, 3), (255, 255, 0, 255))
+    rgba.putpixel((0, 0), (255, 255, 255, 0))  # fully transparent behind light yellow: black
     a = np.asarray(to_rgb(rgba))
-    assert a[0, 0].tolist() == [0, 0, 0] and a[1, 1].tolist() == [255, 0, 0]
+    assert a[0, 0].tolist() == [0, 0, 0] and a[1, 1].tolist() == [255, 255, 0]
     pal = Image.new("P", (4, 3), 1)
     pal.putpalette([0, 0, 0, 10, 200, 30] + [0] * 762)
     assert np.asarray(to_rgb(pal))[0, 0].tolist() == [10, 200, 30]
@@ -160,6 +160,22 @@ def test_to_rgb_converts_every_mode():
                 Image.new("CMYK", (4, 3)), Image.new("F", (4, 3), 3.0), Image.new("I", (4, 3), 7)):
         out = to_rgb(img)
         assert out.mode == "RGB" and out.size == (4, 3)
+
+
+def test_dark_ink_on_a_transparent_sheet_stays_readable():
+    # a handwritten amount saved as black strokes on a transparent sheet (the pixels under the
+    # transparency black too, as many exporters leave them): on a black backdrop the strokes
+    # would vanish; they must stand out on white, and light strokes on black
+    for ink, paper in ((0, 255), (255, 0)):
+        sheet = np.zeros((8, 12, 4), dtype=np.uint8)
+        sheet[..., :3] = ink
+        sheet[2:6, 3:5, 3] = 255  # the stroke: opaque; the rest fully transparent
+        sheet[6, 8, 3] = 128  # an anti-aliased edge: half the ink, half the paper
+        grey = np.asarray(to_rgb(Image.fromarray(sheet, "RGBA")))[..., 0]
+        assert grey[3, 4] == ink and grey[0, 0] == paper
+        assert abs(int(grey[6, 8]) - 128) <= 1
+    empty = Image.new("RGBA", (4, 3), (0, 0, 0, 0))  # nothing visible: the padding's black
+    assert np.asarray(to_rgb(empty)).max() == 0
 
 
 def test_grayscale_and_rgba_files_load(tmp_path):

@@ -79,8 +79,9 @@ def _digits(rng, alphabet, min_len, max_len):
     return "".join(_pick(rng, string.digits) for _ in range(_length(rng, min_len, max_len)))
 
 
-def _meter(rng, alphabet, min_len, max_len):
-    """A reading such as 0064.40 or 12.5: leading zeros are common on counters."""
+def meter_reading(rng, alphabet, min_len, max_len):
+    """A reading such as 0064.40 or 12.5 (min_len..max_len digits, at least 2, and a point):
+    leading zeros are common on counters. The alphabet is not consulted (sample_text checks)."""
     n = _length(rng, max(min_len, 2), max(max_len, 2))
     whole = "".join(_pick(rng, string.digits) for _ in range(n))
     point = int(rng.integers(1, n)) if n > 1 else 1
@@ -162,5 +163,5 @@ def _word(rng, alphabet, min_len, max_len):
     return text
 
 
-_KIND = {"digits": _digits, "meter": _meter, "amount": _amount, "date": _date, "code": _code,
-         "plate": _plate, "word": _word, "random": _random}
+_KIND = {"digits": _digits, "meter": meter_reading, "amount": _amount, "date": _date,
+         "code": _code, "plate": _plate, "word": _word, "random": _random}

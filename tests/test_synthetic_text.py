@@ -6,8 +6,10 @@ import os
 import numpy as np
 import pytest
 
+import prepare_data
 import synthetic_text
 import train
+from bench import make_meters
 from formats.records import load_split
 from synth.line import STYLES, render_line, variants
 from synth.text import DEFAULT_ALPHABET, sample_text
@@ -153,3 +155,23 @@ def test_help_lists_every_flag(capsys):
     for flag in ("--out", "--alphabet", "--min-len", "--max-len", "--workers", "--test-ood",
                  "--preview", "--list-styles", "--seed"):
         assert flag in text
+
+
+def test_make_meters_writes_readings_with_one_point(tmp_path):
+    # the meter stand-in: 3-9 character readings of digits and exactly one point, photos
+    # prepare_data reads, the same photos for a seed, and a folder with anything in it refused
+    out = tmp_path / "meters"
+    assert make_meters.main(["--out", str(out), "--train", "3", "--test", "4"]) == 0
+    texts = (out / "test.csv").read_text().splitlines()[1:]
+    assert len(texts) == 4
+    for row in texts:
+        reading = row.split(",")[1]
+        assert reading.count(".") == 1 and reading.replace(".", "").isdigit(), reading
+        assert 3 <= len(reading) <= 9 and not reading.startswith(".")
+    again = tmp_path / "again"
+    make_meters.main(["--out", str(again), "--train", "3", "--test", "4"])
+    assert (again / "test" / "0002.png").read_bytes() == (out / "test" / "0002.png").read_bytes()
+    prepare_data.main(["--csv", str(out / "train.csv"), str(out / "test.csv")])
+    assert len(load_split(str(out / "test.json"))[1]) == 4
+    with pytest.raises(SystemExit):
+        make_meters.main(["--out", str(out)])

@@ -88,8 +88,9 @@ def meter_reading(rng, alphabet, min_len, max_len):
     return whole[:point] + "." + whole[point:]
 
 
-def _amount(rng, alphabet, min_len, max_len):
-    """1,234.56 or 12.00 or $ 8.99; the thousands separator only above 999."""
+def amount(rng, alphabet, min_len, max_len):
+    """1,234.56 or 12.00 or $8.99; the thousands separator only above 999. The alphabet and
+    lengths are not consulted (sample_text checks)."""
     value = int(10 ** rng.uniform(0, 7))
     text = f"{value:,}" if rng.random() < 0.7 else str(value)
     if rng.random() < 0.8:
@@ -163,5 +164,5 @@ def _word(rng, alphabet, min_len, max_len):
     return text
 
 
-_KIND = {"digits": _digits, "meter": meter_reading, "amount": _amount, "date": _date,
+_KIND = {"digits": _digits, "meter": meter_reading, "amount": amount, "date": _date,
          "code": _code, "plate": _plate, "word": _word, "random": _random}

@@ -9,7 +9,7 @@ import pytest
 import prepare_data
 import synthetic_text
 import train
-from bench import make_meters
+from bench import make_lines
 from formats.records import load_split
 from synth.line import STYLES, render_line, variants
 from synth.text import DEFAULT_ALPHABET, sample_text
@@ -157,21 +157,28 @@ def test_help_lists_every_flag(capsys):
         assert flag in text
 
 
-def test_make_meters_writes_readings_with_one_point(tmp_path):
-    # the meter stand-in: 3-9 character readings of digits and exactly one point, photos
-    # prepare_data reads, the same photos for a seed, and a folder with anything in it refused
+def test_make_lines_writes_meters_and_amounts_users_would_bring(tmp_path):
+    # the stand-ins: meter readings of 3-9 characters, digits and exactly one point; amounts
+    # of digits with their separators; photos prepare_data reads, the same photos for a seed,
+    # and a folder with anything in it refused
     out = tmp_path / "meters"
-    assert make_meters.main(["--out", str(out), "--train", "3", "--test", "4"]) == 0
-    texts = (out / "test.csv").read_text().splitlines()[1:]
+    assert make_lines.main(["--kind", "meters", "--out", str(out), "--train", "3",
+                            "--test", "4"]) == 0
+    texts = [row.split(",")[1] for row in (out / "test.csv").read_text().splitlines()[1:]]
     assert len(texts) == 4
-    for row in texts:
-        reading = row.split(",")[1]
+    for reading in texts:
         assert reading.count(".") == 1 and reading.replace(".", "").isdigit(), reading
         assert 3 <= len(reading) <= 9 and not reading.startswith(".")
     again = tmp_path / "again"
-    make_meters.main(["--out", str(again), "--train", "3", "--test", "4"])
+    make_lines.main(["--kind", "meters", "--out", str(again), "--train", "3", "--test", "4"])
     assert (again / "test" / "0002.png").read_bytes() == (out / "test" / "0002.png").read_bytes()
     prepare_data.main(["--csv", str(out / "train.csv"), str(out / "test.csv")])
     assert len(load_split(str(out / "test.json"))[1]) == 4
     with pytest.raises(SystemExit):
-        make_meters.main(["--out", str(out)])
+        make_lines.main(["--kind", "meters", "--out", str(out)])
+    amounts = tmp_path / "amounts"
+    make_lines.main(["--kind", "amounts", "--out", str(amounts), "--train", "2", "--test", "6"])
+    prepare_data.main(["--csv", str(amounts / "train.csv"), str(amounts / "test.csv")])
+    for record in load_split(str(amounts / "test.json"))[1]:
+        text = record["text"]
+        assert set(text) <= set("0123456789,.$#") and any(c.isdigit() for c in text), text

@@ -28,6 +28,7 @@ MAX_PIXELS = 50_000_000
 # images are at least 20 pixels high (p5) and 876:501 at most, and a receipt line is about 30:1.
 MIN_SIDE = 2
 MAX_ASPECT = 100.0
+BACKDROP_SIDE = 256  # a transparent image's backdrop is judged on a copy this small (a side)
 
 
 # -----------------------------------------------------------------------------
@@ -161,8 +162,11 @@ def to_rgb(img):
 def backdrop(rgba):
     """The opaque colour to put behind an RGBA image: white where its visible pixels are dark on
     average (their grey weighted by their opacity, under half of 255), else black (also where
-    nothing is visible), the colour of the crop padding."""
-    a = np.asarray(rgba, dtype=np.float64)
+    nothing is visible), the colour of the crop padding. Judged on a copy of at most
+    BACKDROP_SIDE pixels a side: a 50-megapixel photo needs no gigabyte of floats for a mean."""
+    small = rgba.copy()
+    small.thumbnail((BACKDROP_SIDE, BACKDROP_SIDE))
+    a = np.asarray(small, dtype=np.float32)
     opacity = a[..., 3]
     if opacity.sum() == 0:
         return (0, 0, 0, 255)

@@ -204,16 +204,14 @@ def check_checkpoint(ckpt, path, resume=False):
         raise ValueError(f"{path}: cannot resume from it: negative epoch or step")
 
 
-def check_present(path):
-    """FileNotFoundError for a missing checkpoint; for a run's best.pt beside its last.pt, one
-    that says why: a run that validates nothing (fine-tuning's default) writes no best.pt."""
-    if os.path.lexists(path):
-        return
+def missing(path):
+    """The message for a checkpoint that does not exist; for a run's best.pt beside its last.pt,
+    one that says why: a run that validates nothing (fine-tuning's default) writes no best.pt."""
     last = os.path.join(os.path.dirname(path), "last.pt")
     if os.path.basename(path) == "best.pt" and os.path.isfile(last):
-        raise FileNotFoundError(f"{path}: no such file (the run validated nothing, so it wrote no "
-                                f"best.pt: its model is {last})")
-    raise FileNotFoundError(f"{path}: no such file")
+        return (f"{path}: no such file (the run validated nothing, so it wrote no best.pt: its "
+                f"model is {last})")
+    return f"{path}: no such file"
 
 
 def load_checkpoint(path, map_location="cpu", resume=False):
@@ -225,8 +223,10 @@ def load_checkpoint(path, map_location="cpu", resume=False):
     more than the weights it holds."""
     if os.path.isdir(path):
         raise ValueError(f"{path}: not a PyTorch checkpoint (a folder)")
-    check_present(path)
-    inputs.check_input(path, "a checkpoint", inputs.MAX_CHECKPOINT_BYTES)  # no FIFO, no device
+    try:
+        inputs.check_input(path, "a checkpoint", inputs.MAX_CHECKPOINT_BYTES)  # no FIFO, no device
+    except FileNotFoundError:
+        raise FileNotFoundError(missing(path)) from None
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error says enough
             warnings.simplefilter("ignore", UserWarning)

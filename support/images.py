@@ -164,9 +164,11 @@ def backdrop(rgba):
     average (their grey weighted by their opacity, under half of 255), else black (also where
     nothing is visible), the colour of the crop padding. Judged on a copy of at most
     BACKDROP_SIDE pixels a side: a 50-megapixel photo needs no gigabyte of floats for a mean."""
-    small = rgba.copy()
-    small.thumbnail((BACKDROP_SIDE, BACKDROP_SIDE))
-    a = np.asarray(small, dtype=np.float32)
+    scale = BACKDROP_SIDE / max(rgba.size)
+    if scale < 1:  # a reduced copy, never a full-size one
+        size = [max(1, round(side * scale)) for side in rgba.size]
+        rgba = rgba.resize(size, Image.BOX)
+    a = np.asarray(rgba, dtype=np.float32)
     opacity = a[..., 3]
     if opacity.sum() == 0:
         return (0, 0, 0, 255)

@@ -7,6 +7,7 @@ formats/ and prepare_data.py read images here (no torch to import); crops.py add
 into the network's input on top of it.
 """
 import contextlib
+import math
 import os
 import stat
 
@@ -150,13 +151,27 @@ def to_rgb(img):
         return img
     if img.mode.startswith("I") or img.mode == "F":  # 16/32-bit integer or float grey
         a = np.asarray(img, dtype=np.float64)
-        a = a / 257.0 if img.mode.startswith("I;16") else a * (255.0 / max(a.max(), 255.0))
+        a = a * (255.0 / grey_full_scale(a, img.mode == "F"))
         return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8), "L").convert("RGB")
     if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info:
         rgba = img.convert("RGBA")
         sheet = Image.new("RGBA", rgba.size, backdrop(rgba))
         return Image.alpha_composite(sheet, rgba).convert("RGB")
     return img.convert("RGB")  # L, 1, P, CMYK, YCbCr, ...
+
+
+def grey_full_scale(a, floats):
+    """The value that stands for white in a deep grey image: for integers, the largest value of
+    the fewest bits (8 or more) that hold its brightest pixel, since industrial cameras store 10
+    or 12 bits in 16-bit files (a 12-bit photo scaled as 16 bits would come out nearly black);
+    for floats, the brightest pixel (at least 255)."""
+    top = float(a.max()) if a.size else 0.0
+    if not math.isfinite(top):
+        return 255.0
+    if floats:
+        return max(top, 255.0)
+    bits = max(8, math.ceil(math.log2(top + 1))) if top > 0 else 8
+    return 2.0 ** bits - 1
 
 
 def backdrop(rgba):

@@ -162,6 +162,22 @@ def test_to_rgb_converts_every_mode():
         assert out.mode == "RGB" and out.size == (4, 3)
 
 
+def test_a_12_bit_camera_image_in_a_16_bit_file_is_not_black(tmp_path):
+    # an industrial camera's 12-bit grey (0..4095) saved as a 16-bit PNG: white is 4095, not
+    # 65535; scaled as 16 bits the paper (4000) would read 15 of 255, a black picture
+    pixels = np.full((6, 10), 4000, dtype=np.uint16)
+    pixels[2:4, 3:7] = 100  # the ink
+    Image.fromarray(pixels).save(tmp_path / "cam.png")
+    grey = np.asarray(open_image(str(tmp_path / "cam.png")))[..., 0]
+    assert grey[0, 0] == int(4000 * 255 / 4095) and grey[3, 4] == int(100 * 255 / 4095)
+    # a full-range 16-bit file keeps its scale, and 8-bit values in a deep mode stay as they are
+    full = np.full((2, 3), 65535, dtype=np.uint16)
+    full[0, 0] = 32896  # 128 x 257 (Pillow may open it as I;16 or I)
+    out = np.asarray(to_rgb(Image.fromarray(full)))[..., 0]
+    assert out[0, 0] == 128 and out[1, 1] == 255
+    assert np.asarray(to_rgb(Image.new("I", (2, 2), 200)))[0, 0, 0] == 200
+
+
 def test_dark_ink_on_a_transparent_sheet_stays_readable():
     # a handwritten amount saved as black strokes on a transparent sheet (the pixels under the
     # transparency black too, as many exporters leave them): on a black backdrop the strokes

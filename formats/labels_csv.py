@@ -89,6 +89,17 @@ def shorten(text, keep=40):
     return repr(text[:keep]) + "..."
 
 
+def windows_path(folder, name):
+    """name with its backslashes read as folder separators, as a CSV written on Windows has
+    them (plates\\001.jpg), where no file of the name as written exists but one of that does."""
+    if "\\" not in name or os.path.lexists(os.path.join(folder, name)):
+        return name
+    slashed = name.replace("\\", "/")
+    if os.path.isabs(slashed) or not os.path.lexists(os.path.join(folder, slashed)):
+        return name  # \\server\\x.jpg stays as written, and is refused as a missing file
+    return slashed
+
+
 def _record(row, columns, n_fields, folder, max_len, max_pixels=None):
     """One data row -> JSON record; ValueError naming the problem (caller adds file and line)."""
     if len(row) > n_fields:  # e.g. a comma inside an unquoted text
@@ -103,6 +114,7 @@ def _record(row, columns, n_fields, folder, max_len, max_pixels=None):
         # records.load_split refuses these too: the JSON would point outside its image folder
         raise ValueError(f"name {name!r} must be a path inside the CSV's folder (no absolute "
                          f"path, no '..'); move the CSV up or the images in")
+    name = windows_path(folder, name)
     if not text:
         raise ValueError(f"{name}: empty text")
     if not is_utf8(text):  # read from a file name that is not UTF-8

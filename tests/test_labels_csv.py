@@ -211,3 +211,17 @@ def test_labels_from_file_names(tmp_path):
     with pytest.raises(SystemExit) as e:
         prepare_data.main(["--labels-from-names", str(empty)])
     assert "no labelled images" in str(e.value.code)
+
+
+def test_a_csv_written_on_windows_finds_its_images(tmp_path, capsys):
+    # Excel on Windows writes photos\a.png: read as photos/a.png where only that file exists;
+    # a name that starts at the root stays as written and is a missing image
+    make_images(tmp_path)
+    code, _ = convert(tmp_path, "name,text\nphotos\\a.png,007\n", capsys)
+    assert code == 0
+    records = json.loads((tmp_path / "train.json").read_text())["records"]
+    assert records == [{"name": "photos/a.png", "text": "007"}]
+    img = np.asarray(data.SVHNDataset(str(tmp_path / "train.json")).load(0)[0])
+    assert img.min() == 0 and img.max() == 255  # a.png: black with a white rectangle
+    code, out = convert(tmp_path, "name,text\n\\etc\\hostname,1\n", capsys, name="bad.csv")
+    assert code == 1 and "line 2: image '\\\\etc\\\\hostname': no such file" in out.err

@@ -9,7 +9,7 @@ The file has a header line and one row per image:
 
 - name: the image's path, relative to the CSV's own folder;
 - text: what the image shows, kept as a string (leading zeros stay, letters and any other
-  characters are allowed; spaces around it are dropped);
+  characters are allowed; spaces around it are dropped; composed characters in one spelling, NFC);
 - left,top,width,height (optional columns, and optional per row): the box around the whole text in
   pixels. The model sees that box as given (not grown by SVHN's 30%); no box means the whole image.
 Columns other than these are ignored. Records carry no per-character boxes.
@@ -18,6 +18,7 @@ import csv
 import io
 import math
 import os
+import unicodedata
 
 from support.images import MAX_PIXELS, find_images, image_size, too_thin
 from support.inputs import MAX_TEXT_CHARS, is_utf8, read_input, shown
@@ -120,6 +121,9 @@ def _record(row, columns, n_fields, folder, max_len, max_pixels=None):
     if not is_utf8(text):  # read from a file name that is not UTF-8
         raise ValueError(f"{shown(name)}: text {shown(text)} holds bytes that are not UTF-8; "
                          f"rename the file")
+    # one spelling of each character: a Mac writes file names decomposed (u + a combining
+    # diaeresis for ü), a keyboard composed; a model must not learn the two as different texts
+    text = unicodedata.normalize("NFC", text)
     if max_len and len(text) > max_len:
         raise ValueError(f"{name}: text {shorten(text)} has {len(text):,} characters, more than "
                          f"--max-len {max_len} (0 allows any length)")

@@ -225,3 +225,13 @@ def test_a_csv_written_on_windows_finds_its_images(tmp_path, capsys):
     assert img.min() == 0 and img.max() == 255  # a.png: black with a white rectangle
     code, out = convert(tmp_path, "name,text\n\\etc\\hostname,1\n", capsys, name="bad.csv")
     assert code == 1 and "line 2: image '\\\\etc\\\\hostname': no such file" in out.err
+
+
+def test_a_decomposed_label_is_stored_composed(tmp_path, capsys):
+    # u + COMBINING DIAERESIS (as a Mac spells file names) and the keyboard's ü are one text
+    make_images(tmp_path)
+    code, _ = convert(tmp_path, "name,text\nc.png,Mu\u0308nchen 1\nphotos/a.png,M\u00fcnchen 2\n",
+                      capsys)
+    assert code == 0
+    texts = [r["text"] for r in json.loads((tmp_path / "train.json").read_text())["records"]]
+    assert texts == ["M\u00fcnchen 1", "M\u00fcnchen 2"] and len(texts[0]) == 9

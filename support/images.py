@@ -12,7 +12,7 @@ import os
 import stat
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from support.inputs import check_file
 
@@ -81,6 +81,33 @@ def crop_image(img, box):
 # -----------------------------------------------------------------------------
 # opening image files
 
+# formats a phone or camera writes that Pillow cannot decode, and what to do about them
+UNREADABLE_FORMATS = {".heic": "an HEIC photo", ".heif": "an HEIF photo",
+                      ".avif": "an AVIF image", ".dng": "a camera RAW file",
+                      ".cr2": "a camera RAW file", ".nef": "a camera RAW file",
+                      ".arw": "a camera RAW file", ".pdf": "a PDF", ".svg": "an SVG drawing"}
+
+
+def unreadable_format(path):
+    """What to do with a file of a format Pillow cannot read, judged by its extension (an
+    iPhone's HEIC photos, camera RAW); None for any other file."""
+    kind = UNREADABLE_FORMATS.get(os.path.splitext(str(path))[1].lower())
+    if kind is None:
+        return None
+    return f"{kind}, which Pillow cannot decode: convert it to JPEG or PNG first"
+
+
+def _open(path):
+    """Image.open(path); a file of a format Pillow cannot read says what to do with it."""
+    try:
+        return Image.open(path)
+    except UnidentifiedImageError as e:
+        advice = unreadable_format(path)
+        if advice is None:
+            raise
+        raise ValueError(advice) from e
+
+
 @contextlib.contextmanager
 def _header(path, max_pixels, root=None):
     """Yield the image at `path` opened (its header read, nothing decoded), once it is a regular
@@ -91,7 +118,7 @@ def _header(path, max_pixels, root=None):
     Image.MAX_IMAGE_PIXELS = None
     try:
         check_file(path, root)
-        with Image.open(path) as img:  # reads the header only
+        with _open(path) as img:  # reads the header only
             width, height = img.size
             if width * height > max_pixels:
                 raise ValueError(f"{width} x {height} pixels, above the limit of {max_pixels:,} "
@@ -241,7 +268,8 @@ def find_images(paths, unique=True):
     links followed, each real folder once: a link back up is a loop, skipped and named) for
     files with an image extension, sorted; a file given by name is kept whatever its extension.
     skipped: (path, reason) for what cannot be an image file (missing, a FIFO or device, a loop),
-    so that nothing ever blocks on opening it, and for a file found a second time (given twice,
+    so that nothing ever blocks on opening it, for a photo in a folder of a format Pillow cannot
+    read (an iPhone's .heic: named, never silently passed over), and for a file found a second time (given twice,
     or a link to one found already), so that no file gets two answers; unique=False keeps it
     (labels read from file names: each name is a label of its own)."""
     files = []
@@ -266,6 +294,8 @@ def find_images(paths, unique=True):
                 walk(path)
             elif entry.name.lower().endswith(IMAGE_EXTS):
                 add(path)
+            elif unreadable_format(path):  # a photo that would otherwise vanish unannounced
+                skipped.append((path, unreadable_format(path)))
 
     def add(path):
         try:

@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 
 import data
 from support import crops
-from support.images import crop_box, crop_image, open_image, to_rgb
+from support.images import crop_box, crop_image, find_images, open_image, to_rgb
 from formats.records import load_split, split_median_aspect
 from training import augment, synth_lines
 from support.tokenizer import (BOS, EOS, PAD, UNK, build_tokenizer, label_ids, token_text,
@@ -635,6 +635,20 @@ def test_open_image_modes_and_odd_files(tmp_path):
     for name in ("loop_a.png", "missing.png", "."):
         with pytest.raises(OSError, match="cannot read image"):
             open_image(str(tmp_path / name))
+
+
+def test_a_phone_format_pillow_cannot_read_says_what_to_do(tmp_path):
+    # an iPhone's HEIC photo: opened by name, or found in a folder, it is named with the way out
+    # (convert it), never a bare "cannot identify" nor silently left out of the folder's images
+    (tmp_path / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(32))
+    Image.new("RGB", (8, 4)).save(tmp_path / "ok.png")
+    with pytest.raises(OSError, match="IMG_0001.HEIC: cannot read image .an HEIC photo, which "
+                                      "Pillow cannot decode: convert it to JPEG or PNG first"):
+        open_image(str(tmp_path / "IMG_0001.HEIC"))
+    files, skipped = find_images([str(tmp_path)])
+    assert [os.path.basename(f) for f in files] == ["ok.png"]
+    assert [(os.path.basename(p), why.split(",")[0]) for p, why in skipped] == [
+        ("IMG_0001.HEIC", "an HEIC photo")]
 
 
 @pytest.mark.parametrize("name, why", [

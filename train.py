@@ -22,7 +22,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, Subset
 
-from model import aux_as_head, build_model, load_encoder, load_grown
+from model import aux_as_head, build_model, format_size, load_encoder, load_grown
 import data
 from support import checkpoint, devices, runs, threads
 from support.script import run_main
@@ -167,8 +167,9 @@ def build(run, device):
     model = build_model(config)
     init = run.init
     promoted = init and aux_as_head(model, init.model.state_dict())
+    fitted = []  # ctc column weights fitted to another input height (load_grown)
     if promoted:  # --head ctc from a checkpoint trained with --aux-ctc: its ctc head reads on
-        load_grown(model, promoted, len(init.vocab))
+        fitted = load_grown(model, promoted, len(init.vocab))
         print(f"fine-tuning {init.path}: its encoder, and its trained auxiliary ctc head as the "
               "head")
     elif init and init.model.config["head"] != config["head"]:  # the encoder only; a fresh head
@@ -176,10 +177,14 @@ def build(run, device):
         print(f"fine-tuning {init.path}: its encoder, with a new {config['head']} head "
               f"(it had {init.model.config['head']})")
     elif init:  # old rows copied bit for bit
-        load_grown(model, init.model.state_dict(), len(init.vocab))
+        fitted = load_grown(model, init.model.state_dict(), len(init.vocab))
         added = vocab[len(init.vocab):]
         note = f", {len(added)} added: {''.join(added)!r}" if added else ""
         print(f"fine-tuning {init.path}: {len(init.vocab)} tokens kept{note}")
+    if fitted:
+        print(f"fine-tuning {init.path}: its ctc column weights fitted from its "
+              f"{format_size(init.model.config['crop_size'])} input to "
+              f"{format_size(config['crop_size'])}")
     return model.to(device, memory_format=devices.memory_format(device))
 
 

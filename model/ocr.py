@@ -6,6 +6,7 @@ import torch.nn as nn
 from model.config import check_config
 from model.encoder import Encoder
 from model.heads import HEADS
+from model.heads.ctc import CTCHead, fit_rows
 
 
 class OCRModel(nn.Module):
@@ -80,17 +81,31 @@ def vocab_rows(model):
     return rows
 
 
+def column_projections(model):
+    """The state_dict keys of `model`'s ctc column projections, which depend on the input's
+    height (a ctc decoder's and an auxiliary ctc head's)."""
+    return [f"{name}.project.weight" for name, module in model.named_children()
+            if isinstance(module, CTCHead)]
+
+
 def load_grown(model, state, old_vocab_size):
     """Load weights trained with a vocabulary of old_vocab_size tokens into `model`, whose
     vocabulary extends that one (fine-tuning): every weight, and the old tokens' rows, are copied
     exactly; the rows of the added tokens keep `model`'s own initialisation. An auxiliary head
-    (aux.*) that only one side has is dropped from `state`, or kept as `model` made it."""
+    (aux.*) that only one side has is dropped from `state`, or kept as `model` made it. A ctc
+    column projection trained at another input height is fitted to this one's (fit_rows).
+    Returns the keys so fitted."""
     own = model.state_dict()
     state = {key: value for key, value in state.items()
              if not key.startswith("aux.") or key in own}
     fresh = {key: value for key, value in own.items() if key.startswith("aux.")
              and key not in state}
     state.update(fresh)
+    fitted = [key for key in column_projections(model)
+              if key not in fresh and state[key].shape != own[key].shape]
+    for key in fitted:  # trained at another input height
+        head = model.get_submodule(key.removesuffix(".project.weight"))
+        state[key] = fit_rows(state[key], own[key].shape[1] // head.rows, head.rows)
     for key in vocab_rows(model):
         if key in fresh:
             continue
@@ -101,7 +116,7 @@ def load_grown(model, state, old_vocab_size):
         grown[:old_vocab_size] = state[key]
         state[key] = grown
     model.load_state_dict(state)
-    return model
+    return fitted
 
 
 def load_encoder(model, state):
@@ -119,7 +134,7 @@ def aux_as_head(model, state):
     """A checkpoint trained with an auxiliary ctc head (--aux-ctc) for `model`, which reads with a
     ctc head: its encoder, with that trained head as `model`'s head (decoder.*), for load_grown.
     None where `model` reads with another head, the checkpoint has no auxiliary head, or its head
-    has other shapes than `model`'s (another input height or hidden size)."""
+    has other shapes than `model`'s (another hidden size; another input height is fitted)."""
     if model.config["head"] != "ctc":
         return None
     head = {"decoder." + key.removeprefix("aux."): value for key, value in state.items()
@@ -128,10 +143,13 @@ def aux_as_head(model, state):
     if not head or set(head) != {key for key in own if key.startswith("decoder.")}:
         return None
     rows = vocab_rows(model)
+    columns = column_projections(model)
     for key, value in head.items():
         have, want = value.shape, own[key].shape
         if key in rows:  # a row per token: the vocabulary may have grown
             have, want = have[1:], want[1:]
+        if key in columns:  # another input height: load_grown fits it
+            have, want = have[:1], want[:1]
         if have != want:
             return None
     return {**{k: v for k, v in state.items() if k.startswith("encoder.")}, **head}

@@ -458,7 +458,7 @@ def test_odd_photos_train_and_read(tmp_path, capsys):
     out = tmp_path / "p.csv"
     assert predict.main(["--checkpoint", str(tmp_path / "base" / "last.pt"), "--csv", str(out),
                          str(folder), "--threads", "1", "--fit", "keep-aspect"]) == 0
-    assert len(open(out).read().splitlines()) == 1 + 4
+    assert len(out.read_text().splitlines()) == 1 + 4
     assert "2 skipped" in capsys.readouterr().err
 
 

@@ -15,7 +15,7 @@ import train
 from helpers import overfit, write_split
 from model import build_model
 from model.heads.attention import AttentionHead
-from model.heads.ctc import CTCHead, collapse, frames_needed
+from model.heads.ctc import CTCHead, collapse, fit_rows, frames_needed
 from support import inference
 from support.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 
@@ -245,8 +245,38 @@ def test_init_with_head_ctc_reads_on_with_the_trained_aux_head(tiny_json, tmp_pa
     assert head == {"decoder." + k.removeprefix("aux.") for k in base if k.startswith("aux.")}
     assert all(torch.equal(ft["model"][k], base["aux." + k.removeprefix("decoder.")])
                for k in head)
-    # another input height gives the head other shapes: the encoder only, a fresh head
+    # another input height (28 -> 40 pixels: 14 -> 20 feature rows under one pooling): the same
+    # trained head, its column projection fitted to the new height
     assert run_train(tiny_json, tmp_path / "c", "--init", str(tmp_path / "a" / "last.pt"),
                      "--head", "ctc", "--image-size", "40", "--crop-size", "40", "--epochs", "1",
                      "--lr", "0") == 0
-    assert "with a new ctc head (it had attention)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "its trained auxiliary ctc head as the head" in out
+    assert "its ctc column weights fitted from its 28 input to 40" in out
+    tall = torch.load(tmp_path / "c" / "last.pt", weights_only=True)["model"]
+    assert torch.equal(tall["decoder.project.weight"],
+                       fit_rows(base["aux.project.weight"], 16, 20))
+    assert torch.equal(tall["decoder.rnn.weight_hh_l0"], base["aux.rnn.weight_hh_l0"])
+
+
+def test_init_at_another_height_keeps_the_aux_head(tiny_json, tmp_path):
+    # the attention head with its auxiliary ctc head, fine-tuned at a taller input: the aux
+    # head's projection depends on the height, and is fitted, not a crash inside load_state_dict
+    assert run_train(tiny_json, tmp_path / "a", "--aux-ctc", "0.5", "--epochs", "1") == 0
+    base = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
+    assert run_train(tiny_json, tmp_path / "b", "--init", str(tmp_path / "a" / "last.pt"),
+                     "--image-size", "40", "--crop-size", "40", "--epochs", "1", "--lr", "0") == 0
+    tall = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
+    assert tall["aux.project.weight"].shape == (16, 16 * 20)
+    assert torch.equal(tall["aux.project.weight"], fit_rows(base["aux.project.weight"], 16, 20))
+
+
+def test_fit_rows_resamples_each_channels_weights_over_the_column():
+    # 2 channels, 2 feature rows; a column is laid out row by row: [r0c0, r0c1, r1c0, r1c1]
+    weight = torch.tensor([[1.0, 10.0, 3.0, 30.0]])
+    # to 4 rows, linear with half-pixel centres: a, 3/4 a + 1/4 b, 1/4 a + 3/4 b, b
+    expected = torch.tensor([[1.0, 10.0, 1.5, 15.0, 2.5, 25.0, 3.0, 30.0]])
+    assert torch.allclose(fit_rows(weight, 2, 4), expected)
+    assert torch.equal(fit_rows(weight, 2, 2), weight)
+    with pytest.raises(ValueError, match="not 3 channels high"):
+        fit_rows(weight, 3, 4)

@@ -92,7 +92,7 @@ def shorten(text, keep=40):
 
 def windows_path(folder, name):
     """name with its backslashes read as folder separators, as a CSV written on Windows has
-    them (plates\\001.jpg), where no file of the name as written exists but one of that does."""
+    them (plates\\001.jpg), where no file has the name as written but one has it with slashes."""
     if "\\" not in name or os.path.lexists(os.path.join(folder, name)):
         return name
     slashed = name.replace("\\", "/")

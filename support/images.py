@@ -16,7 +16,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from support.inputs import check_file
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".avif", ".ppm",
+              ".pgm")
 GROW = 1.3                    # the union box's width and height x 1.3, around its centre
 # Images (and crop boxes) above this many pixels are refused, read from the header before any
 # decoding (--max-pixels raises it). SVHN's largest image is ~0.6 MP and a phone photo 12-48 MP;
@@ -83,9 +84,9 @@ def crop_image(img, box):
 
 # formats a phone or camera writes that Pillow cannot decode, and what to do about them
 UNREADABLE_FORMATS = {".heic": "an HEIC photo", ".heif": "an HEIF photo",
-                      ".avif": "an AVIF image", ".dng": "a camera RAW file",
-                      ".cr2": "a camera RAW file", ".nef": "a camera RAW file",
-                      ".arw": "a camera RAW file", ".pdf": "a PDF", ".svg": "an SVG drawing"}
+                      ".dng": "a camera RAW file", ".cr2": "a camera RAW file",
+                      ".nef": "a camera RAW file", ".arw": "a camera RAW file", ".pdf": "a PDF",
+                      ".svg": "an SVG drawing"}
 
 
 def unreadable_format(path):
@@ -268,10 +269,10 @@ def find_images(paths, unique=True):
     links followed, each real folder once: a link back up is a loop, skipped and named) for
     files with an image extension, sorted; a file given by name is kept whatever its extension.
     skipped: (path, reason) for what cannot be an image file (missing, a FIFO or device, a loop),
-    so that nothing ever blocks on opening it, for a photo in a folder of a format Pillow cannot
-    read (an iPhone's .heic: named, never silently passed over), and for a file found a second time (given twice,
-    or a link to one found already), so that no file gets two answers; unique=False keeps it
-    (labels read from file names: each name is a label of its own)."""
+    so that nothing ever blocks on opening it; for a photo in a folder of a format Pillow cannot
+    read (an iPhone's .heic: named, never silently passed over); and for a file found a second
+    time (given twice, or a link to one found already), so that no file gets two answers;
+    unique=False keeps it (labels read from file names: each name is a label of its own)."""
     files = []
     skipped = []
     seen = set()

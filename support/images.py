@@ -295,8 +295,8 @@ def find_images(paths, unique=True):
                 walk(path)
             elif entry.name.lower().endswith(IMAGE_EXTS):
                 add(path)
-            elif unreadable_format(path):  # a photo that would otherwise vanish unannounced
-                skipped.append((path, unreadable_format(path)))
+            elif advice := unreadable_format(path):  # a photo that would vanish unannounced
+                skipped.append((path, advice))
 
     def add(path):
         try:

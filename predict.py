@@ -28,7 +28,7 @@ from support.atomic import atomic_open
 from model import as_hw
 from support.crops import eval_input
 from support.images import MAX_PIXELS, aspect, find_images, open_image, whole_pixels
-from support.inputs import is_utf8, read_input, shown
+from support.inputs import csv_delimiter, is_utf8, read_input, shown
 from support.script import run_main
 
 BATCH_SIZE = 64  # images per decoding batch
@@ -114,7 +114,7 @@ def read_boxes(path):
     duplicates = []
     try:
         text = read_input(path, "a --boxes CSV").decode("utf-8-sig")
-        rows = list(csv.reader(io.StringIO(text, newline="")))
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=csv_delimiter(text)))
     except (UnicodeDecodeError, csv.Error) as e:
         raise ValueError(f"{path}: cannot read it ({e})") from None
     header = [h.strip().lower() for h in rows[0]] if rows else []

@@ -1,6 +1,7 @@
 """A labels CSV (your own photos) -> JSON records in prepare_data.py's format.
 
-The file has a header line and one row per image:
+The file has a header line and one row per image, its fields separated by commas (or by
+semicolons or tabs, as the header line shows):
 
     name,text,left,top,width,height
     plates/001.jpg,KX7204,12,30,180,48
@@ -21,7 +22,7 @@ import os
 import unicodedata
 
 from support.images import MAX_PIXELS, find_images, image_size, too_thin
-from support.inputs import MAX_TEXT_CHARS, is_utf8, read_input, shown
+from support.inputs import MAX_TEXT_CHARS, csv_delimiter, is_utf8, read_input, shown
 
 BOX_COLUMNS = ["left", "top", "width", "height"]
 HELP_HEADER = "name,text[,left,top,width,height]"
@@ -158,7 +159,8 @@ def read_labels(path, max_len=None, max_pixels=None):
     first bad line and its problem, and counts the others. Images are opened (and fully decoded)
     to check they can be read and to check boxes against their size."""
     rows = []
-    reader = csv.reader(io.StringIO(_decode(path), newline=""))
+    text = _decode(path)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=csv_delimiter(text))
     try:
         for row in reader:
             if any(cell.strip() for cell in row):  # blank lines are not records

@@ -76,6 +76,17 @@ def shown(text):
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+def csv_delimiter(text):
+    """The CSV's field separator, read from its header line: a comma, or where the header has
+    none a semicolon (Excel's CSV where the decimal mark is a comma: much of Europe, Brazil) or a
+    tab. Column names hold none of them, so the header decides alone."""
+    header = next((line for line in text.splitlines() if line.strip()), "")
+    for mark in (",", ";", "\t"):
+        if mark in header:
+            return mark
+    return ","
+
+
 def check_file(path, root=None):
     """ValueError unless `path` is a regular file, inside folder `root` (when given) once
     symbolic links are followed: a link in the data folder must not read a file outside it."""

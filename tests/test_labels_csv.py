@@ -235,3 +235,19 @@ def test_a_decomposed_label_is_stored_composed(tmp_path, capsys):
     assert code == 0
     texts = [r["text"] for r in json.loads((tmp_path / "train.json").read_text())["records"]]
     assert texts == ["M\u00fcnchen 1", "M\u00fcnchen 2"] and len(texts[0]) == 9
+
+
+def test_a_semicolon_csv_from_a_european_excel_is_read(tmp_path, capsys):
+    # where the decimal mark is a comma, Excel separates fields with semicolons; a text may
+    # then hold a comma unquoted. A tab-separated file reads alike.
+    make_images(tmp_path)
+    code, _ = convert(tmp_path, "name;text;left;top;width;height\n"
+                                "photos/a.png;1,5;30;12;20;10\nc.png;KX 7;;;;\n", capsys)
+    assert code == 0
+    assert json.loads((tmp_path / "train.json").read_text())["records"] == [
+        {"name": "photos/a.png", "text": "1,5", "region": [30, 12, 20, 10]},
+        {"name": "c.png", "text": "KX 7"}]
+    code, _ = convert(tmp_path, "name\ttext\nc.png\t0,25\n", capsys, name="tabs.csv")
+    assert code == 0
+    assert json.loads((tmp_path / "tabs.json").read_text())["records"] == [
+        {"name": "c.png", "text": "0,25"}]

@@ -105,6 +105,10 @@ def test_boxes_are_used_as_given(ckpt, photos, tmp_path):
     with torch.no_grad():
         want = model.eval().decode(x[None])["tokens"][0]
     assert rows_of(out)[0]["text"] == "".join(ck["vocab"][t] for t in want)
+    # the same box from a European Excel's CSV, fields separated by semicolons
+    (photos / "semi.csv").write_text("name;left;top;width;height\nstreet/1.png;8;4;30;30\n")
+    assert predict.read_boxes(str(photos / "semi.csv"))[0] == predict.read_boxes(
+        str(photos / "boxes.csv"))[0]
 
 
 @pytest.mark.parametrize("setup, words", [

@@ -13,7 +13,9 @@ semicolons or tabs, as the header line shows):
   characters are allowed; spaces around it are dropped; composed characters in one spelling, NFC);
 - left,top,width,height (optional columns, and optional per row): the box around the whole text in
   pixels. The model sees that box as given (not grown by SVHN's 30%); no box means the whole image.
-Columns other than these are ignored. Records carry no per-character boxes.
+Columns other than these are ignored. Records carry no per-character boxes. Other datasets'
+names for the two columns (filename, image, path...; label, transcription...) are read as them
+where the header has exactly one of each and not the name itself (ALIASES).
 """
 import csv
 import io
@@ -25,6 +27,9 @@ from support.images import MAX_PIXELS, find_images, image_size, too_thin
 from support.inputs import MAX_TEXT_CHARS, csv_delimiter, is_utf8, read_input, shown
 
 BOX_COLUMNS = ["left", "top", "width", "height"]
+# other names datasets give the two columns, read as them where the header has exactly one
+ALIASES = {"name": ("filename", "file", "file_name", "image", "image_path", "img", "path"),
+           "text": ("label", "labels", "transcription", "words", "gt", "ground_truth")}
 HELP_HEADER = "name,text[,left,top,width,height]"
 
 
@@ -52,6 +57,10 @@ def _header(path, rows):
         raise LabelsError(f"{path}: empty file; expected a header line {HELP_HEADER}")
     line, header = rows[0]
     columns = [c.strip().lower() for c in header]
+    for column, others in ALIASES.items():
+        found = [c for c in others if c in columns]
+        if column not in columns and len(found) == 1:  # one other name for it: no guessing
+            columns[columns.index(found[0])] = column
     missing = [c for c in ("name", "text") if c not in columns]
     if missing:
         raise LabelsError(f"{path} line {line}: the header must name the columns {HELP_HEADER}; "

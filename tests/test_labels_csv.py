@@ -94,7 +94,7 @@ BOX = "name,text,left,top,width,height\n"
 BAD = [  # (CSV text, the line its error names, words in the error)
     ("", None, "empty file"),
     ("photos/a.png,1\n", 1, "header must name the columns"),
-    ("name,label\nphotos/a.png,1\n", 1, "no text"),
+    ("name,reading\nphotos/a.png,1\n", 1, "no text"),
     ("name,text,left,top\nphotos/a.png,1,0,0\n", 1, "missing width,height"),
     ("name,text\nphotos/a.png,\n", 2, "empty text"),
     ("name,text\nphotos/a.png,  \n", 2, "empty text"),
@@ -251,3 +251,15 @@ def test_a_semicolon_csv_from_a_european_excel_is_read(tmp_path, capsys):
     assert code == 0
     assert json.loads((tmp_path / "tabs.json").read_text())["records"] == [
         {"name": "c.png", "text": "0,25"}]
+
+
+def test_other_datasets_column_names_are_read_but_never_guessed(tmp_path, capsys):
+    # filename,label is a common header; with two candidates for one column nothing is guessed
+    make_images(tmp_path)
+    code, _ = convert(tmp_path, "Filename,Label\nc.png,42\n", capsys)
+    assert code == 0
+    assert json.loads((tmp_path / "train.json").read_text())["records"] == [
+        {"name": "c.png", "text": "42"}]
+    code, out = convert(tmp_path, "file,path,label\nc.png,c.png,42\n", capsys, name="two.csv")
+    assert code == 1 and "two.csv line 1: the header must name the columns" in out.err
+    assert "(no name)" in out.err and not (tmp_path / "two.json").exists()

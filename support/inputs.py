@@ -11,6 +11,7 @@ at before it is opened, and every path found through a labels file or a folder s
 
 Torch-free: formats/ and prepare_data.py use it.
 """
+import io
 import os
 import stat
 
@@ -80,7 +81,7 @@ def csv_delimiter(text):
     """The CSV's field separator, read from its header line: a comma, or where the header has
     none a semicolon (Excel's CSV where the decimal mark is a comma: much of Europe, Brazil) or a
     tab. Column names hold none of them, so the header decides alone."""
-    header = next((line for line in text.splitlines() if line.strip()), "")
+    header = next((line for line in io.StringIO(text) if line.strip()), "")  # no full split
     for mark in (",", ";", "\t"):
         if mark in header:
             return mark

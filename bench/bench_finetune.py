@@ -36,9 +36,17 @@ def prepare(set_dir, work):
         sys.exit(f"bench_finetune.py: error: {set_dir}: no train/test .json or .csv "
                  f"({', '.join(missing)} missing)")
     os.makedirs(work, exist_ok=True)
-    subprocess.run([sys.executable, "prepare_data.py", "--csv", *csvs, "--out-dir", work],
-                   cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    run([sys.executable, "prepare_data.py", "--csv", *csvs, "--out-dir", work], set_dir)
     return [os.path.join(work, f"{split}.json") for split in ("train", "test")]
+
+
+def run(cmd, what, env=None):
+    """Run one of the repository's scripts; where it fails (it has said why on stderr), stop
+    with one line naming the step and what it ran on."""
+    done = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL)
+    if done.returncode:
+        sys.exit(f"bench_finetune.py: error: {os.path.basename(cmd[1])} failed on {what} "
+                 f"(exit status {done.returncode}; its message is above)")
 
 
 def finetune(checkpoint, train_json, test_json, out, flags, threads):
@@ -49,7 +57,7 @@ def finetune(checkpoint, train_json, test_json, out, flags, threads):
     if threads:
         cmd += ["--threads", str(threads)]
     start = time.time()
-    subprocess.run(cmd, cwd=REPO, check=True, env=env, stdout=subprocess.DEVNULL)
+    run(cmd, train_json, env)
     seconds = time.time() - start
     best = os.path.join(out, "best.pt")
     ckpt = best if os.path.exists(best) else os.path.join(out, "last.pt")
@@ -58,7 +66,7 @@ def finetune(checkpoint, train_json, test_json, out, flags, threads):
            report_path]
     if threads:
         cmd += ["--threads", str(threads)]
-    subprocess.run(cmd, cwd=REPO, check=True, env=env, stdout=subprocess.DEVNULL)
+    run(cmd, test_json, env)
     with open(report_path) as f:
         report = json.load(f)
     return {"seconds": seconds, "checkpoint": os.path.basename(ckpt),

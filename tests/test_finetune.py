@@ -487,3 +487,22 @@ def test_a_run_from_before_a_flag_resumes_as_it_trained():
         args = train.parse_args(["--resume", "old.pt", flag, value])
         with pytest.raises(ValueError, match=f"old.pt: trained with {flag} 0.0, not {value}.0"):
             start.adopt_resumed(args, resumed)
+
+
+def test_bench_finetune_stops_with_one_line_where_a_step_fails(tmp_path, capfd):
+    """A set whose photo went missing: train.py says which, and the bench stops with one line
+    naming the step and the set's JSON, not a CalledProcessError traceback."""
+    from bench import bench_finetune
+    set_dir = tmp_path / "set"
+    write_set(str(set_dir), ["12", "34"], "train.csv")
+    os.rename(set_dir / "train.json", tmp_path / "train.json")
+    write_set(str(set_dir), ["56", "78"], "test.csv")  # the same file names: its own images
+    os.rename(tmp_path / "train.json", set_dir / "train.json")
+    os.remove(set_dir / "1.png")
+    with pytest.raises(SystemExit) as e:
+        bench_finetune.main(["--checkpoint", "weights/reader.pt", "--sets", str(set_dir),
+                             "--work", str(tmp_path / "work"), "--threads", "1"])
+    assert e.value.code == (f"bench_finetune.py: error: train.py failed on {set_dir}/train.json "
+                            f"(exit status 1; its message is above)")
+    err = capfd.readouterr().err
+    assert "1.png" in err and "Traceback" not in err

@@ -6,8 +6,8 @@ python predict.py --checkpoint runs/plates/best.pt --csv plates.csv crops/ --box
 Each PATH is an image file or a folder, searched recursively for image files (symbolic links
 followed once; a loop is skipped and named). Photos come without boxes: the whole image is the
 model's input (resized as the checkpoint's evaluation input), unless --boxes gives a labels-CSV
-style file `name,left,top,width,height` (names relative to that file's folder) whose box is used
-as given. The CSV has columns file,text,confidence: confidence is the probability of the whole
+style file `name,left,top,width,height` (names relative to that file's folder; or the box by its
+corners, `name,xmin,ymin,xmax,ymax`, as labels CSVs may give it) whose box is used as given. The CSV has columns file,text,confidence: confidence is the probability of the whole
 sequence (every character and the end), in [0, 1]. Unreadable files (not an image, 0 bytes,
 truncated, above --max-pixels, a FIFO) are skipped, counted and listed at the end; the CSV holds
 the readable ones and is written atomically, once, at the end. An existing CSV is never replaced
@@ -26,6 +26,7 @@ from tqdm import tqdm
 from support import cli, inference, outputs, runs, threads
 from support.atomic import atomic_open
 from model import as_hw
+from formats.labels_csv import box_columns
 from support.crops import eval_input
 from support.images import MAX_PIXELS, aspect, find_images, open_image, whole_pixels
 from support.inputs import csv_delimiter, is_utf8, read_input, shown
@@ -118,10 +119,15 @@ def read_boxes(path):
     except (UnicodeDecodeError, csv.Error) as e:
         raise ValueError(f"{path}: cannot read it ({e})") from None
     header = [h.strip().lower() for h in rows[0]] if rows else []
-    want = ["name", "left", "top", "width", "height"]
-    if not set(want) <= set(header):
-        raise ValueError(f"{path}: the header must hold {','.join(want)}, got {','.join(header)}")
-    cols = [header.index(k) for k in want]
+    try:
+        box_names = box_columns(header)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    if "name" not in header or box_names is None:
+        raise ValueError(f"{path}: the header must hold name,left,top,width,height, got "
+                         f"{','.join(header)}")
+    names, corners = box_names
+    cols = [header.index(k) for k in ("name", *names)]
     for line, row in enumerate(rows[1:], 2):
         if not any(cell.strip() for cell in row):
             continue
@@ -129,7 +135,9 @@ def read_boxes(path):
             name, *numbers = (row[c].strip() for c in cols)
             box = [float(v) for v in numbers]
         except (IndexError, ValueError):
-            raise ValueError(f"{path} line {line}: expected name,left,top,width,height") from None
+            raise ValueError(f"{path} line {line}: expected name,{','.join(names)}") from None
+        if corners:  # x0,y0,x1,y1
+            box = [box[0], box[1], box[2] - box[0], box[3] - box[1]]
         if not all(abs(v) < 2 ** 24 for v in box) or box[2] <= 0 or box[3] <= 0:
             raise ValueError(f"{path} line {line}: a box needs finite numbers and width, "
                              f"height > 0")

@@ -15,7 +15,8 @@ semicolons or tabs, as the header line shows):
   pixels. The model sees that box as given (not grown by SVHN's 30%); no box means the whole image.
 Columns other than these are ignored. Records carry no per-character boxes. Other datasets'
 names for the two columns (filename, image, path...; label, transcription...) are read as them
-where the header has exactly one of each and not the name itself (ALIASES).
+where the header has exactly one of each and not the name itself (ALIASES), and their box
+columns (xmin,ymin,xmax,ymax; x,y,w,h; ...) where it has one such set (BOX_ALIASES).
 """
 import csv
 import io
@@ -27,6 +28,17 @@ from support.images import MAX_PIXELS, find_images, image_size, too_thin
 from support.inputs import MAX_TEXT_CHARS, csv_delimiter, is_utf8, read_input, shown
 
 BOX_COLUMNS = ["left", "top", "width", "height"]
+# other datasets' columns for the box: by its size, or by its corners (Pascal VOC's xmin...);
+# read where the header holds exactly one of these sets and not left,top,width,height
+BOX_ALIASES = (
+    (("x", "y", "w", "h"), False),
+    (("x", "y", "width", "height"), False),
+    (("xmin", "ymin", "xmax", "ymax"), True),
+    (("x_min", "y_min", "x_max", "y_max"), True),
+    (("left", "top", "right", "bottom"), True),
+    (("x0", "y0", "x1", "y1"), True),
+    (("x1", "y1", "x2", "y2"), True),
+)
 # other names datasets give the two columns, read as them where the header has exactly one
 ALIASES = {"name": ("filename", "file", "file_name", "image", "image_path", "img", "path"),
            "text": ("label", "labels", "transcription", "words", "gt", "ground_truth")}
@@ -65,20 +77,39 @@ def _header(path, rows):
     if missing:
         raise LabelsError(f"{path} line {line}: the header must name the columns {HELP_HEADER}; "
                           f"found {','.join(header)!r} (no {' or '.join(missing)})")
-    some_box = [c for c in BOX_COLUMNS if c in columns]
-    if some_box and len(some_box) < 4:
-        absent = [c for c in BOX_COLUMNS if c not in columns]
-        raise LabelsError(f"{path} line {line}: box columns need all of {','.join(BOX_COLUMNS)}; "
-                          f"missing {','.join(absent)}")
     repeated = sorted({c for c in columns if c and columns.count(c) > 1})
     if repeated:
         raise LabelsError(f"{path} line {line}: column {repeated[0]!r} appears twice")
-    return {c: i for i, c in enumerate(columns)}, len(columns)
+    try:
+        box = box_columns(columns)
+    except ValueError as e:
+        raise LabelsError(f"{path} line {line}: {e}") from None
+    return {c: i for i, c in enumerate(columns)}, len(columns), box
 
 
-def _parse_box(cells):
-    """Four cells -> [left, top, width, height] floats, None when all four are empty; ValueError
-    with a reason otherwise."""
+def box_columns(columns):
+    """The box of a header (its lower-case column names): (the four columns' names, whether they
+    are corners x0,y0,x1,y1 rather than left,top,width,height), or None where it has none.
+    ValueError where some of left,top,width,height are missing, or two other sets could be it."""
+    some_box = [c for c in BOX_COLUMNS if c in columns]
+    whole = [(names, corners) for names, corners in BOX_ALIASES if set(names) <= set(columns)]
+    if len(some_box) == 4:
+        return tuple(BOX_COLUMNS), False
+    if len(whole) == 1:
+        return whole[0]
+    if len(whole) > 1:
+        raise ValueError(f"the box could be {' or '.join(','.join(n) for n, _ in whole)}; keep "
+                         f"one set of box columns, or name them {','.join(BOX_COLUMNS)}")
+    if some_box:
+        absent = [c for c in BOX_COLUMNS if c not in columns]
+        raise ValueError(f"box columns need all of {','.join(BOX_COLUMNS)}; missing "
+                         f"{','.join(absent)}")
+    return None
+
+
+def _parse_box(cells, names=BOX_COLUMNS, corners=False):
+    """Four cells (the columns `names`; corners: x0,y0,x1,y1) -> [left, top, width, height]
+    floats, None when all four are empty; ValueError with a reason otherwise."""
     cells = [c.strip() for c in cells]
     if not any(cells):
         return None
@@ -87,7 +118,12 @@ def _parse_box(cells):
     except ValueError:
         box = None
     if box is None or not all(math.isfinite(v) for v in box):
-        raise ValueError(f"box must be four numbers left,top,width,height, got {','.join(cells)!r}")
+        raise ValueError(f"box must be four numbers {','.join(names)}, got {','.join(cells)!r}")
+    if corners:
+        if box[2] <= box[0] or box[3] <= box[1]:
+            raise ValueError(f"box {','.join(cells)} ({','.join(names)}) must end right of and "
+                             f"below where it starts")
+        box = [box[0], box[1], box[2] - box[0], box[3] - box[1]]
     if box[2] <= 0 or box[3] <= 0:
         raise ValueError(f"box width and height must be > 0, got {box[2]:g} x {box[3]:g}")
     return [int(v) if v.is_integer() else v for v in box]
@@ -111,8 +147,9 @@ def windows_path(folder, name):
     return slashed
 
 
-def _record(row, columns, n_fields, folder, max_len, max_pixels=None):
-    """One data row -> JSON record; ValueError naming the problem (caller adds file and line)."""
+def _record(row, columns, n_fields, folder, max_len, max_pixels=None, box_names=None):
+    """One data row -> JSON record; ValueError naming the problem (caller adds file and line).
+    box_names: box_columns()'s (names, corners), None for none."""
     if len(row) > n_fields:  # e.g. a comma inside an unquoted text
         raise ValueError(f"{len(row)} fields, the header has {n_fields} (quote a text that "
                          f"holds a comma)")
@@ -141,9 +178,10 @@ def _record(row, columns, n_fields, folder, max_len, max_pixels=None):
         raise ValueError(f"{name}: text {shorten(text)} has {len(text):,} characters, more than "
                          f"the {MAX_TEXT_CHARS} a model reads")
     box = None
-    if "left" in columns:
+    if box_names is not None:
+        names, corners = box_names
         try:
-            box = _parse_box([row[columns[c]] for c in BOX_COLUMNS])
+            box = _parse_box([row[columns[c]] for c in names], names, corners)
         except ValueError as e:
             raise ValueError(f"{name}: {e}") from None
     try:
@@ -176,21 +214,21 @@ def read_labels(path, max_len=None, max_pixels=None):
                 rows.append((reader.line_num, row))
     except csv.Error as e:  # e.g. a quote left open at the end of the file
         raise LabelsError(f"{path} line {reader.line_num}: not a valid CSV ({e})") from None
-    columns, n_fields = _header(path, rows)
+    columns, n_fields, box = _header(path, rows)
     folder = os.path.dirname(os.path.abspath(path))
     located = [(f"{path} line {line}", row) for line, row in rows[1:]]
-    return _check_rows(path, located, columns, n_fields, folder, max_len, max_pixels)
+    return _check_rows(path, located, columns, n_fields, folder, max_len, max_pixels, box)
 
 
-def _check_rows(path, located, columns, n_fields, folder, max_len, max_pixels=None):
+def _check_rows(path, located, columns, n_fields, folder, max_len, max_pixels=None, box=None):
     """Records of (where, row) pairs, every row checked; LabelsError names the first bad row's
-    place (file and line) and counts the others."""
+    place (file and line) and counts the others. box: box_columns()'s answer."""
     records = []
     problems = []
     first_seen = {}
     for where, row in located:
         try:
-            record = _record(row, columns, n_fields, folder, max_len, max_pixels)
+            record = _record(row, columns, n_fields, folder, max_len, max_pixels, box)
         except ValueError as e:
             problems.append(f"{where}: {e}")
             continue

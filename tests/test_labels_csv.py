@@ -96,6 +96,12 @@ BAD = [  # (CSV text, the line its error names, words in the error)
     ("photos/a.png,1\n", 1, "header must name the columns"),
     ("name,reading\nphotos/a.png,1\n", 1, "no text"),
     ("name,text,left,top\nphotos/a.png,1,0,0\n", 1, "missing width,height"),
+    ("name,text,x,y,w,h,width,height\nphotos/a.png,1,0,0,5,5,5,5\n", 1,
+     "the box could be x,y,w,h or x,y,width,height"),
+    ("name,text,xmin,ymin,xmax,ymax\nphotos/a.png,1,30,12,20,22\n", 2,
+     "box 30,12,20,22 (xmin,ymin,xmax,ymax) must end right of and below where it starts"),
+    ("name,text,xmin,ymin,xmax,ymax\nphotos/a.png,1,30,12,,22\n", 2,
+     "four numbers xmin,ymin,xmax,ymax"),
     ("name,text\nphotos/a.png,\n", 2, "empty text"),
     ("name,text\nphotos/a.png,  \n", 2, "empty text"),
     ("name,text\nphotos/gone.png,12\n", 2, "'photos/gone.png': no such file"),
@@ -263,3 +269,21 @@ def test_other_datasets_column_names_are_read_but_never_guessed(tmp_path, capsys
     code, out = convert(tmp_path, "file,path,label\nc.png,c.png,42\n", capsys, name="two.csv")
     assert code == 1 and "two.csv line 1: the header must name the columns" in out.err
     assert "(no name)" in out.err and not (tmp_path / "two.json").exists()
+
+
+@pytest.mark.parametrize("header, box", [
+    ("xmin,ymin,xmax,ymax", "30,12,50,22"),      # Pascal VOC's corners
+    ("X1,Y1,X2,Y2", "30,12,50,22"),
+    ("left,top,right,bottom", "30,12,50,22"),
+    ("x,y,w,h", "30,12,20,10"),
+])
+def test_other_datasets_box_columns_crop_as_left_top_width_height(tmp_path, capsys, header, box):
+    """A CSV whose box is named another dataset's way: the same region as left,top,width,height
+    (not silently the whole image)."""
+    make_images(tmp_path)
+    code, _ = convert(tmp_path, f"name,text,{header}\nphotos/a.png,007,{box}\nc.png,1,,,,\n",
+                      capsys)
+    assert code == 0
+    records = json.loads((tmp_path / "train.json").read_text())["records"]
+    assert records == [{"name": "photos/a.png", "text": "007", "region": [30, 12, 20, 10]},
+                       {"name": "c.png", "text": "1"}]

@@ -109,6 +109,10 @@ def test_boxes_are_used_as_given(ckpt, photos, tmp_path):
     (photos / "semi.csv").write_text("name;left;top;width;height\nstreet/1.png;8;4;30;30\n")
     assert predict.read_boxes(str(photos / "semi.csv"))[0] == predict.read_boxes(
         str(photos / "boxes.csv"))[0]
+    # and by its corners, as Pascal VOC's xmin,ymin,xmax,ymax name them
+    (photos / "voc.csv").write_text("name,xmin,ymin,xmax,ymax\nstreet/1.png,8,4,38,34\n")
+    assert predict.read_boxes(str(photos / "voc.csv"))[0] == predict.read_boxes(
+        str(photos / "boxes.csv"))[0]
 
 
 @pytest.mark.parametrize("setup, words", [

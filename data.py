@@ -35,8 +35,8 @@ from support.script import run_main
 from formats.records import SVHN_ROOT, SYNTH_ROOT, load_split, record_region, record_text
 from support.tokenizer import (PAD, build_tokenizer, extend_vocab, token_text, tokenizer_from_vocab,
                        unknown_chars)
-from training.augment import (JITTER, PHOTO_JITTER, RATIO, SCALE, STYLES, loosen, photo_augment,
-                              reframe, text_augment)
+from training.augment import (JITTER, PHOTO_JITTER, RATIO, SCALE, STYLES, elastic_warp, loosen,
+                              photo_augment, reframe, text_augment)
 from training.synth_lines import SynthLines
 
 # -----------------------------------------------------------------------------
@@ -58,7 +58,8 @@ class SVHNDataset(torch.utils.data.Dataset):
 
     def __init__(self, source, tokenizer=None, train=False,
                  image_size=DEFAULT_CONFIG["image_size"], crop_size=DEFAULT_CONFIG["crop_size"],
-                 max_pixels=MAX_PIXELS, loose=0.0, style="seed", max_stretch=0.0, shear=0.0):
+                 max_pixels=MAX_PIXELS, loose=0.0, style="seed", max_stretch=0.0, shear=0.0,
+                 elastic=0.0):
         if isinstance(source, (str, os.PathLike)):
             self.image_dir, records = load_split(source)
         else:
@@ -82,6 +83,10 @@ class SVHNDataset(torch.utils.data.Dataset):
             raise ValueError(f"--shear {shear:g} slants the text style's lines; augmentation "
                              f"style {style!r} has none (give --augment-style text)")
         self.shear = shear
+        if elastic and style != "text":
+            raise ValueError(f"--elastic {elastic:g} warps the text style's lines; augmentation "
+                             f"style {style!r} has none (give --augment-style text)")
+        self.elastic = elastic
         # compact arrays instead of a list of dicts: cheap to pickle to workers (spawn)
         self.names = [r["name"] for r in records]
         self.texts = [record_text(r) for r in records]
@@ -184,6 +189,8 @@ class SVHNDataset(torch.utils.data.Dataset):
             else:
                 img = text_augment(img, self.jitter, self.shear)
             x = centre_input(img, self.crop_size)  # (3, H, W)
+            if self.style == "text":
+                x = elastic_warp(x, self.elastic)
         elif self.train:
             # the seed's aspect range, around the input's own shape (a square: exactly the seed's)
             ratio = RATIO
@@ -289,7 +296,8 @@ def load_data(args, vocab=None, extend=False):
         return SVHNDataset(source, tokenizer, train=train, image_size=args.image_size,
                            crop_size=args.crop_size, max_pixels=args.max_pixels,
                            loose=args.loose, style=args.augment_style,
-                           max_stretch=args.max_stretch, shear=args.shear)
+                           max_stretch=args.max_stretch, shear=args.shear,
+                           elastic=args.elastic)
     train_sets = [dataset(part, args.augment) for part in parts]
     if args.synth_mix:
         train_sets.append(mixed_synth_lines(train_sets, tokenizer, args))
@@ -344,7 +352,7 @@ def mixed_synth_lines(train_sets, tokenizer, args):
     texts = [t for part in train_sets for t in part.texts]
     size = round(len(texts) * args.synth_mix / (1 - args.synth_mix))
     synth = SynthLines(texts, tokenizer, size, args.image_size, args.crop_size, args.max_stretch,
-                       args.shear)
+                       args.shear, args.elastic)
     if synth.undrawable:
         print(f"--synth-mix: no style draws {''.join(synth.undrawable)!r}: only the "
               f"photos teach them")

@@ -943,3 +943,47 @@ def test_a_training_region_is_decoded_once_and_trains_the_same(tmp_path, monkeyp
     draws(loose)
     assert sum(p.endswith("a.png") for p in opened) == 3  # moved: read each time
     assert data.SVHNDataset(path, train=False).cache_bytes == 0  # evaluation reads once anyway
+
+
+def test_elastic_warp_moves_pixels_by_about_its_amount_and_smoothly():
+    """A vertical ramp (value = row / (H - 1)) read back after the warp gives each pixel's own
+    downward move in rows (bilinear sampling of a ramp is exact): about amount x H at the drawn
+    points, a field that changes little from one pixel to the next, and nothing drawn at 0."""
+    height, width = 32, 256
+    ramp = torch.arange(height, dtype=torch.float32)[:, None].expand(height, width) / (height - 1)
+    x = torch.stack([ramp] * 3) * 0.5 + 0.25  # inside [0, 1]: the clamp leaves it alone
+    state = torch.get_rng_state()
+    assert augment.elastic_warp(x, 0.0) is x and torch.equal(torch.get_rng_state(), state)
+    moves = []
+    for seed in range(20):
+        torch.manual_seed(seed)
+        out = augment.elastic_warp(x, 0.03)
+        assert out.shape == x.shape and torch.equal(out[0], out[2])
+        dy = ((out[0] - 0.25) / 0.5 * (height - 1) - torch.arange(height)[:, None])[4:-4]
+        moves.append(dy)  # rows away from the edges, where the border's repeat stops a move
+    moves = torch.stack(moves)
+    spread = moves.std().item()
+    assert 0.4 * 0.03 * height < spread < 1.2 * 0.03 * height, spread
+    # smooth: a pixel moves nearly as its neighbour does (a field drawn pixel by pixel would
+    # differ by 1.4 times the spread)
+    assert (moves[..., 1:] - moves[..., :-1]).abs().mean() < 0.2 * spread
+    torch.manual_seed(0)
+    again = augment.elastic_warp(x, 0.03)
+    torch.manual_seed(0)
+    assert torch.equal(again, augment.elastic_warp(x, 0.03))  # per-sample seeding repeats it
+
+
+def test_elastic_is_the_text_styles_and_changes_only_the_pixels(tmp_path):
+    img = np.full((30, 120, 3), 230, np.uint8)
+    img[8:22, 10:110:12] = 20  # strokes
+    Image.fromarray(img).save(tmp_path / "a.png")
+    path = write_split(str(tmp_path), [{"name": "a.png", "text": "AB12"}])
+    kw = dict(train=True, image_size=[32, 128], crop_size=[32, 128], style="text")
+    plain, warped = data.SVHNDataset(path, **kw), data.SVHNDataset(path, elastic=0.05, **kw)
+    for seed in range(3):
+        x0, t0, _ = data.SeededSamples(plain, seed)[(0, 0)]
+        x1, t1, _ = data.SeededSamples(warped, seed)[(0, 0)]
+        assert torch.equal(t0, t1) and not torch.equal(x0, x1)
+        assert (x0 - x1).abs().mean() < 0.1  # the same line, moved a little
+    with pytest.raises(ValueError, match="--elastic 0.05 warps the text style"):
+        data.SVHNDataset(path, train=True, style="seed", elastic=0.05)

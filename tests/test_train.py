@@ -739,7 +739,9 @@ def test_bf16_on_an_emulating_gpu_is_noted(tiny_json, tmp_path, monkeypatch, cap
     ("--lr", "inf", "--lr must be a finite number >= 0"),
     ("--weight-decay", "-0.1", "--weight-decay must be a finite number >= 0"),
     ("--warmup", "5", "--warmup must be a finite number in [0, 1), got 5.0"),
-    ("--milestones", "-3", "--milestones must be epochs >= 1, got [-3]")])
+    ("--milestones", "-3", "--milestones must be epochs >= 1, got [-3]"),
+    ("--elastic", "-0.01", "--elastic must be a finite number in [0, 0.2] (input heights)"),
+    ("--elastic", "nan", "--elastic must be a finite number in [0, 0.2]")])
 def test_nonsense_optimiser_flags_are_refused(capsys, flag, value, why):
     # these trained silently: --clip -1 scaled every gradient by a negative factor (ascent)
     with pytest.raises(SystemExit) as e:

@@ -8,6 +8,8 @@ import math
 import random
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 import torchvision.transforms as T
 import torchvision.transforms.functional as TF
 from PIL import Image, ImageFilter
@@ -32,6 +34,11 @@ PHOTO_BLUR_RADIUS = 1.2
 TEXT_MARGIN_Y = 0.15          # each of top and bottom grows by up to this share of the height
 TEXT_MARGIN_X = 0.05          # each of left and right grows by up to this share of the width
 TEXT_ROTATE = 2.0             # degrees, either way, on the grown canvas: the text stays inside
+# --elastic: the text style's input warped by a smooth random field, as one hand shapes a stroke
+# otherwise than another; displacements drawn every ELASTIC_CELL pixels (about a stroke's
+# length at a 32-pixel height) and interpolated between them
+ELASTIC_CELL = 8
+MAX_ELASTIC = 0.2             # input heights: more moves characters out of their own columns
 STYLES = ("seed", "photo", "text")
 # Transforms are torchvision v1 on PIL images: measured 1.6x faster than v2 on uint8 tensors for
 # this pipeline (python -m bench.bench_data --compare-v2) and as fast as v2 on PIL.
@@ -107,6 +114,26 @@ def slant(img, fill, degrees, margin):
     k = random.uniform(-limit, limit)  # x_in = x_out + k * (y_out - height / 2)
     return img.transform((width, height), Image.AFFINE, (1, k, -k * height / 2, 0, 1, 0),
                          resample=Image.BILINEAR, fillcolor=fill)
+
+
+def elastic_warp(x, amount):
+    """--elastic: x (3, H, W) in [0, 1] with its pixels moved by a smooth random field whose
+    displacements have a standard deviation of `amount` input heights where they are drawn
+    (every ELASTIC_CELL pixels, bicubic between); edge pixels fill what moves in. amount 0
+    returns x itself and draws nothing. Draws from torch's generator (seeded per sample)."""
+    if amount <= 0:
+        return x
+    height, width = x.shape[-2:]
+    coarse = torch.randn(1, 2, max(2, height // ELASTIC_CELL), max(2, width // ELASTIC_CELL))
+    shift = F.interpolate(coarse * (amount * height), size=(height, width), mode="bicubic",
+                          align_corners=True)[0]  # (2, H, W): pixels right, pixels down
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=x.dtype), torch.arange(width, dtype=x.dtype),
+                            indexing="ij")
+    grid = torch.stack([(xs + shift[0]) * (2 / max(1, width - 1)) - 1,
+                        (ys + shift[1]) * (2 / max(1, height - 1)) - 1], -1)  # (H, W, 2)
+    warped = F.grid_sample(x[None], grid[None], mode="bilinear", padding_mode="border",
+                           align_corners=True)[0]
+    return warped.clamp(0, 1)
 
 
 def loosen(region, size):

@@ -32,6 +32,7 @@ AUGMENT_STYLE = "seed"  # seed: random resized crop + colour jitter; photo: augm
 SHEAR = 0.0           # degrees of slant the text style adds (0: none; 10 read fewer real
                       # plates, README "Levers measured")
 MAX_SHEAR = 45.0
+ELASTIC = 0.0         # the text style's elastic warp, in input heights (0: none)
 SYNTH_MIX = 0.0       # share of training images drawn by the text generator (0: none, the seed)
 NORMALIZE = DEFAULT_CONFIG["normalize"]  # pixels enter the encoder in [0, 1]
 # model (DEFAULT_CONFIG)
@@ -72,7 +73,7 @@ FINETUNE = {"epochs": None, "batch_size": 16, "lr": 2e-3, "schedule": "cosine", 
             "dropout": 0.2, "val_size": 0, "augment_style": None, "max_minutes": 9.0,
             "image_size": None, "crop_size": None, "epoch_checkpoints": False}
 # -----------------------------------------------------------------------------
-# --help's first line: the flags most runs give (argparse's own lists all 41 over 20 lines)
+# --help's first line: the flags most runs give (argparse's own would list all 45, line after line)
 USAGE = "%(prog)s [-h] [--train-json JSON [JSON ...]] [--init CKPT] [--out DIR] " \
         "[--resume auto|CKPT] ..."
 
@@ -115,6 +116,10 @@ def add_data_flags(a, rare):
       help="--augment-style text only: a slant of up to DEGREES either way (rows shifted in "
            "proportion to their height), capped so that no character leaves the frame; 0: none "
            "(10 read fewer real plates, README)")
+    rare("--elastic", type=float, default=ELASTIC, metavar="HEIGHTS",
+      help="--augment-style text only: pixels moved by a smooth random field, as different hands "
+           "shape a stroke: its displacement's standard deviation in input heights (0.03: a "
+           "pixel at 32 high), drawn every 8 pixels; 0: none")
     a("--synth-mix", type=float, default=SYNTH_MIX,
       help="share of every epoch's images drawn anew by the text generator (synth/text.py) in "
            "the training texts' characters, lengths and layouts, so that rare characters are "
@@ -274,6 +279,8 @@ def check_values(p, args):
             ("warmup", args.warmup, 0 <= args.warmup < 1, "in [0, 1)"),
             ("loose", args.loose, 0 <= args.loose <= 1, "in [0, 1]"),
             ("synth-mix", args.synth_mix, 0 <= args.synth_mix < 1, "in [0, 1)"),
+            ("elastic", args.elastic, 0 <= args.elastic <= augment.MAX_ELASTIC,
+             f"in [0, {augment.MAX_ELASTIC:g}] (input heights)"),
             ("max-stretch", args.max_stretch, 0 <= args.max_stretch <= MAX_STRETCH_LIMIT,
              f"in [0, {MAX_STRETCH_LIMIT:g}] (0: squash)"),
             ("max-minutes", args.max_minutes, args.max_minutes >= 0, ">= 0")]:

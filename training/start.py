@@ -21,9 +21,9 @@ MODEL_ARGS = ("head", "aux_ctc", "plan", "hidden", "dropout", "image_size", "cro
               "max_stretch", "max_len", "glimpse", "normalize", "votes")
 # the data a run sees, kept on resume
 DATA_ARGS = ("train_json", "val_size", "val_json", "seed", "augment", "loose", "augment_style",
-             "shear", "synth_mix")
+             "shear", "elastic", "synth_mix")
 # data flags newer than some runs, with the value those runs trained with
-UNRECORDED_DATA = {"shear": 0.0}
+UNRECORDED_DATA = {"shear": 0.0, "elastic": 0.0}
 # the recipe that the optimizer and scheduler states carry: kept on resume (a new --lr was
 # recorded, then overridden by the restored state)
 RECIPE_ARGS = ("lr", "weight_decay", "schedule", "milestones", "gamma", "warmup")

@@ -10,7 +10,7 @@ import torchvision.transforms as T
 
 from support.crops import centre_input, resize_region
 from support.tokenizer import token_text
-from training.augment import PHOTO_JITTER, text_augment
+from training.augment import PHOTO_JITTER, elastic_warp, text_augment
 
 SYNTH_KEEP = 0.3   # share of a real text's characters a look-alike keeps where they are
 SYNTH_RANDOM = 0.3  # share of synthetic texts drawn at random from the alphabet, not look-alikes
@@ -36,7 +36,7 @@ class SynthLines(torch.utils.data.Dataset):
     item is (image tensor, tokens, no boxes), drawn from the seeded `random` (SeededSamples)."""
 
     def __init__(self, texts, tokenizer, size, image_size, crop_size, max_stretch=0.0,
-                 shear=0.0):
+                 shear=0.0, elastic=0.0):
         from synth import line  # the generator's fonts load only when mixed in
         self.render = line.render_line
         alphabet = sorted({c for t in texts for c in t})
@@ -56,6 +56,7 @@ class SynthLines(torch.utils.data.Dataset):
         self.crop_size = crop_size
         self.max_stretch = max_stretch
         self.shear = shear
+        self.elastic = elastic
         self.jitter = T.ColorJitter(*PHOTO_JITTER)
 
     def __len__(self):
@@ -91,5 +92,6 @@ class SynthLines(torch.utils.data.Dataset):
         text, img = self.drawn()
         img = resize_region(img, self.image_size, self.max_stretch)
         x = centre_input(text_augment(img, self.jitter, self.shear), self.crop_size)  # (3, H, W)
+        x = elastic_warp(x, self.elastic)
         tokens = self.tokenizer.encode(token_text(text)).long()  # (len(text) + 2,)
         return x, tokens, torch.zeros((0, 4))

@@ -45,7 +45,7 @@ from training.synth_lines import SynthLines
 # A training image's loaded region (cropped and resized to image_size, before augmentation) is
 # kept in memory, up to this many bytes per process: a photo of 12 megapixels takes about 150 ms
 # to decode for a plate of a few hundred pixels, every epoch, where the network's step on it takes
-# about 25 ms (2 AVX2 cores). Regions the augmentation moves (--loose, the photo style) are read
+# about 30 ms (2 AVX2 cores). Regions the augmentation moves (--loose, the photo style) are read
 # each time. The region is the same image either way, so training is the same, bit for bit.
 CACHE_BYTES = 256 * 2**20
 

@@ -7,8 +7,9 @@ Each PATH is an image file or a folder, searched recursively for image files (sy
 followed once; a loop is skipped and named). Photos come without boxes: the whole image is the
 model's input (resized as the checkpoint's evaluation input), unless --boxes gives a labels-CSV
 style file `name,left,top,width,height` (names relative to that file's folder; or the box by its
-corners, `name,xmin,ymin,xmax,ymax`, as labels CSVs may give it) whose box is used as given. The CSV has columns file,text,confidence: confidence is the probability of the whole
-sequence (every character and the end), in [0, 1]. Unreadable files (not an image, 0 bytes,
+corners, `name,xmin,ymin,xmax,ymax`, as labels CSVs may give it) whose box is used as given.
+The CSV has columns file,text,confidence: confidence is the probability of the whole sequence
+(every character and the end), in [0, 1]. Unreadable files (not an image, 0 bytes,
 truncated, above --max-pixels, a FIFO) are skipped, counted and listed at the end; the CSV holds
 the readable ones and is written atomically, once, at the end. An existing CSV is never replaced
 without --overwrite.

@@ -478,14 +478,15 @@ def test_a_fine_tuning_run_resumes_with_its_data_chosen_defaults(digits, lettere
 
 def test_a_run_from_before_a_flag_resumes_as_it_trained():
     # a checkpoint that recorded no --shear, --elastic or max_stretch trained without them: resuming
-    # keeps that, and refuses either asked for, which would change the run halfway
+    # keeps that, and refuses any of them asked for, which would change the run halfway
     ckpt = {"config": {}, "args": {"epochs": 16, "schedule": "step"}, "epoch": 1}
     resumed = start.Resumed("old.pt", ckpt)
     fixed = start.adopt_resumed(train.parse_args(["--resume", "old.pt"]), resumed)
     assert fixed["shear"] == 0.0 and fixed["max_stretch"] == 0.0 and fixed["elastic"] == 0.0
     for flag, value in (("--shear", "10"), ("--max-stretch", "4"), ("--elastic", "0.1")):
         args = train.parse_args(["--resume", "old.pt", flag, value])
-        with pytest.raises(ValueError, match=f"old.pt: trained with {flag} 0.0, not {float(value)}"):
+        why = f"old.pt: trained with {flag} 0.0, not {float(value)}"
+        with pytest.raises(ValueError, match=why):
             start.adopt_resumed(args, resumed)
 
 

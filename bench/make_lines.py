@@ -40,13 +40,14 @@ def write_split(out, kind, split, n, seed, mnist=None):
     mnist_lines' (images, labels), test strings of held-out digits)."""
     os.makedirs(os.path.join(out, split))
     pools = mnist_lines.digit_pools(*mnist, split) if kind == "digits" else None
+    if pools is None:
+        draw, lengths, style, all_held_out = KINDS[kind]
     rows = [["name", "text"]]
     for i in range(n):
         rng = np.random.default_rng([seed, split == "test", i])
         if pools is not None:
             photo, text = mnist_lines.digit_string(rng, pools)
         else:
-            draw, lengths, style, all_held_out = KINDS[kind]
             text = draw(rng, "", *lengths)
             held_out = split == "test" and (all_held_out or i % 2 == 0)
             photo = render_line(rng, text, held_out=held_out, style=style)

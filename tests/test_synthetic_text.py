@@ -2,6 +2,7 @@
 style renders without cutting a character, determinism for any worker count, uncovered
 characters named, and the written split read by formats.records and train.py."""
 import os
+import re
 
 import numpy as np
 import pytest
@@ -228,3 +229,27 @@ def test_make_lines_digits_compose_held_out_handwritten_digits(tmp_path, monkeyp
         with pytest.raises(SystemExit):
             make_lines.main(["--kind", "digits", "--out", str(tmp_path / folder), *extra])
         assert not (tmp_path / folder).exists()
+
+
+def test_mnist_amounts_draw_points_and_commas_where_a_pen_puts_them(tmp_path, monkeypatch):
+    # a point is a round blob on the digits' baseline; a comma a taller stroke whose tail hangs
+    # below it; amounts carry no currency sign, since no handwritten digit draws one
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        dot, dot_drop = mnist_lines.mark(rng, ".")
+        comma, comma_drop = mnist_lines.mark(rng, ",")
+        ys, xs = np.nonzero(dot > 0.5)
+        assert abs((ys.max() - ys.min()) - (xs.max() - xs.min())) <= 1
+        assert dot.sum() > 4 and abs(dot_drop) <= 0.05 * mnist_lines.HEIGHT
+        ys, xs = np.nonzero(comma > 0.5)
+        assert ys.max() - ys.min() > xs.max() - xs.min() and comma_drop > 0.1 * np.ptp(ys)
+    csv_gz, _ = fake_mnist(tmp_path)
+    monkeypatch.setattr(mnist_lines, "TRAIN_PER_DIGIT", 3)
+    out = tmp_path / "hand"
+    assert make_lines.main(["--kind", "mnist-amounts", "--out", str(out), "--train", "30",
+                            "--test", "2", "--mnist", str(csv_gz)]) == 0
+    texts = [row.split(",", 1)[1].strip('"')
+             for row in (out / "train.csv").read_text().splitlines()[1:]]
+    assert len(texts) == 30 and any("," in t for t in texts) and any("." in t for t in texts)
+    amount = r"\d{1,3}(,\d{3})*(\.\d\d)?|\d+(\.\d\d)?"
+    assert all(re.fullmatch(amount, t) for t in texts), texts

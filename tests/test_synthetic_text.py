@@ -12,6 +12,7 @@ import synthetic_text
 import train
 from bench import make_lines, mnist_lines
 from formats.records import load_split
+from synth import textfaces
 from synth.line import STYLES, render_line, variants
 from synth.text import DEFAULT_ALPHABET, sample_text
 from synthetic import image_rng
@@ -91,6 +92,41 @@ def test_uncovered_character_is_named():
     with pytest.raises(SystemExit, match=r"'\\u4e2d'|'中'.*U\+4E2D"):
         synthetic_text.main(["--out", "unused", "--alphabet", "AB\u4e2d", "--train", "1"])
 
+
+
+@pytest.fixture
+def few_faces(monkeypatch):
+    """Every role drawn by Teko alone, a face with no Cyrillic; SYNTH_FONTS empty. Restored after,
+    with the face caches that depend on both."""
+    monkeypatch.setattr(textfaces, "ROLES", {role: ("teko",) for role in textfaces.ROLES})
+    monkeypatch.setenv(textfaces.FONTS_ENV, "")
+    for cache in (textfaces._role_faces, textfaces._drawers):
+        cache.cache_clear()
+    yield
+    for cache in (textfaces._role_faces, textfaces._drawers):
+        cache.cache_clear()
+
+
+def test_a_users_font_draws_characters_no_bundled_face_does(tmp_path, few_faces, capsys):
+    import matplotlib
+    dejavu = os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "DejaVuSans.ttf")
+    if not textfaces.role_faces("plate", False):
+        pytest.skip("fontpkg-teko is not installed")
+    args = ["--alphabet", "ЖЯ0123", "--train", "4", "--val", "0", "--test-ood", "2",
+            "--workers", "1"]
+    with pytest.raises(SystemExit, match=r"U\+0416.*--font FILE"):  # Ж: named, nothing written
+        synthetic_text.main(["--out", str(tmp_path / "none"), *args])
+    assert not (tmp_path / "none").exists()
+    with pytest.raises(SystemExit):
+        make_lines.main(["--kind", "cn-plates", "--out", str(tmp_path / "bad"), "--font", __file__])
+    assert "test_synthetic_text.py (SYNTH_FONTS): not a font file" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    assert synthetic_text.main(["--out", str(tmp_path / "cyr"), "--font", dejavu, *args]) == 0
+    for split in ("train", "test_ood"):  # the user's face serves both pools
+        _, records = load_split(str(tmp_path / "cyr" / f"{split}.json"))
+        assert any(set(r["text"]) & set("ЖЯ") for r in records)
+    assert ("DejaVuSans", (dejavu, None)) in textfaces.role_faces("plate", True)
+    assert not any(f[0] == "DejaVuSans" for f in textfaces.role_faces("handwriting", False))
 
 def _write(out, workers, alphabet="0123456789AB.", n=12):
     synthetic_text.main(["--out", str(out), "--train", str(n), "--val", "3", "--test-ood", "3",
@@ -253,3 +289,12 @@ def test_mnist_amounts_draw_points_and_commas_where_a_pen_puts_them(tmp_path, mo
     assert len(texts) == 30 and any("," in t for t in texts) and any("." in t for t in texts)
     amount = r"\d{1,3}(,\d{3})*(\.\d\d)?|\d+(\.\d\d)?"
     assert all(re.fullmatch(amount, t) for t in texts), texts
+
+
+def test_cn_plate_texts_are_a_province_a_letter_and_five_without_i_or_o():
+    rng = np.random.default_rng(0)
+    texts = [make_lines.cn_plate(rng, "", 7, 7) for _ in range(2000)]
+    assert all(re.fullmatch(r"[^\x00-\x7f][A-HJ-NP-Z][0-9A-HJ-NP-Z]{5}", t) for t in texts)
+    provinces = [t[0] for t in texts]
+    assert set(provinces) == set(make_lines.PROVINCES) and len(make_lines.PROVINCES) == 31
+    assert 0.55 < provinces.count("皖") / len(texts) < 0.65

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from support import cli, devices, inference, outputs, runs, threads
+from support import cli, devices, figtext, inference, outputs, runs, threads
 from support.atomic import ANY, atomic_open, save_figure
 from formats.records import SVHN_TEST
 from support.images import MAX_PIXELS
@@ -254,15 +254,17 @@ def plot_mistakes(dataset, mistakes, path, cols=4):
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.8 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
+    font = figtext.title_font([m["prediction"] + m["truth"] for m in mistakes], "eval.py")
     for ax, m in zip(axes.flat, mistakes):
         image = dataset[m["index"]][0].permute(1, 2, 0).numpy()  # (S, S, 3) in [0, 1]
         ax.imshow(image)
         ax.set_title(f"pred {m['prediction'] or '(none)'} ({m['probability']:.3g})\n"
-                     f"true {m['truth']}", fontsize=9)
+                     f"true {m['truth']}", fontsize=9, fontfamily=font)
     if not mistakes:
         axes.flat[0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
     fig.suptitle("most confident mistakes")
-    close_figure(fig, path)
+    with figtext.quiet_glyphs():
+        close_figure(fig, path)
 
 
 def close_figure(fig, path):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from support import cli, inference, outputs, runs
+from support import cli, figtext, inference, outputs, runs
 from support.atomic import save_figure
 from formats.records import MAX_COORD, SVHN_TEST
 from support.images import MAX_PIXELS
@@ -151,8 +151,9 @@ def attention_maps(attention, feature_hw, size):
     return maps.view(B, T, *size).cpu()  # (B, T, H, W)
 
 
-def draw_row(axes, item):
-    """The crop, then one attention panel per predicted digit, on a row of axes."""
+def draw_row(axes, item, font):
+    """The crop, then one attention panel per predicted digit, on a row of axes; titles in the
+    font families `font`."""
     image = item["image"].permute(1, 2, 0).numpy()  # (H, W, 3) in [0, 1]
     grey = image.mean(axis=2)
     for ax in axes:
@@ -161,13 +162,13 @@ def draw_row(axes, item):
     if item["truth"] is not None:
         title += f"\ntrue {item['truth']}"
     axes[0].imshow(image)
-    axes[0].set_title(title, fontsize=8)
+    axes[0].set_title(title, fontsize=8, fontfamily=font)
     if item["maps"] is None:  # a head without attention: the input and the text only
         return
     for ax, digit, p, amap in zip(axes[1:], item["digits"], item["probs"], item["maps"]):
         ax.imshow(grey, cmap="gray", vmin=0, vmax=1)
         ax.imshow(amap / max(float(amap.max()), 1e-12), cmap="jet", alpha=0.5, vmin=0, vmax=1)
-        ax.set_title(f"{digit} ({p:.2f})", fontsize=8)
+        ax.set_title(f"{digit} ({p:.2f})", fontsize=8, fontfamily=font)
 
 
 def figure(items, path, show=False):
@@ -180,10 +181,13 @@ def figure(items, path, show=False):
     panel = 1.6 * min(width / height, 2.5)  # a wide input gets wide panels (up to 4 inches)
     fig, axes = plt.subplots(len(items), cols, figsize=(panel * cols, 1.9 * len(items)),
                              squeeze=False)
+    font = figtext.title_font(["".join(it["digits"]) + (it["truth"] or "") for it in items],
+                              "play.py")
     for row, item in zip(axes, items):
-        draw_row(row, item)
-    fig.tight_layout()
-    save_figure(fig, path, dpi=110)
+        draw_row(row, item, font)
+    with figtext.quiet_glyphs():
+        fig.tight_layout()
+        save_figure(fig, path, dpi=110)
     if not show:
         plt.close(fig)
 

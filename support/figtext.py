@@ -1,0 +1,74 @@
+"""Fonts for the texts a figure shows. matplotlib's own face (DejaVu Sans) draws Latin, Greek and
+Cyrillic; a title with other characters (a Chinese plate's province) takes, behind it, the
+installed fonts that draw them, and the characters no installed font draws are named once
+instead of matplotlib's warning per glyph."""
+import contextlib
+import functools
+import logging
+import sys
+import warnings
+
+DEFAULT = "DejaVu Sans"
+
+
+@functools.lru_cache(maxsize=None)
+def _charmap(path):
+    """The code points a font file maps (an unreadable file: none)."""
+    from matplotlib import ft2font
+    try:
+        return frozenset(ft2font.FT2Font(path).get_charmap())
+    except (OSError, RuntimeError, ValueError):
+        return frozenset()
+
+
+@functools.lru_cache(maxsize=None)
+def _installed():
+    """The system's font files, in a fixed order."""
+    from matplotlib import font_manager
+    return tuple(sorted(font_manager.findSystemFonts()))
+
+
+def families_for(texts):
+    """(font families, characters none draws): DejaVu Sans, then one installed font for each
+    character it lacks, for matplotlib's per-glyph fallback (fontfamily=families)."""
+    from matplotlib import font_manager
+    wanted = {ord(c) for t in texts for c in t if not c.isspace()}
+    missing = wanted - _charmap(font_manager.findfont(DEFAULT))
+    families = [DEFAULT]
+    for path in _installed():
+        if not missing:
+            break
+        drawn = missing & _charmap(path)
+        if drawn:
+            font_manager.fontManager.addfont(path)
+            name = font_manager.FontProperties(fname=path).get_name()
+            if name not in families:
+                families.append(name)
+            missing -= drawn
+    return families, "".join(sorted(chr(c) for c in missing))
+
+
+def title_font(texts, who):
+    """fontfamily= for titles showing texts; prints once to stderr which characters no
+    installed font draws (they show as boxes), naming the script `who`."""
+    families, missing = families_for(texts)
+    if missing:
+        print(f"{who}: no installed font draws {missing!r}: the figure shows them as boxes "
+              "(install one that does, e.g. Debian's fonts-wqy-zenhei for Chinese)",
+              file=sys.stderr)
+    return families
+
+
+@contextlib.contextmanager
+def quiet_glyphs():
+    """Within: matplotlib's 'Glyph ... missing from font(s)' warnings are silent (title_font
+    named those characters once), and so is its note on a fallback font's nearest weight."""
+    log = logging.getLogger("matplotlib.font_manager")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from")
+            yield
+    finally:
+        log.setLevel(level)

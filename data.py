@@ -26,7 +26,7 @@ import torchvision.transforms as T
 import torchvision.transforms.functional as TF
 from torch.utils.data import ConcatDataset
 
-from support import outputs
+from support import figtext, outputs
 from support.atomic import ANY, save_figure
 from model import DEFAULT_CONFIG, as_hw
 from support.crops import centre_input, fitted_width, resize_region
@@ -383,6 +383,7 @@ def plot_augmentations(dataset, indices, rows, out, show=False, expect=ANY):
 
     fig, axes = plt.subplots(rows + 1, len(indices), figsize=(1.4 * len(indices), 1.5 * (rows + 1)),
                              squeeze=False)
+    font = figtext.title_font([dataset.label(i) for i in indices], "data.py")
     for col, i in enumerate(indices):
         img, boxes = dataset.load(i)
         panels = [(np.asarray(img), boxes)]
@@ -397,13 +398,14 @@ def plot_augmentations(dataset, indices, rows, out, show=False, expect=ANY):
                                                edgecolor="lime", linewidth=0.6))
             ax.set_xticks([])
             ax.set_yticks([])
-        axes[0, col].set_title(dataset.label(i), fontsize=9)
+        axes[0, col].set_title(dataset.label(i), fontsize=9, fontfamily=font)
     axes[0, 0].set_ylabel(f"crop {dataset.image_size}", fontsize=8)
     for row in range(1, rows + 1):
         axes[row, 0].set_ylabel(f"train {dataset.crop_size}", fontsize=8)
-    fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    save_figure(fig, out, expect=expect, dpi=120)  # --out a folder: an error, no stray .tmp
+    with figtext.quiet_glyphs():
+        fig.tight_layout()
+        save_figure(fig, out, expect=expect, dpi=120)  # --out a folder: an error, no stray .tmp
     if show:
         plt.show()
     plt.close(fig)

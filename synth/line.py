@@ -11,7 +11,7 @@ from synth.ink import ink_box
 from synth.random import cdf, choice
 from synth.scene import camera
 from synth.surfaces import apply_lighting
-from synth.textfaces import covering, describe, draws, role_faces
+from synth.textfaces import covering, describe, draws, role_faces, system_faces
 from synth.ttf_styles import handwriting, plate, printed, stamped
 
 # style: (weight, variants, face role or None for procedural, painter)
@@ -46,11 +46,13 @@ def style_faces(style, text, held_out):
 
 
 def uncovered(text, held_out=False):
-    """Characters of text that no face of the pool and no procedural style draws."""
+    """Characters of text that no face of the pool, no procedural style and no installed system
+    font draws."""
     faces = {f[1][0] for style in STYLES if STYLES[style][2]
              for f in role_faces(STYLES[style][2], held_out)}
     return sorted({c for c in text
-                   if not seven_segment_covers(c) and not any(draws(p, c) for p in faces)})
+                   if not seven_segment_covers(c) and not any(draws(p, c) for p in faces)
+                   and not system_faces(frozenset(c))})
 
 
 def render_line(rng, text, held_out=False, style=None, variant=None, meta=None):

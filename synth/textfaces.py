@@ -37,6 +37,10 @@ HELD_OUT_FAMILIES = frozenset({"kalam", "dancing-script", "bitter", "exo-2", "jo
 # An environment variable, so that rendering processes and train.py --synth-mix see it too.
 FONTS_ENV = "SYNTH_FONTS"
 USER_FONT_ROLES = ("printed", "plate", "stamped", "dotmatrix")
+# A text with a character that no face of the pool draws (a Chinese plate's province) is drawn
+# in these roles in the installed system fonts that draw all of it, unless this variable is 0.
+# Texts the pool draws never are, so their images do not depend on the machine.
+SYSTEM_FONTS_ENV = "SYNTH_SYSTEM_FONTS"
 COVER_SIZE = 28  # pixel size of the coverage test renders
 MISSING = "\U0010fffd"  # a private-use code point no face maps: it draws the face's .notdef
 
@@ -105,12 +109,58 @@ def draws(path, ch):
 
 
 def covering(role, held_out, text):
-    """The faces (family, (path, weight)) of a role's pool that draw every character of text."""
+    """The faces (family, (path, weight)) of a role's pool that draw every character of text;
+    where none does, the installed system fonts that do (roles of USER_FONT_ROLES only)."""
     faces = role_faces(role, held_out)
     keep = set(range(len(faces)))
     for c in set(text):
         keep &= _drawers(role, held_out, c, os.environ.get(FONTS_ENV, ""))
+    if not keep and role in USER_FONT_ROLES and any(not pool_draws(c, held_out) for c in text):
+        return list(system_faces(frozenset(text)))
     return [faces[i] for i in sorted(keep)]
+
+
+def pool_draws(ch, held_out):
+    """Whether some face of some role of the pool (bundled or SYNTH_FONTS) draws ch."""
+    return _pool_draws(ch, held_out, os.environ.get(FONTS_ENV, ""))
+
+
+@lru_cache(maxsize=None)
+def _pool_draws(ch, held_out, user_fonts):
+    return any(_drawers(role, held_out, ch, user_fonts) for role in ROLES)
+
+
+@lru_cache(maxsize=None)
+def system_font_files():
+    """The font files installed on this machine (fontconfig's folders, as matplotlib lists them),
+    in a fixed order; [] where SYNTH_SYSTEM_FONTS is 0."""
+    if os.environ.get(SYSTEM_FONTS_ENV, "1") == "0":
+        return ()
+    from matplotlib import font_manager
+    return tuple(sorted(font_manager.findSystemFonts()))
+
+
+@lru_cache(maxsize=None)
+def _charmap(path):
+    """The code points a font file maps (an unreadable file: none)."""
+    from matplotlib import ft2font
+    try:
+        return frozenset(ft2font.FT2Font(path).get_charmap())
+    except (OSError, RuntimeError, ValueError):
+        return frozenset()
+
+
+@lru_cache(maxsize=4096)
+def system_faces(chars):
+    """(family, (path, None)) of the system's fonts that draw every one of chars (a frozenset):
+    the faces of a text that no bundled or SYNTH_FONTS face draws, such as Chinese where a
+    Chinese font is installed."""
+    need = sorted(c for c in chars if c != " ")
+    out = []
+    for path in system_font_files():
+        if all(ord(c) in _charmap(path) for c in need) and all(draws(path, c) for c in need):
+            out.append((os.path.splitext(os.path.basename(path))[0], (path, None)))
+    return tuple(out)
 
 
 @lru_cache(maxsize=None)

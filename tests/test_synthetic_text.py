@@ -13,7 +13,7 @@ import train
 from bench import make_lines, mnist_lines
 from formats.records import load_split
 from synth import textfaces
-from synth.line import STYLES, render_line, variants
+from synth.line import STYLES, render_line, uncovered, variants
 from synth.text import DEFAULT_ALPHABET, sample_text
 from synthetic import image_rng
 
@@ -86,7 +86,16 @@ def test_held_out_faces_and_variants_never_in_training():
     assert not {(s, v) for s, v, _ in seen} & HELD_OUT_VARIANTS
 
 
-def test_uncovered_character_is_named():
+@pytest.fixture
+def no_system_fonts(monkeypatch):
+    """The machine's installed fonts left out, whatever they are; the caches cleared after."""
+    monkeypatch.setattr(textfaces, "system_font_files", lambda: ())
+    textfaces.system_faces.cache_clear()
+    yield
+    textfaces.system_faces.cache_clear()
+
+
+def test_uncovered_character_is_named(no_system_fonts):
     with pytest.raises(ValueError, match=r"U\+4E2D"):
         render_line(np.random.default_rng(0), "AB\u4e2d")
     with pytest.raises(SystemExit, match=r"'\\u4e2d'|'中'.*U\+4E2D"):
@@ -95,15 +104,16 @@ def test_uncovered_character_is_named():
 
 
 @pytest.fixture
-def few_faces(monkeypatch):
-    """Every role drawn by Teko alone, a face with no Cyrillic; SYNTH_FONTS empty. Restored after,
-    with the face caches that depend on both."""
+def few_faces(monkeypatch, no_system_fonts):
+    """Every role drawn by Teko alone, a face with no Cyrillic; SYNTH_FONTS empty, no system
+    fonts. Restored after, with the face caches that depend on them."""
     monkeypatch.setattr(textfaces, "ROLES", {role: ("teko",) for role in textfaces.ROLES})
     monkeypatch.setenv(textfaces.FONTS_ENV, "")
-    for cache in (textfaces._role_faces, textfaces._drawers):
+    caches = (textfaces._role_faces, textfaces._drawers, textfaces._pool_draws)
+    for cache in caches:
         cache.cache_clear()
     yield
-    for cache in (textfaces._role_faces, textfaces._drawers):
+    for cache in caches:
         cache.cache_clear()
 
 
@@ -127,6 +137,30 @@ def test_a_users_font_draws_characters_no_bundled_face_does(tmp_path, few_faces,
         assert any(set(r["text"]) & set("ЖЯ") for r in records)
     assert ("DejaVuSans", (dejavu, None)) in textfaces.role_faces("plate", True)
     assert not any(f[0] == "DejaVuSans" for f in textfaces.role_faces("handwriting", False))
+
+def test_installed_fonts_draw_only_texts_the_pool_cannot(tmp_path, few_faces, monkeypatch):
+    # a Chinese font on the machine draws Chinese plates with no --font; texts the bundled faces
+    # draw never take a system font, so their images are the same on every machine
+    import matplotlib
+    dejavu = os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "DejaVuSans.ttf")
+    if not textfaces.role_faces("plate", False):
+        pytest.skip("fontpkg-teko is not installed")
+    monkeypatch.setattr(textfaces, "system_font_files", lambda: (dejavu,))
+    assert uncovered("ЖA1") == [] and uncovered("Ж\u4e2d") == ["\u4e2d"]
+    assert {f[0] for f in textfaces.covering("plate", False, "A1")} == {"teko"}
+    assert textfaces.covering("plate", True, "ЖA1") == [("DejaVuSans", (dejavu, None))]
+    assert textfaces.covering("handwriting", False, "ЖA1") == []  # a system font is no hand
+    assert synthetic_text.main(["--out", str(tmp_path / "cyr"), "--alphabet", "Ж0123", "--train",
+                                "3", "--val", "0", "--test-ood", "0", "--workers", "1"]) == 0
+
+
+def test_synth_system_fonts_0_leaves_the_machines_fonts_out(monkeypatch):
+    monkeypatch.setenv(textfaces.SYSTEM_FONTS_ENV, "0")
+    textfaces.system_font_files.cache_clear()
+    try:
+        assert textfaces.system_font_files() == ()
+    finally:
+        textfaces.system_font_files.cache_clear()
 
 def _write(out, workers, alphabet="0123456789AB.", n=12):
     synthetic_text.main(["--out", str(out), "--train", str(n), "--val", "3", "--test-ood", "3",

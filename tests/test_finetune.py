@@ -392,6 +392,30 @@ def test_finetune_defaults_follow_the_data(tmp_path):
     assert start.finetune_defaults(args, reader) == {}  # another height: the ctc weights misfit
 
 
+def test_many_texts_with_new_characters_mix_in_synthetic_lines(tmp_path):
+    # a line reader's vocabulary lacks a Chinese plate's province: where a fifth of the texts or
+    # more hold such a character, every epoch mixes in the generator's lines; a few stray
+    # symbols (a receipt's '<') do not; neither does a near-square model, nor a given value
+    folder = tmp_path / "cn"
+    os.makedirs(folder)
+    reader = {"image_size": [32, 128], "crop_size": [32, 128]}
+    vocab = list("0123456789ABCDEFGHJKLMNPQRSTUVWXYZ")
+    for new, mixed in ((10, True), (8, True), (7, False), (0, False)):  # of 40 texts
+        rows = ["name,text"]
+        for i in range(40):
+            Image.new("RGB", (120, 40), (i, 0, 0)).save(folder / f"{i}.png")
+            rows.append(f"{i}.png,{'皖' if i < new else 'A'}B{i:02d}")
+        (folder / "train.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+        assert prepare_data.main(["--csv", str(folder / "train.csv")]) == 0
+        args = train.parse_args(["--init", "x.pt", "--train-json", str(folder / "train.json")])
+        chosen = start.finetune_defaults(args, reader, vocab)
+        assert chosen.get("synth_mix") == (start.FINETUNE_SYNTH_MIX if mixed else None), new
+    assert "synth_mix" not in start.finetune_defaults(args, {"image_size": 64, "crop_size": 54},
+                                                      vocab[1:])  # "0" new to all, no reader
+    given = train.parse_args(["--init", "x.pt", "--train-json", str(folder / "train.json"),
+                              "--synth-mix", "0"])
+    assert "synth_mix" not in start.finetune_defaults(given, reader, vocab[1:])
+
 def test_max_minutes_cuts_the_epochs_and_records_it(digits, tmp_path):
     # a budget that the first epoch already uses up: one epoch, recorded as --epochs 1
     assert run_train(digits, tmp_path / "r", "--epochs", "50", "--schedule", "cosine",

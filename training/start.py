@@ -43,6 +43,12 @@ WIDE = 1.25  # width / height above which an input is a line, not a near-square 
 # real plates and CAPTCHAs it read 3-8 points more whole than the image alone (README "Reading
 # by vote")
 FINETUNE_VOTES = 7
+# a line reader fine-tuned on texts of which at least this share hold characters its vocabulary
+# lacks (a Chinese plate's province) mixes FINETUNE_SYNTH_MIX of every epoch from the text
+# generator (--synth-mix), so that each new character is seen thousands of times, not a few
+# (README "New characters")
+NEW_CHARS_SHARE = 0.2
+FINETUNE_SYNTH_MIX = 0.3
 # --init may change these: they shape no weight
 FINETUNE_FLAGS = ("max_len", "dropout", "image_size", "crop_size", "max_stretch", "votes")
 # --init may also switch the head (the checkpoint's encoder is kept, the new head starts afresh)
@@ -148,7 +154,7 @@ def settle(args, resumed, master):
         fixed = adopt_resumed(args, resumed)
     elif args.init:
         init, fixed = init_from(args)
-        chosen = finetune_defaults(args, init.model.config)
+        chosen = finetune_defaults(args, init.model.config, init.vocab)
         if chosen and master:
             shown = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in chosen.items())
             print(f"fine-tuning defaults from the data: {shown}")
@@ -233,10 +239,12 @@ def check_same_data(resumed, train_json, json_records):
                          f"which now hold {json_records}; the data changed: use a new --out")
 
 
-def finetune_defaults(args, config):
+def finetune_defaults(args, config, vocab=None):
     """--init's data-driven defaults (FINETUNE's None): the input shape and the augmentation from
     the checkpoint's input, the epochs from the data's size, the head from the checkpoint's
-    heads and the longest text (reads_with_ctc). Returns {flag: value} for those not given.
+    heads and the longest text (reads_with_ctc), and for a line reader whose vocab lacks the
+    characters of many texts, synthetic lines (NEW_CHARS_SHARE). Returns {flag: value} for those
+    not given.
 
     A line reader (a checkpoint with a wide input, like weights/reader.pt) has read lines of
     every aspect squashed into that input: it keeps it, and fine-tunes with the text style, which
@@ -269,7 +277,8 @@ def finetune_defaults(args, config):
             chosen["image_size"] = shape[0]
         if args.crop_size is None:
             chosen["crop_size"] = shape[1]
-    longest = max((len(record_text(r)) for r in records + others), default=0)
+    texts = [record_text(r) for r in records + others]
+    longest = max(map(len, texts), default=0)
     shape_given = args.crop_size is not None or args.image_size is not None
     # never narrower than the checkpoint, so a second fine-tuning keeps its input
     line = [height, max(checkpoint_width, width_at(height, FINETUNE_LINE_ASPECT))]
@@ -286,7 +295,16 @@ def finetune_defaults(args, config):
         chosen["max_stretch"] = FINETUNE_LINE_STRETCH
     if reads_lines and "votes" not in args.model_flags:  # else the checkpoint's (init_from)
         chosen["votes"] = FINETUNE_VOTES
+    if reads_lines and vocab is not None and "synth_mix" not in args.data_flags:
+        if new_chars_share(texts, vocab) >= NEW_CHARS_SHARE:
+            chosen["synth_mix"] = FINETUNE_SYNTH_MIX
     return chosen
+
+
+def new_chars_share(texts, vocab):
+    """The share of texts holding a character that vocab lacks."""
+    known = set(vocab)
+    return sum(1 for t in texts if set(t) - known) / max(1, len(texts))
 
 
 def width_at(height, aspect):

@@ -354,8 +354,9 @@ def mixed_synth_lines(train_sets, tokenizer, args):
     synth = SynthLines(texts, tokenizer, size, args.image_size, args.crop_size, args.max_stretch,
                        args.shear, args.elastic)
     if synth.undrawable:
-        print(f"--synth-mix: no style draws {''.join(synth.undrawable)!r}: only the "
-              f"photos teach them")
+        print(f"--synth-mix: no style draws {''.join(synth.undrawable)!r}: only the photos "
+              f"teach them (a font that draws them, installed or named by SYNTH_FONTS, would "
+              f"draw them; README \"New characters\")")
     return synth
 
 

@@ -1,4 +1,5 @@
-"""Shared test fixtures: the repository on sys.path and the real SVHN sample (when present)."""
+"""Shared test fixtures: the repository on sys.path, the real SVHN sample (when present), and
+the text generator without this machine's own fonts."""
 import os
 import sys
 
@@ -17,3 +18,14 @@ def sample_dir():
     if not os.path.exists(os.path.join(SAMPLE_DIR, "digitStruct.mat")):
         pytest.skip("real SVHN sample not found at ../shared/svhn-sample/train")
     return SAMPLE_DIR
+
+
+@pytest.fixture
+def no_system_fonts(monkeypatch):
+    """The text generator sees none of the machine's installed fonts (a Chinese one would draw
+    what a test means to be undrawable); its cache cleared before and after."""
+    from synth import textfaces
+    monkeypatch.setattr(textfaces, "system_font_files", lambda: ())
+    textfaces.system_faces.cache_clear()
+    yield
+    textfaces.system_faces.cache_clear()

@@ -886,7 +886,7 @@ def test_synthetic_lines_look_like_the_training_texts(monkeypatch):
     assert tokens[0] == BOS and tokens[-1] == EOS and UNK not in tokens.tolist()
 
 
-def test_synthetic_lines_leave_out_what_no_style_draws():
+def test_synthetic_lines_leave_out_what_no_style_draws(no_system_fonts):
     import random
     texts = ["12\u4eac5", "7\u4eac"]  # a CJK province character no typeface here draws
     tokenizer = build_tokenizer(texts)

@@ -86,15 +86,6 @@ def test_held_out_faces_and_variants_never_in_training():
     assert not {(s, v) for s, v, _ in seen} & HELD_OUT_VARIANTS
 
 
-@pytest.fixture
-def no_system_fonts(monkeypatch):
-    """The machine's installed fonts left out, whatever they are; the caches cleared after."""
-    monkeypatch.setattr(textfaces, "system_font_files", lambda: ())
-    textfaces.system_faces.cache_clear()
-    yield
-    textfaces.system_faces.cache_clear()
-
-
 def test_uncovered_character_is_named(no_system_fonts):
     with pytest.raises(ValueError, match=r"U\+4E2D"):
         render_line(np.random.default_rng(0), "AB\u4e2d")

@@ -3,29 +3,13 @@ Cyrillic; a title with other characters (a Chinese plate's province) takes, behi
 installed fonts that draw them, and the characters no installed font draws are named once
 instead of matplotlib's warning per glyph."""
 import contextlib
-import functools
 import logging
 import sys
 import warnings
 
+from synth.fonts import charmap, installed_font_files
+
 DEFAULT = "DejaVu Sans"
-
-
-@functools.lru_cache(maxsize=None)
-def _charmap(path):
-    """The code points a font file maps (an unreadable file: none)."""
-    from matplotlib import ft2font
-    try:
-        return frozenset(ft2font.FT2Font(path).get_charmap())
-    except (OSError, RuntimeError, ValueError):
-        return frozenset()
-
-
-@functools.lru_cache(maxsize=None)
-def _installed():
-    """The system's font files, in a fixed order."""
-    from matplotlib import font_manager
-    return tuple(sorted(font_manager.findSystemFonts()))
 
 
 def families_for(texts):
@@ -33,12 +17,12 @@ def families_for(texts):
     character it lacks, for matplotlib's per-glyph fallback (fontfamily=families)."""
     from matplotlib import font_manager
     wanted = {ord(c) for t in texts for c in t if not c.isspace()}
-    missing = wanted - _charmap(font_manager.findfont(DEFAULT))
+    missing = wanted - charmap(font_manager.findfont(DEFAULT))
     families = [DEFAULT]
-    for path in _installed():
+    for path in installed_font_files():
         if not missing:
             break
-        drawn = missing & _charmap(path)
+        drawn = missing & charmap(path)
         if drawn:
             font_manager.fontManager.addfont(path)
             name = font_manager.FontProperties(fname=path).get_name()

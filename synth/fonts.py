@@ -1,6 +1,7 @@
 """TrueType digit faces for the synthetic generator: the font files found here (matplotlib's
 own and the fontpkg-* packages), the faces that draw ten distinct lining digits, and their
-glyph masks, rendered once and cached."""
+glyph masks, rendered once and cached; and the machine's installed font files with the code
+points each maps (the text generator's and the figures' fallback for other scripts)."""
 import importlib.util
 import os
 from functools import lru_cache
@@ -123,3 +124,21 @@ def font_families():
 def fonts():
     """All usable TrueType faces as (path, weight) pairs."""
     return tuple(face for faces in font_families().values() for face in faces)
+
+
+@lru_cache(maxsize=None)
+def installed_font_files():
+    """The font files installed on this machine (fontconfig's folders, as matplotlib lists them),
+    in a fixed order."""
+    from matplotlib import font_manager
+    return tuple(sorted(font_manager.findSystemFonts()))
+
+
+@lru_cache(maxsize=None)
+def charmap(path):
+    """The code points a font file maps (an unreadable file: none)."""
+    from matplotlib import ft2font
+    try:
+        return frozenset(ft2font.FT2Font(path).get_charmap())
+    except (OSError, RuntimeError, ValueError):
+        return frozenset()

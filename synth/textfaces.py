@@ -7,7 +7,8 @@ from functools import lru_cache
 
 from PIL import Image, ImageDraw
 
-from synth.fonts import MPL_FAMILIES, _font_files, faces_of, fontpkg_files, load_font
+from synth.fonts import (MPL_FAMILIES, _font_files, charmap, faces_of, fontpkg_files,
+                         installed_font_files, load_font)
 
 # fontpkg-* families by role (installed ones only are used). A family may serve several roles.
 ROLES = {
@@ -130,24 +131,12 @@ def _pool_draws(ch, held_out, user_fonts):
     return any(_drawers(role, held_out, ch, user_fonts) for role in ROLES)
 
 
-@lru_cache(maxsize=None)
 def system_font_files():
-    """The font files installed on this machine (fontconfig's folders, as matplotlib lists them),
-    in a fixed order; [] where SYNTH_SYSTEM_FONTS is 0."""
+    """The font files installed on this machine, in a fixed order; none where
+    SYNTH_SYSTEM_FONTS is 0."""
     if os.environ.get(SYSTEM_FONTS_ENV, "1") == "0":
         return ()
-    from matplotlib import font_manager
-    return tuple(sorted(font_manager.findSystemFonts()))
-
-
-@lru_cache(maxsize=None)
-def _charmap(path):
-    """The code points a font file maps (an unreadable file: none)."""
-    from matplotlib import ft2font
-    try:
-        return frozenset(ft2font.FT2Font(path).get_charmap())
-    except (OSError, RuntimeError, ValueError):
-        return frozenset()
+    return installed_font_files()
 
 
 @lru_cache(maxsize=4096)
@@ -158,7 +147,7 @@ def system_faces(chars):
     need = sorted(c for c in chars if c != " ")
     out = []
     for path in system_font_files():
-        if all(ord(c) in _charmap(path) for c in need) and all(draws(path, c) for c in need):
+        if all(ord(c) in charmap(path) for c in need) and all(draws(path, c) for c in need):
             out.append((os.path.splitext(os.path.basename(path))[0], (path, None)))
     return tuple(out)
 

@@ -10,6 +10,7 @@ import torch
 
 import eval as ev
 from support import figtext
+from synth.fonts import charmap
 
 TTF = os.path.join(matplotlib.get_data_path(), "fonts", "ttf")
 
@@ -18,7 +19,7 @@ TTF = os.path.join(matplotlib.get_data_path(), "fonts", "ttf")
 def installed(monkeypatch):
     """Stands in for the system's font files: set the list the test needs."""
     files = []
-    monkeypatch.setattr(figtext, "_installed", lambda: tuple(files))
+    monkeypatch.setattr(figtext, "installed_font_files", lambda: tuple(files))
     return files
 
 
@@ -29,7 +30,7 @@ def test_latin_text_needs_no_other_font(installed):
 
 def test_a_character_dejavu_lacks_takes_an_installed_font_that_has_it(installed):
     stix = os.path.join(TTF, "STIXGeneral.ttf")
-    extra = sorted(figtext._charmap(stix) - figtext._charmap(os.path.join(TTF, "DejaVuSans.ttf")))
+    extra = sorted(charmap(stix) - charmap(os.path.join(TTF, "DejaVuSans.ttf")))
     char = next(chr(c) for c in extra if chr(c).isprintable() and not chr(c).isspace())
     assert figtext.families_for(["A" + char]) == (["DejaVu Sans"], char)  # nothing installed
     installed.append(stix)

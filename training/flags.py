@@ -123,7 +123,8 @@ def add_data_flags(a, rare):
     a("--synth-mix", type=float, default=SYNTH_MIX,
       help="share of every epoch's images drawn anew by the text generator (synth/text.py) in "
            "the training texts' characters, lengths and layouts, so that rare characters are "
-           "seen often; 0: none")
+           "seen often; 0: none. With --init from a line reader: 0.3 where a fifth of the "
+           "texts hold characters its vocabulary lacks (README \"New characters\")")
     rare("--normalize", action=argparse.BooleanOptionalAction, default=NORMALIZE,
       help="map input pixels [0, 1] -> [-1, 1] inside the model (stored in the checkpoint)")
 

@@ -40,7 +40,8 @@ from bench import mnist_lines
 from synth.line import render_line
 from synth.text import amount, meter_reading
 
-PROVINCES = "皖京津沪渝冀豫云辽黑湘鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
+PROVINCES = ("皖京津沪渝冀豫云辽黑湘鲁新苏浙"  # 皖 first: most plates' province here
+             "赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼")
 PLATE_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # no I or O on a Chinese plate
 
 

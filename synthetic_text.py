@@ -182,8 +182,8 @@ def main(argv=None):
     ap.add_argument("--font", nargs="+", default=[], metavar="FILE",
                     help="your own TrueType/OpenType files (.ttf, .otf, .ttc), drawn in the "
                          "printed, plate, stamped and dot-matrix styles beside the bundled faces: "
-                         "for characters those do not draw (Chinese, Cyrillic, ...); "
-                         f"sets {FONTS_ENV}, which train.py --synth-mix also reads")
+                         "for characters those do not draw (Chinese, Cyrillic, ...); sets "
+                         f"{FONTS_ENV} for this run (set it yourself for train.py --synth-mix)")
     ap.add_argument("--preview", metavar="PNG", default=None,
                     help="only save a contact sheet of every style (training and held-out rows)")
     ap.add_argument("--list-styles", action="store_true",

@@ -121,6 +121,9 @@ def test_a_users_font_draws_characters_no_bundled_face_does(tmp_path, few_faces,
     with pytest.raises(SystemExit):
         make_lines.main(["--kind", "cn-plates", "--out", str(tmp_path / "bad"), "--font", __file__])
     assert "test_synthetic_text.py (SYNTH_FONTS): not a font file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # no Chinese font: one line, nothing written
+        make_lines.main(["--kind", "cn-plates", "--out", str(tmp_path / "bad")])
+    assert "no font here draws the provinces" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
     assert synthetic_text.main(["--out", str(tmp_path / "cyr"), "--font", dejavu, *args]) == 0
     for split in ("train", "test_ood"):  # the user's face serves both pools

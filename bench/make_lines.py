@@ -40,7 +40,8 @@ from bench import mnist_lines
 from synth.line import render_line, uncovered
 from synth.text import amount, meter_reading
 
-PROVINCES = ("皖京津沪渝冀豫云辽黑湘鲁新苏浙"  # 皖 first: most plates' province here
+# the 31 provinces; the first, 皖, is most plates' province here
+PROVINCES = ("皖京津沪渝冀豫云辽黑湘鲁新苏浙"
              "赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼")
 PLATE_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # no I or O on a Chinese plate
 

@@ -3,6 +3,7 @@ Cyrillic; a title with other characters (a Chinese plate's province) takes, behi
 installed fonts that draw them, and the characters no installed font draws are named once
 instead of matplotlib's warning per glyph."""
 import contextlib
+import functools
 import logging
 import sys
 import warnings
@@ -24,12 +25,19 @@ def families_for(texts):
             break
         drawn = missing & charmap(path)
         if drawn:
-            font_manager.fontManager.addfont(path)
-            name = font_manager.FontProperties(fname=path).get_name()
+            name = _registered(path)
             if name not in families:
                 families.append(name)
             missing -= drawn
     return families, "".join(sorted(chr(c) for c in missing))
+
+
+@functools.lru_cache(maxsize=None)
+def _registered(path):
+    """The family name of a font file, added to matplotlib's fonts once per process."""
+    from matplotlib import font_manager
+    font_manager.fontManager.addfont(path)
+    return font_manager.FontProperties(fname=path).get_name()
 
 
 def title_font(texts, who):

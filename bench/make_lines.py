@@ -23,7 +23,8 @@ fine-tuning reads such text (a decimal point, a new hand), not how real photos o
   in those real handwritten digits, with points and commas drawn as a pen leaves them.
 - cn-plates: Chinese licence plates ("皖A12345": a province, a letter, five letters or digits;
   no I or O) in the plate style, the province and the rest in a CJK font given by --font (e.g.
-  Debian's fonts-wqy-zenhei); half the test photos take the held-out plate variants. The
+  Debian's fonts-wqy-zenhei), else in the packaged Noto CJK faces (requirements.txt); half the
+  test photos take the held-out plate variants. The
   province is 皖 in 60% of them, else one of the other 30: characters weights/reader.pt never
   saw, some of which a few hundred photos show only a few times.
 Deterministic per --seed.
@@ -110,8 +111,8 @@ def main(argv=None):
     except ValueError as e:
         p.error(str(e))
     if args.kind == "cn-plates" and uncovered(PROVINCES + PLATE_LETTERS):
-        p.error("--kind cn-plates: no font here draws the provinces; give a Chinese one with "
-                "--font FILE (e.g. Debian's fonts-wqy-zenhei)")
+        p.error("--kind cn-plates: no font here draws the provinces; run ./setup.sh (its "
+                "justmytype-intl-cjk draws them) or give a Chinese one with --font FILE")
     mnist = None
     if args.kind in MNIST_KINDS:
         if not args.mnist:

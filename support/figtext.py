@@ -1,26 +1,26 @@
 """Fonts for the texts a figure shows. matplotlib's own face (DejaVu Sans) draws Latin, Greek and
 Cyrillic; a title with other characters (a Chinese plate's province) takes, behind it, the
-installed fonts that draw them, and the characters no installed font draws are named once
-instead of matplotlib's warning per glyph."""
+packaged and installed fonts that draw them (synth/fonts.fallback_font_files), and the
+characters no such font draws are named once instead of matplotlib's warning per glyph."""
 import contextlib
 import functools
 import logging
 import sys
 import warnings
 
-from synth.fonts import charmap, installed_font_files
+from synth.fonts import charmap, fallback_font_files
 
 DEFAULT = "DejaVu Sans"
 
 
 def families_for(texts):
-    """(font families, characters none draws): DejaVu Sans, then one installed font for each
+    """(font families, characters none draws): DejaVu Sans, then one fallback font for each
     character it lacks, for matplotlib's per-glyph fallback (fontfamily=families)."""
     from matplotlib import font_manager
     wanted = {ord(c) for t in texts for c in t if not c.isspace()}
     missing = wanted - charmap(font_manager.findfont(DEFAULT))
     families = [DEFAULT]
-    for path in installed_font_files():
+    for path in fallback_font_files():
         if not missing:
             break
         drawn = missing & charmap(path)

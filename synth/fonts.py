@@ -1,7 +1,8 @@
 """TrueType digit faces for the synthetic generator: the font files found here (matplotlib's
 own and the fontpkg-* packages), the faces that draw ten distinct lining digits, and their
-glyph masks, rendered once and cached; and the machine's installed font files with the code
-points each maps (the text generator's and the figures' fallback for other scripts)."""
+glyph masks, rendered once and cached; and the fonts for other scripts (the packaged ones of
+requirements.txt, then the machine's) with the code points each maps: the text generator's and
+the figures' fallback."""
 import importlib.util
 import os
 from functools import lru_cache
@@ -21,6 +22,10 @@ FONTPKG_FAMILIES = (
     "cinzel", "bitter", "kalam", "russo-one", "space-mono", "league-spartan", "chakra-petch",
     "josefin-sans", "abril-fatface", "exo-2",
 )
+# Packages of openly licensed (OFL-1.1) fonts for scripts the fontpkg faces lack, installed from
+# requirements.txt like them: justmytype-intl-cjk holds Noto Sans SC, TC, JP and KR, so Chinese,
+# Japanese and Korean draw on every machine set up by setup.sh. Missing packages are skipped.
+SCRIPT_FONT_PACKAGES = ("justmytype_intl_cjk",)
 # matplotlib's bundled files, grouped into families by file-name prefix (longest match first).
 MPL_FAMILIES = (("DejaVuSansMono", "dejavu-sans-mono"), ("DejaVuSans", "dejavu-sans"),
                 ("DejaVuSerif", "dejavu-serif"), ("STIXGeneral", "stix"), ("cm", "computer-modern"))
@@ -124,6 +129,26 @@ def font_families():
 def fonts():
     """All usable TrueType faces as (path, weight) pairs."""
     return tuple(face for faces in font_families().values() for face in faces)
+
+
+@lru_cache(maxsize=None)
+def script_font_files():
+    """The font files of the SCRIPT_FONT_PACKAGES installed here, in a fixed order."""
+    files = []
+    for package in SCRIPT_FONT_PACKAGES:
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        for folder, _, names in sorted(os.walk(list(spec.submodule_search_locations)[0])):
+            files += [os.path.join(folder, n) for n in sorted(names)
+                      if n.lower().endswith((".ttf", ".otf"))]
+    return tuple(files)
+
+
+def fallback_font_files():
+    """The fonts for characters no bundled face draws: the packaged script fonts, then the
+    machine's installed ones."""
+    return script_font_files() + installed_font_files()
 
 
 @lru_cache(maxsize=None)

@@ -7,8 +7,8 @@ from functools import lru_cache
 
 from PIL import Image, ImageDraw
 
-from synth.fonts import (MPL_FAMILIES, _font_files, charmap, faces_of, fontpkg_files,
-                         installed_font_files, load_font)
+from synth.fonts import (MPL_FAMILIES, _font_files, charmap, faces_of, fallback_font_files,
+                         fontpkg_files, load_font, script_font_files)
 
 # fontpkg-* families by role (installed ones only are used). A family may serve several roles.
 ROLES = {
@@ -39,8 +39,9 @@ HELD_OUT_FAMILIES = frozenset({"kalam", "dancing-script", "bitter", "exo-2", "jo
 FONTS_ENV = "SYNTH_FONTS"
 USER_FONT_ROLES = ("printed", "plate", "stamped", "dotmatrix")
 # A text with a character that no face of the pool draws (a Chinese plate's province) is drawn
-# in these roles in the installed system fonts that draw all of it, unless this variable is 0.
-# Texts the pool draws never are, so their images do not depend on the machine.
+# in these roles in the packaged script fonts that draw all of it (synth/fonts.py; the same on
+# every machine), or where none does, in the machine's installed fonts that do, unless this
+# variable is 0. Texts the pool draws never are, so their images do not depend on the machine.
 SYSTEM_FONTS_ENV = "SYNTH_SYSTEM_FONTS"
 COVER_SIZE = 28  # pixel size of the coverage test renders
 MISSING = "\U0010fffd"  # a private-use code point no face maps: it draws the face's .notdef
@@ -132,24 +133,26 @@ def _pool_draws(ch, held_out, user_fonts):
 
 
 def system_font_files():
-    """The font files installed on this machine, in a fixed order; none where
-    SYNTH_SYSTEM_FONTS is 0."""
+    """The packaged script fonts, then the machine's installed ones, in a fixed order; none
+    where SYNTH_SYSTEM_FONTS is 0."""
     if os.environ.get(SYSTEM_FONTS_ENV, "1") == "0":
         return ()
-    return installed_font_files()
+    return fallback_font_files()
 
 
 @lru_cache(maxsize=4096)
 def system_faces(chars):
-    """(family, (path, None)) of the system's fonts that draw every one of chars (a frozenset):
-    the faces of a text that no bundled or SYNTH_FONTS face draws, such as Chinese where a
-    Chinese font is installed."""
+    """(family, (path, weight)) of the fallback fonts that draw every one of chars (a frozenset):
+    the faces of a text that no bundled or SYNTH_FONTS face draws, such as Chinese. The packaged
+    ones where any draws it (a variable one at several weights), else the machine's."""
     need = sorted(c for c in chars if c != " ")
-    out = []
+    packaged, machine = [], []
     for path in system_font_files():
         if all(ord(c) in charmap(path) for c in need) and all(draws(path, c) for c in need):
-            out.append((os.path.splitext(os.path.basename(path))[0], (path, None)))
-    return tuple(out)
+            name = os.path.splitext(os.path.basename(path))[0]
+            into = packaged if path in script_font_files() else machine
+            into += [(name, face) for face in faces_of(path)]
+    return tuple(packaged or machine)
 
 
 @lru_cache(maxsize=None)

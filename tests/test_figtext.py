@@ -19,7 +19,7 @@ TTF = os.path.join(matplotlib.get_data_path(), "fonts", "ttf")
 def installed(monkeypatch):
     """Stands in for the system's font files: set the list the test needs."""
     files = []
-    monkeypatch.setattr(figtext, "installed_font_files", lambda: tuple(files))
+    monkeypatch.setattr(figtext, "fallback_font_files", lambda: tuple(files))
     return files
 
 
@@ -48,3 +48,13 @@ def test_gallery_names_undrawable_characters_once_without_glyph_warnings(install
     err = capfd.readouterr().err
     assert err.count("no installed font draws") == 1 and "'沪皖'" in err, err
     assert (tmp_path / "mistakes.png").stat().st_size > 0
+
+
+def test_chinese_titles_take_the_packaged_noto_faces():
+    # requirements.txt installs Noto Sans SC and its kin, so a fresh clone's figures draw a
+    # Chinese plate's province instead of a box
+    from synth import fonts
+    if not fonts.script_font_files():
+        pytest.skip("justmytype-intl-cjk is not installed")
+    families, missing = figtext.families_for(["皖A12345", "鲁B0000"])
+    assert missing == "" and any(f.startswith("Noto Sans") for f in families[1:]), families

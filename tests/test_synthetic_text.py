@@ -12,7 +12,8 @@ import synthetic_text
 import train
 from bench import make_lines, mnist_lines
 from formats.records import load_split
-from synth import textfaces
+from synth import fonts, textfaces
+from synth.fonts import charmap
 from synth.line import STYLES, render_line, uncovered, variants
 from synth.text import DEFAULT_ALPHABET, sample_text
 from synthetic import image_rng
@@ -148,8 +149,37 @@ def test_installed_fonts_draw_only_texts_the_pool_cannot(tmp_path, few_faces, mo
                                 "3", "--val", "0", "--test-ood", "0", "--workers", "1"]) == 0
 
 
+def test_packaged_script_fonts_come_before_the_machines(few_faces, monkeypatch):
+    # a text the packaged fonts draw takes only them, so its images are the same on a machine
+    # with other fonts installed; the machine's draw what no packaged font does
+    import matplotlib
+    ttf = os.path.join(matplotlib.get_data_path(), "fonts", "ttf")
+    packaged, machine = os.path.join(ttf, "DejaVuSans.ttf"), os.path.join(ttf, "STIXGeneral.ttf")
+    monkeypatch.setattr(textfaces, "script_font_files", lambda: (packaged,))
+    monkeypatch.setattr(textfaces, "system_font_files", lambda: (packaged, machine))
+    assert [f[1][0] for f in textfaces.system_faces(frozenset("Ж1"))] == [packaged]
+    only_stix = next(chr(c) for c in sorted(charmap(machine) - charmap(packaged))
+                     if chr(c).isalpha() and textfaces.draws(machine, chr(c)))
+    assert [f[1][0] for f in textfaces.system_faces(frozenset("1" + only_stix))] == [machine]
+
+
+def test_chinese_draws_with_the_packaged_fonts_alone(monkeypatch):
+    # requirements.txt installs Noto Sans SC and its kin: every province of a Chinese plate
+    # draws on any machine, with none of the machine's own fonts
+    if not fonts.script_font_files():
+        pytest.skip("justmytype-intl-cjk is not installed")
+    monkeypatch.setattr(textfaces, "system_font_files", fonts.script_font_files)
+    textfaces.system_faces.cache_clear()
+    try:
+        assert uncovered(make_lines.PROVINCES + "A1") == []
+        faces = textfaces.covering("plate", False, "皖A12345")
+        assert faces and all(f[1][0] in fonts.script_font_files() for f in faces)
+    finally:
+        textfaces.system_faces.cache_clear()
+
+
 def test_synth_system_fonts_0_leaves_the_machines_fonts_out(monkeypatch):
-    monkeypatch.setattr(textfaces, "installed_font_files", lambda: ("/fonts/any.ttf",))
+    monkeypatch.setattr(textfaces, "fallback_font_files", lambda: ("/fonts/any.ttf",))
     assert textfaces.system_font_files() == ("/fonts/any.ttf",)
     monkeypatch.setenv(textfaces.SYSTEM_FONTS_ENV, "0")
     assert textfaces.system_font_files() == ()

@@ -23,9 +23,9 @@ fine-tuning reads such text (a decimal point, a new hand), not how real photos o
   in those real handwritten digits, with points and commas drawn as a pen leaves them.
 - cn-plates: Chinese licence plates ("皖A12345": a province, a letter, five letters or digits;
   no I or O) in the plate style, the province and the rest in a CJK font given by --font (e.g.
-  Debian's fonts-wqy-zenhei), else in the packaged Noto CJK faces (requirements.txt); half the
-  test photos take the held-out plate variants. The
-  province is 皖 in 60% of them, else one of the other 30: characters weights/reader.pt never
+  Debian's fonts-wqy-zenhei), else in the packaged Noto CJK faces (requirements.txt), the
+  province condensed as a plate draws it; half the test photos take the held-out plate
+  variants. The province is 皖 in 60% of them, else one of the other 30: characters weights/reader.pt never
   saw, some of which a few hundred photos show only a few times.
 Deterministic per --seed.
 """

@@ -1,5 +1,7 @@
 """Drawing a line of text in a TrueType face as an ink mask (optionally with per-character
-jitter, as handwriting), and the small painting helpers the line styles share."""
+jitter, as handwriting, or with wide characters condensed, as a plate draws them), and the small
+painting helpers the line styles share."""
+import unicodedata
 from functools import lru_cache
 
 import numpy as np
@@ -9,13 +11,19 @@ from synth.fonts import load_font
 from synth.surfaces import blend
 
 
-def text_mask(rng, text, face, size, pad, tracking=0.0, jitter=0.0, slant=0.0):
+def is_wide(c):
+    """A character East Asian faces draw a full em wide (a Chinese, Japanese or Korean one)."""
+    return unicodedata.east_asian_width(c) in ("W", "F")
+
+
+def text_mask(rng, text, face, size, pad, tracking=0.0, jitter=0.0, slant=0.0, wide=1.0):
     """(H, W) float32 ink in [0, 1] of `text` at `size` px with `pad` px all round.
 
     tracking: extra advance per character, in sizes; jitter (0..1): per-character rotation,
     scale and baseline wobble, and per-character tracking noise, as handwriting has; slant:
-    the mean italic shear (x per y) of a random slant and a small rotation."""
-    im = _line(rng, text, face, size, pad, tracking, jitter)
+    the mean italic shear (x per y) of a random slant and a small rotation; wide: the width of
+    each wide character (is_wide) as a share of its face's."""
+    im = _line(rng, text, face, size, pad, tracking, jitter, wide)
     if slant or rng.random() < 0.5:  # shear and rotate the ink only: cheaper than the image
         shear = rng.normal(slant, 0.12 if slant else 0.06)
         angle = np.deg2rad(rng.normal(0, 1.5))
@@ -27,18 +35,18 @@ def text_mask(rng, text, face, size, pad, tracking=0.0, jitter=0.0, slant=0.0):
     return np.asarray(im, np.float32) / 255
 
 
-def _line(rng, text, face, size, pad, tracking, jitter):
+def _line(rng, text, face, size, pad, tracking, jitter, wide=1.0):
     """The 'L' image of the line, upright."""
     path, weight = face
     font = load_font(path, size, weight)
     ascent, descent = font.getmetrics()
     H = ascent + descent + 2 * pad
-    if tracking == 0 and jitter == 0:  # one call: the face's own kerning
+    if tracking == 0 and jitter == 0 and wide == 1:  # one call: the face's own kerning
         W = int(np.ceil(font.getlength(text))) + 2 * pad
         im = Image.new("L", (W, H))
         ImageDraw.Draw(im).text((pad, pad + ascent), text, font=font, fill=255, anchor="ls")
         return im
-    advances = [font.getlength(c) + tracking * size for c in text]
+    advances = [font.getlength(c) * (wide if is_wide(c) else 1) + tracking * size for c in text]
     if jitter:
         advances = [a + rng.normal(0, 0.04 * jitter) * size for a in advances]
     W = int(np.ceil(sum(advances) + (1 + 0.5 * jitter) * size)) + 2 * pad
@@ -50,7 +58,8 @@ def _line(rng, text, face, size, pad, tracking, jitter):
         if c != " ":
             dy = jitter * size * (0.05 * np.sin(wobble + i / period * 2 * np.pi)
                                   + rng.normal(0, 0.02))
-            _char(rng, ink, c, face, size, x, pad + ascent + dy, jitter)
+            squeeze = wide if is_wide(c) else 1.0
+            _char(rng, ink, c, face, size, x, pad + ascent + dy, jitter, squeeze)
         x += adv
     return Image.fromarray((ink * 255).astype(np.uint8))
 
@@ -66,9 +75,13 @@ def _glyph(path, weight, size, c):
     return im, left, top
 
 
-def _char(rng, ink, c, face, size, x, baseline, jitter):
-    """One character into ink at (x, baseline), rotated and scaled by up to jitter's amount."""
+def _char(rng, ink, c, face, size, x, baseline, jitter, squeeze=1.0):
+    """One character into ink at (x, baseline), rotated and scaled by up to jitter's amount,
+    its width times squeeze."""
     im, left, top = _glyph(face[0], face[1], size, c)
+    if squeeze != 1:  # about the origin, as the advance that places it was
+        im = im.resize((max(1, round(im.size[0] * squeeze)), im.size[1]), Image.BILINEAR)
+        left = left * squeeze
     cx, cy = left + im.size[0] / 2, top + im.size[1] / 2  # its centre, from the origin
     if jitter:
         scale = 1 + rng.normal(0, 0.06 * jitter)

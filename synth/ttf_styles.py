@@ -4,7 +4,7 @@ the (H, W, 3) float32 image and the (H, W) ink of its text, with room around the
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from synth.ink import flat, ink_box, paint, text_mask
+from synth.ink import flat, ink_box, is_wide, paint, text_mask
 from synth.surfaces import apply_material, random_colour
 
 PLATE_SCHEMES = {  # (plate, text) colours: two colours per plate
@@ -13,6 +13,10 @@ PLATE_SCHEMES = {  # (plate, text) colours: two colours per plate
            ((235, 240, 235), (20, 90, 40)), ((30, 30, 35), (235, 235, 235))),
     "yellow": (((245, 200, 30), (15, 15, 15)),),
 }
+# Plates draw every character in one narrow cell (a Chinese plate's province 45 x 90 mm, as its
+# letters), while a CJK face draws a full em wide: such characters are condensed to this share
+# of their width. Texts without one draw no extra number, so their images stay as they were.
+WIDE_ON_PLATES = (0.5, 1.0)
 INKS = ((25, 45, 150), (20, 20, 30), (95, 95, 105), (150, 25, 30))  # pen blue, black, pencil, red
 STAMP_INKS = ((180, 30, 40), (30, 50, 160), (100, 40, 130), (25, 25, 30))
 
@@ -43,8 +47,10 @@ def printed(rng, text, variant, face, size):
 
 
 def plate(rng, text, variant, face, size):
-    """A plate of two colours around the text: border, screws, and on 'eu' a blue band."""
-    ink = text_mask(rng, text, face, size, int(size * 0.8), rng.uniform(0, 0.12))
+    """A plate of two colours around the text: border, screws, and on 'eu' a blue band. Wide
+    (CJK) characters are condensed to WIDE_ON_PLATES of their face's width."""
+    wide = rng.uniform(*WIDE_ON_PLATES) if any(is_wide(c) for c in text) else 1.0
+    ink = text_mask(rng, text, face, size, int(size * 0.8), rng.uniform(0, 0.12), wide=wide)
     H, W = ink.shape
     x0, y0, x1, y1 = ink_box(ink) or (0, 0, W, H)
     schemes = PLATE_SCHEMES[variant]

@@ -354,3 +354,26 @@ def test_cn_plate_texts_are_a_province_a_letter_and_five_without_i_or_o():
     provinces = [t[0] for t in texts]
     assert set(provinces) == set(make_lines.PROVINCES) and len(make_lines.PROVINCES) == 31
     assert 0.55 < provinces.count("皖") / len(texts) < 0.65
+
+
+def test_plates_condense_wide_characters_only(monkeypatch):
+    # a CJK face draws a province a full em wide; a plate draws it in a narrow cell like its
+    # letters. Latin texts draw no extra number, so their plates are the images they were.
+    from synth import ink, ttf_styles
+    if not fonts.script_font_files():
+        pytest.skip("justmytype-intl-cjk is not installed")
+    face = (fonts.script_font_files()[0], None)
+
+    def width(text, wide):
+        box = ink.ink_box(ink.text_mask(np.random.default_rng(0), text, face, 48, 4, wide=wide))
+        return box[2] - box[0]
+    assert 0.45 < width("皖", 0.5) / width("皖", 1.0) < 0.55
+    assert width("A1", 0.5) == width("A1", 1.0)
+    assert ink.is_wide("皖") and ink.is_wide("한") and not ink.is_wide("A")
+    images = {}
+    for low, high in ((1.0, 1.0), (0.5, 0.5)):
+        monkeypatch.setattr(ttf_styles, "WIDE_ON_PLATES", (low, high))
+        images[low] = [ttf_styles.plate(np.random.default_rng(1), text, "us", face, 40)[1]
+                       for text in ("AB123", "皖A123")]
+    assert images[1.0][0].tobytes() == images[0.5][0].tobytes()
+    assert images[0.5][1].shape[1] < images[1.0][1].shape[1]

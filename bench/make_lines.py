@@ -25,8 +25,8 @@ fine-tuning reads such text (a decimal point, a new hand), not how real photos o
   no I or O) in the plate style, the province and the rest in a CJK font given by --font (e.g.
   Debian's fonts-wqy-zenhei), else in the packaged Noto CJK faces (requirements.txt), the
   province condensed as a plate draws it; half the test photos take the held-out plate
-  variants. The province is 皖 in 60% of them, else one of the other 30: characters weights/reader.pt never
-  saw, some of which a few hundred photos show only a few times.
+  variants. The province is 皖 in 60% of them, else one of the other 30: characters
+  weights/reader.pt never saw, some of which a few hundred photos show only a few times.
 Deterministic per --seed.
 """
 import argparse

@@ -46,7 +46,7 @@ def title_font(texts, who):
     families, missing = families_for(texts)
     if missing:
         print(f"{who}: no installed font draws {missing!r}: the figure shows them as boxes "
-              "(install one that does, e.g. Debian's fonts-wqy-zenhei for Chinese)",
+              "(install a font that does; Chinese, Japanese and Korean come with setup.sh)",
               file=sys.stderr)
     return families
 

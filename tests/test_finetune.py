@@ -342,11 +342,13 @@ def test_finetune_defaults_follow_the_data(tmp_path):
     assert chosen["epochs"] == min(high, max(low, round(start.FINETUNE_IMAGES / 40)))
     assert chosen["augment_style"] == "seed"  # a square model keeps the seed's random crops
     assert "votes" not in chosen  # nor is a near-square model's reading by vote measured
+    assert "elastic" not in chosen  # the warp bends the text style's lines only
     # a line reader (a wide input) keeps its input, whatever the images' aspect, and never
     # crops a character out of the line
     chosen = start.finetune_defaults(args, {"image_size": [32, 128], "crop_size": [32, 128]})
     assert chosen["image_size"] == chosen["crop_size"] == [32, 128]
     assert chosen["augment_style"] == "text"
+    assert chosen["elastic"] == start.FINETUNE_ELASTIC  # its lines bent as another hand would
     assert "head" not in chosen  # no trained ctc head: the checkpoint's attention head
     assert chosen["votes"] == start.FINETUNE_VOTES  # its checkpoint reads by a vote
     # a reader trained with an auxiliary ctc head reads with it where every text ("AB0" to
@@ -379,6 +381,9 @@ def test_finetune_defaults_follow_the_data(tmp_path):
     asked = train.parse_args(["--init", "x.pt", "--train-json", str(folder / "train.json"),
                               "--votes", "1"])  # the image alone asked for: kept
     assert "votes" not in start.finetune_defaults(asked, reader)
+    asked = train.parse_args(["--init", "x.pt", "--train-json", str(folder / "train.json"),
+                              "--elastic", "0"])  # no warp asked for: kept
+    assert "elastic" not in start.finetune_defaults(asked, reader)
     for given in (["--head", "attention"], ["--aux-ctc", "0.5"]):  # a head asked for
         asked = train.parse_args(["--init", "x.pt", "--train-json", str(folder / "train.json"),
                                   *given])
@@ -410,11 +415,14 @@ def test_many_texts_with_new_characters_mix_in_synthetic_lines(tmp_path):
         args = train.parse_args(["--init", "x.pt", "--train-json", str(folder / "train.json")])
         chosen = start.finetune_defaults(args, reader, vocab)
         assert chosen.get("synth_mix") == (start.FINETUNE_SYNTH_MIX if mixed else None), new
+        # the warp read fewer Chinese plates with the mix: it bends only lines without it
+        assert chosen.get("elastic") == (None if mixed else start.FINETUNE_ELASTIC), new
     assert "synth_mix" not in start.finetune_defaults(args, {"image_size": 64, "crop_size": 54},
                                                       vocab[1:])  # "0" new to all, no reader
     given = train.parse_args(["--init", "x.pt", "--train-json", str(folder / "train.json"),
                               "--synth-mix", "0"])
     assert "synth_mix" not in start.finetune_defaults(given, reader, vocab[1:])
+
 
 def test_max_minutes_cuts_the_epochs_and_records_it(digits, tmp_path):
     # a budget that the first epoch already uses up: one epoch, recorded as --epochs 1

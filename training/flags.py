@@ -119,7 +119,8 @@ def add_data_flags(a, rare):
     rare("--elastic", type=float, default=ELASTIC, metavar="HEIGHTS",
       help="--augment-style text only: pixels moved by a smooth random field, as different hands "
            "shape a stroke: its displacement's standard deviation in input heights (0.03: a "
-           "pixel at 32 high), drawn every 8 pixels; 0: none")
+           "pixel at 32 high), drawn every 8 pixels; 0: none. With --init from a line reader: "
+           f"{start.FINETUNE_ELASTIC:g} (README \"Levers measured\")")
     a("--synth-mix", type=float, default=SYNTH_MIX,
       help="share of every epoch's images drawn anew by the text generator (synth/text.py) in "
            "the training texts' characters, lengths and layouts, so that rare characters are "
@@ -204,7 +205,8 @@ def add_system_flags(a, rare):
            "optimizer and schedule; characters new to its vocabulary get new rows. "
            f"Defaults then become {FINETUNE} (given flags win); None is chosen from the "
            "checkpoint and the data: a line reader (a wide input, like weights/reader.pt) keeps "
-           "its input and uses --augment-style text (with a ctc head: its height, widened to "
+           "its input and uses --augment-style text with --elastic "
+           f"{start.FINETUNE_ELASTIC:g} (with a ctc head: its height, widened to "
            f"{start.FINETUNE_LINE_ASPECT:g}:1); a near-square model (replica.pt) gets the "
            "seed's augmentation and the width from the images' median width/height (up to "
            f"{start.FINETUNE_MAX_ASPECT:g}x); a checkpoint trained with --aux-ctc reads with "

@@ -51,8 +51,8 @@ NEW_CHARS_SHARE = 0.2
 FINETUNE_SYNTH_MIX = 0.3
 # a line reader fine-tuned with the text style and no synthetic lines warps its lines by a smooth
 # field of this many input heights (--elastic), as another hand shapes a stroke otherwise: in
-# pairs of runs handwriting, plates, receipts and CAPTCHAs read more; Chinese plates learning
-# their provinces from the mix read less (README "Levers measured")
+# pairs of runs handwriting read 2 points more on average, print, plates and displays as much;
+# Chinese plates learning their provinces from the mix read less (README "Levers measured")
 FINETUNE_ELASTIC = 0.03
 # --init may change these: they shape no weight
 FINETUNE_FLAGS = ("max_len", "dropout", "image_size", "crop_size", "max_stretch", "votes")
@@ -254,13 +254,12 @@ def finetune_defaults(args, config, vocab=None):
     A line reader (a checkpoint with a wide input, like weights/reader.pt) has read lines of
     every aspect squashed into that input: it keeps it, and fine-tunes with the text style, which
     never crops a character out of the line, and warps the lines a little where it mixes in no
-    synthetic ones (FINETUNE_ELASTIC);
-    reading with a ctc head, it keeps its height and widens to FINETUNE_LINE_ASPECT (twice the
-    columns per character for CTC's alignment; the attention head read fewer lines so), where a
-    region keeps its aspect stretched at most FINETUNE_LINE_STRETCH times and the rest is padded
-    (max_stretch); its checkpoint decodes by a vote of FINETUNE_VOTES copies (model.vote). A
-    model of near-square crops (replica.pt, the seed's) gets an input as wide as the images and
-    the seed's random resized crops."""
+    synthetic ones (FINETUNE_ELASTIC); reading with a ctc head, it keeps its height and widens to
+    FINETUNE_LINE_ASPECT (twice the columns per character for CTC's alignment; the attention
+    head read fewer lines so), where a region keeps its aspect stretched at most
+    FINETUNE_LINE_STRETCH times and the rest is padded (max_stretch); its checkpoint decodes by
+    a vote of FINETUNE_VOTES copies (model.vote). A model of near-square crops (replica.pt, the
+    seed's) gets an input as wide as the images and the seed's random resized crops."""
     image_dir, records = load_split(args.train_json[0])
     others = [record for path in args.train_json[1:] for record in load_split(path)[1]]
     n = len(records) + len(others)

@@ -46,7 +46,8 @@ def _line(rng, text, face, size, pad, tracking, jitter, wide=1.0):
         im = Image.new("L", (W, H))
         ImageDraw.Draw(im).text((pad, pad + ascent), text, font=font, fill=255, anchor="ls")
         return im
-    advances = [font.getlength(c) * (wide if is_wide(c) else 1) + tracking * size for c in text]
+    squeezes = [wide if is_wide(c) else 1.0 for c in text]
+    advances = [font.getlength(c) * q + tracking * size for c, q in zip(text, squeezes)]
     if jitter:
         advances = [a + rng.normal(0, 0.04 * jitter) * size for a in advances]
     W = int(np.ceil(sum(advances) + (1 + 0.5 * jitter) * size)) + 2 * pad
@@ -54,11 +55,10 @@ def _line(rng, text, face, size, pad, tracking, jitter, wide=1.0):
     wobble = rng.uniform(0, 2 * np.pi)
     period = rng.uniform(4, 12)
     x = float(pad)
-    for i, (c, adv) in enumerate(zip(text, advances)):
+    for i, (c, adv, squeeze) in enumerate(zip(text, advances, squeezes)):
         if c != " ":
             dy = jitter * size * (0.05 * np.sin(wobble + i / period * 2 * np.pi)
                                   + rng.normal(0, 0.02))
-            squeeze = wide if is_wide(c) else 1.0
             _char(rng, ink, c, face, size, x, pad + ascent + dy, jitter, squeeze)
         x += adv
     return Image.fromarray((ink * 255).astype(np.uint8))
